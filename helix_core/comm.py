@@ -1,0 +1,116 @@
+"""The data plane: named process groups of a plan and the few collectives the engine uses.
+
+NCCL on CUDA, gloo on CPU. A separate gloo group carries small control objects (step commands
+from rank 0) so the data plane never waits on Python object pickling of another backend.
+Collectives over a group of one rank are skipped, so N=1 runs without any communication.
+"""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from .plan import Plan
+
+DEFAULT_TIMEOUT_S = float(os.environ.get("HELIX_COLLECTIVE_TIMEOUT_S", "120"))
+# Followers wait on the control channel between commands; rank 0 sends a heartbeat at least
+# this often (see group.py), so a silent rank 0 is detected within this time.
+CONTROL_TIMEOUT_S = float(os.environ.get("HELIX_CONTROL_TIMEOUT_S", "60"))
+
+
+class _Group:
+    def __init__(self, ranks: list[int], handle):
+        self.ranks = ranks
+        self.handle = handle  # None for a single-rank group
+        self.size = len(ranks)
+
+
+class Comm:
+    """One rank's view of the plan's process groups."""
+
+    def __init__(self, plan: Plan, rank: int, device: torch.device):
+        self.plan = plan
+        self.rank = rank
+        self.world_size = plan.world_size
+        self.device = device
+        self._groups: dict[str, _Group] = {}
+        distributed = dist.is_available() and dist.is_initialized()
+        if distributed and dist.get_world_size() != plan.world_size:
+            raise RuntimeError(f"process group has {dist.get_world_size()} ranks, plan needs {plan.world_size}")
+        # new_group is collective over the world: every rank creates every group, in the same order.
+        for name, rank_lists in plan.process_groups().items():
+            for ranks in rank_lists:
+                handle = dist.new_group(ranks) if distributed and len(ranks) > 1 else None
+                if rank in ranks:
+                    self._groups[name] = _Group(ranks, handle)
+        self._control = None
+        if distributed and plan.world_size > 1:
+            self._control = dist.new_group(backend="gloo", timeout=timedelta(seconds=CONTROL_TIMEOUT_S))
+
+    # ---- groups ---------------------------------------------------------------------------------
+    def size(self, group: str) -> int:
+        return self._groups[group].size
+
+    def index_in(self, group: str) -> int:
+        return self._groups[group].ranks.index(self.rank)
+
+    # ---- collectives ----------------------------------------------------------------------------
+    def all_reduce(self, tensor: torch.Tensor, group: str = "all") -> torch.Tensor:
+        g = self._groups[group]
+        if g.handle is not None:
+            dist.all_reduce(tensor, group=g.handle)
+        return tensor
+
+    def all_to_all(self, output: torch.Tensor, inputs: torch.Tensor, group: str, async_op: bool = False):
+        """Dim 0 of `inputs` is split evenly: piece i goes to the i-th rank of the group."""
+        g = self._groups[group]
+        if g.handle is None:
+            output.copy_(inputs)
+            return None
+        return dist.all_to_all_single(output, inputs, group=g.handle, async_op=async_op)
+
+    def all_gather(self, tensor: torch.Tensor, group: str = "all") -> torch.Tensor:
+        """Concatenate every rank's tensor along a new leading dim."""
+        g = self._groups[group]
+        if g.handle is None:
+            return tensor.unsqueeze(0)
+        out = torch.empty((g.size, *tensor.shape), dtype=tensor.dtype, device=tensor.device)
+        dist.all_gather_into_tensor(out, tensor.contiguous(), group=g.handle)
+        return out
+
+    def broadcast(self, tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
+        if self.world_size > 1:
+            dist.broadcast(tensor, src=src)
+        return tensor
+
+    def broadcast_object(self, obj=None, src: int = 0):
+        """Control plane inside the group: rank `src` sends a picklable object to every rank."""
+        if self.world_size == 1:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=src, group=self._control)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier(group=self._control)
+
+
+def init_distributed(rank: int, world_size: int, init_method: str, device: torch.device,
+                     timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    """Join the rank group: NCCL for CUDA devices, gloo for CPU; every collective times out."""
+    if world_size == 1:
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    kwargs = {}
+    if device.type == "cuda":
+        kwargs["device_id"] = device
+    dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world_size,
+                            timeout=timedelta(seconds=timeout_s), **kwargs)
+
+
+def shutdown_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,295 @@
+"""One rank's engine: its weight shards, its KV pages, and the prefill / decode steps.
+
+Every rank runs the same command with the same arguments (rank 0 broadcasts them, see
+group.py), so all control flow below depends only on replicated metadata and every rank
+enters the same collectives in the same order. Requests are validated before any collective,
+identically on every rank, so a bad request fails everywhere without a hang.
+The next token is sampled once, on rank 0, and broadcast.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .checkpoint import CheckpointReader
+from .comm import Comm
+from .config import ModelConfig
+from .kv_cache import KVCapacityError, PagedKVCache, StagePlacement
+from .models import build_model
+from .plan import Plan
+from .sampling import SamplingParams, sample
+from .sharded_attention import ShardedAttention
+from .step import build_step
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+
+
+class RequestError(ValueError):
+    """A request the engine refuses (bad token id, unknown sequence...); the message names the field."""
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    dtype: str = "float32"
+    page_size: int = 16  # tokens per KV page (allocation granularity)
+    stage_size: int = 16  # tokens appended to one KVP rank before moving to the next
+    kv_pages: int = 256  # pages per rank
+    prefill_chunk: int = 256  # prompt tokens per forward pass
+    hopb_pieces: int = 1  # HOP-B: pieces the batch is cut into (1 = off)
+    seed: int = 0  # generator of unseeded sampling
+
+
+@dataclass
+class PrefillItem:
+    seq_id: int
+    token_ids: list[int]
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    final: bool = True  # the prompt ends with this chunk: sample the first new token
+
+
+@dataclass
+class TokenOut:
+    seq_id: int
+    token_id: int
+    logprob: float
+    logits: torch.Tensor | None = None  # full-vocabulary fp32 logits, when asked for
+
+
+@dataclass
+class _Sequence:
+    start_rank: int
+    sampling: SamplingParams
+    pending_token: int | None = None  # sampled, not yet fed back
+
+
+class _StepContext:
+    """The LayerContext of one step: attention over this step's batch, all-reduce over all N."""
+
+    def __init__(self, attention: ShardedAttention, batch, comm: Comm):
+        self._attention, self._batch, self._comm = attention, batch, comm
+
+    def attend(self, layer, q, k, v, value_dim=None):
+        return self._attention(layer, self._batch, q, k, v, value_dim)
+
+    def all_reduce(self, x):
+        return self._comm.all_reduce(x, "all")
+
+
+class Engine:
+    def __init__(self, model_dir: str, plan: Plan, rank: int, comm: Comm, device: torch.device,
+                 options: EngineOptions = EngineOptions()):
+        self.cfg = ModelConfig.from_dir(model_dir)
+        plan.validate(self.cfg)
+        if options.dtype not in DTYPES:
+            raise ValueError(f"dtype {options.dtype!r}: choose one of {sorted(DTYPES)}")
+        self.plan, self.rank, self.comm, self.device, self.options = plan, rank, comm, device, options
+        self.dtype = DTYPES[options.dtype]
+        self.reader = CheckpointReader(model_dir)
+        self.model = build_model(self.cfg, plan, rank, self.reader, self._loader())
+        coords = plan.coords(rank)
+        shard = self.model.shard
+        self.cache = PagedKVCache(
+            num_layers=self.cfg.num_layers, num_pages=options.kv_pages, page_size=options.page_size,
+            kv_heads=shard.kv_heads[1] - shard.kv_heads[0],
+            key_dim=(self.cfg.kv_lora_rank + self.cfg.qk_rope_head_dim) if self.cfg.is_mla else self.model.local_head_dim,
+            value_dim=None if self.cfg.is_mla else self.model.local_value_dim,
+            placement=StagePlacement(plan.kvp, options.stage_size), kvp_rank=coords.kvp_rank,
+            dtype=self.dtype, device=device)
+        self.attention = ShardedAttention(
+            shard=shard, num_heads=self.cfg.num_heads, num_kv_heads=self.cfg.cached_kv_heads, kvp=plan.kvp,
+            comm=comm, cache=self.cache, scale=self.model.attention_scale, hopb_pieces=options.hopb_pieces)
+        self.sequences: dict[int, _Sequence] = {}
+        self._next_start_rank = 0
+        self._generator = torch.Generator(device=device).manual_seed(options.seed)
+
+    def _loader(self):
+        def load(name, dim=0, ranges=None, boxes=None, dtype=None):
+            boxes = boxes if boxes is not None else ({dim: ranges} if ranges is not None else None)
+            return self.reader.read_box(name, boxes, dtype=dtype or self.dtype, device=self.device)
+
+        return load
+
+    # ---- commands -----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def prefill(self, items: list[PrefillItem], return_logits: bool = False) -> list[TokenOut]:
+        """Append prompt tokens (new or continued sequences); sample after each final chunk."""
+        self._validate_prefill(items)
+        for item in items:
+            if item.seq_id not in self.sequences:
+                self.sequences[item.seq_id] = _Sequence(self._next_start_rank, item.sampling)
+                self.cache.add_sequence(item.seq_id, self._next_start_rank)
+                self._next_start_rank = (self._next_start_rank + 1) % self.plan.kvp
+        results = []
+        for piece, flags in self._prefill_passes(items):
+            results += self._forward(piece, flags, return_logits)
+        return results
+
+    @torch.inference_mode()
+    def decode(self, seq_ids: list[int], input_tokens: list[int] | None = None,
+               return_logits: bool = False) -> list[TokenOut]:
+        """One new token for each sequence. `input_tokens` replaces the sampled tokens fed back
+        (teacher forcing)."""
+        self._validate_decode(seq_ids, input_tokens)
+        feed = input_tokens or [self.sequences[s].pending_token for s in seq_ids]
+        return self._forward([(s, [t]) for s, t in zip(seq_ids, feed)], [True] * len(seq_ids), return_logits)
+
+    def free(self, seq_ids: list[int]) -> None:
+        for seq_id in seq_ids:
+            self.sequences.pop(seq_id, None)
+            self.cache.free(seq_id)
+
+    def stats(self) -> dict:
+        return {
+            "rank": self.rank,
+            "sequences": len(self.sequences),
+            "kv_pages_total": self.cache.num_pages,
+            "kv_pages_used_per_kvp_rank": self.cache.pages_used_per_rank(),
+            "kv_tokens_local": {s: self.cache.local_length(s) for s in self.sequences},
+            "hopb_pieces_run": self.attention.stats.hopb_pieces_run,
+            "weight_bytes": self.weight_bytes(),
+            "kv_bytes": self.cache.total_bytes(),
+            "checkpoint_bytes_read": self.reader.bytes_read,
+        }
+
+    def gather_stats(self) -> list[dict]:
+        """stats() of every rank, in rank order (a collective: every rank must call it)."""
+        if self.plan.world_size == 1:
+            return [self.stats()]
+        import torch.distributed as dist
+
+        out = [None] * self.plan.world_size
+        dist.all_gather_object(out, self.stats(), group=self.comm._control)
+        return out
+
+    def agreement(self) -> dict:
+        """Checksums every rank computes from its own state: sampled tokens fed back and the last
+        MoE routing. Rank 0 gets every rank's values; all must be equal."""
+        tokens = [self.sequences[s].pending_token or 0 for s in sorted(self.sequences)]
+        routing = [getattr(layer.ffn, "last_routing", None) for layer in getattr(self.model, "layers", [])]
+        routing_sum = sum(int((r.long() * (1 + torch.arange(r.numel(), device=r.device).view_as(r))).sum())
+                          for r in routing if r is not None)
+        local = torch.tensor([sum((i + 1) * t for i, t in enumerate(tokens)), routing_sum],
+                             dtype=torch.float64, device=self.device)
+        gathered = self.comm.all_gather(local)
+        return {"tokens": gathered[:, 0].tolist(), "routing": gathered[:, 1].tolist()}
+
+    def weight_bytes(self) -> int:
+        seen: dict[int, int] = {}
+        _collect_tensors(self.model, seen)
+        return sum(seen.values())
+
+    # ---- internals ----------------------------------------------------------------------------
+    def _validate_prefill(self, items: list[PrefillItem]) -> None:
+        growth, starts = {}, {}
+        next_start = self._next_start_rank
+        for item in items:
+            if not item.token_ids:
+                raise RequestError(f"sequence {item.seq_id}: token_ids is empty")
+            self._check_token_ids(item.token_ids, f"sequence {item.seq_id}: token_ids")
+            item.sampling.validate()
+            seq = self.sequences.get(item.seq_id)
+            if seq is not None and seq.pending_token is not None:
+                raise RequestError(f"sequence {item.seq_id} already finished its prompt")
+            if item.seq_id in growth:
+                raise RequestError(f"sequence {item.seq_id} appears twice in one prefill")
+            if seq is None:
+                starts[item.seq_id] = next_start
+                next_start = (next_start + 1) % self.plan.kvp
+            growth[item.seq_id] = self._length(item.seq_id) + len(item.token_ids)
+        self._check_room(growth, starts)
+
+    def _validate_decode(self, seq_ids, input_tokens) -> None:
+        if len(set(seq_ids)) != len(seq_ids):
+            raise RequestError("seq_ids has duplicates")
+        if input_tokens is not None:
+            if len(input_tokens) != len(seq_ids):
+                raise RequestError("input_tokens must give one token per sequence")
+            self._check_token_ids(input_tokens, "input_tokens")
+        for seq_id in seq_ids:
+            seq = self.sequences.get(seq_id)
+            if seq is None:
+                raise RequestError(f"unknown sequence {seq_id}")
+            if seq.pending_token is None and input_tokens is None:
+                raise RequestError(f"sequence {seq_id} has no sampled token yet: finish its prefill first")
+        self._check_room({s: self._length(s) + 1 for s in seq_ids}, {})
+
+    def _check_token_ids(self, ids, what: str) -> None:
+        bad = [t for t in ids if not 0 <= int(t) < self.cfg.vocab_size]
+        if bad:
+            raise RequestError(f"{what}: token id {bad[0]} is outside the vocabulary [0, {self.cfg.vocab_size})")
+
+    def _check_room(self, growth: dict[int, int], starts: dict[int, int]) -> None:
+        longest = max(growth.values(), default=0)
+        limit = self.cfg.sliding_window or self.cfg.max_position_embeddings
+        if longest > limit:
+            raise RequestError(f"a sequence would reach {longest} tokens, over the model's limit of {limit}")
+        self.cache.check_fits(growth, starts)
+
+    def _length(self, seq_id: int) -> int:
+        seq = self.cache.sequences.get(seq_id)
+        return seq.length if seq else 0
+
+    def _prefill_passes(self, items: list[PrefillItem]):
+        """Cut the prompts into forward passes of at most `prefill_chunk` tokens."""
+        budget = max(1, self.options.prefill_chunk)
+        queue = [(item, 0) for item in items]
+        while queue:
+            piece, flags, room, rest = [], [], budget, []
+            for item, offset in queue:
+                if room == 0:
+                    rest.append((item, offset))
+                    continue
+                take = min(room, len(item.token_ids) - offset)
+                piece.append((item.seq_id, item.token_ids[offset:offset + take]))
+                done = offset + take == len(item.token_ids)
+                flags.append(done and item.final)
+                room -= take
+                if not done:
+                    rest.append((item, offset + take))
+            queue = rest
+            yield piece, flags
+
+    def _forward(self, pieces, sample_flags, return_logits) -> list[TokenOut]:
+        for seq_id, tokens in pieces:
+            self.cache.grow(seq_id, self._length(seq_id) + len(tokens))
+        batch = build_step(self.cache, pieces, sample_flags, self.device)
+        hidden = self.model.forward(batch.input_ids, batch.positions, _StepContext(self.attention, batch, self.comm))
+        if batch.sample_index.numel() == 0:
+            return []
+        vocab = self.model.vocab
+        logits = vocab.full_logits(vocab.local_logits(hidden[batch.sample_index]),
+                                   lambda t: self.comm.all_gather(t), self.plan.world_size)
+        sampled_ids = [s for (s, _), flag in zip(pieces, sample_flags) if flag]
+        return self._sample_and_share(sampled_ids, logits, return_logits)
+
+    def _sample_and_share(self, seq_ids, logits, return_logits) -> list[TokenOut]:
+        count = len(seq_ids)
+        shared = torch.zeros(2, count, dtype=torch.float64, device=self.device)
+        if self.rank == 0:
+            params = [self.sequences[s].sampling for s in seq_ids]
+            positions = [self._length(s) for s in seq_ids]
+            result = sample(logits, params, positions, generator=self._generator)
+            shared[0] = result.token_ids.to(torch.float64)
+            shared[1] = result.logprobs.to(torch.float64)
+        self.comm.broadcast(shared, src=0)  # one sampled token, the same on every rank
+        token_ids = shared[0].long().tolist()
+        outs = []
+        for i, (seq_id, token) in enumerate(zip(seq_ids, token_ids)):
+            self.sequences[seq_id].pending_token = token
+            outs.append(TokenOut(seq_id, token, float(shared[1, i]),
+                                 logits[i].cpu() if return_logits and self.rank == 0 else None))
+        return outs
+
+
+def _collect_tensors(obj, seen: dict[int, int]) -> None:
+    """Bytes of every distinct tensor storage reachable from a model object (tied weights once)."""
+    if isinstance(obj, torch.Tensor):
+        seen[obj.untyped_storage().data_ptr()] = obj.untyped_storage().nbytes()
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            _collect_tensors(item, seen)
+    elif hasattr(obj, "__dict__"):
+        for value in vars(obj).values():
+            _collect_tensors(value, seen)

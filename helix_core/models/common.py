@@ -1,0 +1,87 @@
+"""Math shared by the model families: norms, the gated MLP, vocab-parallel embedding and head."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import CheckpointReader
+from ..plan import Plan, split_even
+
+
+class LayerContext(Protocol):
+    """What a model layer needs from the parallel runtime; the model math knows nothing else."""
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None,
+               value_dim: int | None = None) -> torch.Tensor: ...
+
+    def all_reduce(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """As Hugging Face computes it: statistics in fp32, scaled by the weight in the input dtype."""
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * xf.to(x.dtype)
+
+
+@dataclass
+class GatedMLP:
+    """SiLU-gated MLP over a slice of the intermediate dimension; the caller sums the slices."""
+
+    gate: torch.Tensor  # [I_local, hidden]
+    up: torch.Tensor  # [I_local, hidden]
+    down: torch.Tensor  # [hidden, I_local]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.silu(F.linear(x, self.gate)) * F.linear(x, self.up), self.down)
+
+    @classmethod
+    def load(cls, reader: CheckpointReader, prefix: str, rows: tuple[int, int], load) -> "GatedMLP":
+        return cls(
+            gate=load(f"{prefix}.gate_proj.weight", 0, [rows]),
+            up=load(f"{prefix}.up_proj.weight", 0, [rows]),
+            down=load(f"{prefix}.down_proj.weight", 1, [rows]),
+        )
+
+
+@dataclass
+class VocabParallel:
+    """Embedding and LM head split by vocabulary rows over all N ranks."""
+
+    embed: torch.Tensor  # [V_local, hidden]
+    head: torch.Tensor  # [V_local, hidden]
+    vocab_range: tuple[int, int]
+    vocab_size: int
+
+    def embed_tokens(self, ids: torch.Tensor, all_reduce: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        start, stop = self.vocab_range
+        mine = (ids >= start) & (ids < stop)
+        local = torch.where(mine, ids - start, torch.zeros_like(ids))
+        rows = self.embed[local] * mine.unsqueeze(-1).to(self.embed.dtype)
+        return all_reduce(rows)  # exactly one rank contributes each row: the sum is exact
+
+    def local_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(hidden, self.head).float()
+
+    def full_logits(self, local: torch.Tensor, gathered_from: Callable[[torch.Tensor], torch.Tensor],
+                    world_size: int) -> torch.Tensor:
+        """Gather every rank's vocab slice (padded to equal size) into [S, V] fp32."""
+        per_rank = -(-self.vocab_size // world_size)
+        padded = torch.zeros(local.shape[0], per_rank, dtype=local.dtype, device=local.device)
+        padded[:, : local.shape[1]] = local
+        gathered = gathered_from(padded)  # [N, S, per_rank]
+        pieces = []
+        for rank in range(world_size):
+            start, stop = split_even(self.vocab_size, world_size, rank)
+            pieces.append(gathered[rank, :, : stop - start])
+        return torch.cat(pieces, dim=-1)
+
+    @classmethod
+    def load(cls, reader: CheckpointReader, plan: Plan, rank: int, vocab_size: int, tied: bool, load):
+        start, stop = split_even(vocab_size, plan.world_size, rank)
+        embed = load("model.embed_tokens.weight", 0, [(start, stop)])
+        head = embed if tied or not reader.has("lm_head.weight") else load("lm_head.weight", 0, [(start, stop)])
+        return cls(embed, head, (start, stop), vocab_size)
