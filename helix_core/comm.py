@@ -76,9 +76,10 @@ class Comm:
         g = self._groups[group]
         if g.handle is None:
             return tensor.unsqueeze(0)
-        out = torch.empty((g.size, *tensor.shape), dtype=tensor.dtype, device=tensor.device)
-        dist.all_gather_into_tensor(out, tensor.contiguous(), group=g.handle)
-        return out
+        flat = tensor.contiguous().view(-1)
+        out = torch.empty(g.size * flat.numel(), dtype=tensor.dtype, device=tensor.device)
+        _all_gather_flat(out, flat, group=g.handle)
+        return out.view(g.size, *tensor.shape)
 
     def broadcast(self, tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
         if self.world_size > 1:
@@ -96,6 +97,10 @@ class Comm:
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier(group=self._control)
+
+
+# torch 2.13 renamed all_gather_into_tensor; 2.11 (the GPU image) has only the old name
+_all_gather_flat = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
 
 
 def init_distributed(rank: int, world_size: int, init_method: str, device: torch.device,

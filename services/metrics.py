@@ -11,6 +11,7 @@ _requests, _steps, _rpcs; counters add _total).
 DecodePhaseProfiler times the phases of one decode step in N (sampled profiling) into
 helix_decode_phase_seconds.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,8 +25,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import (
     CollectorRegistry,
     Counter,
-    GCCollector,
     Gauge,
+    GCCollector,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -96,7 +97,9 @@ class CoordinatorMetrics:
         def latency(name: str, documentation: str) -> Histogram:
             return Histogram(name, documentation, buckets=LATENCY_BUCKETS_S, registry=registry)
 
-        requests = Counter("helix_requests", "Generate requests ended, by outcome.", ["outcome"], registry=registry)
+        requests = Counter(
+            "helix_requests", "Generate requests ended, by outcome.", ["outcome"], registry=registry
+        )
         for outcome in REQUEST_OUTCOMES:  # export every outcome from the start, so rate() sees zeros
             requests.labels(outcome=outcome)
         return cls(
@@ -113,7 +116,9 @@ class CoordinatorMetrics:
             queue_time=latency("helix_queue_time_seconds", "Requests' wait for a batch slot and KV pages."),
             requests=requests,
             prompt_tokens=Counter("helix_prompt_tokens", "Prompt tokens admitted.", registry=registry),
-            generated_tokens=Counter("helix_generated_tokens", "Tokens generated and sent.", registry=registry),
+            generated_tokens=Counter(
+                "helix_generated_tokens", "Tokens generated and sent.", registry=registry
+            ),
             in_flight_requests=Gauge(
                 "helix_in_flight_requests", "Generate streams open (queued or decoding).", registry=registry
             ),
@@ -181,7 +186,9 @@ class ShardMetrics:
             prefill_chunk=latency("helix_prefill_chunk_seconds", "One prefill chunk of one request."),
             decode_steps=counter("helix_decode_steps", "Decode steps run."),
             prefill_tokens=counter("helix_prefill_tokens", "Prompt tokens prefilled."),
-            decode_phase={phase: phase_histogram.labels(shard_rank=rank, phase=phase) for phase in DECODE_PHASES},
+            decode_phase={
+                phase: phase_histogram.labels(shard_rank=rank, phase=phase) for phase in DECODE_PHASES
+            },
             rpcs=_rpc_counter(registry),
         )
 
@@ -212,7 +219,9 @@ class MetricsServer:
 
 def start_metrics_server(port: int, registry: CollectorRegistry, addr: str = "0.0.0.0") -> MetricsServer:
     """Serves `registry` over HTTP (any path, /metrics by convention) from a daemon thread."""
-    httpd = make_server(addr, port, make_wsgi_app(registry), _ThreadingWSGIServer, handler_class=_QuietHandler)
+    httpd = make_server(
+        addr, port, make_wsgi_app(registry), _ThreadingWSGIServer, handler_class=_QuietHandler
+    )
     return MetricsServer(httpd)
 
 
@@ -275,7 +284,9 @@ class DecodePhaseProfiler:
     @contextlib.contextmanager
     def _timed(self, name: str) -> Iterator[None]:
         if self._open_phase is not None:
-            raise RuntimeError(f"phase {name!r} entered inside phase {self._open_phase!r}: phases must not nest")
+            raise RuntimeError(
+                f"phase {name!r} entered inside phase {self._open_phase!r}: phases must not nest"
+            )
         self._open_phase = name
         self._synchronize()
         started_s = self._clock()

@@ -7,6 +7,7 @@ The fake's behaviour is chosen by the request id's prefix:
   anything else  sends its tokens at once.
 Generated token i is (last prompt token + 1 + i); its text piece " t<id>"; its logprob -0.5 * i.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 from concurrent import futures
+from itertools import pairwise
 
 import grpc
 import pytest
@@ -92,7 +94,11 @@ class FakeCoordinator(coordinator_pb2_grpc.CoordinatorServicer):
             logprob = -0.5 * index if request.return_logprobs else 0.0
             yield pb.GenerateEvent(
                 token=pb.Token(
-                    token_id=token_id, logprob=logprob, text=f" t{token_id}", index=index, server_time_ns=index
+                    token_id=token_id,
+                    logprob=logprob,
+                    text=f" t{token_id}",
+                    index=index,
+                    server_time_ns=index,
                 )
             )
             generated += 1
@@ -128,7 +134,16 @@ class FakeCoordinator(coordinator_pb2_grpc.CoordinatorServicer):
             vocab_size=128_256,
             max_context_tokens=1 << 20,
             eos_token_ids=[128_001, 128_009],
-            plan=pb.ParallelPlan(kind="helix", world_size=8, kvp_size=4, tpa_size=2, tpf_size=8, ep_size=1),
+            plan=pb.ParallelPlan(
+                spec="helix:kvp=4,tpa=2",
+                kind="helix",
+                world_size=8,
+                kvp_size=4,
+                tpa_size=2,
+                head_slices=1,
+                ep_size=1,
+                ffn_tp_size=8,
+            ),
             kv_capacity_tokens_per_kvp_rank=[262_144] * 4,
         )
 
@@ -175,7 +190,7 @@ def test_generate_assembles_tokens_logprobs_text_and_timings(client):
     assert (result.prompt_tokens, result.generated_tokens) == (3, 5)
     assert len(result.token_times_s) == 5 and result.token_times_s == sorted(result.token_times_s)
     assert result.ttft_s == result.token_times_s[0] > 0
-    assert result.ttl_s == pytest.approx([b - a for a, b in zip(result.token_times_s, result.token_times_s[1:])])
+    assert result.ttl_s == pytest.approx([b - a for a, b in pairwise(result.token_times_s)])
     assert result.total_s >= result.token_times_s[-1]
     assert result.server.queue_time_s == pytest.approx(QUEUE_TIME_NS / 1e9)
     assert result.server.time_to_first_token_s == pytest.approx(TTFT_NS / 1e9)
@@ -239,7 +254,7 @@ def test_stream_yields_tokens_as_they_arrive(client, fake):
 def test_result_is_only_available_at_the_end(client):
     with client.stream([1], 3, request_id="slow-early-1") as token_stream:
         with pytest.raises(RuntimeError, match="not ended"):
-            token_stream.result
+            _ = token_stream.result
         list(token_stream)
     assert token_stream.done and token_stream.result.generated_tokens == 3
 

@@ -1,4 +1,5 @@
 """The checked-in stubs under services/proto_gen/ must be what protos/ generates today."""
+
 from __future__ import annotations
 
 import importlib.metadata

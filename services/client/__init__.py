@@ -9,6 +9,7 @@
 
 AsyncHelixClient is the asyncio twin. Needs only grpcio and protobuf: never imports torch.
 """
+
 from services.client.async_client import AsyncGenerationStream, AsyncHelixClient
 from services.client.errors import (
     AlreadyExists,

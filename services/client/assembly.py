@@ -2,10 +2,12 @@
 
 Shared by the sync and asyncio clients so that both measure and assemble the same way.
 """
+
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from itertools import pairwise
 
 import grpc
 
@@ -102,7 +104,7 @@ class ResultAssembler:
             prompt_tokens=finished.prompt_tokens if finished is not None else self._prompt_tokens,
             ttft_s=arrivals[0] if arrivals else None,
             token_times_s=arrivals,
-            ttl_s=[later - earlier for earlier, later in zip(arrivals, arrivals[1:])],
+            ttl_s=[later - earlier for earlier, later in pairwise(arrivals)],
             total_s=self._clock() - self._start_s,
             server=_server_timings(finished) if finished is not None else None,
         )

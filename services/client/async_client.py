@@ -2,6 +2,7 @@
 
 Create it inside the event loop that uses it: a grpc.aio channel belongs to one loop.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,35 +22,15 @@ from services.client.requests import (
     effective_timeout_s,
 )
 from services.client.results import GenerateResult, TokenEvent
+from services.client.stream_state import StreamState
 from services.proto_gen.helix.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 
-class AsyncGenerationStream:
+class AsyncGenerationStream(StreamState):
     """The TokenEvents of one Generate call (`async for`); `result` once exhausted.
 
     Leaving an `async with` block before the end (or cancel()) cancels the request on the server.
     """
-
-    def __init__(self, call: Any, assembler: ResultAssembler) -> None:
-        self._call = call  # grpc.aio.UnaryStreamCall
-        self._assembler = assembler
-        self._cancelled_locally = False
-        self._result: GenerateResult | None = None
-
-    @property
-    def request_id(self) -> str:
-        return self._assembler.request_id
-
-    @property
-    def done(self) -> bool:
-        return self._result is not None
-
-    @property
-    def result(self) -> GenerateResult:
-        """The GenerateResult; only once the stream has been iterated to its end."""
-        if self._result is None:
-            raise RuntimeError("the stream has not ended yet: iterate it to the end first")
-        return self._result
 
     def __aiter__(self) -> AsyncIterator[TokenEvent]:
         return self
@@ -61,28 +42,20 @@ class AsyncGenerationStream:
             except asyncio.CancelledError:
                 # read() of a call we cancelled ourselves raises CancelledError; any other
                 # CancelledError is the caller's task being cancelled and must propagate.
-                if not self._cancelled_locally:
+                if not self._ended_by_own_cancel(None):
                     raise
-                self._result = self._assembler.result(cancelled_locally=True)
                 break
             except grpc.aio.AioRpcError as error:
-                if self._cancelled_locally and error.code() == grpc.StatusCode.CANCELLED:
-                    self._result = self._assembler.result(cancelled_locally=True)
+                if self._ended_by_own_cancel(error.code()):
                     break
                 raise error_from_rpc(error) from None
             if event is grpc.aio.EOF:
-                self._result = self._assembler.result()
+                self._end()
                 break
             token = self._assembler.accept(event)
             if token is not None:
                 return token
         raise StopAsyncIteration
-
-    def cancel(self) -> None:
-        """Stops the request; iteration then ends and `result` has finish_reason "cancelled"."""
-        if self._result is None:
-            self._cancelled_locally = True
-            self._call.cancel()
 
     async def __aenter__(self) -> AsyncGenerationStream:
         return self

@@ -3,6 +3,7 @@
 Every failed call raises a HelixError; catch a subclass to react to one cause (retry on
 Unavailable, shorten the prompt on ResourceExhausted...). Codes without a subclass raise HelixError.
 """
+
 from __future__ import annotations
 
 import grpc

@@ -6,6 +6,7 @@ a minutes-long prefill. The SDK's channels use channel_options(); the coordinato
 use server_options() so that the two sides agree. They live in the SDK because it is the one
 module every process (client, coordinator, shard) imports.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

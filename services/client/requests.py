@@ -1,4 +1,5 @@
 """From the SDK's arguments to the wire: the GenerateRequest message and each call's deadline."""
+
 from __future__ import annotations
 
 import uuid
@@ -8,7 +9,6 @@ import grpc
 
 from services.client.errors import InvalidArgument
 from services.proto_gen.helix.v1 import coordinator_pb2
-
 
 # Deadline of Cancel and GetInfo when neither the call nor the client sets one: a control call
 # should never hang forever on an unreachable server. Generate has no such default.
@@ -67,4 +67,6 @@ def build_generate_request(
             return_logprobs=return_logprobs,
         )
     except (TypeError, ValueError) as error:  # negative ids or seed, values >= 2**32, non-integers
-        raise InvalidArgument(grpc.StatusCode.INVALID_ARGUMENT, f"cannot encode the request: {error}") from None
+        raise InvalidArgument(
+            grpc.StatusCode.INVALID_ARGUMENT, f"cannot encode the request: {error}"
+        ) from None

@@ -3,6 +3,7 @@
 Client-side times are seconds on the caller's monotonic clock, measured from the moment the call
 was issued; server-side times come from the coordinator's Finished event.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

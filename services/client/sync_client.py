@@ -1,4 +1,5 @@
 """HelixClient: the blocking SDK client of a Helix coordinator."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
@@ -16,62 +17,35 @@ from services.client.requests import (
     effective_timeout_s,
 )
 from services.client.results import GenerateResult, TokenEvent
+from services.client.stream_state import StreamState
 from services.proto_gen.helix.v1 import coordinator_pb2, coordinator_pb2_grpc
 
-class GenerationStream:
+
+class GenerationStream(StreamState):
     """The TokenEvents of one Generate call, in order, as they arrive.
 
     Iterate it; once exhausted, `result` holds the GenerateResult. Leaving a `with` block before
     the end (or calling cancel()) cancels the request on the server.
     """
 
-    def __init__(self, call: Any, assembler: ResultAssembler) -> None:
-        self._call = call  # grpc's response iterator, also a grpc.Call
-        self._assembler = assembler
-        self._cancelled_locally = False
-        self._result: GenerateResult | None = None
-
-    @property
-    def request_id(self) -> str:
-        return self._assembler.request_id
-
-    @property
-    def done(self) -> bool:
-        return self._result is not None
-
-    @property
-    def result(self) -> GenerateResult:
-        """The GenerateResult; only once the stream has been iterated to its end."""
-        if self._result is None:
-            raise RuntimeError("the stream has not ended yet: iterate it to the end first")
-        return self._result
-
     def __iter__(self) -> Iterator[TokenEvent]:
         return self
 
     def __next__(self) -> TokenEvent:
-        if self._result is not None:
-            raise StopIteration
-        while True:
+        while self._result is None:
             try:
                 event = next(self._call)
             except StopIteration:
-                self._result = self._assembler.result()
-                raise
+                self._end()
+                break
             except grpc.RpcError as error:
-                if self._cancelled_locally and error.code() == grpc.StatusCode.CANCELLED:
-                    self._result = self._assembler.result(cancelled_locally=True)
-                    raise StopIteration from None
+                if self._ended_by_own_cancel(error.code()):
+                    break
                 raise error_from_rpc(error) from None
             token = self._assembler.accept(event)
             if token is not None:
                 return token
-
-    def cancel(self) -> None:
-        """Stops the request; iteration then ends and `result` has finish_reason "cancelled"."""
-        if self._result is None:
-            self._cancelled_locally = True
-            self._call.cancel()
+        raise StopIteration
 
     def __enter__(self) -> GenerationStream:
         return self

@@ -9,6 +9,7 @@ package, so those imports are rewritten to `from services.proto_gen.helix.v1 imp
 The descriptors keep their proto-relative names ("helix/v1/coordinator.proto"), which is what
 reflection clients and other languages' imports expect.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,7 +85,9 @@ def generate(stubs_root: Path = STUBS_ROOT) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=STUBS_ROOT, help="stubs root (default: %(default)s)")
     args = parser.parse_args(argv)
     for relative in generate(args.out):

@@ -119,38 +119,44 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ParallelPlan(_message.Message):
-    __slots__ = ("kind", "description", "world_size", "kvp_size", "tpa_size", "tpf_size", "ep_size")
+    __slots__ = ("spec", "kind", "world_size", "kvp_size", "tpa_size", "head_slices", "ep_size", "ffn_tp_size", "description")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
-    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     WORLD_SIZE_FIELD_NUMBER: _ClassVar[int]
     KVP_SIZE_FIELD_NUMBER: _ClassVar[int]
     TPA_SIZE_FIELD_NUMBER: _ClassVar[int]
-    TPF_SIZE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_SLICES_FIELD_NUMBER: _ClassVar[int]
     EP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    FFN_TP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    spec: str
     kind: str
-    description: str
     world_size: int
     kvp_size: int
     tpa_size: int
-    tpf_size: int
+    head_slices: int
     ep_size: int
-    def __init__(self, kind: _Optional[str] = ..., description: _Optional[str] = ..., world_size: _Optional[int] = ..., kvp_size: _Optional[int] = ..., tpa_size: _Optional[int] = ..., tpf_size: _Optional[int] = ..., ep_size: _Optional[int] = ...) -> None: ...
+    ffn_tp_size: int
+    description: str
+    def __init__(self, spec: _Optional[str] = ..., kind: _Optional[str] = ..., world_size: _Optional[int] = ..., kvp_size: _Optional[int] = ..., tpa_size: _Optional[int] = ..., head_slices: _Optional[int] = ..., ep_size: _Optional[int] = ..., ffn_tp_size: _Optional[int] = ..., description: _Optional[str] = ...) -> None: ...
 
 class ShardInfo(_message.Message):
-    __slots__ = ("rank", "kvp_rank", "tpa_rank", "address", "device", "ready")
+    __slots__ = ("rank", "kvp_rank", "tpa_rank", "address", "device", "ready", "head_slice_rank")
     RANK_FIELD_NUMBER: _ClassVar[int]
     KVP_RANK_FIELD_NUMBER: _ClassVar[int]
     TPA_RANK_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
+    HEAD_SLICE_RANK_FIELD_NUMBER: _ClassVar[int]
     rank: int
     kvp_rank: int
     tpa_rank: int
     address: str
     device: str
     ready: bool
-    def __init__(self, rank: _Optional[int] = ..., kvp_rank: _Optional[int] = ..., tpa_rank: _Optional[int] = ..., address: _Optional[str] = ..., device: _Optional[str] = ..., ready: _Optional[bool] = ...) -> None: ...
+    head_slice_rank: int
+    def __init__(self, rank: _Optional[int] = ..., kvp_rank: _Optional[int] = ..., tpa_rank: _Optional[int] = ..., address: _Optional[str] = ..., device: _Optional[str] = ..., ready: _Optional[bool] = ..., head_slice_rank: _Optional[int] = ...) -> None: ...
 
 class ClusterInfo(_message.Message):
     __slots__ = ("model_type", "model_name", "vocab_size", "max_context_tokens", "has_tokenizer", "eos_token_ids", "bos_token_id", "plan", "kv_capacity_tokens_per_kvp_rank", "kv_page_size_tokens", "max_batch_size", "dtype", "shards", "server_version")

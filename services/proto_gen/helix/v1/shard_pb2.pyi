@@ -24,10 +24,10 @@ SHARD_STATE_DRAINING: ShardState
 SHARD_STATE_FAILED: ShardState
 
 class LoadRequest(_message.Message):
-    __slots__ = ("checkpoint_path", "model_name", "plan", "dtype", "device", "kv_page_size_tokens", "kv_pages", "kv_memory_fraction", "max_batch_size", "max_waiting_requests", "prefill_chunk_tokens", "dist_init_method")
+    __slots__ = ("checkpoint_path", "model_name", "plan_spec", "dtype", "device", "kv_page_size_tokens", "kv_pages", "kv_memory_fraction", "max_batch_size", "max_waiting_requests", "prefill_chunk_tokens", "dist_init_method")
     CHECKPOINT_PATH_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
-    PLAN_FIELD_NUMBER: _ClassVar[int]
+    PLAN_SPEC_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     KV_PAGE_SIZE_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -39,7 +39,7 @@ class LoadRequest(_message.Message):
     DIST_INIT_METHOD_FIELD_NUMBER: _ClassVar[int]
     checkpoint_path: str
     model_name: str
-    plan: _coordinator_pb2.ParallelPlan
+    plan_spec: str
     dtype: str
     device: str
     kv_page_size_tokens: int
@@ -49,7 +49,7 @@ class LoadRequest(_message.Message):
     max_waiting_requests: int
     prefill_chunk_tokens: int
     dist_init_method: str
-    def __init__(self, checkpoint_path: _Optional[str] = ..., model_name: _Optional[str] = ..., plan: _Optional[_Union[_coordinator_pb2.ParallelPlan, _Mapping]] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., kv_page_size_tokens: _Optional[int] = ..., kv_pages: _Optional[int] = ..., kv_memory_fraction: _Optional[float] = ..., max_batch_size: _Optional[int] = ..., max_waiting_requests: _Optional[int] = ..., prefill_chunk_tokens: _Optional[int] = ..., dist_init_method: _Optional[str] = ...) -> None: ...
+    def __init__(self, checkpoint_path: _Optional[str] = ..., model_name: _Optional[str] = ..., plan_spec: _Optional[str] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., kv_page_size_tokens: _Optional[int] = ..., kv_pages: _Optional[int] = ..., kv_memory_fraction: _Optional[float] = ..., max_batch_size: _Optional[int] = ..., max_waiting_requests: _Optional[int] = ..., prefill_chunk_tokens: _Optional[int] = ..., dist_init_method: _Optional[str] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ()
@@ -96,7 +96,7 @@ class KvCacheUsage(_message.Message):
     def __init__(self, page_size_tokens: _Optional[int] = ..., pages_total: _Optional[int] = ..., pages_used: _Optional[int] = ..., capacity_tokens: _Optional[int] = ...) -> None: ...
 
 class ShardStatus(_message.Message):
-    __slots__ = ("rank", "world_size", "state", "message", "device", "model", "kvp_rank", "tpa_rank", "kv", "running_requests", "waiting_requests", "decode_steps", "profile_every_n_steps")
+    __slots__ = ("rank", "world_size", "state", "message", "device", "model", "kvp_rank", "tpa_rank", "kv", "running_requests", "waiting_requests", "decode_steps", "profile_every_n_steps", "head_slice_rank")
     RANK_FIELD_NUMBER: _ClassVar[int]
     WORLD_SIZE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +110,7 @@ class ShardStatus(_message.Message):
     WAITING_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     DECODE_STEPS_FIELD_NUMBER: _ClassVar[int]
     PROFILE_EVERY_N_STEPS_FIELD_NUMBER: _ClassVar[int]
+    HEAD_SLICE_RANK_FIELD_NUMBER: _ClassVar[int]
     rank: int
     world_size: int
     state: ShardState
@@ -123,7 +124,8 @@ class ShardStatus(_message.Message):
     waiting_requests: int
     decode_steps: int
     profile_every_n_steps: int
-    def __init__(self, rank: _Optional[int] = ..., world_size: _Optional[int] = ..., state: _Optional[_Union[ShardState, str]] = ..., message: _Optional[str] = ..., device: _Optional[str] = ..., model: _Optional[_Union[LoadedModel, _Mapping]] = ..., kvp_rank: _Optional[int] = ..., tpa_rank: _Optional[int] = ..., kv: _Optional[_Union[KvCacheUsage, _Mapping]] = ..., running_requests: _Optional[int] = ..., waiting_requests: _Optional[int] = ..., decode_steps: _Optional[int] = ..., profile_every_n_steps: _Optional[int] = ...) -> None: ...
+    head_slice_rank: int
+    def __init__(self, rank: _Optional[int] = ..., world_size: _Optional[int] = ..., state: _Optional[_Union[ShardState, str]] = ..., message: _Optional[str] = ..., device: _Optional[str] = ..., model: _Optional[_Union[LoadedModel, _Mapping]] = ..., kvp_rank: _Optional[int] = ..., tpa_rank: _Optional[int] = ..., kv: _Optional[_Union[KvCacheUsage, _Mapping]] = ..., running_requests: _Optional[int] = ..., waiting_requests: _Optional[int] = ..., decode_steps: _Optional[int] = ..., profile_every_n_steps: _Optional[int] = ..., head_slice_rank: _Optional[int] = ...) -> None: ...
 
 class SetProfilingRequest(_message.Message):
     __slots__ = ("every_n_steps",)
