@@ -167,7 +167,7 @@ class Engine:
         """Checksums every rank computes from its own state: sampled tokens fed back and the last
         MoE routing. Rank 0 gets every rank's values; all must be equal."""
         tokens = [self.sequences[s].pending_token or 0 for s in sorted(self.sequences)]
-        routing = [getattr(layer.ffn, "last_routing", None) for layer in getattr(self.model, "layers", [])]
+        routing = [getattr(getattr(layer, "ffn", None), "last_routing", None) for layer in self.model.layers]
         routing_sum = sum(int((r.long() * (1 + torch.arange(r.numel(), device=r.device).view_as(r))).sum())
                           for r in routing if r is not None)
         local = torch.tensor([sum((i + 1) * t for i, t in enumerate(tokens)), routing_sum],
@@ -176,8 +176,9 @@ class Engine:
         return {"tokens": gathered[:, 0].tolist(), "routing": gathered[:, 1].tolist()}
 
     def weight_bytes(self) -> int:
+        """Bytes of the weight shards this rank holds (tied tensors once)."""
         seen: dict[int, int] = {}
-        _collect_tensors(self.model, seen)
+        _collect_tensors([self.model.layers, self.model.vocab, self.model.final_norm], seen)
         return sum(seen.values())
 
     # ---- internals ----------------------------------------------------------------------------

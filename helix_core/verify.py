@@ -1,0 +1,140 @@
+"""Exactness against Hugging Face `transformers` on the same checkpoint.
+
+Two checks, used by the tests and runnable on GPUs (`python -m helix_core.verify ...`):
+  * free-running: our greedy tokens and logits at every step against HF on our tokens;
+  * teacher-forced: in a low precision, feed the fp32 reference's tokens back and compare
+    logits within a tolerance; argmax must agree wherever the reference's top-2 gap exceeds it.
+    Every step also compares, across ranks, a checksum of the sampled tokens and the routing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+
+import torch
+
+from .engine import DTYPES, EngineOptions, PrefillItem
+from .launcher import LocalCluster
+from .plan import Plan
+
+
+@dataclass
+class StepReport:
+    max_abs_diff: float = 0.0
+    argmax_mismatches: int = 0  # where the reference's top-2 gap exceeds the tolerance
+    steps: int = 0
+    disagreements: list[str] = field(default_factory=list)
+
+
+def hf_logits(hf_model, token_ids: list[int]) -> torch.Tensor:
+    """HF logits at every position of one sequence, fp32 on CPU."""
+    device = next(hf_model.parameters()).device
+    with torch.no_grad():
+        return hf_model(torch.tensor([token_ids], device=device)).logits[0].float().cpu()
+
+
+def hf_greedy(hf_model, prompt: list[int], steps: int) -> list[int]:
+    tokens = list(prompt)
+    for _ in range(steps):
+        tokens.append(int(hf_logits(hf_model, tokens)[-1].argmax()))
+    return tokens[len(prompt):]
+
+
+def check_free_running(cluster: LocalCluster, hf_model, prompts: dict[int, list[int]], steps: int,
+                       tolerance: float) -> StepReport:
+    """Greedy decode on the cluster; every step's logits and token against HF on the same tokens."""
+    outs = cluster.generate([PrefillItem(s, p) for s, p in prompts.items()], steps, return_logits=True)
+    report = StepReport()
+    for seq_id, prompt in prompts.items():
+        generated = [o.token_id for o in outs[seq_id]]
+        reference = hf_logits(hf_model, prompt + generated)
+        for i, out in enumerate(outs[seq_id]):
+            ref = reference[len(prompt) - 1 + i]
+            report.max_abs_diff = max(report.max_abs_diff, float((out.logits - ref).abs().max()))
+            if out.token_id != int(ref.argmax()):
+                report.argmax_mismatches += 1
+            report.steps += 1
+    return report
+
+
+def check_teacher_forced(cluster: LocalCluster, reference_logits: dict[int, torch.Tensor],
+                         reference_tokens: dict[int, list[int]], prompts: dict[int, list[int]],
+                         tolerance: float) -> StepReport:
+    """Feed the reference's tokens; compare logits, decisive argmaxes and cross-rank checksums."""
+    report = StepReport()
+    ids = list(prompts)
+    first = cluster.prefill([PrefillItem(s, prompts[s]) for s in ids], return_logits=True)
+    outs = {o.seq_id: [o] for o in first}
+    steps = len(next(iter(reference_tokens.values())))
+    for step in range(steps - 1):
+        feed = [reference_tokens[s][step] for s in ids]
+        for out in cluster.decode(ids, input_tokens=feed, return_logits=True):
+            outs[out.seq_id].append(out)
+        agreement = cluster.agreement()
+        for key, values in agreement.items():
+            if len(set(values)) != 1:
+                report.disagreements.append(f"step {step}: {key} differs across ranks: {values}")
+    for seq_id in ids:
+        ref_all = reference_logits[seq_id]
+        for i, out in enumerate(outs[seq_id]):
+            ref = ref_all[len(prompts[seq_id]) - 1 + i]
+            report.max_abs_diff = max(report.max_abs_diff, float((out.logits - ref).abs().max()))
+            top2 = ref.topk(2).values
+            if float(top2[0] - top2[1]) > 2 * tolerance and int(out.logits.argmax()) != int(ref.argmax()):
+                report.argmax_mismatches += 1
+            report.steps += 1
+    return report
+
+
+def main(argv=None) -> int:
+    from .tiny_models import load_hf_model, make_tiny_model
+
+    parser = argparse.ArgumentParser(description="Helix exactness against HF transformers")
+    parser.add_argument("--arch", default="llama")
+    parser.add_argument("--model", help="checkpoint folder (default: a tiny random one of --arch)")
+    parser.add_argument("--plan", action="append", required=True, help="e.g. helix:kvp=2,tpa=1 (repeatable)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--steps", type=int, default=32)
+    parser.add_argument("--tolerance", type=float, default=None,
+                        help="logit tolerance; default: 1.5 x how far HF itself in --dtype is from HF fp32 "
+                             "on the same tokens (at least 0.02)")
+    parser.add_argument("--hopb-pieces", type=int, default=2)
+    parser.add_argument("--out", help="write the JSON report here")
+    parser.add_argument("--overrides", default="{}", help="JSON of tiny-model config overrides")
+    args = parser.parse_args(argv)
+    model_dir = args.model or str(make_tiny_model(args.arch, f"/tmp/helix-verify-{args.arch}",
+                                                  **json.loads(args.overrides)))
+    hf = load_hf_model(model_dir, dtype=torch.float32)
+    prompts = {0: list(range(3, 8)), 1: [(7 * i + 1) % 200 for i in range(23)], 2: [(5 * i + 2) % 200 for i in range(41)]}
+    ref_tokens = {s: hf_greedy(hf, p, args.steps) for s, p in prompts.items()}
+    ref_logits = {s: hf_logits(hf, p + ref_tokens[s]) for s, p in prompts.items()}
+    hf_low = load_hf_model(model_dir, dtype=DTYPES[args.dtype])
+    hf_low_deviation = max(float((hf_logits(hf_low, p + ref_tokens[s]) - ref_logits[s]).abs().max())
+                           for s, p in prompts.items())
+    tolerance = args.tolerance if args.tolerance is not None else max(0.02, 1.5 * hf_low_deviation)
+    print(json.dumps({"hf_same_dtype_max_abs_diff_vs_fp32": hf_low_deviation, "tolerance": tolerance}), flush=True)
+    results, failed = [], False
+    for spec in args.plan:
+        options = EngineOptions(dtype=args.dtype, page_size=8, stage_size=16, hopb_pieces=args.hopb_pieces)
+        with LocalCluster(model_dir, Plan.parse(spec), device=args.device, options=options) as cluster:
+            report = check_teacher_forced(cluster, ref_logits, ref_tokens, prompts, tolerance)
+            hopb = cluster.stats()[0]["hopb_pieces_run"]
+        ok = report.max_abs_diff <= tolerance and not report.argmax_mismatches and not report.disagreements
+        failed |= not ok
+        row = {"plan": spec, "arch": args.arch, "device": args.device, "dtype": args.dtype, "steps": report.steps,
+               "max_abs_logit_diff": report.max_abs_diff, "decisive_argmax_mismatches": report.argmax_mismatches,
+               "tolerance": tolerance, "hf_same_dtype_max_abs_diff": hf_low_deviation,
+               "rank_disagreements": report.disagreements, "hopb_pieces_run": hopb, "ok": ok}
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(results, handle, indent=1)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
