@@ -8,6 +8,7 @@ The next token is sampled once, on rank 0, and broadcast.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -64,17 +65,25 @@ class _Sequence:
     pending_token: int | None = None  # sampled, not yet fed back
 
 
+_UNTIMED = contextlib.nullcontext()
+
+
 class _StepContext:
     """The LayerContext of one step: attention over this step's batch, all-reduce over all N."""
 
-    def __init__(self, attention: ShardedAttention, batch, comm: Comm):
-        self._attention, self._batch, self._comm = attention, batch, comm
+    def __init__(self, attention: ShardedAttention, batch, comm: Comm, profiler=None):
+        self._attention, self._batch, self._comm, self._profiler = attention, batch, comm, profiler
+
+    def phase(self, name: str):
+        """Times `name` when the step is profiled (see Engine.profiler); a shared no-op otherwise."""
+        return _UNTIMED if self._profiler is None else self._profiler.phase(name)
 
     def attend(self, layer, q, k, v, value_dim=None):
-        return self._attention(layer, self._batch, q, k, v, value_dim)
+        return self._attention(layer, self._batch, q, k, v, value_dim, phase=self.phase)
 
     def all_reduce(self, x):
-        return self._comm.all_reduce(x, "all")
+        with self.phase("all_reduce"):
+            return self._comm.all_reduce(x, "all")
 
 
 class Engine:
@@ -101,13 +110,19 @@ class Engine:
             shard=shard, num_heads=self.cfg.num_heads, num_kv_heads=self.cfg.cached_kv_heads, kvp=plan.kvp,
             comm=comm, cache=self.cache, scale=self.model.attention_scale, hopb_pieces=options.hopb_pieces)
         self.sequences: dict[int, _Sequence] = {}
+        # Optional per-phase decode timer (services.metrics.DecodePhaseProfiler: begin_step / phase /
+        # end_step). None costs one attribute check per phase boundary.
+        self.profiler = None
         self._next_start_rank = 0
         self._generator = torch.Generator(device=device).manual_seed(options.seed)
 
     def _loader(self):
         def load(name, dim=0, ranges=None, boxes=None, dtype=None):
             boxes = boxes if boxes is not None else ({dim: ranges} if ranges is not None else None)
-            return self.reader.read_box(name, boxes, dtype=dtype or self.dtype, device=self.device)
+            tensor = self.reader.read_box(name, boxes, dtype=dtype or self.dtype, device=self.device)
+            if tensor.untyped_storage().nbytes() != tensor.nbytes:
+                tensor = tensor.clone()  # own the slice: do not pin the mapped checkpoint file
+            return tensor
 
         return load
 
@@ -128,12 +143,20 @@ class Engine:
 
     @torch.inference_mode()
     def decode(self, seq_ids: list[int], input_tokens: list[int] | None = None,
-               return_logits: bool = False) -> list[TokenOut]:
+               return_logits: bool = False, profile: bool = False) -> list[TokenOut]:
         """One new token for each sequence. `input_tokens` replaces the sampled tokens fed back
-        (teacher forcing)."""
+        (teacher forcing). `profile` times this step's phases with `self.profiler`; rank 0 decides
+        it and the flag travels with the command, so that every rank times the same steps."""
         self._validate_decode(seq_ids, input_tokens)
         feed = input_tokens or [self.sequences[s].pending_token for s in seq_ids]
-        return self._forward([(s, [t]) for s, t in zip(seq_ids, feed)], [True] * len(seq_ids), return_logits)
+        pieces = [(s, [t]) for s, t in zip(seq_ids, feed)]
+        if self.profiler is None:
+            return self._forward(pieces, [True] * len(seq_ids), return_logits)
+        self.profiler.begin_step(profile=profile)
+        try:
+            return self._forward(pieces, [True] * len(seq_ids), return_logits)
+        finally:
+            self.profiler.end_step()
 
     def free(self, seq_ids: list[int]) -> None:
         for seq_id in seq_ids:
@@ -256,14 +279,16 @@ class Engine:
         for seq_id, tokens in pieces:
             self.cache.grow(seq_id, self._length(seq_id) + len(tokens))
         batch = build_step(self.cache, pieces, sample_flags, self.device)
-        hidden = self.model.forward(batch.input_ids, batch.positions, _StepContext(self.attention, batch, self.comm))
+        ctx = _StepContext(self.attention, batch, self.comm, self.profiler)
+        hidden = self.model.forward(batch.input_ids, batch.positions, ctx)
         if batch.sample_index.numel() == 0:
             return []
-        vocab = self.model.vocab
-        logits = vocab.full_logits(vocab.local_logits(hidden[batch.sample_index]),
-                                   lambda t: self.comm.all_gather(t), self.plan.world_size)
-        sampled_ids = [s for (s, _), flag in zip(pieces, sample_flags) if flag]
-        return self._sample_and_share(sampled_ids, logits, return_logits)
+        with ctx.phase("sampling"):
+            vocab = self.model.vocab
+            logits = vocab.full_logits(vocab.local_logits(hidden[batch.sample_index]),
+                                       lambda t: self.comm.all_gather(t), self.plan.world_size)
+            sampled_ids = [s for (s, _), flag in zip(pieces, sample_flags) if flag]
+            return self._sample_and_share(sampled_ids, logits, return_logits)
 
     def _sample_and_share(self, seq_ids, logits, return_logits) -> list[TokenOut]:
         count = len(seq_ids)

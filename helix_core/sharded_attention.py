@@ -10,6 +10,7 @@ asynchronously and runs while the next piece's attention computes.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -44,21 +45,33 @@ class ShardedAttention:
         self.stats = AttentionStats()
 
     def __call__(self, layer: int, batch: StepBatch, q: torch.Tensor, k: torch.Tensor,
-                 v: torch.Tensor | None, value_dim: int | None = None) -> torch.Tensor:
+                 v: torch.Tensor | None, value_dim: int | None = None, phase=None) -> torch.Tensor:
         """q [T, Hq, Dk], k [T, Hkv, Dk], v [T, Hkv, Dv] or None when values are the first
-        `value_dim` dims of the keys (MLA's latent). Returns [T, out_heads, Dv] fp32."""
-        if batch.write_slots.numel():
-            idx = batch.write_token_index
-            self.cache.write(layer, batch.write_slots, k[idx], None if v is None else v[idx])
+        `value_dim` dims of the keys (MLA's latent). Returns [T, out_heads, Dv] fp32.
+        `phase(name)` (optional) gives a context manager timing "attention" and "all_to_all"."""
+        phase = phase or _untimed
+        with phase("attention"):
+            if batch.write_slots.numel():
+                idx = batch.write_token_index
+                self.cache.write(layer, batch.write_slots, k[idx], None if v is None else v[idx])
         reduce = self._reduce_scores if self.slices > 1 else None
         pieces = batch.piece_bounds(self.hopb_pieces if self.kvp > 1 else 1)
         pending = []
         for first, stop in pieces:
-            out, lse = self._local_attention(layer, batch, q, first, stop, value_dim, reduce)
-            pending.append(self._start_exchange(out, lse))
+            with phase("attention"):
+                out, lse = self._local_attention(layer, batch, q, first, stop, value_dim, reduce)
+            with phase("all_to_all"):
+                pending.append(self._start_exchange(out, lse))
         self.stats.hopb_pieces_run = len(pieces)
         self.stats.exchanges += len(pieces) if self.kvp > 1 else 0
-        return torch.cat([self._finish_exchange(*p) for p in pending], dim=0)
+        merged = []
+        for recv, work, dim in pending:
+            if work is not None:
+                with phase("all_to_all"):
+                    work.wait()
+            with phase("attention"):
+                merged.append(self._merge(recv, dim))
+        return torch.cat(merged, dim=0)
 
     def _reduce_scores(self, scores: torch.Tensor) -> torch.Tensor:
         return self.comm.all_reduce(scores.contiguous(), "head_slices")
@@ -89,9 +102,14 @@ class ShardedAttention:
         work = self.comm.all_to_all(recv, send, "kvp", async_op=True)
         return recv, work, dim
 
-    def _finish_exchange(self, recv, work, dim):
-        if work is None and dim is None:
+    def _merge(self, recv, dim):
+        if dim is None:
             return recv  # KVP = 1: the local attention is already exact
-        if work is not None:
-            work.wait()
         return merge_partials(recv[..., :dim], recv[..., dim])
+
+
+def _untimed(name: str):
+    return _UNTIMED
+
+
+_UNTIMED = contextlib.nullcontext()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, ContextManager, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,10 @@ class LayerContext(Protocol):
                value_dim: int | None = None) -> torch.Tensor: ...
 
     def all_reduce(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def phase(self, name: str) -> ContextManager[None]:
+        """Times one phase of a profiled decode step ("ffn", ...); a no-op context otherwise."""
+        ...
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

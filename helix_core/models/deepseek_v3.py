@@ -106,5 +106,6 @@ class DeepseekV3Model:
         out = torch.einsum("thc,hvc->thv", out_latent.to(x.dtype), w.w_uv)
         x = x + ctx.all_reduce(F.linear(out.reshape(tokens, -1), w.wo))
         h = rms_norm(x, w.post_norm, cfg.rms_norm_eps)
-        y = w.ffn(h, cfg) if isinstance(w.ffn, MoEShard) else w.ffn(h)
+        with ctx.phase("ffn"):
+            y = w.ffn(h, cfg) if isinstance(w.ffn, MoEShard) else w.ffn(h)
         return x + ctx.all_reduce(y)

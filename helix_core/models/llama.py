@@ -90,4 +90,6 @@ class LlamaModel:
             y = y + w.bo
         x = x + y
         h = rms_norm(x, w.post_norm, self.cfg.rms_norm_eps)
-        return x + ctx.all_reduce(w.mlp(h))
+        with ctx.phase("ffn"):
+            y = w.mlp(h)
+        return x + ctx.all_reduce(y)

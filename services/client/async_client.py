@@ -100,6 +100,7 @@ class AsyncHelixClient:
         request_id: str | None = None,
         return_logprobs: bool = True,
         timeout_s: float | None = None,
+        model: str | None = None,
     ) -> AsyncGenerationStream:
         """Starts generating; `async for` the returned stream. See HelixClient.stream()."""
         request = build_generate_request(
@@ -113,6 +114,7 @@ class AsyncHelixClient:
             stop_token_ids=stop_token_ids,
             request_id=request_id,
             return_logprobs=return_logprobs,
+            model=model,
         )
         assembler = ResultAssembler(request)
         call = self._stub.Generate(
@@ -136,6 +138,7 @@ class AsyncHelixClient:
         request_id: str | None = None,
         return_logprobs: bool = True,
         timeout_s: float | None = None,
+        model: str | None = None,
     ) -> GenerateResult:
         """Generates to the end and returns the GenerateResult; arguments as in stream()."""
         async with self.stream(
@@ -150,6 +153,7 @@ class AsyncHelixClient:
             request_id=request_id,
             return_logprobs=return_logprobs,
             timeout_s=timeout_s,
+            model=model,
         ) as token_stream:
             async for _ in token_stream:
                 pass

@@ -47,6 +47,7 @@ def build_generate_request(
     stop_token_ids: Iterable[int],
     request_id: str | None,
     return_logprobs: bool,
+    model: str | None = None,
 ) -> coordinator_pb2.GenerateRequest:
     """The wire request. Only what the wire cannot carry is checked here; the server checks values."""
     if (prompt_token_ids is None) == (prompt_text is None):
@@ -65,6 +66,7 @@ def build_generate_request(
             max_new_tokens=max_new_tokens,
             stop_token_ids=_as_int_list(stop_token_ids),
             return_logprobs=return_logprobs,
+            model=model or "",
         )
     except (TypeError, ValueError) as error:  # negative ids or seed, values >= 2**32, non-integers
         raise InvalidArgument(

@@ -97,13 +97,15 @@ class HelixClient:
         request_id: str | None = None,
         return_logprobs: bool = True,
         timeout_s: float | None = None,
+        model: str | None = None,
     ) -> GenerationStream:
         """Starts generating; returns a GenerationStream of TokenEvents.
 
         Give the prompt as token ids, or as text (prompt_token_ids=None, prompt_text="...") when
         the model has a tokenizer. temperature 0 is greedy; top_k 0 and top_p 1 disable those
         filters. Generation stops after max_new_tokens or at a token of stop_token_ids (pass
-        info().eos_token_ids to stop at EOS). request_id defaults to a fresh uuid.
+        info().eos_token_ids to stop at EOS). request_id defaults to a fresh uuid. model, when
+        set, must name the served model (info().model_name), else the call fails InvalidArgument.
         """
         request = build_generate_request(
             prompt_token_ids=prompt_token_ids,
@@ -116,6 +118,7 @@ class HelixClient:
             stop_token_ids=stop_token_ids,
             request_id=request_id,
             return_logprobs=return_logprobs,
+            model=model,
         )
         assembler = ResultAssembler(request)
         call = self._stub.Generate(
@@ -139,6 +142,7 @@ class HelixClient:
         request_id: str | None = None,
         return_logprobs: bool = True,
         timeout_s: float | None = None,
+        model: str | None = None,
     ) -> GenerateResult:
         """Generates to the end and returns the GenerateResult; arguments as in stream()."""
         with self.stream(
@@ -153,6 +157,7 @@ class HelixClient:
             request_id=request_id,
             return_logprobs=return_logprobs,
             timeout_s=timeout_s,
+            model=model,
         ) as token_stream:
             for _ in token_stream:
                 pass

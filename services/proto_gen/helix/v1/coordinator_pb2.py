@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ahelix/v1/coordinator.proto\x12\x08helix.v1\"_\n\x0eSamplingParams\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\r\n\x05top_k\x18\x02 \x01(\r\x12\r\n\x05top_p\x18\x03 \x01(\x02\x12\x11\n\x04seed\x18\x04 \x01(\x04H\x00\x88\x01\x01\x42\x07\n\x05_seed\"\xcd\x01\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1c\n\x10prompt_token_ids\x18\x02 \x03(\rB\x02\x10\x01\x12\x13\n\x0bprompt_text\x18\x03 \x01(\t\x12*\n\x08sampling\x18\x04 \x01(\x0b\x32\x18.helix.v1.SamplingParams\x12\x16\n\x0emax_new_tokens\x18\x05 \x01(\r\x12\x16\n\x0estop_token_ids\x18\x06 \x03(\r\x12\x17\n\x0freturn_logprobs\x18\x07 \x01(\x08\"\x8a\x01\n\rGenerateEvent\x12&\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x0b\x32\x12.helix.v1.AcceptedH\x00\x12 \n\x05token\x18\x02 \x01(\x0b\x32\x0f.helix.v1.TokenH\x00\x12&\n\x08\x66inished\x18\x03 \x01(\x0b\x32\x12.helix.v1.FinishedH\x00\x42\x07\n\x05\x65vent\"M\n\x08\x41\x63\x63\x65pted\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rprompt_tokens\x18\x02 \x01(\r\x12\x16\n\x0eserver_time_ns\x18\x03 \x01(\x03\"_\n\x05Token\x12\x10\n\x08token_id\x18\x01 \x01(\r\x12\x0f\n\x07logprob\x18\x02 \x01(\x02\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\r\n\x05index\x18\x04 \x01(\r\x12\x16\n\x0eserver_time_ns\x18\x05 \x01(\x03\"\xca\x01\n\x08\x46inished\x12&\n\x06reason\x18\x01 \x01(\x0e\x32\x16.helix.v1.FinishReason\x12\x15\n\rprompt_tokens\x18\x02 \x01(\r\x12\x18\n\x10generated_tokens\x18\x03 \x01(\r\x12\x15\n\rqueue_time_ns\x18\x04 \x01(\x03\x12\x1e\n\x16time_to_first_token_ns\x18\x05 \x01(\x03\x12\x15\n\rtotal_time_ns\x18\x06 \x01(\x03\x12\x17\n\x0fprefill_time_ns\x18\x07 \x01(\x03\"#\n\rCancelRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\x1f\n\x0e\x43\x61ncelResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\"\x10\n\x0eGetInfoRequest\"\xb2\x01\n\x0cParallelPlan\x12\x0c\n\x04spec\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x12\n\nworld_size\x18\x03 \x01(\r\x12\x10\n\x08kvp_size\x18\x04 \x01(\r\x12\x10\n\x08tpa_size\x18\x05 \x01(\r\x12\x13\n\x0bhead_slices\x18\x06 \x01(\r\x12\x0f\n\x07\x65p_size\x18\x07 \x01(\r\x12\x13\n\x0b\x66\x66n_tp_size\x18\x08 \x01(\r\x12\x13\n\x0b\x64\x65scription\x18\t \x01(\t\"\x86\x01\n\tShardInfo\x12\x0c\n\x04rank\x18\x01 \x01(\r\x12\x10\n\x08kvp_rank\x18\x02 \x01(\r\x12\x10\n\x08tpa_rank\x18\x03 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12\r\n\x05ready\x18\x06 \x01(\x08\x12\x17\n\x0fhead_slice_rank\x18\x07 \x01(\r\"\x8f\x03\n\x0b\x43lusterInfo\x12\x12\n\nmodel_type\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x12\n\nvocab_size\x18\x03 \x01(\r\x12\x1a\n\x12max_context_tokens\x18\x04 \x01(\x04\x12\x15\n\rhas_tokenizer\x18\x05 \x01(\x08\x12\x15\n\reos_token_ids\x18\x06 \x03(\r\x12\x19\n\x0c\x62os_token_id\x18\x07 \x01(\rH\x00\x88\x01\x01\x12$\n\x04plan\x18\x08 \x01(\x0b\x32\x16.helix.v1.ParallelPlan\x12\'\n\x1fkv_capacity_tokens_per_kvp_rank\x18\t \x03(\x04\x12\x1b\n\x13kv_page_size_tokens\x18\n \x01(\r\x12\x16\n\x0emax_batch_size\x18\x0b \x01(\r\x12\r\n\x05\x64type\x18\x0c \x01(\t\x12#\n\x06shards\x18\r \x03(\x0b\x32\x13.helix.v1.ShardInfo\x12\x16\n\x0eserver_version\x18\x0e \x01(\tB\x0f\n\r_bos_token_id*\xa1\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x01\x12\x1c\n\x18\x46INISH_REASON_STOP_TOKEN\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x12\x1d\n\x19\x46INISH_REASON_MAX_CONTEXT\x10\x04\x32\xc8\x01\n\x0b\x43oordinator\x12@\n\x08Generate\x12\x19.helix.v1.GenerateRequest\x1a\x17.helix.v1.GenerateEvent0\x01\x12;\n\x06\x43\x61ncel\x12\x17.helix.v1.CancelRequest\x1a\x18.helix.v1.CancelResponse\x12:\n\x07GetInfo\x12\x18.helix.v1.GetInfoRequest\x1a\x15.helix.v1.ClusterInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ahelix/v1/coordinator.proto\x12\x08helix.v1\"_\n\x0eSamplingParams\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\r\n\x05top_k\x18\x02 \x01(\r\x12\r\n\x05top_p\x18\x03 \x01(\x02\x12\x11\n\x04seed\x18\x04 \x01(\x04H\x00\x88\x01\x01\x42\x07\n\x05_seed\"\xdc\x01\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1c\n\x10prompt_token_ids\x18\x02 \x03(\rB\x02\x10\x01\x12\x13\n\x0bprompt_text\x18\x03 \x01(\t\x12*\n\x08sampling\x18\x04 \x01(\x0b\x32\x18.helix.v1.SamplingParams\x12\x16\n\x0emax_new_tokens\x18\x05 \x01(\r\x12\x16\n\x0estop_token_ids\x18\x06 \x03(\r\x12\x17\n\x0freturn_logprobs\x18\x07 \x01(\x08\x12\r\n\x05model\x18\x08 \x01(\t\"\x8a\x01\n\rGenerateEvent\x12&\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x0b\x32\x12.helix.v1.AcceptedH\x00\x12 \n\x05token\x18\x02 \x01(\x0b\x32\x0f.helix.v1.TokenH\x00\x12&\n\x08\x66inished\x18\x03 \x01(\x0b\x32\x12.helix.v1.FinishedH\x00\x42\x07\n\x05\x65vent\"M\n\x08\x41\x63\x63\x65pted\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rprompt_tokens\x18\x02 \x01(\r\x12\x16\n\x0eserver_time_ns\x18\x03 \x01(\x03\"_\n\x05Token\x12\x10\n\x08token_id\x18\x01 \x01(\r\x12\x0f\n\x07logprob\x18\x02 \x01(\x02\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\r\n\x05index\x18\x04 \x01(\r\x12\x16\n\x0eserver_time_ns\x18\x05 \x01(\x03\"\xca\x01\n\x08\x46inished\x12&\n\x06reason\x18\x01 \x01(\x0e\x32\x16.helix.v1.FinishReason\x12\x15\n\rprompt_tokens\x18\x02 \x01(\r\x12\x18\n\x10generated_tokens\x18\x03 \x01(\r\x12\x15\n\rqueue_time_ns\x18\x04 \x01(\x03\x12\x1e\n\x16time_to_first_token_ns\x18\x05 \x01(\x03\x12\x15\n\rtotal_time_ns\x18\x06 \x01(\x03\x12\x17\n\x0fprefill_time_ns\x18\x07 \x01(\x03\"#\n\rCancelRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\x1f\n\x0e\x43\x61ncelResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\"\x10\n\x0eGetInfoRequest\"\xb2\x01\n\x0cParallelPlan\x12\x0c\n\x04spec\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x12\n\nworld_size\x18\x03 \x01(\r\x12\x10\n\x08kvp_size\x18\x04 \x01(\r\x12\x10\n\x08tpa_size\x18\x05 \x01(\r\x12\x13\n\x0bhead_slices\x18\x06 \x01(\r\x12\x0f\n\x07\x65p_size\x18\x07 \x01(\r\x12\x13\n\x0b\x66\x66n_tp_size\x18\x08 \x01(\r\x12\x13\n\x0b\x64\x65scription\x18\t \x01(\t\"\x86\x01\n\tShardInfo\x12\x0c\n\x04rank\x18\x01 \x01(\r\x12\x10\n\x08kvp_rank\x18\x02 \x01(\r\x12\x10\n\x08tpa_rank\x18\x03 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12\r\n\x05ready\x18\x06 \x01(\x08\x12\x17\n\x0fhead_slice_rank\x18\x07 \x01(\r\"\x8f\x03\n\x0b\x43lusterInfo\x12\x12\n\nmodel_type\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x12\n\nvocab_size\x18\x03 \x01(\r\x12\x1a\n\x12max_context_tokens\x18\x04 \x01(\x04\x12\x15\n\rhas_tokenizer\x18\x05 \x01(\x08\x12\x15\n\reos_token_ids\x18\x06 \x03(\r\x12\x19\n\x0c\x62os_token_id\x18\x07 \x01(\rH\x00\x88\x01\x01\x12$\n\x04plan\x18\x08 \x01(\x0b\x32\x16.helix.v1.ParallelPlan\x12\'\n\x1fkv_capacity_tokens_per_kvp_rank\x18\t \x03(\x04\x12\x1b\n\x13kv_page_size_tokens\x18\n \x01(\r\x12\x16\n\x0emax_batch_size\x18\x0b \x01(\r\x12\r\n\x05\x64type\x18\x0c \x01(\t\x12#\n\x06shards\x18\r \x03(\x0b\x32\x13.helix.v1.ShardInfo\x12\x16\n\x0eserver_version\x18\x0e \x01(\tB\x0f\n\r_bos_token_id*\xa1\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x01\x12\x1c\n\x18\x46INISH_REASON_STOP_TOKEN\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x12\x1d\n\x19\x46INISH_REASON_MAX_CONTEXT\x10\x04\x32\xc8\x01\n\x0b\x43oordinator\x12@\n\x08Generate\x12\x19.helix.v1.GenerateRequest\x1a\x17.helix.v1.GenerateEvent0\x01\x12;\n\x06\x43\x61ncel\x12\x17.helix.v1.CancelRequest\x1a\x18.helix.v1.CancelResponse\x12:\n\x07GetInfo\x12\x18.helix.v1.GetInfoRequest\x1a\x15.helix.v1.ClusterInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,32 +33,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GENERATEREQUEST'].fields_by_name['prompt_token_ids']._loaded_options = None
   _globals['_GENERATEREQUEST'].fields_by_name['prompt_token_ids']._serialized_options = b'\020\001'
-  _globals['_FINISHREASON']._serialized_start=1676
-  _globals['_FINISHREASON']._serialized_end=1837
+  _globals['_FINISHREASON']._serialized_start=1691
+  _globals['_FINISHREASON']._serialized_end=1852
   _globals['_SAMPLINGPARAMS']._serialized_start=40
   _globals['_SAMPLINGPARAMS']._serialized_end=135
   _globals['_GENERATEREQUEST']._serialized_start=138
-  _globals['_GENERATEREQUEST']._serialized_end=343
-  _globals['_GENERATEEVENT']._serialized_start=346
-  _globals['_GENERATEEVENT']._serialized_end=484
-  _globals['_ACCEPTED']._serialized_start=486
-  _globals['_ACCEPTED']._serialized_end=563
-  _globals['_TOKEN']._serialized_start=565
-  _globals['_TOKEN']._serialized_end=660
-  _globals['_FINISHED']._serialized_start=663
-  _globals['_FINISHED']._serialized_end=865
-  _globals['_CANCELREQUEST']._serialized_start=867
-  _globals['_CANCELREQUEST']._serialized_end=902
-  _globals['_CANCELRESPONSE']._serialized_start=904
-  _globals['_CANCELRESPONSE']._serialized_end=935
-  _globals['_GETINFOREQUEST']._serialized_start=937
-  _globals['_GETINFOREQUEST']._serialized_end=953
-  _globals['_PARALLELPLAN']._serialized_start=956
-  _globals['_PARALLELPLAN']._serialized_end=1134
-  _globals['_SHARDINFO']._serialized_start=1137
-  _globals['_SHARDINFO']._serialized_end=1271
-  _globals['_CLUSTERINFO']._serialized_start=1274
-  _globals['_CLUSTERINFO']._serialized_end=1673
-  _globals['_COORDINATOR']._serialized_start=1840
-  _globals['_COORDINATOR']._serialized_end=2040
+  _globals['_GENERATEREQUEST']._serialized_end=358
+  _globals['_GENERATEEVENT']._serialized_start=361
+  _globals['_GENERATEEVENT']._serialized_end=499
+  _globals['_ACCEPTED']._serialized_start=501
+  _globals['_ACCEPTED']._serialized_end=578
+  _globals['_TOKEN']._serialized_start=580
+  _globals['_TOKEN']._serialized_end=675
+  _globals['_FINISHED']._serialized_start=678
+  _globals['_FINISHED']._serialized_end=880
+  _globals['_CANCELREQUEST']._serialized_start=882
+  _globals['_CANCELREQUEST']._serialized_end=917
+  _globals['_CANCELRESPONSE']._serialized_start=919
+  _globals['_CANCELRESPONSE']._serialized_end=950
+  _globals['_GETINFOREQUEST']._serialized_start=952
+  _globals['_GETINFOREQUEST']._serialized_end=968
+  _globals['_PARALLELPLAN']._serialized_start=971
+  _globals['_PARALLELPLAN']._serialized_end=1149
+  _globals['_SHARDINFO']._serialized_start=1152
+  _globals['_SHARDINFO']._serialized_end=1286
+  _globals['_CLUSTERINFO']._serialized_start=1289
+  _globals['_CLUSTERINFO']._serialized_end=1688
+  _globals['_COORDINATOR']._serialized_start=1855
+  _globals['_COORDINATOR']._serialized_end=2055
 # @@protoc_insertion_point(module_scope)

@@ -59,7 +59,8 @@ class CoordinatorServicer:
     def Generate(self, request, context):
         """Generates tokens for one prompt and streams them back as they are decoded.
         Errors: INVALID_ARGUMENT (empty or ambiguous prompt, token id outside the vocabulary, text
-        prompt without a tokenizer, bad sampling values), RESOURCE_EXHAUSTED (prompt + max_new_tokens
+        prompt without a tokenizer, bad sampling values, max_new_tokens 0 or over the limit, a model
+        name the cluster does not serve), RESOURCE_EXHAUSTED (prompt + max_new_tokens
         cannot fit the cluster's KV capacity or max context, or the waiting queue is full),
         ALREADY_EXISTS (request_id in use), UNAVAILABLE (shards not ready), DEADLINE_EXCEEDED.
         """

@@ -56,7 +56,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class LoadedModel(_message.Message):
-    __slots__ = ("model_type", "model_name", "checkpoint_path", "vocab_size", "max_position_embeddings", "has_tokenizer", "eos_token_ids", "bos_token_id", "dtype", "plan", "max_batch_size", "prefill_chunk_tokens")
+    __slots__ = ("model_type", "model_name", "checkpoint_path", "vocab_size", "max_position_embeddings", "has_tokenizer", "eos_token_ids", "bos_token_id", "dtype", "plan", "max_batch_size", "prefill_chunk_tokens", "max_context_tokens")
     MODEL_TYPE_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_PATH_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +69,7 @@ class LoadedModel(_message.Message):
     PLAN_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     PREFILL_CHUNK_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONTEXT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     model_type: str
     model_name: str
     checkpoint_path: str
@@ -81,7 +82,8 @@ class LoadedModel(_message.Message):
     plan: _coordinator_pb2.ParallelPlan
     max_batch_size: int
     prefill_chunk_tokens: int
-    def __init__(self, model_type: _Optional[str] = ..., model_name: _Optional[str] = ..., checkpoint_path: _Optional[str] = ..., vocab_size: _Optional[int] = ..., max_position_embeddings: _Optional[int] = ..., has_tokenizer: _Optional[bool] = ..., eos_token_ids: _Optional[_Iterable[int]] = ..., bos_token_id: _Optional[int] = ..., dtype: _Optional[str] = ..., plan: _Optional[_Union[_coordinator_pb2.ParallelPlan, _Mapping]] = ..., max_batch_size: _Optional[int] = ..., prefill_chunk_tokens: _Optional[int] = ...) -> None: ...
+    max_context_tokens: int
+    def __init__(self, model_type: _Optional[str] = ..., model_name: _Optional[str] = ..., checkpoint_path: _Optional[str] = ..., vocab_size: _Optional[int] = ..., max_position_embeddings: _Optional[int] = ..., has_tokenizer: _Optional[bool] = ..., eos_token_ids: _Optional[_Iterable[int]] = ..., bos_token_id: _Optional[int] = ..., dtype: _Optional[str] = ..., plan: _Optional[_Union[_coordinator_pb2.ParallelPlan, _Mapping]] = ..., max_batch_size: _Optional[int] = ..., prefill_chunk_tokens: _Optional[int] = ..., max_context_tokens: _Optional[int] = ...) -> None: ...
 
 class KvCacheUsage(_message.Message):
     __slots__ = ("page_size_tokens", "pages_total", "pages_used", "capacity_tokens")

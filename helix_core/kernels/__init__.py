@@ -1,0 +1,57 @@
+"""GPU kernels (Triton) for Helix serving.
+
+Everything here imports on a machine without Triton or CUDA: Triton is imported only when a
+kernel is first launched. `triton_available()` says whether it can be; callers keep the torch
+reference path (helix_core.attention) as the fallback.
+
+Entry points (see decode_attention.py):
+  paged_decode_attention(q, key_pages, value_pages, block_table, lengths, scale, kv_head_of_q)
+  decode_attention_for_step(cache, layer, seq_ids, q, scale, kv_head_of_q, value_dim)
+  build_block_table(cache, seq_ids, device)
+  HeadGroups(kv_head_of_q)               precomputed query-head grouping (no host sync per call)
+  merge_partials(outs, lses)             Triton LSE merge of disjoint KV shards (KVP merge)
+  decode_kernel_usable(q)                whether the fast decode path applies to this tensor
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+_TRITON_OK: bool | None = None
+
+
+def triton_available() -> bool:
+    """True when `import triton` works (without importing it eagerly more than once)."""
+    global _TRITON_OK
+    if _TRITON_OK is None:
+        if importlib.util.find_spec("triton") is None:
+            _TRITON_OK = False
+        else:
+            try:
+                import triton  # noqa: F401
+                import triton.language  # noqa: F401
+                _TRITON_OK = True
+            except Exception:  # broken install, missing driver libs, ...
+                _TRITON_OK = False
+    return _TRITON_OK
+
+
+def interpret_mode() -> bool:
+    """Triton's CPU interpreter is on (TRITON_INTERPRET=1): kernels run on CPU tensors."""
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+_LAZY = {
+    "paged_decode_attention", "decode_attention_for_step", "build_block_table", "HeadGroups",
+    "merge_partials", "decode_kernel_usable", "DecodeConfig", "choose_num_splits",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        from . import decode_attention
+        return getattr(decode_attention, name)
+    raise AttributeError(name)
+
+
+__all__ = ["triton_available", "interpret_mode", *sorted(_LAZY)]

@@ -1,0 +1,179 @@
+"""Triton kernels of the paged split-KV decode attention. Imported lazily (needs triton).
+
+Written against the Triton language of 3.4+ (tested with 3.9's interpreter; targets 3.6 on
+Hopper): tl.dot with input_precision, tl.exp2/log2, runtime-bounded range loops, no
+descriptors/TMA, no newer APIs.
+
+Stage 1 (`_decode_split_kernel`), grid (head blocks, splits, batch):
+  one program = one sequence b, one block of <= BLOCK_H query heads that all read the same KV
+  head, one contiguous chunk (split) of the sequence's local keys. It walks its chunk in tiles of
+  BLOCK_N tokens; each token's page comes from the block table, so pages can lie anywhere in the
+  pool and the page size need not divide BLOCK_N. Online softmax in base 2 (scores pre-scaled by
+  scale*log2(e)), fp32 accumulators; writes the normalized partial output and its base-2 LSE
+  (or, with one split, the final output and natural LSE directly).
+  Head dims: the key dims are read as a head part [0, BLOCK_A) and, when Dk is wider than the
+  value dim (MLA: 512 + 64 rope dims), a tail part [BLOCK_A, Dk). When values are the first Dv
+  dims of the keys (MLA), the value tile *is* the head part of the key tile: each byte is read
+  once.
+Stage 2 (`_merge_kernel`), grid (rows0, rows1): LSE-weighted merge of partials laid out with
+  arbitrary strides; used for the splits and, reused, for the KVP merge of shards.
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+from triton import knobs
+
+INTERPRET = bool(knobs.runtime.interpret)
+
+LOG2E = 1.4426950408889634
+LN2 = 0.6931471805599453
+
+
+@triton.jit
+def _mm(a, b, UPCAST: tl.constexpr):
+    """a @ b with fp32 accumulation. UPCAST: compute in fp32 (the CPU interpreter of Triton 3.9
+    multiplies bf16 tiles as raw uint16 bits; fp32 products of 16-bit values are exact, so this
+    gives the same result as the tensor-core path up to summation order)."""
+    if UPCAST:
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
+    else:
+        return tl.dot(a, b, input_precision="ieee")
+
+
+@triton.jit
+def _decode_split_kernel(
+    Q, K, V, BLOCK_TABLE, LENGTHS, GROUP_KV, GROUP_HEADS, OUT, LSE,
+    qk_scale,  # softmax scale * log2(e)
+    num_splits,
+    stride_qb, stride_qh,
+    stride_kp, stride_ks, stride_kh,
+    stride_vp, stride_vs, stride_vh,
+    stride_btb,
+    stride_ob, stride_oh, stride_os,  # OUT [B, Hq, S, Dv] (or [B, Hq, Dv] with stride_os = 0)
+    stride_lb, stride_lh, stride_ls,  # LSE [B, Hq, S]
+    DK: tl.constexpr, DV: tl.constexpr,
+    BLOCK_A: tl.constexpr, BLOCK_T: tl.constexpr, HAS_TAIL: tl.constexpr, BLOCK_DV: tl.constexpr,
+    VALUES_ARE_KEYS: tl.constexpr, QK_FP32: tl.constexpr,
+    PAGE_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
+    FINAL: tl.constexpr, UPCAST: tl.constexpr,
+):
+    grp = tl.program_id(0)
+    split = tl.program_id(1)
+    b = tl.program_id(2)
+
+    kv_head = tl.load(GROUP_KV + grp).to(tl.int64)
+    offs_h = tl.arange(0, BLOCK_H)
+    heads = tl.load(GROUP_HEADS + grp * BLOCK_H + offs_h)
+    h_ok = heads >= 0
+    heads = tl.where(h_ok, heads, 0).to(tl.int64)
+
+    length = tl.load(LENGTHS + b)
+    per_split = tl.cdiv(tl.cdiv(length, num_splits), BLOCK_N) * BLOCK_N
+    start = split * per_split
+    end = tl.minimum(start + per_split, length)
+
+    offs_a = tl.arange(0, BLOCK_A)
+    offs_v = tl.arange(0, BLOCK_DV)
+    q_base = Q + b.to(tl.int64) * stride_qb + heads[:, None] * stride_qh
+    q_a = tl.load(q_base + offs_a[None, :], mask=h_ok[:, None] & (offs_a[None, :] < DK), other=0.0)
+    if QK_FP32:
+        q_a = q_a.to(tl.float32)
+    if HAS_TAIL:
+        offs_t = tl.arange(0, BLOCK_T)
+        t_ok = (BLOCK_A + offs_t) < DK
+        q_t = tl.load(q_base + BLOCK_A + offs_t[None, :], mask=h_ok[:, None] & t_ok[None, :], other=0.0)
+        if QK_FP32:
+            q_t = q_t.to(tl.float32)
+
+    m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_H], tl.float32)
+    acc = tl.zeros([BLOCK_H, BLOCK_DV], tl.float32)
+
+    bt_row = BLOCK_TABLE + b.to(tl.int64) * stride_btb
+    for n0 in range(start, end, BLOCK_N):
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        n_ok = offs_n < end
+        page = tl.load(bt_row + offs_n // PAGE_SIZE, mask=n_ok, other=0).to(tl.int64)
+        slot = offs_n % PAGE_SIZE
+        k_row = page * stride_kp + slot * stride_ks + kv_head * stride_kh  # [BLOCK_N]
+        k_a = tl.load(K + k_row[:, None] + offs_a[None, :], mask=n_ok[:, None] & (offs_a[None, :] < DK),
+                      other=0.0)  # [BLOCK_N, BLOCK_A]
+        if QK_FP32:
+            qk = _mm(q_a, tl.trans(k_a.to(tl.float32)), UPCAST)
+        else:
+            qk = _mm(q_a, tl.trans(k_a), UPCAST)
+        if HAS_TAIL:
+            k_t = tl.load(K + k_row[:, None] + BLOCK_A + offs_t[None, :], mask=n_ok[:, None] & t_ok[None, :],
+                          other=0.0)
+            if QK_FP32:
+                qk += _mm(q_t, tl.trans(k_t.to(tl.float32)), UPCAST)
+            else:
+                qk += _mm(q_t, tl.trans(k_t), UPCAST)
+        qk = tl.where(n_ok[None, :], qk * qk_scale, float("-inf"))  # [BLOCK_H, BLOCK_N]
+
+        # every tile holds at least one visible key, so m_new is finite
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(qk - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        if VALUES_ARE_KEYS:
+            v = k_a  # BLOCK_DV == BLOCK_A; columns >= DV are never stored
+        else:
+            v_row = page * stride_vp + slot * stride_vs + kv_head * stride_vh
+            v = tl.load(V + v_row[:, None] + offs_v[None, :], mask=n_ok[:, None] & (offs_v[None, :] < DV),
+                        other=0.0)
+        acc = acc * alpha[:, None] + _mm(p.to(v.dtype), v, UPCAST)
+        m_i = m_new
+
+    has = l_i > 0.0
+    out = acc / tl.where(has, l_i, 1.0)[:, None]
+    lse2 = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("-inf"))
+    o_ptr = OUT + b.to(tl.int64) * stride_ob + heads[:, None] * stride_oh + split * stride_os + offs_v[None, :]
+    tl.store(o_ptr, out, mask=h_ok[:, None] & (offs_v[None, :] < DV))
+    l_ptr = LSE + b.to(tl.int64) * stride_lb + heads * stride_lh + split * stride_ls
+    if FINAL:
+        tl.store(l_ptr, lse2 * 0.6931471805599453, mask=h_ok)
+    else:
+        tl.store(l_ptr, lse2, mask=h_ok)
+
+
+@triton.jit
+def _merge_kernel(
+    PART_OUT, PART_LSE, OUT, LSE,
+    num_parts,
+    stride_po_p, stride_po_0, stride_po_1,
+    stride_pl_p, stride_pl_0, stride_pl_1,
+    stride_o_0, stride_o_1,
+    stride_l_0, stride_l_1,
+    DV: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_P: tl.constexpr, LSE_IN_LOG2: tl.constexpr,
+):
+    """out[r0, r1] = sum_p w_p out_p / sum_p w_p with w_p = exp(lse_p - max); lse = log sum exp."""
+    r0 = tl.program_id(0).to(tl.int64)
+    r1 = tl.program_id(1).to(tl.int64)
+    offs_p = tl.arange(0, BLOCK_P)
+    pl_base = PART_LSE + r0 * stride_pl_0 + r1 * stride_pl_1
+    lses = tl.load(pl_base + offs_p * stride_pl_p, mask=offs_p < num_parts, other=float("-inf")).to(tl.float32)
+    if not LSE_IN_LOG2:
+        lses = lses * 1.4426950408889634
+    peak = tl.max(lses, 0)
+    safe = tl.where(peak == float("-inf"), 0.0, peak)
+    total = tl.sum(tl.exp2(lses - safe), 0)
+
+    offs_d = tl.arange(0, BLOCK_DV)
+    d_ok = offs_d < DV
+    po_base = PART_OUT + r0 * stride_po_0 + r1 * stride_po_1 + offs_d
+    acc = tl.zeros([BLOCK_DV], tl.float32)
+    for p in range(0, num_parts):
+        lse_p = tl.load(pl_base + p * stride_pl_p).to(tl.float32)
+        if not LSE_IN_LOG2:
+            lse_p = lse_p * 1.4426950408889634
+        w = tl.exp2(lse_p - safe)
+        o = tl.load(po_base + p * stride_po_p, mask=d_ok, other=0.0).to(tl.float32)
+        acc += tl.where(w > 0.0, o * w, 0.0)  # a part with no keys may hold garbage: weight 0
+
+    has = total > 0.0
+    out = acc / tl.where(has, total, 1.0)
+    lse = tl.where(has, (safe + tl.log2(tl.where(has, total, 1.0))) * 0.6931471805599453, float("-inf"))
+    tl.store(OUT + r0 * stride_o_0 + r1 * stride_o_1 + offs_d, out, mask=d_ok)
+    tl.store(LSE + r0 * stride_l_0 + r1 * stride_l_1, lse)

@@ -1,0 +1,380 @@
+"""Micro-benchmark of the paged split-KV decode kernel (CUDA only).
+
+    python -m helix_core.kernels.bench_decode --context 131072 --batch 1 --heads 32 --kv-heads 8 \
+        --dim 128 --dtype bf16
+    python -m helix_core.kernels.bench_decode --mla --context 131072 --batch 1      # 128 heads, 576/512
+    python -m helix_core.kernels.bench_decode --suite --json $OUT/decode.json        # everything below
+
+Every configuration is checked against a chunked fp32 reference (a few heads of the first and
+last sequence, computed from a contiguous copy of the KV, i.e. independent of the paging) before
+its time is reported; a failing one is reported as FAILED and never timed.
+
+Timing: CUDA events around `--iters` back-to-back calls after `--warmup` calls, median of
+`--repeats`; also the replay of a CUDA graph of one call (pure GPU time, no launch overhead).
+Reported: KV bytes read / time (TB/s; keys + values, MLA: the 576-dim latent+rope rows once)
+and attention FLOP/s (2*Hq*L*(Dk+Dv) per sequence). Compared with torch SDPA decode
+(enable_gqa) on the same data laid out contiguously, and with Helix's torch path (gather the
+pages + partial_attention) that the kernel replaces.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+GQA_SWEEP = [  # (block_n, block_h, num_warps, num_stages); all compile spill-free for sm_90 (ptxas)
+    (64, 16, 4, 2), (32, 16, 4, 2), (128, 16, 4, 2), (64, 16, 4, 3), (32, 16, 4, 3), (64, 16, 4, 4),
+    (64, 16, 8, 2), (128, 16, 8, 2),
+]
+MLA_SWEEP = [  # the first is the default; (16, 64, 8, 2) uses wgmma but spills ~136 B
+    (32, 32, 8, 2), (32, 16, 4, 2), (16, 16, 4, 2), (32, 16, 8, 2), (16, 32, 8, 2), (32, 32, 8, 3),
+    (64, 32, 8, 2), (16, 64, 8, 2),
+]
+
+
+def _fail(msg: str) -> None:
+    print(f"bench_decode: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------
+class Problem:
+    def __init__(self, *, batch, context, heads, kv_heads, dk, dv, mla, page_size, dtype, seed, device):
+        g = torch.Generator(device=device).manual_seed(seed)
+        self.batch, self.context, self.heads, self.kv_heads = batch, context, heads, kv_heads
+        self.dk, self.dv, self.mla, self.page_size, self.dtype = dk, dv, mla, page_size, dtype
+        pages_per_seq = -(-context // page_size)
+        pool = batch * pages_per_seq + 7
+        # contiguous KV in SDPA's layout [B, Hkv, L, D]: the reference and SDPA read this copy
+        self.k_bhld = torch.randn(batch, kv_heads, context, dk, generator=g, device=device, dtype=torch.float32
+                                  ).to(dtype)
+        self.v_bhld = None if mla else torch.randn(batch, kv_heads, context, dv, generator=g, device=device,
+                                                   dtype=torch.float32).to(dtype)
+        # shuffled pages: sequence b's i-th page is table[b, i]
+        perm = torch.randperm(pool, generator=g, device=device)
+        self.block_table = perm[: batch * pages_per_seq].view(batch, pages_per_seq).to(torch.int32).contiguous()
+        self.lengths = torch.full((batch,), context, dtype=torch.int32, device=device)
+        self.key_pages = torch.zeros(pool, page_size, kv_heads, dk, dtype=dtype, device=device)
+        self.value_pages = None if mla else torch.zeros(pool, page_size, kv_heads, dv, dtype=dtype, device=device)
+        padded = pages_per_seq * page_size
+        for b in range(batch):
+            idx = self.block_table[b].long()
+            self.key_pages[idx] = _to_pages(self.k_bhld[b], padded, page_size)
+            if not mla:
+                self.value_pages[idx] = _to_pages(self.v_bhld[b], padded, page_size)
+        # queries with a spread that makes the softmax non-uniform (scores std ~ 2)
+        self.q = (2.0 * torch.randn(batch, heads, dk, generator=g, device=device)).to(dtype)
+        self.scale = (192 ** -0.5) if mla else dk ** -0.5
+        group = heads // kv_heads
+        self.kv_head_of_q = torch.arange(heads, device=device) // group
+
+    def kv_bytes(self) -> int:
+        per_token = self.kv_heads * (self.dk if self.mla else self.dk + self.dv)
+        return self.batch * self.context * per_token * self.key_pages.element_size()
+
+    def flops(self) -> int:
+        return 2 * self.batch * self.heads * self.context * (self.dk + self.dv)
+
+    def values_view(self):
+        return self.k_bhld[..., : self.dv] if self.mla else self.v_bhld
+
+
+def _to_pages(x_hld: torch.Tensor, padded: int, page_size: int) -> torch.Tensor:
+    hkv, length, dim = x_hld.shape
+    out = torch.zeros(padded, hkv, dim, dtype=x_hld.dtype, device=x_hld.device)
+    out[:length] = x_hld.transpose(0, 1)
+    return out.view(padded // page_size, page_size, hkv, dim)
+
+
+def chunked_reference(prob: Problem, b: int, heads: list[int], chunk: int = 32768):
+    """fp32 online softmax over key chunks for some heads of sequence b -> (out [h, Dv], lse [h])."""
+    outs, lses = [], []
+    values = prob.values_view()
+    for h in heads:
+        kvh = int(prob.kv_head_of_q[h])
+        q = prob.q[b, h].float()
+        m = torch.tensor(float("-inf"), device=q.device)
+        s = torch.zeros((), device=q.device)
+        acc = torch.zeros(prob.dv, device=q.device)
+        for start in range(0, prob.context, chunk):
+            k = prob.k_bhld[b, kvh, start:start + chunk].float()
+            v = values[b, kvh, start:start + chunk].float()
+            sc = (k @ q) * prob.scale
+            m_new = torch.maximum(m, sc.max())
+            p = torch.exp(sc - m_new)
+            corr = torch.exp(m - m_new)
+            s = s * corr + p.sum()
+            acc = acc * corr + p @ v
+            m = m_new
+        outs.append(acc / s)
+        lses.append(m + torch.log(s))
+    return torch.stack(outs), torch.stack(lses)
+
+
+def check(prob: Problem, out: torch.Tensor, lse: torch.Tensor) -> tuple[bool, str]:
+    heads = sorted({0, 1 % prob.heads, prob.heads // 2, prob.heads - 1})
+    worst_rel, worst_lse = 0.0, 0.0
+    for b in sorted({0, prob.batch - 1}):
+        ref_out, ref_lse = chunked_reference(prob, b, heads)
+        got_out, got_lse = out[b, heads].float(), lse[b, heads].float()
+        if not (torch.isfinite(got_out).all() and torch.isfinite(got_lse).all()):
+            return False, "non-finite output"
+        rel = float((got_out - ref_out).abs().max() / ref_out.abs().max().clamp_min(1e-6))
+        dl = float((got_lse - ref_lse).abs().max())
+        worst_rel, worst_lse = max(worst_rel, rel), max(worst_lse, dl)
+    tol_rel = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 1e-2}[prob.dtype]
+    ok = worst_rel <= tol_rel and worst_lse <= 5e-3
+    return ok, f"max|err|/max|ref|={worst_rel:.2e} (tol {tol_rel:.0e}), max|dLSE|={worst_lse:.2e} (tol 5e-3)"
+
+
+# ---------------------------------------------------------------------------------------------
+# timing
+# ---------------------------------------------------------------------------------------------
+def time_eager(fn, warmup: int, iters: int, repeats: int) -> float:
+    """Median seconds per call over `repeats` runs of `iters` back-to-back calls."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    samples = []
+    for _ in range(repeats):
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(iters):
+            fn()
+        stop.record()
+        stop.synchronize()
+        samples.append(start.elapsed_time(stop) / 1e3 / iters)
+    return statistics.median(samples)
+
+
+def time_graph(fn, iters: int, repeats: int) -> float | None:
+    """Median seconds per replay of a CUDA graph holding one call (no CPU launch overhead)."""
+    try:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                fn()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+        for _ in range(3):
+            graph.replay()
+        torch.cuda.synchronize()
+        samples = []
+        for _ in range(repeats):
+            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(iters):
+                graph.replay()
+            stop.record()
+            stop.synchronize()
+            samples.append(start.elapsed_time(stop) / 1e3 / iters)
+        return statistics.median(samples)
+    except Exception as exc:  # graphs are a bonus; never fail the benchmark on them
+        print(f"  (CUDA graph timing unavailable: {type(exc).__name__}: {exc})")
+        return None
+
+
+def fmt_rate(prob: Problem, seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    return (f"{seconds * 1e6:9.1f} us  {prob.kv_bytes() / seconds / 1e12:6.3f} TB/s  "
+            f"{prob.flops() / seconds / 1e12:7.2f} TFLOP/s")
+
+
+# ---------------------------------------------------------------------------------------------
+# one case
+# ---------------------------------------------------------------------------------------------
+def run_case(args, *, batch, context, heads, kv_heads, dk, dv, mla, sweep) -> dict:
+    from . import decode_attention as da
+
+    device = torch.device("cuda")
+    dtype = DTYPES[args.dtype]
+    name = (f"{'MLA' if mla else 'GQA'} B={batch} L={context} Hq={heads} Hkv={kv_heads} Dk={dk} Dv={dv} "
+            f"{args.dtype} page={args.page_size}")
+    print(f"\n=== {name}")
+    prob = Problem(batch=batch, context=context, heads=heads, kv_heads=kv_heads, dk=dk, dv=dv, mla=mla,
+                   page_size=args.page_size, dtype=dtype, seed=args.seed, device=device)
+    print(f"  KV read per call: {prob.kv_bytes() / 1e6:.1f} MB, attention FLOPs: {prob.flops() / 1e9:.2f} G")
+    groups = da.HeadGroups(prob.kv_head_of_q)
+    result = {"case": name, "mla": mla, "batch": batch, "context": context, "heads": heads, "kv_heads": kv_heads,
+              "dk": dk, "dv": dv, "dtype": args.dtype, "page_size": args.page_size, "kv_bytes": prob.kv_bytes(),
+              "flops": prob.flops(), "configs": []}
+
+    default = da.DecodeConfig()
+    configs = [("default", default)]
+    if sweep:
+        table = MLA_SWEEP if mla else GQA_SWEEP
+        for bn, bh, w, s in table:
+            configs.append((f"bn{bn}/bh{bh}/w{w}/s{s}", da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w,
+                                                                       num_stages=s)))
+    best = None
+    for label, cfg in configs:
+        def call(cfg=cfg):
+            return da.paged_decode_attention(prob.q, prob.key_pages, prob.value_pages, prob.block_table,
+                                             prob.lengths, prob.scale, groups, value_dim=dv if mla else None,
+                                             max_length=context, config=cfg)
+        try:
+            t0 = time.time()
+            out, lse = call()
+            torch.cuda.synchronize()
+            compile_s = time.time() - t0
+        except Exception as exc:
+            print(f"  {label:22s} ERROR {type(exc).__name__}: {str(exc)[:300]}")
+            result["configs"].append({"config": label, "error": f"{type(exc).__name__}: {exc}"[:500]})
+            continue
+        ok, detail = check(prob, out, lse)
+        if not ok:
+            print(f"  {label:22s} FAILED check: {detail}")
+            result["configs"].append({"config": label, "ok": False, "check": detail})
+            continue
+        splits = _splits_used(da, prob, cfg, groups, mla)
+        eager = time_eager(call, args.warmup, args.iters, args.repeats)
+        graph = time_graph(call, args.iters, args.repeats) if not args.no_graph else None
+        print(f"  {label:22s} eager {fmt_rate(prob, eager)} | graph {fmt_rate(prob, graph)} | splits={splits} "
+              f"| check ok ({detail}) | first call {compile_s:.1f}s")
+        entry = {"config": label, "ok": True, "check": detail, "splits": splits, "eager_s": eager, "graph_s": graph,
+                 "eager_tbps": prob.kv_bytes() / eager / 1e12, "eager_tflops": prob.flops() / eager / 1e12,
+                 "graph_tbps": None if graph is None else prob.kv_bytes() / graph / 1e12,
+                 "graph_tflops": None if graph is None else prob.flops() / graph / 1e12}
+        result["configs"].append(entry)
+        key = graph if graph is not None else eager
+        if best is None or key < best[0]:
+            best = (key, label)
+    if best:
+        print(f"  best: {best[1]} ({fmt_rate(prob, best[0])})")
+        result["best"] = best[1]
+
+    # torch SDPA decode on the same data (contiguous [B, H, L, D]); enable_gqa lets it share KV heads
+    q4 = prob.q.unsqueeze(2)  # [B, Hq, 1, Dk]
+    values = prob.values_view()
+
+    def sdpa():
+        return F.scaled_dot_product_attention(q4, prob.k_bhld, values, scale=prob.scale, enable_gqa=True)
+    try:
+        sdpa()
+        sd = time_eager(sdpa, args.warmup, max(10, args.iters // 4), args.repeats)
+        print(f"  {'torch SDPA (GQA)':22s} eager {fmt_rate(prob, sd)}")
+        result["sdpa_s"] = sd
+        result["sdpa_tbps"] = prob.kv_bytes() / sd / 1e12
+    except Exception as exc:
+        print(f"  torch SDPA unavailable here: {type(exc).__name__}: {str(exc)[:200]}")
+        result["sdpa_error"] = f"{type(exc).__name__}: {exc}"[:300]
+
+    if not args.no_baseline:
+        from ..attention import partial_attention
+
+        def helix_torch():  # what ShardedAttention does today per sequence: gather the pages, partial_attention
+            outs = []
+            for b in range(batch):
+                idx = torch.arange(context, device=device)
+                pages = prob.block_table[b].long()[idx // args.page_size]
+                k = prob.key_pages[pages, idx % args.page_size]
+                v = k[..., :dv] if mla else prob.value_pages[pages, idx % args.page_size]
+                o, _ = partial_attention(prob.q[b:b + 1], k, v, prob.scale, torch.tensor([context], device=device),
+                                         idx, prob.kv_head_of_q)
+                outs.append(o)
+            return outs
+        try:
+            ht = time_eager(helix_torch, 1, 3, 1)
+            print(f"  {'helix torch path':22s} eager {fmt_rate(prob, ht)}")
+            result["helix_torch_s"] = ht
+        except Exception as exc:  # e.g. out of memory for huge MLA blocks
+            print(f"  helix torch path failed: {type(exc).__name__}: {str(exc)[:200]}")
+    del prob
+    torch.cuda.empty_cache()
+    return result
+
+
+def _splits_used(da, prob, cfg, groups, mla) -> int:
+    if cfg.num_splits:
+        return cfg.num_splits
+    block_a = max(16, da._next_pow2(min(prob.dk, prob.dv)))
+    block_dv = max(16, da._next_pow2(prob.dv))
+    tail = max(16, da._next_pow2(prob.dk - block_a)) if prob.dk > block_a else 0
+    bn, bh, _, _ = da._default_config(block_a, tail, block_dv, groups.max_group, True)
+    bn, bh = cfg.block_n or bn, cfg.block_h or bh
+    head_blocks = groups.tables(bh, prob.q.device)[0].shape[0]
+    return da.choose_num_splits(prob.batch, head_blocks, prob.context, bn, da._sm_count(prob.q.device))
+
+
+SUITE = [  # (batch, context, heads, kv_heads, dk, dv, mla)
+    (1, 131072, 32, 8, 128, 128, False),
+    (32, 8192, 32, 8, 128, 128, False),
+    (1, 131072, 128, 1, 576, 512, True),
+    (16, 8192, 128, 1, 576, 512, True),
+]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--context", type=int, default=131072, help="keys per sequence (this rank's shard)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--heads", type=int, default=None, help="query heads (default 32; MLA 128)")
+    p.add_argument("--kv-heads", type=int, default=None, help="KV heads (default 8; MLA 1)")
+    p.add_argument("--dim", type=int, default=128, help="head dim (GQA; Dk = Dv)")
+    p.add_argument("--mla", action="store_true", help="absorbed MLA: 128 heads, one 576-dim KV head, Dv 512")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
+    p.add_argument("--page-size", type=int, default=16)
+    p.add_argument("--iters", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-sweep", action="store_true", help="time only the default launch config")
+    p.add_argument("--no-graph", action="store_true", help="skip the CUDA-graph timing")
+    p.add_argument("--no-baseline", action="store_true", help="skip Helix's torch gather + partial_attention path")
+    p.add_argument("--suite", action="store_true", help="GQA and MLA at 128K x1 and 8K x batch, with sweeps")
+    p.add_argument("--json", default=None, help="write all results to this file")
+    args = p.parse_args(argv)
+
+    if not torch.cuda.is_available():
+        _fail("needs a CUDA GPU (torch.cuda.is_available() is False); the kernels are tested on CPU by "
+              "tests/test_kernels_decode.py under TRITON_INTERPRET=1 instead")
+    from . import interpret_mode, triton_available
+    if interpret_mode():
+        _fail("TRITON_INTERPRET is set: unset it to benchmark compiled kernels")
+    if not triton_available():
+        _fail("triton is not importable (pip install triton)")
+    import triton
+    props = torch.cuda.get_device_properties(0)
+    print(f"device: {props.name}, {props.multi_processor_count} SMs, {props.total_memory / 2**30:.0f} GiB; "
+          f"torch {torch.__version__}, triton {triton.__version__}")
+
+    if args.suite:
+        cases = SUITE
+    elif args.mla:
+        cases = [(args.batch, args.context, args.heads or 128, args.kv_heads or 1, 576, 512, True)]
+    else:
+        cases = [(args.batch, args.context, args.heads or 32, args.kv_heads or 8, args.dim, args.dim, False)]
+    results = []
+    for batch, context, heads, kv_heads, dk, dv, mla in cases:
+        if heads % kv_heads:
+            _fail(f"--heads {heads} is not a multiple of --kv-heads {kv_heads}")
+        results.append(run_case(args, batch=batch, context=context, heads=heads, kv_heads=kv_heads, dk=dk, dv=dv,
+                                mla=mla, sweep=not args.no_sweep))
+    summary = {"device": props.name, "sms": props.multi_processor_count, "torch": torch.__version__,
+               "triton": triton.__version__, "results": results}
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(summary, fh, indent=1)
+        print(f"\nwrote {args.json}")
+    failed = [c for r in results for c in r["configs"] if not c.get("ok")]
+    if failed:
+        print(f"\n{len(failed)} configuration(s) failed the correctness check or errored (see above)")
+    default_ok = all(r["configs"] and r["configs"][0].get("ok") for r in results)
+    return 0 if default_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Everything one shard process is started with (the `helix shard` flags)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Serving wants a failed peer noticed within seconds, not torch's default of minutes; rank 0's
+# idle heartbeat (helix_core.group.HEARTBEAT_INTERVAL_S = 5 s) stays well inside it.
+DEFAULT_COLLECTIVE_TIMEOUT_S = 10.0
+# Forming the group waits for every rank to start, which on Kubernetes includes image pulls.
+DEFAULT_JOIN_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    model_dir: str
+    plan_spec: str  # Plan.parse syntax, e.g. "helix:kvp=2,tpa=1"
+    world_size: int
+    rank: int
+    rendezvous: str  # host:port of rank 0's torch.distributed store
+    device: str = "cpu"  # "cpu" or "cuda"
+    dtype: str = "float32"
+    host: str = "0.0.0.0"
+    port: int = 50061  # gRPC
+    metrics_port: int | None = 9400  # None: no /metrics endpoint
+    model_name: str = ""  # empty: the checkpoint directory's name
+    kv_pages: int = 256
+    page_size: int = 16
+    stage_size: int = 16
+    prefill_chunk: int = 256  # prompt tokens per step (per forward pass)
+    hopb_pieces: int = 1
+    max_batch_size: int = 64
+    max_waiting_requests: int = 0  # 0: no limit
+    profile_every_n_steps: int = 0
+    threads: int = 0  # torch intra-op threads; 0: the machine's cores / local shards
+    collective_timeout_s: float = DEFAULT_COLLECTIVE_TIMEOUT_S
+    join_timeout_s: float = DEFAULT_JOIN_TIMEOUT_S
+    drain_grace_s: float = 30.0
+    seed: int = 0
+
+    @property
+    def init_method(self) -> str:
+        return self.rendezvous if "://" in self.rendezvous else f"tcp://{self.rendezvous}"

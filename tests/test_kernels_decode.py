@@ -1,0 +1,372 @@
+"""Paged split-KV decode attention (Triton) against partial_attention, the independent reference.
+
+Without CUDA the kernels run in Triton's CPU interpreter. TRITON_INTERPRET=1 must be set before
+triton is first imported (Triton decorates its own tl.* helpers, e.g. tl.cdiv/tl.max, at import),
+so this module sets it at import time. If another module of the session imported triton earlier
+without it, the kernel tests here skip and one test re-runs this file in a fresh interpreter.
+With CUDA they run compiled on the GPU. Everything skips only when triton is not importable.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ON_GPU = torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET", "0") in ("", "0")
+_PREVIOUS_INTERPRET = os.environ.get("TRITON_INTERPRET")
+if not ON_GPU:
+    os.environ["TRITON_INTERPRET"] = "1"
+
+from helix_core.attention import merge_partials as torch_merge_partials  # noqa: E402
+from helix_core.attention import partial_attention  # noqa: E402
+from helix_core.kernels import triton_available  # noqa: E402
+from helix_core.kv_cache import PagedKVCache, StagePlacement  # noqa: E402
+
+if not triton_available():
+    pytest.skip("triton is not importable (pip install 'helix-serve[triton]'); the Triton decode kernels "
+                "cannot be tested", allow_module_level=True)
+
+from helix_core.kernels import decode_attention as da  # noqa: E402
+
+
+def _triton_stdlib_interpreted() -> bool:
+    import triton.language as tl
+    from triton.runtime.interpreter import InterpretedFunction
+    return isinstance(tl.cdiv, InterpretedFunction)
+
+
+def _interpreter_handles_loaded_loop_bounds() -> bool:
+    """Triton <= 3.6's interpreter calls int() on 1-element arrays, which numpy >= 2.3 refuses: loops
+    bounded by a loaded scalar (as the kernel's are) fail there. Probe once."""
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def probe(x_ptr, y_ptr):
+        acc = 0
+        for i in range(0, tl.load(x_ptr)):
+            acc += i
+        tl.store(y_ptr, acc)
+
+    x = torch.tensor([4], dtype=torch.int32)
+    y = torch.zeros(1, dtype=torch.int32)
+    try:
+        probe[(1,)](x, y)
+    except Exception:
+        return False
+    return int(y) == 6
+
+
+DEVICE = torch.device("cuda" if ON_GPU else "cpu")
+NEEDS_FRESH_PROCESS = not ON_GPU and not _triton_stdlib_interpreted()
+if not ON_GPU and not NEEDS_FRESH_PROCESS and not _interpreter_handles_loaded_loop_bounds():
+    import numpy
+    import triton
+    pytest.skip(f"the CPU interpreter of triton {triton.__version__} cannot run loops bounded by loaded scalars "
+                f"with numpy {numpy.__version__}; use triton >= 3.7 (CI installs the latest) or a GPU",
+                allow_module_level=True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _restore_environment():
+    """Leave TRITON_INTERPRET as it was for the modules after this one (and their subprocesses)."""
+    yield
+    if _PREVIOUS_INTERPRET is None:
+        os.environ.pop("TRITON_INTERPRET", None)
+    else:
+        os.environ["TRITON_INTERPRET"] = _PREVIOUS_INTERPRET
+
+
+@pytest.fixture(autouse=True)
+def _needs_interpreter(request):
+    if NEEDS_FRESH_PROCESS and request.node.name != "test_rerun_in_fresh_interpreter":
+        pytest.skip("triton was imported before TRITON_INTERPRET=1 was set in this process; "
+                    "test_rerun_in_fresh_interpreter runs these tests in a subprocess")
+
+
+def test_rerun_in_fresh_interpreter():
+    """Only active when this process cannot interpret (see the module docstring)."""
+    if not NEEDS_FRESH_PROCESS:
+        pytest.skip("kernels run in this process")
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout, proc.stdout[-4000:]
+
+
+TOL = {  # (out atol, out rtol, lse atol)
+    torch.float32: (2e-5, 1e-5, 2e-5),
+    torch.float16: (2e-3, 2e-3, 1e-3),
+    torch.bfloat16: (1e-2, 1e-2, 1e-3),
+}
+
+
+def make_paged(batch_lengths, num_pages_extra, page_size, hkv, dk, dv, dtype, gen, shared_values=False):
+    """Random pool with shuffled page ids; returns key_pages, value_pages|None, block_table, lengths."""
+    counts = [-(-n // page_size) for n in batch_lengths]
+    pool = sum(counts) + num_pages_extra
+    keys = torch.randn(pool, page_size, hkv, dk, generator=gen).to(dtype)
+    values = None if shared_values else torch.randn(pool, page_size, hkv, dv, generator=gen).to(dtype)
+    perm = torch.randperm(pool, generator=gen)
+    width = max(1, max(counts))
+    # unused table entries point at a real page of no sequence: the kernel must not read them
+    foreign = int(perm[-1]) if num_pages_extra else 0
+    table = torch.full((len(batch_lengths), width), foreign, dtype=torch.int32)
+    used = 0
+    for row, count in enumerate(counts):
+        table[row, :count] = perm[used:used + count].to(torch.int32)
+        used += count
+    return keys, values, table, torch.tensor(batch_lengths, dtype=torch.int32)
+
+
+def reference(q, keys, values, table, lengths, scale, kv_head_of_q, dv):
+    """partial_attention over each sequence's keys gathered from its pages (fp32 out/lse)."""
+    batch, hq, _ = q.shape
+    page_size = keys.shape[1]
+    outs, lses = [], []
+    for b in range(batch):
+        n = int(lengths[b])
+        idx = torch.arange(n)
+        pages = table[b].long()[idx // page_size]
+        k = keys[pages, idx % page_size]
+        v = k[..., :dv] if values is None else values[pages, idx % page_size]
+        o, l = partial_attention(q[b:b + 1].cpu(), k.cpu(), v.cpu(), scale, torch.tensor([n]), idx,
+                                 kv_head_of_q.cpu(), key_block=7)
+        outs.append(o)
+        lses.append(l)
+    return torch.cat(outs), torch.cat(lses)
+
+
+def check(out, lse, ref_out, ref_lse, dtype, lengths):
+    atol, rtol, lse_atol = TOL[dtype]
+    out, lse = out.cpu(), lse.cpu()
+    assert out.dtype == torch.float32 and lse.dtype == torch.float32
+    empty = lengths.cpu() == 0
+    assert torch.isneginf(lse[empty]).all() and (out[empty] == 0).all()
+    assert torch.isfinite(lse[~empty]).all() and torch.isfinite(out).all()
+    torch.testing.assert_close(out, ref_out, atol=atol, rtol=rtol)
+    torch.testing.assert_close(lse[~empty], ref_lse[~empty], atol=lse_atol, rtol=1e-5)
+
+
+def run_case(*, lengths, hq, hkv, dk, dv, page_size, dtype=torch.float32, splits=None, block_h=None,
+             block_n=None, mla=False, mapping=None, seed=0, q_dtype=None, pass_as="int"):
+    gen = torch.Generator().manual_seed(seed)
+    keys, values, table, lens = make_paged(lengths, 3, page_size, hkv, dk, dv, dtype, gen, shared_values=mla)
+    q = torch.randn(len(lengths), hq, dk, generator=gen).to(q_dtype or dtype)
+    scale = dk ** -0.5 * 1.7
+    kv_head_of_q = torch.arange(hq) // (hq // hkv) if mapping is None else torch.tensor(mapping)
+    ref_out, ref_lse = reference(q, keys, values, table, lens, scale, kv_head_of_q, dv)
+    if mapping is not None or pass_as == "tensor":
+        heads_arg = kv_head_of_q.to(DEVICE)
+    elif pass_as == "groups":
+        heads_arg = da.HeadGroups(kv_head_of_q)
+    else:
+        heads_arg = hq // hkv
+    cfg = da.DecodeConfig(num_splits=splits, block_h=block_h, block_n=block_n)
+    out, lse = da.paged_decode_attention(
+        q.to(DEVICE), keys.to(DEVICE), None if mla else values.to(DEVICE), table.to(DEVICE), lens.to(DEVICE),
+        scale, heads_arg, value_dim=dv if mla else None, config=cfg)
+    check(out, lse, ref_out, ref_lse, dtype, lens)
+    return out, lse
+
+
+# (lengths, Hq, Hkv, Dk, Dv, page_size, splits): group sizes 1/2/4/8, lengths 0/1/not multiples
+# of the page size, page sizes below/above/not dividing the tile, several and empty splits
+GQA_CASES = [
+    pytest.param([7, 16], 2, 2, 16, 16, 4, None, id="g1-auto"),
+    pytest.param([0, 1, 10], 4, 2, 16, 8, 3, 2, id="g2-len0-len1-dk>dv"),
+    pytest.param([33, 5], 8, 2, 32, 32, 16, 3, id="g4-page16-3splits"),
+    pytest.param([70], 8, 1, 40, 40, 8, 1, id="g8-dim40-onesplit"),
+    pytest.param([19, 1], 8, 1, 8, 16, 5, 9, id="g8-dk<dv-empty-splits"),
+    pytest.param([130, 0, 64], 4, 4, 16, 16, 64, 4, id="g1-page64"),
+]
+
+
+@pytest.mark.parametrize("lengths,hq,hkv,dk,dv,page_size,splits", GQA_CASES)
+def test_gqa_fp32(lengths, hq, hkv, dk, dv, page_size, splits):
+    run_case(lengths=lengths, hq=hq, hkv=hkv, dk=dk, dv=dv, page_size=page_size, splits=splits, block_n=16)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision(dtype):
+    run_case(lengths=[45, 0, 9], hq=8, hkv=2, dk=32, dv=32, page_size=8, dtype=dtype, splits=3, block_n=16)
+
+
+def test_fp32_query_on_bf16_cache():
+    """A query of another dtype than the cache: scores computed in fp32 (no rounding of q)."""
+    run_case(lengths=[30, 4], hq=4, hkv=2, dk=16, dv=16, page_size=4, dtype=torch.bfloat16,
+             q_dtype=torch.float32, splits=2, block_n=16)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_mla_values_are_key_view(dtype):
+    """MLA-shaped: one KV head, values = first Dv dims of the keys, key tail (rope) dims beyond Dv."""
+    run_case(lengths=[50, 1, 0], hq=8, hkv=1, dk=40, dv=32, page_size=4, dtype=dtype, splits=4, mla=True,
+             block_n=16)
+
+
+def test_head_blocks_smaller_than_group():
+    """32 query heads on one KV head, 16 per program: two head blocks read the same KV head."""
+    run_case(lengths=[21], hq=32, hkv=1, dk=24, dv=16, page_size=4, splits=2, block_h=16, mla=True, block_n=16)
+
+
+def test_arbitrary_head_mapping():
+    """A non-monotonic kv_head_of_q tensor (and Helix's offset mapping) instead of h // group."""
+    run_case(lengths=[12, 25], hq=6, hkv=3, dk=16, dv=16, page_size=4, splits=2, mapping=[2, 0, 2, 1, 0, 2],
+             block_n=16)
+
+
+def test_head_groups_object_and_auto_splits():
+    out_a, lse_a = run_case(lengths=[40, 3], hq=4, hkv=2, dk=16, dv=16, page_size=8, pass_as="groups")
+    out_b, lse_b = run_case(lengths=[40, 3], hq=4, hkv=2, dk=16, dv=16, page_size=8, pass_as="tensor", splits=5,
+                            block_n=16)
+    torch.testing.assert_close(out_a, out_b, atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(lse_a, lse_b, atol=2e-5, rtol=1e-5)
+
+
+def test_noncontiguous_query_and_preallocated_outputs():
+    gen = torch.Generator().manual_seed(3)
+    keys, _, table, lens = make_paged([17, 6], 2, 4, 1, 24, 16, torch.float32, gen, shared_values=True)
+    q = torch.randn(4, 2, 30, generator=gen).transpose(0, 1)[..., :24]  # strides (30, 60, 1)
+    assert not q.is_contiguous()
+    ref_out, ref_lse = reference(q, keys, None, table, lens, 0.2, torch.zeros(4, dtype=torch.long), 16)
+    big = torch.full((2, 4, 20), float("nan"), device=DEVICE)
+    out_view = big[..., :16]
+    lse_buf = torch.full((2, 4), float("nan"), device=DEVICE)
+    out, lse = da.paged_decode_attention(q.to(DEVICE), keys.to(DEVICE), None, table.to(DEVICE),
+                                         lens.to(DEVICE), 0.2, 4, value_dim=16, out=out_view, lse=lse_buf,
+                                         config=da.DecodeConfig(num_splits=2, block_n=16))
+    assert out.data_ptr() == big.data_ptr() and lse is lse_buf
+    check(out, lse, ref_out, ref_lse, torch.float32, lens)
+    assert torch.isnan(big[..., 16:]).all()  # nothing written beyond Dv
+
+
+def test_choose_num_splits_fills_machine():
+    # one short-ish sequence, 8 head blocks on 132 SMs: many splits, but each keeps >= 4 tiles
+    assert da.choose_num_splits(1, 8, 131072, 64, 132) == 66
+    assert da.choose_num_splits(1, 8, 1000, 64, 132) == 4
+    assert da.choose_num_splits(64, 8, 131072, 64, 132) == 2
+    assert da.choose_num_splits(1, 1, 10 ** 9, 64, 132) == da.MAX_SPLITS
+    assert da.choose_num_splits(4, 8, 0, 64, 132) == 1
+
+
+@pytest.mark.parametrize("strided", [False, True])
+def test_merge_partials_kernel(strided):
+    gen = torch.Generator().manual_seed(5)
+    parts, tokens, heads, dim = 3, 4, 5, 12
+    if strided:  # the exchange's packed layout: [P, T, H, D + 1], LSE the last channel
+        packed = torch.randn(parts, tokens, heads, dim + 1, generator=gen)
+        packed[1, 0, :, dim] = float("-inf")
+        packed[:, 2, 3, dim] = float("-inf")  # no shard saw a key
+        packed[:, 2, 3, :dim] = 0.0
+        outs, lses = packed[..., :dim], packed[..., dim]
+    else:
+        outs = torch.randn(parts, tokens, heads, dim, generator=gen)
+        lses = torch.randn(parts, tokens, heads, generator=gen) * 3
+        lses[0, 1] = float("-inf")
+    expect = torch_merge_partials(outs, lses)
+    got = da.merge_partials(outs.to(DEVICE), lses.to(DEVICE)).cpu()
+    torch.testing.assert_close(got, expect, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mla", [False, True])
+def test_decode_attention_for_step_matches_cache_gather(mla):
+    """End to end on a real PagedKVCache (KVP rank 1 of 2, staged placement, interleaved page
+    allocation with a freed sequence): the kernel path equals the gather + partial_attention path
+    of ShardedAttention._local_attention for a decode step."""
+    gen = torch.Generator().manual_seed(11)
+    hkv, dk, dv = (1, 24, 16) if mla else (2, 16, 16)
+    hq = 4
+    placement = StagePlacement(kvp=2, stage_size=3)
+    cache = PagedKVCache(num_layers=2, num_pages=40, page_size=4, kv_heads=hkv, key_dim=dk,
+                         value_dim=None if mla else dv, placement=placement, kvp_rank=1,
+                         dtype=torch.float32, device=DEVICE)
+    cache.keys.copy_(torch.randn(cache.keys.shape, generator=gen))
+    if cache.values is not None:
+        cache.values.copy_(torch.randn(cache.values.shape, generator=gen))
+    targets = {10: (0, 29), 11: (1, 2), 12: (0, 1), 13: (1, 17)}
+    cache.add_sequence(99, 0)
+    cache.grow(99, 8)
+    for seq_id, (start, _) in targets.items():
+        cache.add_sequence(seq_id, start)
+    for step in range(1, 30):  # grow round-robin so pages interleave
+        for seq_id, (_, final) in targets.items():
+            if step <= final:
+                cache.grow(seq_id, step)
+        if step == 5:
+            cache.free(99)
+    seq_ids = [12, 10, 13, 11]
+    assert cache.local_length(12) == 0
+    q = torch.randn(len(seq_ids), hq, dk, generator=gen).to(DEVICE)
+    kv_head_of_q = (torch.arange(hq) // (hq // hkv)).to(DEVICE)
+    for layer in range(2):
+        out, lse = da.decode_attention_for_step(cache, layer, seq_ids, q, 0.3, kv_head_of_q,
+                                                value_dim=dv if mla else None)
+        for row, seq_id in enumerate(seq_ids):
+            keys, values = cache.gather(layer, seq_id)
+            if values is None:
+                values = keys[..., :dv]
+            seq = cache.sequences[seq_id]
+            k_pos = placement.global_positions(keys.shape[0], seq.start_rank, 1)
+            q_pos = torch.tensor([seq.length - 1])  # the new token's position
+            ref_out, ref_lse = partial_attention(q[row:row + 1].cpu(), keys.cpu(), values.cpu(), 0.3, q_pos, k_pos,
+                                                 kv_head_of_q.cpu())
+            check(out[row:row + 1], lse[row:row + 1], ref_out, ref_lse, torch.float32,
+                  torch.tensor([keys.shape[0]]))
+    # the block-table memo notices growth
+    t1, l1, _ = da.build_block_table(cache, seq_ids, DEVICE)
+    cache.grow(12, 9)  # 12 now has local tokens on rank 1 (positions 3..5 are stage 1)
+    t2, l2, m2 = da.build_block_table(cache, seq_ids, DEVICE)
+    assert int(l1[0]) == 0 and int(l2[0]) == cache.local_length(12) > 0
+    assert m2 == max(cache.local_length(s) for s in seq_ids)
+
+
+def test_rejects_bad_shapes():
+    q = torch.zeros(2, 4, 16)
+    keys = torch.zeros(3, 4, 2, 16)
+    table = torch.zeros(2, 1, dtype=torch.int32)
+    lens = torch.zeros(2, dtype=torch.int32)
+    with pytest.raises(ValueError):
+        da.paged_decode_attention(q, keys, None, table, lens, 1.0, 2, value_dim=32)
+    with pytest.raises(ValueError):
+        da.paged_decode_attention(q, keys, None, table, lens, 1.0, [0, 1, 2, 3])
+    with pytest.raises(ValueError):
+        da.paged_decode_attention(q[:, :, :8], keys, None, table, lens, 1.0, 2)
+
+
+def test_decode_kernel_usable_only_on_cuda(monkeypatch):
+    q = torch.zeros(1, 1, 16, device=DEVICE)
+    assert da.decode_kernel_usable(q) == ON_GPU
+    monkeypatch.setenv("HELIX_DISABLE_TRITON_DECODE", "1")
+    assert not da.decode_kernel_usable(q)
+
+
+@pytest.mark.parametrize("mla", [False, True])
+def test_bench_problem_and_check(mla):
+    """The benchmark's data layout (contiguous copy scattered to shuffled pages) and its chunked fp32
+    check agree with the kernel, and the check rejects a slightly wrong output."""
+    from helix_core.kernels import bench_decode as bd
+    dk, dv, hkv = (40, 32, 1) if mla else (32, 32, 2)
+    prob = bd.Problem(batch=2, context=45, heads=4, kv_heads=hkv, dk=dk, dv=dv, mla=mla, page_size=16,
+                      dtype=torch.bfloat16, seed=0, device=DEVICE)
+    out, lse = da.paged_decode_attention(prob.q, prob.key_pages, prob.value_pages, prob.block_table, prob.lengths,
+                                         prob.scale, da.HeadGroups(prob.kv_head_of_q),
+                                         value_dim=dv if mla else None, max_length=45,
+                                         config=da.DecodeConfig(block_n=16, num_splits=2))
+    ok, detail = bd.check(prob, out, lse)
+    assert ok, detail
+    assert not bd.check(prob, out * 1.05, lse)[0]
+    assert not bd.check(prob, out, lse + 0.01)[0]
+
+
+def test_bench_refuses_without_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    from helix_core.kernels import bench_decode as bd
+    with pytest.raises(SystemExit) as exc:
+        bd.main(["--context", "64"])
+    assert exc.value.code == 2
