@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from helix_core.launcher import free_port
+from services.ports import free_port
 from services.coordinator.config import CoordinatorConfig
 from services.shard.config import ShardConfig
 from services.shard_processes import ShardProcesses

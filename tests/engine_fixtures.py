@@ -15,6 +15,9 @@ _ROOT = Path(os.environ.get("HELIX_TEST_MODELS", tempfile.mkdtemp(prefix="helix-
 MODELS = {
     "llama": ("llama", {}),  # GQA 8 q / 2 kv heads, llama3 RoPE
     "qwen2": ("qwen2", {}),  # GQA 8 / 4, q/k/v bias, tied embeddings
+    "mistral": ("mistral", {}),
+    "llama2": ("llama", {"num_key_value_heads": 8, "tie_word_embeddings": True,
+                         "rope_parameters": {"rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0}}),
     "mha16": ("llama", {"num_attention_heads": 16, "num_key_value_heads": 16, "head_dim": 8}),
     "deepseek_v3": ("deepseek_v3", {}),  # MLA + MoE, yarn RoPE, one dense layer then MoE
     "deepseek_v3_fused": ("deepseek_v3", {"fused_experts": True, "shard_max_size": "40KB"}),

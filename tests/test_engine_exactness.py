@@ -23,6 +23,9 @@ GRID = [
     ("llama", "helix:kvp=2,tpa=2"),
     ("llama", "tp:n=2"),
     ("llama", "tp:n=4"),
+    # Mistral; Llama-2 style MHA with linear RoPE scaling and tied embeddings
+    ("mistral", "helix:kvp=2,tpa=1"),
+    ("llama2", "helix:kvp=2,tpa=2"),
     # Qwen2: biases, tied embeddings, 4 KV heads
     ("qwen2", "helix:kvp=1,tpa=1"),
     ("qwen2", "helix:kvp=2,tpa=2"),

@@ -209,6 +209,35 @@ def test_mla_values_are_key_view(dtype):
              block_n=16)
 
 
+@pytest.mark.parametrize("mla", [False, True], ids=["gqa-128", "mla-576-512"])
+def test_production_shapes_default_config(mla):
+    """The head dims and default launch configs used on GPU (GQA 128/128 group 4; MLA 576/512, 64 heads ->
+    two 32-head blocks), bf16, short lengths so the interpreter stays quick."""
+    if mla:
+        run_case(lengths=[70, 0, 33], hq=64, hkv=1, dk=576, dv=512, page_size=16, dtype=torch.bfloat16, mla=True,
+                 splits=2)
+    else:
+        run_case(lengths=[100, 1, 0], hq=16, hkv=4, dk=128, dv=128, page_size=16, dtype=torch.bfloat16)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_shapes(seed):
+    gen = torch.Generator().manual_seed(100 + seed)
+
+    def pick(options):
+        return options[int(torch.randint(len(options), (1,), generator=gen))]
+    hkv = pick([1, 2, 3])
+    group = pick([1, 2, 4, 8])
+    mla = pick([False, True])
+    dv = pick([8, 16, 24, 32])
+    dk = dv + pick([0, 8, 24]) if mla else pick([8, 16, 40])
+    page_size = pick([1, 3, 4, 16])
+    lengths = [int(torch.randint(0, 60, (1,), generator=gen)) for _ in range(pick([1, 2, 3]))]
+    run_case(lengths=lengths, hq=hkv * group, hkv=hkv, dk=dk, dv=dv, page_size=page_size, mla=mla,
+             splits=pick([None, 1, 2, 7]), block_n=pick([16, 32]), block_h=pick([None, 16]),
+             dtype=pick([torch.float32, torch.bfloat16]), seed=seed)
+
+
 def test_head_blocks_smaller_than_group():
     """32 query heads on one KV head, 16 per program: two head blocks read the same KV head."""
     run_case(lengths=[21], hq=32, hkv=1, dk=24, dv=16, page_size=4, splits=2, block_h=16, mla=True, block_n=16)
