@@ -14,25 +14,20 @@ Entry points (see decode_attention.py):
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 
 _TRITON_OK: bool | None = None
 
 
 def triton_available() -> bool:
-    """True when `import triton` works (without importing it eagerly more than once)."""
+    """True when `import triton` works (tried once; a broken install counts as unavailable)."""
     global _TRITON_OK
     if _TRITON_OK is None:
-        if importlib.util.find_spec("triton") is None:
+        try:
+            import triton.language  # noqa: F401  (imports triton too)
+            _TRITON_OK = True
+        except Exception:  # not installed, broken install, missing driver libraries, ...
             _TRITON_OK = False
-        else:
-            try:
-                import triton  # noqa: F401
-                import triton.language  # noqa: F401
-                _TRITON_OK = True
-            except Exception:  # broken install, missing driver libs, ...
-                _TRITON_OK = False
     return _TRITON_OK
 
 
@@ -54,4 +49,8 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-__all__ = ["triton_available", "interpret_mode", *sorted(_LAZY)]
+__all__ = [  # noqa: RUF022
+    "triton_available", "interpret_mode", "paged_decode_attention", "decode_attention_for_step",
+    "build_block_table", "HeadGroups", "merge_partials", "decode_kernel_usable", "DecodeConfig",
+    "choose_num_splits",
+]

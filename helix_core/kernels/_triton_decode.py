@@ -164,7 +164,7 @@ def _merge_kernel(
     d_ok = offs_d < DV
     po_base = PART_OUT + r0 * stride_po_0 + r1 * stride_po_1 + offs_d
     acc = tl.zeros([BLOCK_DV], tl.float32)
-    for p in range(0, num_parts):
+    for p in range(num_parts):
         lse_p = tl.load(pl_base + p * stride_pl_p).to(tl.float32)
         if not LSE_IN_LOG2:
             lse_p = lse_p * 1.4426950408889634

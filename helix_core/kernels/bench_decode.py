@@ -292,7 +292,6 @@ def run_case(args, *, batch, context, heads, kv_heads, dk, dv, mla, sweep) -> di
             result["helix_torch_s"] = ht
         except Exception as exc:  # e.g. out of memory for huge MLA blocks
             print(f"  helix torch path failed: {type(exc).__name__}: {str(exc)[:200]}")
-    del prob
     torch.cuda.empty_cache()
     return result
 

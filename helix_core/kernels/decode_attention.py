@@ -20,11 +20,10 @@ Nothing here imports triton at module import; kernels are compiled on first use.
 from __future__ import annotations
 
 import importlib
-import math
 import os
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -82,7 +81,7 @@ class HeadGroups:
         self._tables: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
-    def from_group_size(cls, num_q_heads: int, group: int) -> "HeadGroups":
+    def from_group_size(cls, num_q_heads: int, group: int) -> HeadGroups:
         return cls([h // group for h in range(num_q_heads)])
 
     def tables(self, block_h: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,7 +101,7 @@ class HeadGroups:
         return hit
 
 
-_GROUPS_CACHE: "OrderedDict[tuple, tuple[HeadGroups, torch.Tensor]]" = OrderedDict()
+_GROUPS_CACHE: OrderedDict[tuple, tuple[HeadGroups, torch.Tensor]] = OrderedDict()
 
 
 def as_head_groups(kv_head_of_q, num_q_heads: int) -> HeadGroups:
@@ -196,7 +195,7 @@ def paged_decode_attention(
     block_table: torch.Tensor,
     lengths: torch.Tensor,
     scale: float,
-    kv_head_of_q: "int | Sequence[int] | torch.Tensor | HeadGroups | None" = None,
+    kv_head_of_q: int | Sequence[int] | torch.Tensor | HeadGroups | None = None,
     *,
     value_dim: int | None = None,
     max_length: int | None = None,
@@ -368,7 +367,7 @@ def merge_partials(outs: torch.Tensor, lses: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 # PagedKVCache glue
 # ---------------------------------------------------------------------------------------------
-_TABLE_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
+_TABLE_CACHE: OrderedDict[tuple, tuple] = OrderedDict()
 _TABLE_CACHE_SIZE = 16
 
 

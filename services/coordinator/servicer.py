@@ -198,6 +198,12 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self.metrics.rpcs.labels(grpc_method=method, grpc_code=code.name).inc()
 
 
+_NO_DEADLINE_S = 1e8  # grpc reports "no deadline" as a huge time remaining
+
+
 def _deadline_ns(context) -> int:
+    """The client's deadline as wall clock Unix ns (what Admit carries); 0 when it set none."""
     remaining = context.time_remaining()
-    return 0 if remaining is None else time.time_ns() + int(remaining * 1e9)
+    if remaining is None or remaining > _NO_DEADLINE_S:
+        return 0
+    return time.time_ns() + int(remaining * 1e9)
