@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -40,6 +41,41 @@ class EngineOptions:
     prefill_chunk: int = 256  # prompt tokens per forward pass
     hopb_pieces: int = 1  # HOP-B: pieces the batch is cut into (1 = off)
     seed: int = 0  # generator of unseeded sampling
+    fast_decode: str = "auto"  # static-shape decode steps: auto (CUDA only) | on | off
+    cuda_graphs: bool = True  # capture fast decode steps in CUDA graphs (CUDA only)
+    decode_kernel: str = "auto"  # Triton paged decode attention: auto (CUDA) | off
+    max_batch: int = 64  # largest decode batch bucket of the fast path
+    kv_memory_fraction: float = 0.9  # kv_pages=0: this share of the GPU memory left after the weights
+
+
+@dataclass
+class ModelSource:
+    """Where the weights come from: a checkpoint folder, or random slices (benchmarks)."""
+
+    cfg: ModelConfig
+    reader: object  # has(name), bytes_read
+    load: Callable  # load(name, dim=0, ranges=None, boxes=None, dtype=None) -> this rank's slice
+
+    @classmethod
+    def checkpoint(cls, model_dir: str, dtype: torch.dtype, device: torch.device) -> "ModelSource":
+        reader = CheckpointReader(model_dir)
+
+        def load(name, dim=0, ranges=None, boxes=None, dtype=None):
+            boxes = boxes if boxes is not None else ({dim: ranges} if ranges is not None else None)
+            tensor = reader.read_box(name, boxes, dtype=dtype or default_dtype, device=device)
+            if tensor.untyped_storage().nbytes() != tensor.nbytes:
+                tensor = tensor.clone()  # own the slice: do not pin the mapped checkpoint file
+            return tensor
+
+        default_dtype = dtype
+        return cls(ModelConfig.from_dir(model_dir), reader, load)
+
+    @classmethod
+    def random(cls, cfg: ModelConfig, dtype: torch.dtype, device: torch.device, seed: int = 0) -> "ModelSource":
+        from .random_weights import RandomWeights
+
+        weights = RandomWeights(cfg, device, dtype, seed)
+        return cls(cfg, weights, weights.load)
 
 
 @dataclass
@@ -87,23 +123,26 @@ class _StepContext:
 
 
 class Engine:
-    def __init__(self, model_dir: str, plan: Plan, rank: int, comm: Comm, device: torch.device,
+    def __init__(self, model: "str | ModelSource", plan: Plan, rank: int, comm: Comm, device: torch.device,
                  options: EngineOptions = EngineOptions()):
-        self.cfg = ModelConfig.from_dir(model_dir)
-        plan.validate(self.cfg)
         if options.dtype not in DTYPES:
             raise ValueError(f"dtype {options.dtype!r}: choose one of {sorted(DTYPES)}")
-        self.plan, self.rank, self.comm, self.device, self.options = plan, rank, comm, device, options
         self.dtype = DTYPES[options.dtype]
-        self.reader = CheckpointReader(model_dir)
-        self.model = build_model(self.cfg, plan, rank, self.reader, self._loader())
+        source = model if isinstance(model, ModelSource) else ModelSource.checkpoint(model, self.dtype, device)
+        self.cfg = source.cfg
+        plan.validate(self.cfg)
+        self.plan, self.rank, self.comm, self.device, self.options = plan, rank, comm, device, options
+        self.reader = source.reader
+        self.model = build_model(self.cfg, plan, rank, self.reader, source.load)
         coords = plan.coords(rank)
         shard = self.model.shard
+        key_dim = (self.cfg.kv_lora_rank + self.cfg.qk_rope_head_dim) if self.cfg.is_mla else self.model.local_head_dim
+        value_dim = None if self.cfg.is_mla else self.model.local_value_dim
+        kv_heads = shard.kv_heads[1] - shard.kv_heads[0]
+        pages = options.kv_pages or self._pages_that_fit(kv_heads * (key_dim + (value_dim or 0)))
         self.cache = PagedKVCache(
-            num_layers=self.cfg.num_layers, num_pages=options.kv_pages, page_size=options.page_size,
-            kv_heads=shard.kv_heads[1] - shard.kv_heads[0],
-            key_dim=(self.cfg.kv_lora_rank + self.cfg.qk_rope_head_dim) if self.cfg.is_mla else self.model.local_head_dim,
-            value_dim=None if self.cfg.is_mla else self.model.local_value_dim,
+            num_layers=self.cfg.num_layers, num_pages=pages, page_size=options.page_size,
+            kv_heads=kv_heads, key_dim=key_dim, value_dim=value_dim,
             placement=StagePlacement(plan.kvp, options.stage_size), kvp_rank=coords.kvp_rank,
             dtype=self.dtype, device=device)
         self.attention = ShardedAttention(
@@ -116,15 +155,42 @@ class Engine:
         self._next_start_rank = 0
         self._generator = torch.Generator(device=device).manual_seed(options.seed)
 
-    def _loader(self):
-        def load(name, dim=0, ranges=None, boxes=None, dtype=None):
-            boxes = boxes if boxes is not None else ({dim: ranges} if ranges is not None else None)
-            tensor = self.reader.read_box(name, boxes, dtype=dtype or self.dtype, device=self.device)
-            if tensor.untyped_storage().nbytes() != tensor.nbytes:
-                tensor = tensor.clone()  # own the slice: do not pin the mapped checkpoint file
-            return tensor
+        self.use_decode_kernel = self._decode_kernel_wanted()
+        self.runner = self._make_runner()
 
-        return load
+    def _pages_that_fit(self, elements_per_token_per_layer: int) -> int:
+        """KV pool from the GPU memory left after the weights, the same on every rank (the minimum)."""
+        if self.device.type != "cuda":
+            raise ValueError("kv_pages=0 (size from free memory) needs a CUDA device; set kv_pages")
+        free, _ = torch.cuda.mem_get_info(self.device)
+        workspace = 4 << 30  # activations, logits, graph pools, NCCL buffers
+        page_bytes = (self.options.page_size * elements_per_token_per_layer * self.cfg.num_layers
+                      * torch.tensor([], dtype=self.dtype).element_size())
+        pages = torch.tensor([max(1, int((free * self.options.kv_memory_fraction - workspace) // page_bytes) - 1)],
+                             device=self.device)
+        if self.plan.world_size > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(pages, op=dist.ReduceOp.MIN)
+        return int(pages.item())
+
+    def _decode_kernel_wanted(self) -> bool:
+        if self.options.decode_kernel == "off" or self.device.type != "cuda":
+            return False
+        from .kernels import triton_available
+
+        return triton_available()
+
+    def _make_runner(self):
+        mode = self.options.fast_decode
+        if mode == "off" or (mode == "auto" and self.device.type != "cuda"):
+            return None
+        if self.plan.slices > 1:
+            return None  # headslice sums partial scores across ranks inside the softmax: general path
+        from .fast_decode import DecodeRunner
+
+        graphs = self.options.cuda_graphs and self.device.type == "cuda"
+        return DecodeRunner(self, use_graphs=graphs, max_batch=self.options.max_batch)
 
     # ---- commands -----------------------------------------------------------------------------
     @torch.inference_mode()
@@ -149,14 +215,25 @@ class Engine:
         it and the flag travels with the command, so that every rank times the same steps."""
         self._validate_decode(seq_ids, input_tokens)
         feed = input_tokens or [self.sequences[s].pending_token for s in seq_ids]
-        pieces = [(s, [t]) for s, t in zip(seq_ids, feed)]
         if self.profiler is None:
-            return self._forward(pieces, [True] * len(seq_ids), return_logits)
+            return self._decode_step(seq_ids, feed, return_logits)
         self.profiler.begin_step(profile=profile)
         try:
-            return self._forward(pieces, [True] * len(seq_ids), return_logits)
+            return self._decode_step(seq_ids, feed, return_logits)
         finally:
             self.profiler.end_step()
+
+    def _decode_step(self, seq_ids, feed, return_logits) -> list[TokenOut]:
+        """The static-shape fast path (CUDA graphs on GPU) when it applies, else the general step."""
+        if self.runner is None or self.runner.bucket_for(len(seq_ids)) is None:
+            pieces = [(s, [t]) for s, t in zip(seq_ids, feed)]
+            return self._forward(pieces, [True] * len(seq_ids), return_logits)
+        for seq_id in seq_ids:
+            self.cache.grow(seq_id, self._length(seq_id) + 1)
+        logits, greedy = self.runner.step(seq_ids, feed)
+        if all(self.sequences[s].sampling.greedy for s in seq_ids):
+            return self._share_greedy(seq_ids, logits, greedy, return_logits)
+        return self._sample_and_share(seq_ids, logits, return_logits)
 
     def free(self, seq_ids: list[int]) -> None:
         for seq_id in seq_ids:
@@ -289,6 +366,19 @@ class Engine:
                                        lambda t: self.comm.all_gather(t), self.plan.world_size)
             sampled_ids = [s for (s, _), flag in zip(pieces, sample_flags) if flag]
             return self._sample_and_share(sampled_ids, logits, return_logits)
+
+    def _share_greedy(self, seq_ids, logits, tokens, return_logits) -> list[TokenOut]:
+        """The fast path already chose and broadcast greedy tokens on the device."""
+        token_ids = tokens.tolist()
+        logprobs = [0.0] * len(seq_ids)
+        if self.rank == 0:
+            logprobs = torch.log_softmax(logits, dim=-1).gather(1, tokens[:, None]).squeeze(1).tolist()
+        outs = []
+        for i, seq_id in enumerate(seq_ids):
+            self.sequences[seq_id].pending_token = token_ids[i]
+            outs.append(TokenOut(seq_id, token_ids[i], logprobs[i],
+                                 logits[i].float().cpu() if return_logits and self.rank == 0 else None))
+        return outs
 
     def _sample_and_share(self, seq_ids, logits, return_logits) -> list[TokenOut]:
         count = len(seq_ids)

@@ -69,7 +69,9 @@ class PagedKVCache:
         self.num_pages = num_pages
         self.placement = placement
         self.kvp_rank = kvp_rank
-        shape = (num_layers, num_pages, page_size, kv_heads)
+        # one extra page past the pool: padded rows of a static decode batch write there
+        shape = (num_layers, num_pages + 1, page_size, kv_heads)
+        self.scratch_page = num_pages
         self.keys = torch.zeros(*shape, key_dim, dtype=dtype, device=device)
         self.values = None if value_dim is None else torch.zeros(*shape, value_dim, dtype=dtype, device=device)
         self.sequences: dict[int, SequenceShard] = {}
@@ -166,7 +168,8 @@ class PagedKVCache:
         return per * self.keys.shape[0]
 
     def total_bytes(self) -> int:
-        total = self.keys.numel() * self.keys.element_size()
+        """Bytes of the usable pages (the scratch page not counted)."""
+        total = self.keys[:, : self.num_pages].numel() * self.keys.element_size()
         if self.values is not None:
-            total += self.values.numel() * self.values.element_size()
+            total += self.values[:, : self.num_pages].numel() * self.values.element_size()
         return total

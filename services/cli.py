@@ -135,6 +135,7 @@ def _coordinator_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, default=9300)
     parser.add_argument("--no-metrics", action="store_true")
     parser.add_argument("--tokenizer", default="", help="tokenizer directory (default: the checkpoint's, if readable)")
+    parser.add_argument("--no-tokenizer", action="store_true", help="token-id prompts only")
     parser.add_argument("--max-new-tokens-limit", type=int, default=0, help="0: the cluster's max context")
     parser.add_argument("--drain-grace-s", type=float, default=30.0)
     parser.add_argument("--max-streams", type=int, default=256, help="concurrent Generate streams")
@@ -282,7 +283,7 @@ def _coordinator(args) -> int:
     return run_coordinator(CoordinatorConfig(
         shard_address=args.shard_address, host=args.host, port=args.port,
         metrics_port=None if args.no_metrics else args.metrics_port, tokenizer_dir=args.tokenizer,
-        max_new_tokens_limit=args.max_new_tokens_limit, drain_grace_s=args.drain_grace_s,
+        use_checkpoint_tokenizer=not args.no_tokenizer, max_new_tokens_limit=args.max_new_tokens_limit, drain_grace_s=args.drain_grace_s,
         max_streams=args.max_streams, inject_control_delay_ms=args.inject_control_delay_ms))
 
 

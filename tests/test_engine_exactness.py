@@ -59,6 +59,26 @@ def test_plan_matches_transformers(model, spec):
         assert stats[0]["hopb_pieces_run"] == hopb
 
 
+FAST_GRID = [
+    ("llama", "helix:kvp=2,tpa=2"),
+    ("llama", "tp:n=4"),
+    ("qwen2", "helix:kvp=4,tpa=1"),
+    ("deepseek_v3", "helix:kvp=4,tpa=1,ep=2"),
+    ("deepseek_v3", "helix:kvp=1,tpa=1"),
+]
+
+
+@pytest.mark.parametrize("model,spec", FAST_GRID, ids=[f"{m}-{s}" for m, s in FAST_GRID])
+def test_static_fast_decode_path_matches_transformers(model, spec):
+    """The decode path that CUDA graphs capture (static shapes, device-side slots, paged
+    attention, HOP-B pieces), run eagerly on CPU with the torch reference of the kernel."""
+    options = EngineOptions(**{**OPTIONS.__dict__, "fast_decode": "on", "hopb_pieces": 2, "max_batch": 4})
+    with LocalCluster(model_dir(model), Plan.parse(spec), options=options) as cluster:
+        report = check_free_running(cluster, hf_model(model), PROMPTS, STEPS, tolerance=1e-4)
+    assert report.argmax_mismatches == 0
+    assert report.max_abs_diff < 1e-4, report.max_abs_diff
+
+
 def test_hopb_on_and_off_give_the_same_tokens():
     tokens = {}
     for pieces in (1, 3):

@@ -165,13 +165,20 @@ def choose_num_splits(batch: int, head_blocks: int, max_length: int, block_n: in
     return int(max(1, min(want, most, MAX_SPLITS)))
 
 
-def _default_config(dk_a: int, dk_t: int, dv: int, max_group: int, on_gpu: bool) -> tuple[int, int, int, int]:
-    """(block_n, block_h, num_warps, num_stages) for head-part width dk_a, tail width dk_t, value width dv."""
+def _default_config(dk_a: int, dk_t: int, dv: int, max_group: int, fp32_math: bool) -> tuple[int, int, int, int]:
+    """(block_n, block_h, num_warps, num_stages) for head-part width dk_a, tail width dk_t, value width dv.
+
+    Chosen from sm_90 ptxas reports (registers, no spills) with Triton 3.6/3.9; the benchmark's
+    sweep times the alternatives. fp32_math: fp32 cache or query (no 16-bit tensor-core operands).
+    """
     width = dk_a + dk_t + dv
     block_h = min(max(16, _next_pow2(max_group)), 64)
+    if fp32_math:
+        if width >= 768:
+            return 16, 16, 8, 2
+        return (32 if width <= 256 else 16), min(block_h, 32), 8, 2
     if width >= 768:  # MLA-sized (576 + 512): keep the [block_h, 512] fp32 accumulator in registers
-        block_h = min(block_h, 32)
-        return 32, block_h, 8, 2
+        return 32, min(block_h, 32), 8, 2
     if width >= 384:
         return 32, block_h, 4, 2
     return 64, block_h, 4, 2
@@ -262,8 +269,10 @@ def paged_decode_attention(
         assert block_dv == block_a
 
     cfg = config or DecodeConfig()
+    qk_fp32 = q.dtype != key_pages.dtype
+    fp32_math = qk_fp32 or key_pages.dtype == torch.float32
     d_bn, d_bh, d_warps, d_stages = _default_config(block_a, block_t if has_tail else 0, block_dv,
-                                                    groups.max_group, device.type == "cuda")
+                                                    groups.max_group, fp32_math)
     block_n = cfg.block_n or d_bn
     block_h = cfg.block_h or d_bh
     num_warps = cfg.num_warps or d_warps
@@ -285,7 +294,6 @@ def paged_decode_attention(
     if batch == 0 or num_q_heads == 0:
         return out, lse
 
-    qk_fp32 = q.dtype != key_pages.dtype
     upcast = mod.INTERPRET
     common = dict(
         DK=dk, DV=dv, BLOCK_A=block_a, BLOCK_T=block_t, HAS_TAIL=has_tail, BLOCK_DV=block_dv,

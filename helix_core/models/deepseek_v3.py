@@ -107,5 +107,8 @@ class DeepseekV3Model:
         x = x + ctx.all_reduce(F.linear(out.reshape(tokens, -1), w.wo))
         h = rms_norm(x, w.post_norm, cfg.rms_norm_eps)
         with ctx.phase("ffn"):
-            y = w.ffn(h, cfg) if isinstance(w.ffn, MoEShard) else w.ffn(h)
+            if isinstance(w.ffn, MoEShard):
+                y = w.ffn(h, cfg, static_shapes=getattr(ctx, "static_shapes", False))
+            else:
+                y = w.ffn(h)
         return x + ctx.all_reduce(y)

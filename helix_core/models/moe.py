@@ -42,12 +42,19 @@ class MoEShard:
     experts: list[GatedMLP]  # local experts, each over this rank's FFN-TP slice
     shared: GatedMLP | None  # this rank's 1/N of the shared experts
 
-    def __call__(self, x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, cfg: ModelConfig, static_shapes: bool = False) -> torch.Tensor:
         ids, weights = route(x, self.router, self.correction_bias, cfg)
         self.last_routing = ids
         out = torch.zeros_like(x)
         for local, expert in enumerate(self.experts):
-            tokens, slot = torch.where(ids == self.first_expert + local)
+            hit = ids == self.first_expert + local
+            if static_shapes:
+                # every token through every local expert, weighted 0 where not routed: no
+                # data-dependent shapes, so the step can be captured in a CUDA graph
+                gate = (weights * hit).sum(dim=-1, keepdim=True)
+                out += (expert(x) * gate).to(out.dtype)
+                continue
+            tokens, slot = torch.where(hit)
             if tokens.numel() == 0:
                 continue
             y = expert(x[tokens]) * weights[tokens, slot, None]

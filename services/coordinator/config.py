@@ -11,6 +11,7 @@ class CoordinatorConfig:
     port: int = 50051
     metrics_port: int | None = 9300  # None: no /metrics endpoint
     tokenizer_dir: str = ""  # empty: the checkpoint's own, when this machine can read it
+    use_checkpoint_tokenizer: bool = True  # False: no tokenizer unless tokenizer_dir names one
     max_new_tokens_limit: int = 0  # 0: the cluster's max_context_tokens
     drain_grace_s: float = 30.0
     max_streams: int = 256  # gRPC worker threads: each open Generate stream holds one

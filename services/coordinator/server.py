@@ -31,7 +31,7 @@ class Coordinator:
         self.server = new_server(config.max_streams)
         self.health = ServingHealth(self.server, "helix.v1.Coordinator")
         self.link = ShardLink(config.shard_address, self.requests, delay_s=config.inject_control_delay_ms / 1000,
-                              on_ready_change=self._on_ready_change)
+                              on_ready_change=self._on_ready_change, before_ready=self._before_ready)
         tokenizer = load_tokenizer(config.tokenizer_dir) if config.tokenizer_dir else None
         if config.tokenizer_dir and tokenizer is None:
             raise FileNotFoundError(f"--tokenizer {config.tokenizer_dir}: no tokenizer files there")
@@ -41,7 +41,7 @@ class Coordinator:
         enable_reflection(self.server, coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name)
         self.port = listen(self.server, config.host, config.port)
         self.metrics_server = None
-        self._looked_for_tokenizer = bool(config.tokenizer_dir)
+        self._looked_for_tokenizer = bool(config.tokenizer_dir) or not config.use_checkpoint_tokenizer
 
     def start(self) -> "Coordinator":
         self.server.start()
@@ -59,15 +59,15 @@ class Coordinator:
         return self.link.wait_ready(timeout_s)
 
     def _on_ready_change(self, ready: bool) -> None:
-        if ready and not self._looked_for_tokenizer:
-            self._looked_for_tokenizer = True
-            self._adopt_checkpoint_tokenizer()
         self.health.set_serving(ready and not self.servicer.draining)
 
-    def _adopt_checkpoint_tokenizer(self) -> None:
-        """Use the checkpoint's tokenizer when this machine sees the shards' checkpoint directory."""
-        status = self.link.status
-        if status is None or not status.model.has_tokenizer:
+    def _before_ready(self, status) -> None:
+        """Use the checkpoint's tokenizer when this machine sees the shards' checkpoint directory
+        (looked for once, before the first request can arrive)."""
+        if self._looked_for_tokenizer:
+            return
+        self._looked_for_tokenizer = True
+        if not status.model.has_tokenizer:
             return
         try:
             self.servicer.tokenizer = load_tokenizer(status.model.checkpoint_path)

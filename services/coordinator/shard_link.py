@@ -35,10 +35,12 @@ _END = object()
 
 class ShardLink:
     def __init__(self, address: str, requests: LiveRequests, *, delay_s: float = 0.0,
-                 on_ready_change: Callable[[bool], None] = lambda ready: None):
+                 on_ready_change: Callable[[bool], None] = lambda ready: None,
+                 before_ready: Callable[[shard_pb2.ShardStatus], None] = lambda status: None):
         self.address = address
         self._requests = requests
         self._on_ready_change = on_ready_change
+        self._before_ready = before_ready
         self._channel = grpc.insecure_channel(address, options=channel_options())
         self._stub = shard_pb2_grpc.ShardStub(self._channel)
         self.status: shard_pb2.ShardStatus | None = None  # rank 0's latest status while READY
@@ -143,6 +145,7 @@ class ShardLink:
         watch_stop = threading.Event()
         watch = threading.Thread(target=self._watch, args=(call, watch_stop, lost), name="shard-watch", daemon=True)
         watch.start()
+        self._before_ready(status)
         self._ready.set()
         self._on_ready_change(True)
         try:

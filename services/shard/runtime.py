@@ -98,9 +98,11 @@ class ShardRuntime:
         import torch
 
         from services.metrics import DecodePhaseProfiler
+        from services.shard.step_metrics import StepMetricsProfiler
 
         synchronize = torch.cuda.synchronize if engine.device.type == "cuda" else None
-        return DecodePhaseProfiler(self.metrics.decode_phase, synchronize=synchronize)
+        phases = DecodePhaseProfiler(self.metrics.decode_phase, synchronize=synchronize)
+        return StepMetricsProfiler(phases, self.metrics)
 
     def _new_scheduler(self, driver):
         from services.shard.scheduler import Scheduler

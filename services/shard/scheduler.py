@@ -273,12 +273,10 @@ class Scheduler:
             return
         every = self.profile_every_n_steps
         profile = every > 0 and self.decode_steps % every == 0
-        started = time.perf_counter()
+        # the step's time and count are recorded on every rank by the engine's profiler hooks
         outs = self._engine_step("decode", running, [request.seq_id for request in running], profile=profile)
         if outs is None:
             return
-        self.metrics.decode_step.observe(time.perf_counter() - started)
-        self.metrics.decode_steps.inc()
         self.metrics.batch_size.set(len(running))
         self.decode_steps += 1
         self._emit_tokens(outs)

@@ -1,0 +1,251 @@
+"""The fast decode path: static-shape decode steps, captured in CUDA graphs per batch bucket.
+
+Everything a step needs is a device tensor of fixed shape: the new tokens, the lengths, each
+sequence's first KVP rank and this rank's page table. From the lengths, the step computes on the
+device which rank and slot receive each appended token (padded rows and tokens owned by other
+KVP ranks write to a scratch page) and each sequence's local key count for the attention kernel.
+The host only advances its page accounting and uploads a page-table entry when a page is added,
+so a step costs one small host-to-device copy, one graph replay and the read of the tokens.
+
+HOP-B: the batch is cut into pieces; a piece's all-to-all is issued asynchronously (it runs on
+the process group's communication stream) while the next piece's attention runs on the compute
+stream; the merge waits for it.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from .attention import merge_partials
+from .kv_cache import PagedKVCache
+
+BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def paged_attention_torch(q, key_pages, value_pages, block_table, lengths, scale, kv_head_of_q, value_dim=None):
+    """Static-shape reference of the paged decode kernel: (out [B,Hq,Dv] fp32, lse [B,Hq] fp32)."""
+    batch, max_pages = block_table.shape
+    page = key_pages.shape[1]
+    keys = key_pages[block_table.long()].flatten(1, 2)[:, :, kv_head_of_q].float()  # [B, S, Hq, Dk]
+    values = keys[..., :value_dim] if value_pages is None else \
+        value_pages[block_table.long()].flatten(1, 2)[:, :, kv_head_of_q].float()
+    scores = torch.einsum("bhd,bshd->bhs", q.float(), keys) * scale
+    visible = torch.arange(max_pages * page, device=q.device)[None, :] < lengths[:, None]
+    scores = scores.masked_fill(~visible[:, None, :], float("-inf"))
+    lse = torch.logsumexp(scores, dim=-1)
+    probs = torch.nan_to_num(torch.exp(scores - lse.unsqueeze(-1)), nan=0.0)
+    return torch.einsum("bhs,bshd->bhd", probs, values), lse
+
+
+@dataclass
+class DecodeBuffers:
+    """Static inputs of one batch bucket (host fills them before each replay)."""
+
+    input_ids: torch.Tensor  # [B] long
+    lengths: torch.Tensor  # [B] long: tokens cached before this step = position of the new one
+    start_rank: torch.Tensor  # [B] long
+    valid: torch.Tensor  # [B] bool
+    block_table: torch.Tensor  # [B, max_pages] int32, this rank's pages of each row's sequence
+    host_meta: torch.Tensor  # pinned [4, B] long staging of the four vectors above
+
+    @classmethod
+    def allocate(cls, batch: int, max_pages: int, scratch_page: int, device) -> "DecodeBuffers":
+        long = dict(dtype=torch.long, device=device)
+        pin = device.type == "cuda"
+        return cls(torch.zeros(batch, **long), torch.zeros(batch, **long), torch.zeros(batch, **long),
+                   torch.zeros(batch, dtype=torch.bool, device=device),
+                   torch.full((batch, max_pages), scratch_page, dtype=torch.int32, device=device),
+                   torch.zeros(4, batch, dtype=torch.long).pin_memory() if pin else torch.zeros(4, batch, dtype=torch.long))
+
+
+class StepPlacement:
+    """Device-side placement of the appended tokens (the same arithmetic as StagePlacement)."""
+
+    def __init__(self, cache: PagedKVCache):
+        self.kvp = cache.placement.kvp
+        self.stage = cache.placement.stage_size
+        self.page = cache.page_size
+        self.rank = cache.kvp_rank
+        self.scratch_slot = cache.scratch_page * cache.page_size
+
+    def slots_and_local_lengths(self, buf: DecodeBuffers):
+        pos, start, kvp, stage = buf.lengths, buf.start_rank, self.kvp, self.stage
+        st = pos // stage
+        mine = ((start + st) % kvp == self.rank) & buf.valid
+        local = (st // kvp) * stage + pos % stage
+        page_index = (local // self.page).clamp(max=buf.block_table.shape[1] - 1)
+        page_id = buf.block_table.gather(1, page_index[:, None]).squeeze(1).long()
+        slots = torch.where(mine, page_id * self.page + local % self.page, torch.full_like(pos, self.scratch_slot))
+        total = pos + 1
+        full, rest = total // stage, total % stage
+        first = (self.rank - start) % kvp
+        owned_full = torch.where(full > first, (full - first + kvp - 1) // kvp, torch.zeros_like(full))
+        partial = torch.where((rest > 0) & ((start + full) % kvp == self.rank), rest, torch.zeros_like(rest))
+        local_lengths = torch.where(buf.valid, owned_full * stage + partial, torch.zeros_like(full))
+        return slots, local_lengths.to(torch.int32)
+
+
+class FastDecodeContext:
+    """LayerContext of a static decode step: paged kernel attention, exchange, all-reduce."""
+
+    static_shapes = True
+
+    def __init__(self, engine, buf: DecodeBuffers, slots, local_lengths, hopb_pieces: int, head_groups):
+        self.engine, self.buf, self.slots, self.local_lengths = engine, buf, slots, local_lengths
+        self.comm = engine.comm
+        self.cache: PagedKVCache = engine.cache
+        attention = engine.attention
+        self.kvp, self.out_heads, self.scale = attention.kvp, attention.out_heads, attention.scale
+        self.kv_head_of_q = attention.kv_head_of_q
+        self.pieces = max(1, min(hopb_pieces, buf.input_ids.shape[0])) if self.kvp > 1 else 1
+        self.head_groups = head_groups  # None: the torch reference path
+        self.use_kernel = head_groups is not None
+
+    def phase(self, name: str):
+        """Phases are not timed inside a captured graph (see the profiler's sampled eager steps)."""
+        return contextlib.nullcontext()
+
+    def all_reduce(self, x):
+        return self.comm.all_reduce(x, "all")
+
+    def attend(self, layer, q, k, v, value_dim=None):
+        cache = self.cache
+        keys = cache.keys[layer]
+        keys.view(-1, *keys.shape[-2:]).index_copy_(0, self.slots, k.to(keys.dtype))
+        values = None
+        if cache.values is not None:
+            values = cache.values[layer]
+            values.view(-1, *values.shape[-2:]).index_copy_(0, self.slots, v.to(values.dtype))
+        batch = q.shape[0]
+        bounds = [(p * batch // self.pieces, (p + 1) * batch // self.pieces) for p in range(self.pieces)]
+        pending = []
+        for lo, hi in bounds:
+            out, lse = self._attention(q[lo:hi], keys, values, self.buf.block_table[lo:hi],
+                                       self.local_lengths[lo:hi], value_dim)
+            pending.append(self._start_exchange(out, lse))
+        self.engine.attention.stats.hopb_pieces_run = len(bounds)
+        return torch.cat([self._finish_exchange(*p) for p in pending], dim=0)
+
+    def _attention(self, q, keys, values, block_table, lengths, value_dim):
+        if self.use_kernel:
+            from .kernels.decode_attention import paged_decode_attention
+
+            return paged_decode_attention(q.contiguous(), keys, values, block_table, lengths, self.scale,
+                                          self.head_groups, value_dim=value_dim)
+        return paged_attention_torch(q, keys, values, block_table, lengths, self.scale, self.kv_head_of_q, value_dim)
+
+    def _start_exchange(self, out, lse):
+        if self.kvp == 1:
+            return out, None, None
+        tokens, _, dim = out.shape
+        packed = torch.cat([out, lse.unsqueeze(-1)], dim=-1)
+        send = packed.view(tokens, self.kvp, self.out_heads, dim + 1).transpose(0, 1).contiguous()
+        recv = torch.empty_like(send)
+        work = self.comm.all_to_all(recv, send, "kvp", async_op=True)
+        return recv, work, dim
+
+    @staticmethod
+    def _finish_exchange(recv, work, dim):
+        if dim is None:
+            return recv
+        if work is not None:
+            work.wait()
+        return merge_partials(recv[..., :dim], recv[..., dim])
+
+
+class DecodeRunner:
+    """Runs decode steps of one engine on static buffers; on CUDA, through captured graphs."""
+
+    def __init__(self, engine, use_graphs: bool, max_batch: int = 64):
+        self.engine = engine
+        self.use_graphs = use_graphs
+        self.buckets = [b for b in BUCKETS if b <= max_batch] or [1]
+        self.placement = StepPlacement(engine.cache)
+        self.head_groups = None
+        if engine.use_decode_kernel:
+            from .kernels.decode_attention import as_head_groups
+
+            kv_of_q = engine.attention.kv_head_of_q.tolist()
+            self.head_groups = as_head_groups(kv_of_q, len(kv_of_q))
+        self._buffers: dict[int, DecodeBuffers] = {}
+        self._graphs: dict[int, tuple] = {}
+        self._rows: dict[int, list] = {}  # bucket -> [(seq_id, pages uploaded)] per row
+
+    def bucket_for(self, batch: int) -> int | None:
+        return next((b for b in self.buckets if b >= batch), None)
+
+    @torch.inference_mode()
+    def step(self, seq_ids: list[int], input_tokens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One decode step; the cache must already hold room for the new tokens. Returns the full
+        logits [len(seq_ids), V] fp32 and greedy tokens [len(seq_ids)] (device tensors)."""
+        bucket = self.bucket_for(len(seq_ids))
+        buf = self._buffers.get(bucket)
+        if buf is None:
+            cache = self.engine.cache
+            buf = self._buffers[bucket] = DecodeBuffers.allocate(bucket, cache.num_pages, cache.scratch_page,
+                                                                 self.engine.device)
+            self._rows[bucket] = [(None, 0)] * bucket
+        self._fill(bucket, buf, seq_ids, input_tokens)
+        if not self.use_graphs:
+            logits, tokens = self._forward(buf)
+        else:
+            if bucket not in self._graphs:
+                self._graphs[bucket] = self._capture(buf)
+            graph, logits, tokens = self._graphs[bucket]
+            graph.replay()
+        count = len(seq_ids)
+        return logits[:count], tokens[:count]
+
+    def _fill(self, bucket, buf: DecodeBuffers, seq_ids, input_tokens) -> None:
+        cache = self.engine.cache
+        meta = buf.host_meta
+        meta.zero_()
+        rows = self._rows[bucket]
+        for row in range(bucket):
+            if row < len(seq_ids):
+                seq_id = seq_ids[row]
+                shard = cache.sequences[seq_id]
+                meta[0, row] = input_tokens[row]
+                meta[1, row] = shard.length - 1  # position of the new token (cache already grown)
+                meta[2, row] = shard.start_rank
+                meta[3, row] = 1
+                known_seq, uploaded = rows[row]
+                if known_seq != seq_id:
+                    uploaded = 0
+                if len(shard.pages) > uploaded:
+                    new = torch.tensor(shard.pages[uploaded:], dtype=torch.int32)
+                    buf.block_table[row, uploaded:len(shard.pages)].copy_(new, non_blocking=False)
+                rows[row] = (seq_id, len(shard.pages))
+            else:
+                rows[row] = (None, 0)
+        buf.input_ids.copy_(meta[0], non_blocking=True)
+        buf.lengths.copy_(meta[1], non_blocking=True)
+        buf.start_rank.copy_(meta[2], non_blocking=True)
+        buf.valid.copy_(meta[3].bool(), non_blocking=True)
+
+    def _forward(self, buf: DecodeBuffers):
+        engine = self.engine
+        slots, local_lengths = self.placement.slots_and_local_lengths(buf)
+        ctx = FastDecodeContext(engine, buf, slots, local_lengths, engine.options.hopb_pieces, self.head_groups)
+        hidden = engine.model.forward(buf.input_ids, buf.lengths, ctx)
+        vocab = engine.model.vocab
+        logits = vocab.full_logits(vocab.local_logits(hidden), lambda t: engine.comm.all_gather(t),
+                                   engine.plan.world_size)
+        tokens = logits.argmax(dim=-1)
+        engine.comm.broadcast(tokens, src=0)  # one decision, the same on every rank
+        return logits, tokens
+
+    def _capture(self, buf: DecodeBuffers):
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):  # warm up: Triton compiles, NCCL sets up its channels
+                self._forward(buf)
+        torch.cuda.current_stream().wait_stream(side)
+        self.engine.comm.barrier()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            logits, tokens = self._forward(buf)
+        return graph, logits, tokens
