@@ -46,6 +46,7 @@ class Comm:
                 if rank in ranks:
                     self._groups[name] = _Group(ranks, handle)
         self._control = None
+        self.muted = False  # benchmarks: collectives become local no-ops, to time compute alone
         if distributed and plan.world_size > 1:
             self._control = dist.new_group(backend="gloo", timeout=timedelta(seconds=CONTROL_TIMEOUT_S))
 
@@ -59,14 +60,14 @@ class Comm:
     # ---- collectives ----------------------------------------------------------------------------
     def all_reduce(self, tensor: torch.Tensor, group: str = "all") -> torch.Tensor:
         g = self._groups[group]
-        if g.handle is not None:
+        if g.handle is not None and not self.muted:
             dist.all_reduce(tensor, group=g.handle)
         return tensor
 
     def all_to_all(self, output: torch.Tensor, inputs: torch.Tensor, group: str, async_op: bool = False):
         """Dim 0 of `inputs` is split evenly: piece i goes to the i-th rank of the group."""
         g = self._groups[group]
-        if g.handle is None:
+        if g.handle is None or self.muted:
             output.copy_(inputs)
             return None
         return dist.all_to_all_single(output, inputs, group=g.handle, async_op=async_op)
@@ -76,13 +77,15 @@ class Comm:
         g = self._groups[group]
         if g.handle is None:
             return tensor.unsqueeze(0)
+        if self.muted:
+            return tensor.unsqueeze(0).expand(g.size, *tensor.shape).clone()
         flat = tensor.contiguous().view(-1)
         out = torch.empty(g.size * flat.numel(), dtype=tensor.dtype, device=tensor.device)
         _all_gather_flat(out, flat, group=g.handle)
         return out.view(g.size, *tensor.shape)
 
     def broadcast(self, tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
-        if self.world_size > 1:
+        if self.world_size > 1 and not self.muted:
             dist.broadcast(tensor, src=src)
         return tensor
 

@@ -185,8 +185,6 @@ class Engine:
         mode = self.options.fast_decode
         if mode == "off" or (mode == "auto" and self.device.type != "cuda"):
             return None
-        if self.plan.slices > 1:
-            return None  # headslice sums partial scores across ranks inside the softmax: general path
         from .fast_decode import DecodeRunner
 
         graphs = self.options.cuda_graphs and self.device.type == "cuda"

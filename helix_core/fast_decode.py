@@ -24,14 +24,19 @@ from .kv_cache import PagedKVCache
 BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
-def paged_attention_torch(q, key_pages, value_pages, block_table, lengths, scale, kv_head_of_q, value_dim=None):
-    """Static-shape reference of the paged decode kernel: (out [B,Hq,Dv] fp32, lse [B,Hq] fp32)."""
+def paged_attention_torch(q, key_pages, value_pages, block_table, lengths, scale, kv_head_of_q, value_dim=None,
+                          reduce_scores=None):
+    """Static-shape reference of the paged decode kernel: (out [B,Hq,Dv] fp32, lse [B,Hq] fp32).
+    `reduce_scores` sums partial q.k scores over the ranks holding other dimension slices."""
     batch, max_pages = block_table.shape
     page = key_pages.shape[1]
     keys = key_pages[block_table.long()].flatten(1, 2)[:, :, kv_head_of_q].float()  # [B, S, Hq, Dk]
     values = keys[..., :value_dim] if value_pages is None else \
         value_pages[block_table.long()].flatten(1, 2)[:, :, kv_head_of_q].float()
-    scores = torch.einsum("bhd,bshd->bhs", q.float(), keys) * scale
+    scores = torch.einsum("bhd,bshd->bhs", q.float(), keys)
+    if reduce_scores is not None:
+        scores = reduce_scores(scores.contiguous())
+    scores = scores * scale
     visible = torch.arange(max_pages * page, device=q.device)[None, :] < lengths[:, None]
     scores = scores.masked_fill(~visible[:, None, :], float("-inf"))
     lse = torch.logsumexp(scores, dim=-1)
@@ -101,7 +106,10 @@ class FastDecodeContext:
         self.kv_head_of_q = attention.kv_head_of_q
         self.pieces = max(1, min(hopb_pieces, buf.input_ids.shape[0])) if self.kvp > 1 else 1
         self.head_groups = head_groups  # None: the torch reference path
-        self.use_kernel = head_groups is not None
+        self.reduce_scores = None
+        if self.comm.size("head_slices") > 1:  # the kernel cannot sum scores across ranks mid-softmax
+            self.reduce_scores = lambda scores: self.comm.all_reduce(scores, "head_slices")
+        self.use_kernel = head_groups is not None and self.reduce_scores is None
 
     def phase(self, name: str):
         """Phases are not timed inside a captured graph (see the profiler's sampled eager steps)."""
@@ -134,7 +142,8 @@ class FastDecodeContext:
 
             return paged_decode_attention(q.contiguous(), keys, values, block_table, lengths, self.scale,
                                           self.head_groups, value_dim=value_dim)
-        return paged_attention_torch(q, keys, values, block_table, lengths, self.scale, self.kv_head_of_q, value_dim)
+        return paged_attention_torch(q, keys, values, block_table, lengths, self.scale, self.kv_head_of_q, value_dim,
+                                     self.reduce_scores)
 
     def _start_exchange(self, out, lse):
         if self.kvp == 1:

@@ -65,6 +65,7 @@ FAST_GRID = [
     ("qwen2", "helix:kvp=4,tpa=1"),
     ("deepseek_v3", "helix:kvp=4,tpa=1,ep=2"),
     ("deepseek_v3", "helix:kvp=1,tpa=1"),
+    ("mha16", "headslice:n=2,m=2"),
 ]
 
 

@@ -1,0 +1,1 @@
+"""`helix bench`: decode TTL of real-size shapes with random weights, against the roofline."""

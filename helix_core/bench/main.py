@@ -1,0 +1,140 @@
+"""`helix bench`: TTL of Helix, the TP baseline, one GPU and HF transformers, side by side.
+
+    helix bench --shape llama3-8b --plans helix:kvp=2,tpa=1 tp:n=2 \
+        --points 1x131072 8x131072 1x1048576 --hopb 1 2 --json out/bench.json
+
+Weights are random and made on the GPU; the KV cache is filled with random data to the asked
+context, so long contexts need no prefill (the output says so).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import queue
+import sys
+
+from ..launcher import free_port
+from .rank_worker import BenchJob, run_rank
+
+COLUMNS = [("plan", "{}"), ("gpus", "{}"), ("context", "{}"), ("batch", "{}"), ("hopb_pieces", "{}"),
+           ("ttl_median_s", "{:.3e}"), ("ttl_p99_s", "{:.3e}"), ("ttl_device_s", "{:.3e}"), ("tokens_per_s", "{:.1f}"),
+           ("bytes_per_gpu", "{:.3e}"), ("flops_per_gpu", "{:.3e}"), ("roofline_s", "{:.3e}"), ("pct_roofline", "{:.0%}"),
+           ("attention_s", "{:.2e}"), ("all_to_all_s", "{:.2e}"), ("all_reduce_s", "{:.2e}"),
+           ("compute_only_s", "{:.2e}"), ("exposed_comm_s", "{:.2e}"), ("attention_verified", "{}")]
+
+
+def parse_points(items: list[str]) -> tuple[tuple[int, int], ...]:
+    points = []
+    for item in items:
+        batch, _, context = item.lower().partition("x")
+        points.append((int(batch), _tokens(context)))
+    return tuple(points)
+
+
+def _tokens(text: str) -> int:
+    scale = {"k": 1 << 10, "m": 1 << 20}.get(text[-1:].lower(), 1)
+    return int(text[:-1] if scale > 1 else text) * scale
+
+
+def run_job(job: BenchJob, world_size: int, timeout_s: float) -> list[dict]:
+    context = mp.get_context("spawn")
+    results = context.Queue()
+    job = BenchJob(**{**job.__dict__, "init_method": f"tcp://127.0.0.1:{free_port()}"})
+    procs = [context.Process(target=run_rank, args=(rank, job, results), daemon=True) for rank in range(world_size)]
+    for proc in procs:
+        proc.start()
+    try:
+        status, value = results.get(timeout=timeout_s)
+    except queue.Empty:
+        status, value = "error", f"no result within {timeout_s:.0f} s"
+    for proc in procs:
+        proc.join(timeout=30)
+        if proc.is_alive():
+            proc.kill()
+    if status != "ok":
+        raise RuntimeError(f"bench {job.shape} {job.plan}: {value}")
+    for row in value:
+        if row.get("ttl_device_s") and row.get("compute_only_s"):
+            row["exposed_comm_s"] = max(0.0, row["ttl_device_s"] - row["compute_only_s"])
+    return value
+
+
+def print_table(rows: list[dict], out=sys.stdout) -> None:
+    if not rows:
+        return
+    print(f"shape {rows[0]['shape']} ({rows[0]['layers']} layers, {rows[0]['dtype']}); KV: {rows[0]['kv']}", file=out)
+    header = [name for name, _ in COLUMNS]
+    print("| " + " | ".join(header) + " |", file=out)
+    print("|" + "---|" * len(header), file=out)
+    for row in rows:
+        cells = []
+        for name, fmt in COLUMNS:
+            value = row.get(name)
+            cells.append("-" if value is None else fmt.format(value))
+        print("| " + " | ".join(cells) + " |", file=out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="helix bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", default="llama3-8b")
+    parser.add_argument("--layers", type=int, help="override the layer count (deepseek-mla: 4 by default)")
+    parser.add_argument("--plans", nargs="+", default=["helix:kvp=2,tpa=1", "tp:n=2"])
+    parser.add_argument("--points", nargs="+", default=["1x128k"], help="BATCHxCONTEXT, e.g. 8x128k 1x1m")
+    parser.add_argument("--dtype", default="bf16")
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--hopb", type=int, nargs="+", default=[1, 2], help="HOP-B pieces to run (1 = off)")
+    parser.add_argument("--graphs", choices=["on", "off"], default="on")
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu: a smoke run, no roofline")
+    parser.add_argument("--page-size", type=int, default=64)
+    parser.add_argument("--peer", choices=["hf"], help="also time HF transformers (static cache, one GPU)")
+    parser.add_argument("--timeout", type=float, default=540.0, help="seconds per plan")
+    parser.add_argument("--json", help="append the rows to this JSON file")
+    args = parser.parse_args(argv)
+    points = parse_points(args.points)
+    rows = []
+    for spec in args.plans:
+        from ..plan import Plan
+
+        job = BenchJob(shape=args.shape, layers=args.layers, plan=spec, dtype=args.dtype, points=points,
+                       hopb=tuple(args.hopb), steps=args.steps, warmup=args.warmup, page_size=args.page_size,
+                       graphs=args.graphs == "on", device=args.device)
+        try:
+            new = run_job(job, Plan.parse(spec).world_size, args.timeout)
+        except RuntimeError as error:
+            print(f"FAILED: {error}", file=sys.stderr, flush=True)
+            continue
+        rows += new
+        print_table(new)
+        _save(args.json, new)
+    if args.peer == "hf":
+        from .peer_hf import time_hf
+
+        for batch, context in points:
+            try:
+                row = time_hf(args.shape, args.layers, batch, context, args.dtype, args.steps)
+            except Exception as error:  # noqa: BLE001 - report and go on with the other points
+                print(f"FAILED: hf peer {batch}x{context}: {error}", file=sys.stderr, flush=True)
+                continue
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+            _save(args.json, [row])
+    return 0 if rows else 1
+
+
+def _save(path: str | None, rows: list[dict]) -> None:
+    if not path:
+        return
+    try:
+        with open(path) as handle:
+            existing = json.load(handle)
+    except (FileNotFoundError, json.JSONDecodeError):
+        existing = []
+    with open(path, "w") as handle:
+        json.dump(existing + rows, handle, indent=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Independent probes of the two rates of the roofline, measured in the same run."""
+from __future__ import annotations
+
+import torch
+
+
+def _time_cuda(fn, iters: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    start.record()
+    for _ in range(iters):
+        fn()
+    stop.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(stop) / 1e3 / iters
+
+
+def hbm_bandwidth(device, gib: float = 4.0) -> float:
+    """Bytes per second of a large device copy, counting bytes read and written."""
+    n = int(gib * (1 << 30)) // 2
+    src = torch.empty(n, dtype=torch.bfloat16, device=device).normal_()
+    dst = torch.empty_like(src)
+    seconds = _time_cuda(lambda: dst.copy_(src), iters=20)
+    del src, dst
+    return 2 * n * 2 / seconds
+
+
+def matmul_rate(device, size: int = 8192, dtype=torch.bfloat16) -> float:
+    """FLOP/s of a large matrix product on random data."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    seconds = _time_cuda(lambda: a @ b, iters=20)
+    return 2 * size ** 3 / seconds

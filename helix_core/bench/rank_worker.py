@@ -1,0 +1,253 @@
+"""One rank of a benchmark run: random weights on the device, KV filled with random data to the
+asked context (no prefill), timed decode steps through the engine's fast path.
+
+Timings per point:
+  ttl_*            host-visible: Engine.decode() call to tokens on the host (CUDA-graph replay,
+                   page bookkeeping, the token read), median and p99 over `steps` calls;
+  ttl_device_s     the captured step alone (CUDA events around graph replays);
+  compute_only_s   the same step captured with every collective muted;
+  attention_s / all_to_all_s / all_reduce_s   each phase alone, captured and replayed;
+  exposed_comm_s   ttl_device_s - compute_only_s.
+Before a point is reported, the attention kernel's output on the filled cache is checked against
+a chunked fp32 reference for a few rows, so a fast wrong kernel cannot post a number.
+"""
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ..attention import partial_attention
+from ..comm import Comm, init_distributed, shutdown_distributed
+from ..engine import DTYPES, Engine, EngineOptions, ModelSource, _Sequence
+from ..fast_decode import DecodeRunner, FastDecodeContext
+from ..kv_cache import StagePlacement
+from ..launcher import rank_device
+from ..plan import Plan
+from ..sampling import SamplingParams
+from .probes import hbm_bandwidth, matmul_rate
+from .roofline import step_work
+from .shapes import shape_config
+
+
+@dataclass(frozen=True)
+class BenchJob:
+    shape: str
+    layers: int | None
+    plan: str
+    dtype: str
+    points: tuple[tuple[int, int], ...]  # (batch, context)
+    hopb: tuple[int, ...]
+    steps: int = 100
+    warmup: int = 5
+    page_size: int = 64
+    stage_size: int = 16
+    graphs: bool = True
+    init_method: str = ""
+    device: str = "cuda"
+
+
+def _time_replays(fn, iters: int) -> float:
+    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    start.record()
+    for _ in range(iters):
+        fn()
+    stop.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(stop) / 1e3 / iters
+
+
+def _graph_of(fn):
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph
+
+
+def _pages_needed(job: BenchJob, kvp: int) -> int:
+    placement = StagePlacement(kvp, job.stage_size)
+    most = 0
+    for batch, context in job.points:
+        length = context + job.warmup + job.steps + 8
+        per_rank = max(placement.local_count(length, s % kvp, r) for s in range(batch) for r in range(kvp))
+        most = max(most, batch * (-(-per_rank // job.page_size) + 1))
+    return most
+
+
+def run_rank(rank: int, job: BenchJob, results) -> None:
+    plan = Plan.parse(job.plan)
+    device = rank_device(job.device, rank)
+    init_distributed(rank, plan.world_size, job.init_method, device)
+    try:
+        rows = _run(rank, plan, device, job)
+        if rank == 0:
+            results.put(("ok", rows))
+    except Exception as error:  # report, then let the other ranks time out
+        import traceback
+
+        results.put(("error", f"rank {rank}: {error}\n{traceback.format_exc()}"))
+        raise
+    finally:
+        shutdown_distributed()
+
+
+def _run(rank: int, plan: Plan, device, job: BenchJob) -> list[dict]:
+    cfg = shape_config(job.shape, job.layers)
+    comm = Comm(plan, rank, device)
+    options = EngineOptions(dtype=_full(job.dtype), page_size=job.page_size, stage_size=job.stage_size,
+                            kv_pages=_pages_needed(job, plan.kvp), fast_decode="on",
+                            cuda_graphs=job.graphs and device.type == "cuda",
+                            max_batch=max(b for b, _ in job.points))
+    engine = Engine(ModelSource.random(cfg, DTYPES[_full(job.dtype)], device), plan, rank, comm, device, options)
+    for pool in (engine.cache.keys, engine.cache.values):
+        if pool is not None:
+            pool.normal_()  # random KV: long contexts need no prefill
+    on_gpu = device.type == "cuda"
+    hbm, flops = (hbm_bandwidth(device), matmul_rate(device)) if on_gpu else (None, None)
+    rows = []
+    for batch, context in job.points:
+        for hopb in (job.hopb if plan.kvp > 1 else (1,)):
+            rows.append(_run_point(engine, cfg, plan, rank, job, batch, context, hopb, hbm, flops))
+            torch.cuda.empty_cache()
+    return rows
+
+
+def _full(dtype: str) -> str:
+    return {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(dtype, dtype)
+
+
+def _reset(engine: Engine, batch: int, context: int) -> list[int]:
+    engine.free(list(engine.sequences))
+    ids = list(range(batch))
+    for seq_id in ids:
+        start = seq_id % engine.plan.kvp
+        engine.sequences[seq_id] = _Sequence(start, SamplingParams(), pending_token=1 + seq_id)
+        engine.cache.add_sequence(seq_id, start)
+        engine.cache.grow(seq_id, context)
+    engine._next_start_rank = batch % engine.plan.kvp
+    return ids
+
+
+def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch: int, context: int, hopb: int,
+               hbm: float, flops: float) -> dict:
+    engine.options = dataclasses.replace(engine.options, hopb_pieces=hopb)
+    graphs = job.graphs and engine.device.type == "cuda"
+    engine.runner = DecodeRunner(engine, use_graphs=graphs, max_batch=engine.options.max_batch)
+    ids = _reset(engine, batch, context)
+    for _ in range(job.warmup):
+        engine.decode(ids)
+    engine.comm.barrier()
+    host = []
+    for _ in range(job.steps):
+        begin = time.perf_counter()
+        engine.decode(ids)
+        host.append(time.perf_counter() - begin)
+    bucket = engine.runner.bucket_for(batch)
+    device_s = _time_replays(engine.runner._graphs[bucket][0].replay, job.steps) if graphs else None
+    phases = _phases(engine, bucket, job) if graphs else {}
+    verified = _verify_attention(engine, ids)
+    local_tokens = [engine.cache.local_length(s) for s in ids]
+    vocab = engine.model.vocab
+    embed_bytes = 0 if vocab.head is vocab.embed else vocab.embed.nbytes  # a lookup reads B rows only
+    weight_bytes = engine.weight_bytes() - embed_bytes
+    element = torch.tensor([], dtype=engine.dtype).element_size()
+    work = step_work(cfg, plan, rank, weight_bytes, weight_bytes // element, local_tokens, batch, element)
+    roofline = work.roofline_s(hbm, flops) if hbm else None
+    ttl = statistics.median(host)
+    row = {
+        "shape": job.shape, "layers": cfg.num_layers, "plan": plan.spec(), "gpus": plan.world_size,
+        "context": context, "batch": batch, "dtype": _full(job.dtype), "hopb_pieces": hopb,
+        "cuda_graphs": job.graphs, "kv": "random data (no prefill)",
+        "ttl_median_s": ttl, "ttl_p99_s": sorted(host)[min(len(host) - 1, int(0.99 * len(host)))],
+        "ttl_device_s": device_s, "tokens_per_s": batch / ttl,
+        "bytes_per_gpu": work.bytes, "weight_bytes_per_gpu": work.weight_bytes, "kv_bytes_per_gpu": work.kv_bytes,
+        "flops_per_gpu": work.flops, "hbm_Bps_measured": hbm, "matmul_flops_measured": flops,
+        "roofline_s": roofline, "pct_roofline": roofline / ttl if roofline else None, **phases, "attention_verified": verified,
+    }
+    engine.comm.barrier()
+    if engine.device.type == "cuda":
+        torch.cuda.synchronize()
+    return row
+
+
+def _phases(engine: Engine, bucket: int, job: BenchJob) -> dict:
+    """Each phase captured alone; compute-only = the step with every collective muted."""
+    runner = engine.runner
+    buf = runner._buffers[bucket]
+    engine.comm.muted = True
+    try:
+        muted = DecodeRunner(engine, use_graphs=True, max_batch=bucket)
+        muted._buffers[bucket], muted._rows[bucket] = buf, runner._rows[bucket]
+        graph, _, _ = muted._capture(buf)
+        compute_only = _time_replays(graph.replay, job.steps)
+    finally:
+        engine.comm.muted = False
+    cfg, layers = engine.cfg, engine.cfg.num_layers
+    slots, lengths = runner.placement.slots_and_local_lengths(buf)
+    ctx = FastDecodeContext(engine, buf, slots, lengths, 1, runner.head_groups)
+    shard = engine.model.shard
+    q_heads = shard.q_heads[1] - shard.q_heads[0]
+    width = engine.cache.keys.shape[-1]
+    q = torch.randn(bucket, q_heads, width, device=engine.device, dtype=engine.dtype)
+    value_dim = cfg.kv_lora_rank if cfg.is_mla else None
+
+    def attention():
+        for layer in range(layers):
+            values = None if engine.cache.values is None else engine.cache.values[layer]
+            ctx._attention(q, engine.cache.keys[layer], values, buf.block_table, lengths, value_dim)
+
+    dv = cfg.kv_lora_rank if cfg.is_mla else engine.model.local_value_dim
+    send = torch.zeros(engine.plan.kvp, bucket, engine.attention.out_heads, dv + 1, device=engine.device)
+    recv = torch.empty_like(send)
+    hidden = torch.zeros(bucket, cfg.hidden_size, device=engine.device, dtype=engine.dtype)
+
+    def all_to_all():
+        for _ in range(layers):
+            engine.comm.all_to_all(recv, send, "kvp")
+
+    def all_reduce():
+        for _ in range(2 * layers + 1):
+            engine.comm.all_reduce(hidden)
+
+    out = {"compute_only_s": compute_only}
+    for name, fn in (("attention_s", attention), ("all_to_all_s", all_to_all), ("all_reduce_s", all_reduce)):
+        out[name] = _time_replays(_graph_of(fn).replay, 20)
+    return out
+
+
+def _verify_attention(engine: Engine, ids: list[int]) -> bool:
+    """Kernel output for the first and last sequence against chunked fp32 attention."""
+    runner, cache, cfg = engine.runner, engine.cache, engine.cfg
+    rows = sorted({ids[0], ids[-1]})
+    shard = engine.model.shard
+    q_heads = shard.q_heads[1] - shard.q_heads[0]
+    q = torch.randn(len(rows), q_heads, cache.keys.shape[-1], device=engine.device, dtype=engine.dtype)
+    from ..kernels.decode_attention import build_block_table
+
+    table, lengths, _ = build_block_table(cache, rows, device=engine.device)
+    value_dim = cfg.kv_lora_rank if cfg.is_mla else None
+    values = None if cache.values is None else cache.values[0]
+    ctx = FastDecodeContext.__new__(FastDecodeContext)
+    ctx.use_kernel, ctx.head_groups, ctx.scale = runner.head_groups is not None, runner.head_groups, engine.attention.scale
+    ctx.kv_head_of_q, ctx.reduce_scores = engine.attention.kv_head_of_q, None
+    out, lse = ctx._attention(q, cache.keys[0], values, table, lengths, value_dim)
+    for i, seq_id in enumerate(rows):
+        keys, vals = cache.gather(0, seq_id)
+        vals = keys[..., :value_dim] if vals is None else vals
+        positions = torch.zeros(keys.shape[0], dtype=torch.long, device=keys.device)
+        ref_out, ref_lse = partial_attention(q[i:i + 1], keys, vals, engine.attention.scale,
+                                             torch.zeros(1, dtype=torch.long, device=keys.device), positions,
+                                             engine.attention.kv_head_of_q, key_block=16384)
+        if not (torch.allclose(out[i], ref_out[0], atol=2e-2, rtol=2e-2)
+                and torch.allclose(lse[i], ref_lse[0], atol=2e-2, rtol=1e-3)):
+            return False
+    return True

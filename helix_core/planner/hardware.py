@@ -1,0 +1,175 @@
+"""Hardware profiles: what the cost model knows about one GPU and its NVLink domain.
+
+Public profiles hold vendor figures (dense tensor-core rates, no sparsity); a measured profile
+comes from `helix bench` JSON (`profile_from_bench`): measured HBM bandwidth and matmul rate, and
+the step, layer and collective overheads of our own engine fitted to the recorded TTLs.
+Every number and where it comes from is listed in docs/planner.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5}
+_DTYPE_ALIASES = {"float32": "fp32", "float": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16",
+                  "float8": "fp8", "float8_e4m3fn": "fp8", "e4m3": "fp8", "nvfp4": "fp4", "float4": "fp4"}
+
+
+def normalize_dtype(name: str) -> str:
+    key = str(name).lower().removeprefix("torch.")
+    key = _DTYPE_ALIASES.get(key, key)
+    if key not in DTYPE_BYTES:
+        raise ValueError(f"unknown dtype {name!r}: choose one of {sorted(DTYPE_BYTES)}")
+    return key
+
+
+def dtype_bytes(name: str) -> float:
+    return DTYPE_BYTES[normalize_dtype(name)]
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    name: str
+    hbm_bytes: float  # HBM per GPU
+    hbm_bw: float  # B/s per GPU
+    flops: dict[str, float]  # dense matmul FLOP/s per dtype; a missing dtype runs at the next wider one
+    link_bw: float  # NVLink B/s per GPU and direction
+    collective_latency_s: float  # fixed cost of one collective (all-reduce, all-to-all, all-gather)
+    collective_latency_log2_s: float = 0.0  # extra per doubling of the group
+    p2p_latency_s: float = 0.0  # one point-to-point send (pipeline stages)
+    domain_gpus: int = 8  # GPUs of one NVLink domain; the model does not cover more
+    mem_efficiency: float = 1.0  # reachable share of hbm_bw
+    flop_efficiency: float = 1.0  # reachable share of the matmul rate
+    step_overhead_s: float = 0.0  # fixed cost of one decode step (launch, sampling, host)
+    layer_overhead_s: float = 0.0  # fixed cost per layer and step (kernel launches)
+    seq_layer_overhead_s: float = 0.0  # per sequence, layer and step
+    memory_fraction: float = 0.9  # share of HBM the weights and the KV cache may fill
+    source: str = "public specification"
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def flops_for(self, dtype: str) -> float:
+        order = ["fp4", "fp8", "bf16", "fp32"]
+        key = normalize_dtype(dtype)
+        key = "bf16" if key == "fp16" else key
+        for candidate in order[order.index(key):]:
+            if self.flops.get(candidate):
+                return self.flops[candidate]
+        raise ValueError(f"profile {self.name} has no matmul rate for {dtype} or wider")
+
+    def latency(self, group: int) -> float:
+        if group <= 1:
+            return 0.0
+        return self.collective_latency_s + self.collective_latency_log2_s * math.log2(group)
+
+    def replace(self, **changes) -> "HardwareProfile":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["notes"] = list(self.notes)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "HardwareProfile":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"unknown hardware profile fields {unknown}")
+        values = dict(raw)
+        values["notes"] = tuple(values.get("notes", ()))
+        values["flops"] = {normalize_dtype(k): float(v) for k, v in values["flops"].items()}
+        return cls(**values)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+
+
+_HOPPER = {"bf16": 989e12, "fp8": 1979e12}  # H100/H200 SXM dense tensor-core rates; no FP4
+_BLACKWELL = {"bf16": 2.25e15, "fp8": 4.5e15, "fp4": 9e15}  # B200 (HGX), dense
+_GB200 = {"bf16": 2.5e15, "fp8": 5e15, "fp4": 10e15}  # GB200 NVL72: 720 / 1440 PF FP8 / FP4 sparse over 72
+
+PROFILES: dict[str, HardwareProfile] = {
+    "h100": HardwareProfile("H100 SXM", 80e9, 3.35e12, dict(_HOPPER), 450e9, 8e-6, p2p_latency_s=4e-6),
+    "h200": HardwareProfile("H200 SXM", 141e9, 4.8e12, dict(_HOPPER), 450e9, 8e-6, p2p_latency_s=4e-6),
+    "b200": HardwareProfile("B200 (HGX, 8 GPUs)", 180e9, 8e12, dict(_BLACKWELL), 900e9, 6e-6, p2p_latency_s=3e-6),
+    "gb200-nvl72": HardwareProfile("GB200 NVL72", 186e9, 8e12, dict(_GB200), 900e9, 6e-6, p2p_latency_s=3e-6,
+                                   domain_gpus=72),
+}
+_PROFILE_ALIASES = {"gb200": "gb200-nvl72", "nvl72": "gb200-nvl72", "gb200nvl72": "gb200-nvl72"}
+
+
+def get_profile(name_or_path: "str | Path | HardwareProfile") -> HardwareProfile:
+    """A public profile by name (h100, h200, b200, gb200-nvl72) or a profile JSON file."""
+    if isinstance(name_or_path, HardwareProfile):
+        return name_or_path
+    text = str(name_or_path)
+    key = text.lower().replace("_", "-").replace(" ", "-")
+    key = _PROFILE_ALIASES.get(key.replace("-", ""), _PROFILE_ALIASES.get(key, key))
+    if key in PROFILES:
+        return PROFILES[key]
+    path = Path(text)
+    if path.is_file():
+        return HardwareProfile.from_dict(json.loads(path.read_text()))
+    raise ValueError(f"unknown hardware {text!r}: choose one of {sorted(PROFILES)} or give a profile JSON file")
+
+
+# ---- profiles from `helix bench` -------------------------------------------------------------------
+def load_bench_rows(json_paths) -> list[dict]:
+    """Every per-run row of the given bench JSON files (a list of rows, or {"rows"|"runs": [...]})."""
+    rows: list[dict] = []
+    for path in json_paths:
+        raw = json.loads(Path(path).read_text())
+        items = raw if isinstance(raw, list) else raw.get("rows") or raw.get("runs") or []
+        for row in items:
+            if isinstance(row, dict) and row.get("ttl_median_s") and row.get("plan"):
+                rows.append({**row, "_file": str(path)})
+    return rows
+
+
+def _base_for(rows: list[dict], base: str | None) -> HardwareProfile:
+    if base:
+        return get_profile(base)
+    names = " ".join(str(r.get(k, "")) for r in rows for k in ("gpu", "device_name", "device")).lower()
+    for key in ("gb200", "b200", "h100", "h200"):
+        if key in names:
+            return get_profile(key)
+    return PROFILES["h200"]
+
+
+def profile_from_bench(json_paths, base: str | None = None) -> HardwareProfile:
+    """A profile of our own engine on the benchmarked GPU.
+
+    HBM bandwidth and matmul rate are the medians of what bench measured; four overheads that no
+    datasheet gives (per step, per layer, per sequence and layer, per collective) are fitted, all
+    non-negative, to the recorded median TTLs by least squares on the relative error, with the
+    rest of the cost model (bytes, FLOPs, link volume) held fixed.
+    """
+    from .fit import fit_overheads  # the fit evaluates the cost model, which needs this module
+
+    paths = [str(p) for p in json_paths]
+    rows = load_bench_rows(paths)
+    if not rows:
+        raise ValueError(f"no bench rows with ttl_median_s and plan in {paths}")
+    profile = _base_for(rows, base)
+    bw = [float(r["hbm_bandwidth_Bps_measured"]) for r in rows if r.get("hbm_bandwidth_Bps_measured")]
+    flops = dict(profile.flops)
+    by_dtype: dict[str, list[float]] = {}
+    for r in rows:
+        if r.get("matmul_flops_measured"):
+            by_dtype.setdefault(normalize_dtype(r.get("dtype", "bf16")), []).append(float(r["matmul_flops_measured"]))
+    for dtype, values in by_dtype.items():
+        flops["bf16" if dtype == "fp16" else dtype] = statistics.median(values)
+    link = [float(r["link_bandwidth_Bps_measured"]) for r in rows if r.get("link_bandwidth_Bps_measured")]
+    profile = profile.replace(
+        name=f"{profile.name} (measured)",
+        hbm_bw=statistics.median(bw) if bw else profile.hbm_bw,
+        flops=flops,
+        link_bw=statistics.median(link) if link else profile.link_bw,
+        collective_latency_log2_s=0.0,
+        source="helix bench: " + ", ".join(Path(p).name for p in paths),
+    )
+    return fit_overheads(profile, rows)
