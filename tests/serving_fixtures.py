@@ -28,8 +28,8 @@ STOP_TIMEOUT_S = 60.0
 VOCAB = 256  # every tiny model's vocabulary
 # The main cluster: a Llama with a 1024-token context, but KV pages for fewer tokens per sequence,
 # so that the model's limit and the KV limit can each be hit on their own.
-MAIN_MODEL_CONTEXT = 1024
-MAIN_CLUSTER_FLAGS = ["--plan", "helix", "--kvp", "2", "--tpa", "1", "--kv-pages", "24", "--page-size", "16",
+MAIN_MODEL_CONTEXT = 2048
+MAIN_CLUSTER_FLAGS = ["--plan", "helix", "--kvp", "2", "--tpa", "1", "--kv-pages", "48", "--page-size", "16",
                       "--stage-size", "16", "--prefill-chunk", "64", "--max-batch-size", "16"]
 
 
@@ -65,7 +65,7 @@ def llama_dir(tmp_path_factory) -> Path:
         make_tiny_model("llama", path, max_position_embeddings=MAIN_MODEL_CONTEXT)
         add_word_tokenizer(path)
 
-    return _checkpoint(tmp_path_factory, "llama", make)
+    return _checkpoint(tmp_path_factory, "llama-2k", make)
 
 
 @pytest.fixture(scope="session")

@@ -104,7 +104,7 @@ def main(argv=None) -> int:
         try:
             new = run_job(job, Plan.parse(spec).world_size, args.timeout)
         except RuntimeError as error:
-            print(f"FAILED: {error}", file=sys.stderr, flush=True)
+            print(f"FAILED: {error}", flush=True)  # on stdout, beside the tables
             continue
         rows += new
         print_table(new)
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
             try:
                 row = time_hf(args.shape, args.layers, batch, context, args.dtype, args.steps)
             except Exception as error:  # noqa: BLE001 - report and go on with the other points
-                print(f"FAILED: hf peer {batch}x{context}: {error}", file=sys.stderr, flush=True)
+                print(f"FAILED: hf peer {batch}x{context}: {error}", flush=True)
                 continue
             print(json.dumps(row), flush=True)
             rows.append(row)

@@ -31,6 +31,7 @@ class Workload:
     weight_dtype: str = "bf16"
     kv_dtype: str | None = None  # None: same as the weights
     exchange_bytes: float = EXCHANGE_BYTES
+    exchange_values: int | None = None  # per head and token; None: the engine's (MLA: the latent)
 
     @property
     def kv(self) -> str:
@@ -172,9 +173,9 @@ def activated_experts(s: Shape, tokens: int, ep: int) -> float:
     return min(local, max(1.0, distinct / ep))
 
 
-def memory(cfg: ModelConfig, layout: Layout, work: Workload) -> tuple[float, float]:
+def memory(cfg: ModelConfig, layout: Layout, work: Workload, shape: Shape | None = None) -> tuple[float, float]:
     """(weight bytes, KV bytes) held by one GPU."""
-    s = shape_of(cfg)
+    s = shape or shape_of(cfg)
     sh = shares_of(layout, s)
     attn = s.pre_rep + s.pre_q * sh.q + s.pre_kv * sh.kv_heads + s.post * sh.post + s.norms
     dense = s.ffn / sh.ffn_group
@@ -188,8 +189,9 @@ def memory(cfg: ModelConfig, layout: Layout, work: Workload) -> tuple[float, flo
 
 
 def evaluate(cfg: ModelConfig, layout: Layout, hw: HardwareProfile, work: Workload,
-             options: CostOptions = CostOptions()) -> Cost:
-    s = shape_of(cfg)
+             options: CostOptions = CostOptions(), shape: Shape | None = None) -> Cost:
+    """The cost of one decode step of `work` under `layout` (shape: shape_of(cfg), when already known)."""
+    s = shape or shape_of(cfg)
     sh = shares_of(layout, s)
     wb, kb = dtype_bytes(work.weight_dtype), dtype_bytes(work.kv)
     bw = hw.hbm_bw * hw.mem_efficiency
@@ -210,8 +212,8 @@ def evaluate(cfg: ModelConfig, layout: Layout, hw: HardwareProfile, work: Worklo
     kv_read = attn_tokens * S * sh.seq * s.kv_elems * sh.kv_heads * kb
     t_proj = roof(pre * wb, 2 * attn_tokens * pre, f_w)
     attn_flops = 2 * attn_tokens * S * sh.seq * s.heads * sh.q * (s.score_k + s.score_v)
-    t_kv = roof(kv_read, attn_flops, f_kv)
-    exch_dim = s.score_v + 1
+    t_kv = roof(kv_read * hw.kv_read_scale, attn_flops, f_kv)
+    exch_dim = (work.exchange_values or s.score_v) + 1
     if layout.kind == "helix" and layout.kvp > 1 and comm:
         sent = B * s.heads * sh.q * exch_dim * work.exchange_bytes
         t_attn, pieces = _hopb(hw, layout.kvp, t_kv, sent, B, options.hopb)
@@ -256,7 +258,7 @@ def evaluate(cfg: ModelConfig, layout: Layout, hw: HardwareProfile, work: Worklo
     ttl = layers_time + t_head + step_coll + overhead
     weight_read = (s.layers * (pre + s.post * sh.post) * wb + dense_layers * s.ffn / g_ffn * wb
                    + s.moe_layers * moe_bytes + head_bytes)
-    held_w, held_kv = memory(cfg, layout, work)
+    held_w, held_kv = memory(cfg, layout, work, s)
     return Cost(
         layout=layout, batch=B, ttl_s=ttl, hopb_pieces=pieces,
         kv_read_s=s.layers * kv_read / bw, weight_read_s=weight_read / bw,

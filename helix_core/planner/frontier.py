@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import ModelConfig
-from .cost import Cost, CostOptions, Workload, evaluate
+from .cost import Cost, CostOptions, Workload, evaluate, shape_of
 from .hardware import HardwareProfile
 from .layouts import KINDS, Layout, layouts
 
@@ -45,15 +45,15 @@ class Point:
 
 def sweep(cfg: ModelConfig, hw: HardwareProfile, context: int, gpus=POW2_GPUS, batches=POW2_BATCHES,
           kinds=KINDS, weight_dtype: str = "bf16", kv_dtype: str | None = None,
-          options: CostOptions = CostOptions(), exchange_bytes: float | None = None) -> list[Point]:
+          options: CostOptions = CostOptions(), **workload) -> list[Point]:
     """Every fitting (layout, batch) of `kinds` on each GPU count. Batches stop growing for a layout
     at the first one that does not fit (memory only grows with the batch)."""
     points = []
-    extra = {} if exchange_bytes is None else {"exchange_bytes": exchange_bytes}
+    shape = shape_of(cfg)
     for n in gpus:
         for layout in layouts(cfg, n, kinds, hw.domain_gpus):
             for batch in batches:
-                cost = evaluate(cfg, layout, hw, Workload(context, batch, weight_dtype, kv_dtype, **extra), options)
+                cost = evaluate(cfg, layout, hw, Workload(context, batch, weight_dtype, kv_dtype, **workload), options, shape)
                 if not cost.fits:
                     break
                 points.append(Point(cost))

@@ -44,6 +44,7 @@ class HardwareProfile:
     domain_gpus: int = 8  # GPUs of one NVLink domain; the model does not cover more
     mem_efficiency: float = 1.0  # reachable share of hbm_bw
     flop_efficiency: float = 1.0  # reachable share of the matmul rate
+    kv_read_scale: float = 1.0  # time per KV byte read over time per weight byte (attention kernel vs GEMV)
     step_overhead_s: float = 0.0  # fixed cost of one decode step (launch, sampling, host)
     layer_overhead_s: float = 0.0  # fixed cost per layer and step (kernel launches)
     seq_layer_overhead_s: float = 0.0  # per sequence, layer and step
@@ -92,12 +93,16 @@ _HOPPER = {"bf16": 989e12, "fp8": 1979e12}  # H100/H200 SXM dense tensor-core ra
 _BLACKWELL = {"bf16": 2.25e15, "fp8": 4.5e15, "fp4": 9e15}  # B200 (HGX), dense
 _GB200 = {"bf16": 2.5e15, "fp8": 5e15, "fp4": 10e15}  # GB200 NVL72: 720 / 1440 PF FP8 / FP4 sparse over 72
 
+_ASSUMED = dict(  # not on any datasheet: see docs/planner.md, "Assumptions"
+    collective_latency_s=8e-6,  # one small all-reduce / all-to-all inside an NVLink domain
+    p2p_latency_s=3e-6,
+    layer_overhead_s=15e-6,  # kernel floor: ~10 kernels a layer at ~1.5 us each, CUDA graphs
+)
 PROFILES: dict[str, HardwareProfile] = {
-    "h100": HardwareProfile("H100 SXM", 80e9, 3.35e12, dict(_HOPPER), 450e9, 8e-6, p2p_latency_s=4e-6),
-    "h200": HardwareProfile("H200 SXM", 141e9, 4.8e12, dict(_HOPPER), 450e9, 8e-6, p2p_latency_s=4e-6),
-    "b200": HardwareProfile("B200 (HGX, 8 GPUs)", 180e9, 8e12, dict(_BLACKWELL), 900e9, 6e-6, p2p_latency_s=3e-6),
-    "gb200-nvl72": HardwareProfile("GB200 NVL72", 186e9, 8e12, dict(_GB200), 900e9, 6e-6, p2p_latency_s=3e-6,
-                                   domain_gpus=72),
+    "h100": HardwareProfile("H100 SXM", 80e9, 3.35e12, dict(_HOPPER), 450e9, **_ASSUMED),
+    "h200": HardwareProfile("H200 SXM", 141e9, 4.8e12, dict(_HOPPER), 450e9, **_ASSUMED),
+    "b200": HardwareProfile("B200 (HGX, 8 GPUs)", 180e9, 8e12, dict(_BLACKWELL), 900e9, **_ASSUMED),
+    "gb200-nvl72": HardwareProfile("GB200 NVL72", 186e9, 8e12, dict(_GB200), 900e9, domain_gpus=72, **_ASSUMED),
 }
 _PROFILE_ALIASES = {"gb200": "gb200-nvl72", "nvl72": "gb200-nvl72", "gb200nvl72": "gb200-nvl72"}
 

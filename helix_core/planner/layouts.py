@@ -91,8 +91,8 @@ def candidates(cfg: ModelConfig, n: int, kinds=KINDS) -> list[Layout]:
     for kind in kinds:
         if kind == "tp":
             out += [Layout("tp", n, attn_tp=n, ep=e) for e in _eps(cfg, n)]
-        elif kind == "helix":
-            for tpa in divisors(n):
+        elif kind == "helix":  # KVP = 1 is tp
+            for tpa in divisors(n)[:-1]:
                 out += [Layout("helix", n, attn_tp=tpa, kvp=n // tpa, ep=e) for e in _eps(cfg, n)]
         elif kind == "headslice":
             for groups in divisors(n):
@@ -143,3 +143,14 @@ def refusal(cfg: ModelConfig, layout: Layout, domain_gpus: int | None = None) ->
 def layouts(cfg: ModelConfig, n: int, kinds=KINDS, domain_gpus: int | None = None) -> list[Layout]:
     """The layouts of `kinds` this model can run on n GPUs."""
     return [lay for lay in candidates(cfg, n, kinds) if refusal(cfg, lay, domain_gpus) is None]
+
+
+def layout_of_plan(plan: Plan) -> Layout:
+    """The planner's layout for an engine plan."""
+    if plan.kind == "helix":
+        return Layout("helix", plan.world_size, attn_tp=plan.groups, kvp=plan.kvp, ep=plan.ep)
+    if plan.kind == "tp":
+        return Layout("tp", plan.world_size, attn_tp=plan.world_size, ep=plan.ep)
+    if plan.kind == "headslice":
+        return Layout("headslice", plan.world_size, attn_tp=plan.groups, slices=plan.slices, ep=plan.ep)
+    raise ValueError(f"unknown plan kind {plan.kind!r}")

@@ -8,6 +8,7 @@ library), so this works on machines where no helm binary can be installed, CI in
 
 The tests import the functions below.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,9 @@ def load_values(path: Path | str | None) -> dict:
     return yaml.safe_load(Path(path).read_text()) or {}
 
 
-def render(values: dict | None = None, *, release: str = RELEASE, namespace: str = NAMESPACE) -> dict[str, str]:
+def render(
+    values: dict | None = None, *, release: str = RELEASE, namespace: str = NAMESPACE
+) -> dict[str, str]:
     """Template path -> rendered text, as `helm template` renders an install (values are
     checked against values.schema.json first)."""
     import helm_python
@@ -55,7 +58,9 @@ def lint(values: dict | None = None, *, strict: bool = True) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-f", "--values", help="values file (default: the chart's defaults)")
     parser.add_argument("--lint", action="store_true", help="lint instead of rendering")
     parser.add_argument("--release", default=RELEASE)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Serving wants a failed peer noticed within seconds, not torch's default of minutes; rank 0's
-# idle heartbeat (helix_core.group.HEARTBEAT_INTERVAL_S = 5 s) stays well inside it.
+# Serving wants a failed peer noticed within seconds, not torch's default of minutes. Idle
+# followers wait on the control channel under the same timeout, so rank 0's scheduler sends
+# heartbeats at a third of it.
 DEFAULT_COLLECTIVE_TIMEOUT_S = 10.0
 # Forming the group waits for every rank to start, which on Kubernetes includes image pulls.
 DEFAULT_JOIN_TIMEOUT_S = 600.0

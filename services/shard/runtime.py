@@ -105,6 +105,7 @@ class ShardRuntime:
         return StepMetricsProfiler(phases, self.metrics)
 
     def _new_scheduler(self, driver):
+        from helix_core.group import HEARTBEAT_INTERVAL_S
         from services.shard.scheduler import Scheduler
 
         config = self.config
@@ -112,7 +113,8 @@ class ShardRuntime:
             driver, self.hub, self.metrics, _reservations(self.engine),
             vocab_size=self.engine.cfg.vocab_size, max_context_tokens=self.loaded_model.max_context_tokens,
             max_batch_size=config.max_batch_size, max_waiting_requests=config.max_waiting_requests,
-            prefill_budget=config.prefill_chunk, profile_every_n_steps=config.profile_every_n_steps)
+            prefill_budget=config.prefill_chunk, profile_every_n_steps=config.profile_every_n_steps,
+            heartbeat_interval_s=min(HEARTBEAT_INTERVAL_S, config.collective_timeout_s / 3))
 
     def _describe(self, engine) -> shard_pb2.LoadedModel:
         cfg, plan, config = engine.cfg, engine.plan, self.config

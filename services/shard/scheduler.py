@@ -56,7 +56,8 @@ class _Refused(Exception):
 class Scheduler:
     def __init__(self, driver: GroupDriver, hub: SessionHub, metrics, reservations: KVReservations, *,
                  vocab_size: int, max_context_tokens: int, max_batch_size: int, max_waiting_requests: int,
-                 prefill_budget: int, profile_every_n_steps: int = 0):
+                 prefill_budget: int, profile_every_n_steps: int = 0,
+                 heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S):
         self.driver, self.hub, self.metrics, self.reservations = driver, hub, metrics, reservations
         self.vocab_size = vocab_size
         self.max_context_tokens = max_context_tokens
@@ -64,6 +65,8 @@ class Scheduler:
         self.max_waiting_requests = max_waiting_requests
         self.prefill_budget = max(1, prefill_budget)
         self.profile_every_n_steps = profile_every_n_steps
+        # followers fail when the control channel is silent for a collective timeout: beat well inside it
+        self.heartbeat_interval_s = heartbeat_interval_s
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.waiting: deque[LiveRequest] = deque()
         self.active: dict[int, LiveRequest] = {}  # seq_id -> request, in admission order
@@ -132,7 +135,7 @@ class Scheduler:
             try:
                 if block:
                     since = time.monotonic() - self._last_broadcast_s
-                    command = self.inbox.get(timeout=max(0.0, HEARTBEAT_INTERVAL_S - since))
+                    command = self.inbox.get(timeout=max(0.0, self.heartbeat_interval_s - since))
                 else:
                     command = self.inbox.get_nowait()
             except queue.Empty:
@@ -143,7 +146,7 @@ class Scheduler:
             block = False
 
     def _heartbeat(self) -> None:
-        if time.monotonic() - self._last_broadcast_s >= HEARTBEAT_INTERVAL_S:
+        if time.monotonic() - self._last_broadcast_s >= self.heartbeat_interval_s:
             self._on_group("heartbeat")
 
     # ---- commands -----------------------------------------------------------------------------

@@ -1,0 +1,129 @@
+"""The `helix` command line: `helix serve` with no arguments, Ctrl-C draining it, and the flag
+errors that must stop a cluster before any process starts."""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+pytest.register_assert_rewrite("serving_fixtures")
+from serving_fixtures import START_TIMEOUT_S, STOP_TIMEOUT_S, assert_matches_hf, child_env, hf_greedy  # noqa: E402
+
+from services.client import HelixClient  # noqa: E402
+
+pytest_plugins = ["serving_fixtures"]
+pytestmark = pytest.mark.timeout(300)
+
+
+def _helix(*args, timeout_s: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], capture_output=True, text=True,
+                          timeout=timeout_s, env=child_env())
+
+
+class _Lines:
+    """The stdout lines of a process, read by a thread so that every wait can time out."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.seen: list[str] = []
+        self._queue: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [self._queue.put(line) for line in proc.stdout], daemon=True).start()
+
+    def wait_for(self, pattern: str, timeout_s: float) -> re.Match:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self.seen.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+        raise AssertionError(f"no line matching {pattern!r} within {timeout_s} s; saw:\n{''.join(self.seen)}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_serve_with_no_arguments_serves_and_ctrl_c_drains_and_stops_everything():
+    """CPU, 2 shards, a tiny random Llama made on the fly, the default ports (50051...)."""
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "serve"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=child_env())
+    shard_pids = []
+    try:
+        lines = _Lines(proc)
+        model_dir = lines.wait_for(r"made a tiny random Llama in (\S+)", START_TIMEOUT_S).group(1)
+        assert lines.wait_for(r"plan (\S+?), 2 cpu shards", 30).group(1) == "helix:kvp=2,tpa=1"
+        assert lines.wait_for(r"coordinator gRPC (\S+),", 30).group(1) == "127.0.0.1:50051"
+        shard_pids = [int(lines.wait_for(rf"shard {rank} pid (\d+)", 30).group(1)) for rank in (0, 1)]
+        lines.wait_for(r"helix serve: ready", START_TIMEOUT_S)
+
+        generated = _helix("generate", "--prompt-ids", "1,2,3", "--max-new-tokens", "8")  # default target
+        assert generated.returncode == 0, generated.stderr
+        assert [int(t) for t in generated.stdout.splitlines()[0].split()] == hf_greedy(model_dir, [1, 2, 3], 8)[0]
+
+        # Ctrl-C while a stream runs: it finishes (drain), then everything stops.
+        outcome, streaming = {}, threading.Event()
+
+        def stream():
+            with HelixClient("127.0.0.1:50051", timeout_s=120) as client:
+                tokens = client.stream([4, 5, 6], 300)
+                for index, _ in enumerate(tokens):
+                    if index == 10:
+                        streaming.set()
+                outcome["result"] = tokens.result
+
+        runner = threading.Thread(target=stream)
+        runner.start()
+        assert streaming.wait(60)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=STOP_TIMEOUT_S) == 0
+        runner.join(timeout=30)
+        lines.wait_for(r"helix serve: stopped", 10)
+        assert outcome["result"].finish_reason == "length" and outcome["result"].generated_tokens == 300
+        assert_matches_hf(outcome["result"], model_dir, [4, 5, 6])
+        assert not [pid for pid in shard_pids if _alive(pid)], "shard processes outlived helix serve"
+    finally:
+        for pid in [proc.pid, *shard_pids]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait(timeout=10)
+
+
+def test_serve_refuses_an_unknown_model_before_starting(tmp_path):
+    missing = _helix("serve", "--model", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "config.json" in missing.stderr
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "vocab_size": 10}))
+    unknown = _helix("serve", "--model", str(tmp_path))
+    assert unknown.returncode == 2 and "model_type" in unknown.stderr and "gpt2" in unknown.stderr
+
+
+def test_serve_refuses_a_plan_the_model_cannot_run(llama_dir):
+    wrong_count = _helix("serve", "--model", str(llama_dir), "--plan", "helix", "--kvp", "2", "--tpa", "2")
+    assert wrong_count.returncode == 2 and "needs 4 shards" in wrong_count.stderr
+    duplicating = _helix("serve", "--model", str(llama_dir), "--shards", "4", "--plan", "helix", "--kvp", "1",
+                         "--tpa", "4")
+    assert duplicating.returncode == 2 and "TPA=4 exceeds" in duplicating.stderr
+
+
+def test_shard_says_which_flags_are_missing(llama_dir):
+    done = _helix("shard", "--model", str(llama_dir), "--plan", "helix:kvp=2,tpa=1")
+    assert done.returncode == 2
+    assert "--world-size" in done.stderr and "--rendezvous" in done.stderr and "--rank" in done.stderr
