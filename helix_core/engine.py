@@ -19,6 +19,7 @@ from .comm import Comm
 from .config import ModelConfig
 from .kv_cache import KVCapacityError, PagedKVCache, StagePlacement
 from .models import build_model
+from .models.ops import EAGER
 from .plan import Plan
 from .sampling import SamplingParams, sample
 from .sharded_attention import ShardedAttention
@@ -45,6 +46,7 @@ class EngineOptions:
     cuda_graphs: bool = True  # capture fast decode steps in CUDA graphs (CUDA only)
     decode_kernel: str = "auto"  # Triton paged decode attention: auto (CUDA) | off
     max_batch: int = 64  # largest decode batch bucket of the fast path
+    fused_ops: bool = True  # CUDA: norms, RoPE and SiLU gates as fused (torch.compile) kernels
     kv_memory_fraction: float = 0.9  # kv_pages=0: this share of the GPU memory left after the weights
 
 
@@ -133,7 +135,12 @@ class Engine:
         plan.validate(self.cfg)
         self.plan, self.rank, self.comm, self.device, self.options = plan, rank, comm, device, options
         self.reader = source.reader
-        self.model = build_model(self.cfg, plan, rank, self.reader, source.load)
+        ops = EAGER
+        if device.type == "cuda" and options.fused_ops:
+            from .models.ops import compiled_ops
+
+            ops = compiled_ops()
+        self.model = build_model(self.cfg, plan, rank, self.reader, source.load, ops)
         coords = plan.coords(rank)
         shard = self.model.shard
         key_dim = (self.cfg.kv_lora_rank + self.cfg.qk_rope_head_dim) if self.cfg.is_mla else self.model.local_head_dim

@@ -60,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
 def _engine_flags(parser: argparse.ArgumentParser) -> None:
     defaults = ShardConfig("", "", 1, 0, "")
     parser.add_argument("--dtype", default="auto", help="float32|bfloat16|float16 (auto: bf16 on cuda, fp32 on cpu)")
-    parser.add_argument("--kv-pages", type=int, default=defaults.kv_pages, help="KV pages per shard")
+    parser.add_argument("--kv-pages", type=int, default=defaults.kv_pages,
+                        help="KV pages per shard (0: fill --kv-memory-fraction of the free GPU memory)")
+    parser.add_argument("--kv-memory-fraction", type=float, default=defaults.kv_memory_fraction)
     parser.add_argument("--page-size", type=int, default=defaults.page_size, help="tokens per KV page")
     parser.add_argument("--stage-size", type=int, default=defaults.stage_size,
                         help="tokens appended to one KVP rank before moving to the next")
@@ -210,7 +212,8 @@ def _check_model_and_plan(model_dir: str, spec: str) -> None:
 
 def _shard_config(args, **fields) -> ShardConfig:
     return ShardConfig(
-        kv_pages=args.kv_pages, page_size=args.page_size, stage_size=args.stage_size,
+        kv_pages=args.kv_pages, kv_memory_fraction=args.kv_memory_fraction, page_size=args.page_size,
+        stage_size=args.stage_size,
         prefill_chunk=args.prefill_chunk, hopb_pieces=args.hopb_pieces, max_batch_size=args.max_batch_size,
         max_waiting_requests=args.max_waiting_requests, profile_every_n_steps=args.profile_every,
         collective_timeout_s=args.collective_timeout_s, drain_grace_s=args.drain_grace_s,
@@ -220,6 +223,20 @@ def _shard_config(args, **fields) -> ShardConfig:
 def _shard(args) -> int:
     from services.shard.main import run_shard
 
+    config = _shard_config_from_args(args)
+    if args.rank is not None:
+        return run_shard(config)
+    if args.pod_index is None:
+        raise CliError("--local-ranks needs --pod-index (or HELIX_POD_INDEX)")
+    return _run_local_ranks(config, args.local_ranks, args.pod_index)
+
+
+def shard_config_from_argv(argv: list[str]) -> ShardConfig:
+    """The ShardConfig `helix shard ARGV` runs (with --rank; the launcher's view of the flags)."""
+    return _shard_config_from_args(_parser().parse_args(["shard", *argv]))
+
+
+def _shard_config_from_args(args) -> ShardConfig:
     missing = [flag for flag, value in (("--world-size", args.world_size), ("--rendezvous", args.rendezvous))
                if value is None]
     if args.rank is None and args.local_ranks is None:
@@ -228,16 +245,11 @@ def _shard(args) -> int:
         raise CliError(f"missing {', '.join(missing)} (or their HELIX_* environment variables)")
     device = args.device if args.device != "auto" else _default_device()
     dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
-    config = _shard_config(args, model_dir=args.model, plan_spec=args.plan, world_size=args.world_size,
-                           rank=args.rank if args.rank is not None else 0, rendezvous=args.rendezvous,
-                           device=device, dtype=dtype, host=args.host, port=args.port,
-                           metrics_port=None if args.no_metrics else args.metrics_port, threads=args.threads,
-                           join_timeout_s=args.join_timeout_s)
-    if args.rank is not None:
-        return run_shard(config)
-    if args.pod_index is None:
-        raise CliError("--local-ranks needs --pod-index (or HELIX_POD_INDEX)")
-    return _run_local_ranks(config, args.local_ranks, args.pod_index)
+    return _shard_config(args, model_dir=args.model, plan_spec=args.plan, world_size=args.world_size,
+                         rank=args.rank if args.rank is not None else 0, rendezvous=args.rendezvous,
+                         device=device, dtype=dtype, host=args.host, port=args.port,
+                         metrics_port=None if args.no_metrics else args.metrics_port, threads=args.threads,
+                         join_timeout_s=args.join_timeout_s)
 
 
 def _run_local_ranks(config: ShardConfig, local_ranks: int, pod_index: int) -> int:

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.ports import free_port
 from services.coordinator.config import CoordinatorConfig
+from services.ports import free_port
 from services.shard.config import ShardConfig
 from services.shard_processes import ShardProcesses
 
@@ -79,7 +79,7 @@ def serve(options: ServeOptions) -> int:
             inject_control_delay_ms=options.inject_control_delay_ms)).start()
         _announce(options, coordinator, shards)
         if not _wait_ready(coordinator, shards, stop):
-            return 1
+            return 0 if stop.is_set() else 1
         print("helix serve: ready (Ctrl-C stops it)", flush=True)
         _write_ready_file(options, coordinator, shards)
         return _supervise(options, coordinator, shards, stop)

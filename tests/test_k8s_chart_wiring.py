@@ -197,6 +197,31 @@ def test_shard_ports_follow_the_cli_flags(release, monkeypatch):
         assert args.no_metrics and not any(name.startswith("metrics") for name in ports)
 
 
+ENGINE_FLAGS = {
+    "kvPages": "kv_pages",
+    "pageSize": "page_size",
+    "stageSize": "stage_size",
+    "prefillChunk": "prefill_chunk",
+    "hopbPieces": "hopb_pieces",
+    "maxBatchSize": "max_batch_size",
+    "profileEvery": "profile_every",
+    "collectiveTimeoutS": "collective_timeout_s",
+    "joinTimeoutS": "join_timeout_s",
+    "drainGraceS": "drain_grace_s",
+}
+
+
+def test_engine_values_reach_the_shard_flags(release, monkeypatch):
+    shard = container(release.shard_pod_template, "shard")
+    args = parse_cli(shard["args"], {"HELIX_POD_INDEX": "0"}, monkeypatch)
+    assert args.dtype == release.values["dtype"] and args.model == release.values["model"]["path"]
+    assert args.model_name == release.values["model"]["name"]
+    engine = release.values["engine"]
+    for key, attribute in ENGINE_FLAGS.items():
+        if engine.get(key) is not None:  # null: the CLI's own default
+            assert getattr(args, attribute) == engine[key], key
+
+
 def test_shard_pods_get_gpus_shared_memory_and_the_model(release, monkeypatch):
     pod = release.shard_pod_template["spec"]
     shard = container(release.shard_pod_template, "shard")

@@ -1,10 +1,12 @@
 """Paged split-KV decode attention (Triton) against partial_attention, the independent reference.
 
-Without CUDA the kernels run in Triton's CPU interpreter. TRITON_INTERPRET=1 must be set before
+Without CUDA the kernels run in Triton's CPU interpreter. TRITON_INTERPRET=1 must be set when
 triton is first imported (Triton decorates its own tl.* helpers, e.g. tl.cdiv/tl.max, at import),
-so this module sets it at import time. If another module of the session imported triton earlier
-without it, the kernel tests here skip and one test re-runs this file in a fresh interpreter.
-With CUDA they run compiled on the GPU. Everything skips only when triton is not importable.
+so this module imports triton under it at collection time and restores the variable right away;
+a module fixture sets it again only while these tests run (other tests and their subprocesses
+never see it). If another module imported triton earlier without it, the kernel tests here skip
+and one test re-runs this file in a fresh interpreter. With CUDA they run compiled on the GPU.
+Everything skips only when triton is not importable.
 """
 from __future__ import annotations
 
@@ -17,8 +19,23 @@ import torch
 
 ON_GPU = torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET", "0") in ("", "0")
 _PREVIOUS_INTERPRET = os.environ.get("TRITON_INTERPRET")
+
+
+def _restore_interpret_variable():
+    if _PREVIOUS_INTERPRET is None:
+        os.environ.pop("TRITON_INTERPRET", None)
+    else:
+        os.environ["TRITON_INTERPRET"] = _PREVIOUS_INTERPRET
+
+
 if not ON_GPU:
     os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        import triton.language  # noqa: F401  (first import decides how tl.* helpers run)
+    except Exception:  # not installed: triton_available() below says so
+        pass
+    finally:
+        _restore_interpret_variable()
 
 from helix_core.attention import merge_partials as torch_merge_partials
 from helix_core.attention import partial_attention
@@ -60,9 +77,17 @@ def _interpreter_handles_loaded_loop_bounds() -> bool:
     return int(y) == 6
 
 
+def _probe_under_interpreter() -> bool:
+    os.environ["TRITON_INTERPRET"] = "1"  # read when @triton.jit decorates the probe
+    try:
+        return _interpreter_handles_loaded_loop_bounds()
+    finally:
+        _restore_interpret_variable()
+
+
 DEVICE = torch.device("cuda" if ON_GPU else "cpu")
 NEEDS_FRESH_PROCESS = not ON_GPU and not _triton_stdlib_interpreted()
-if not ON_GPU and not NEEDS_FRESH_PROCESS and not _interpreter_handles_loaded_loop_bounds():
+if not ON_GPU and not NEEDS_FRESH_PROCESS and not _probe_under_interpreter():
     import numpy
     import triton
     pytest.skip(f"the CPU interpreter of triton {triton.__version__} cannot run loops bounded by loaded scalars "
@@ -71,13 +96,12 @@ if not ON_GPU and not NEEDS_FRESH_PROCESS and not _interpreter_handles_loaded_lo
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _restore_environment():
-    """Leave TRITON_INTERPRET as it was for the modules after this one (and their subprocesses)."""
+def _interpreter_while_these_tests_run():
+    """TRITON_INTERPRET=1 for this module's tests only (the kernel module reloads to match it)."""
+    if not ON_GPU:
+        os.environ["TRITON_INTERPRET"] = "1"
     yield
-    if _PREVIOUS_INTERPRET is None:
-        os.environ.pop("TRITON_INTERPRET", None)
-    else:
-        os.environ["TRITON_INTERPRET"] = _PREVIOUS_INTERPRET
+    _restore_interpret_variable()
 
 
 @pytest.fixture(autouse=True)
@@ -260,13 +284,14 @@ def test_head_groups_object_and_auto_splits():
 def test_noncontiguous_query_and_preallocated_outputs():
     gen = torch.Generator().manual_seed(3)
     keys, _, table, lens = make_paged([17, 6], 2, 4, 1, 24, 16, torch.float32, gen, shared_values=True)
-    q = torch.randn(4, 2, 30, generator=gen).transpose(0, 1)[..., :24]  # strides (30, 60, 1)
+    base = torch.randn(4, 2, 30, generator=gen).to(DEVICE)
+    q = base.transpose(0, 1)[..., :24]  # [2, 4, 24] with strides (30, 60, 1), on the kernel's device
     assert not q.is_contiguous()
-    ref_out, ref_lse = reference(q, keys, None, table, lens, 0.2, torch.zeros(4, dtype=torch.long), 16)
+    ref_out, ref_lse = reference(q.cpu(), keys, None, table, lens, 0.2, torch.zeros(4, dtype=torch.long), 16)
     big = torch.full((2, 4, 20), float("nan"), device=DEVICE)
     out_view = big[..., :16]
     lse_buf = torch.full((2, 4), float("nan"), device=DEVICE)
-    out, lse = da.paged_decode_attention(q.to(DEVICE), keys.to(DEVICE), None, table.to(DEVICE),
+    out, lse = da.paged_decode_attention(q, keys.to(DEVICE), None, table.to(DEVICE),
                                          lens.to(DEVICE), 0.2, 4, value_dim=16, out=out_view, lse=lse_buf,
                                          config=da.DecodeConfig(num_splits=2, block_n=16))
     assert out.data_ptr() == big.data_ptr() and lse is lse_buf

@@ -2,6 +2,7 @@
 errors that must stop a cluster before any process starts."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import queue
@@ -127,3 +128,23 @@ def test_shard_says_which_flags_are_missing(llama_dir):
     done = _helix("shard", "--model", str(llama_dir), "--plan", "helix:kvp=2,tpa=1")
     assert done.returncode == 2
     assert "--world-size" in done.stderr and "--rendezvous" in done.stderr and "--rank" in done.stderr
+
+
+def test_the_launchers_shard_command_line_runs_exactly_its_config():
+    """`helix serve` and `helix shard --local-ranks` start shards through shard_argv: every field
+    must survive the trip through the `helix shard` flags."""
+    from services.cli import shard_config_from_argv
+    from services.shard.config import ShardConfig
+    from services.shard_processes import shard_argv
+
+    config = ShardConfig(model_dir="/models/x", plan_spec="helix:kvp=4,tpa=2,ep=2", world_size=8, rank=5,
+                         rendezvous="shard-0.helix:29500", device="cpu", dtype="bfloat16", host="10.0.0.7", port=50066,
+                         metrics_port=9405, model_name="x-prod", kv_pages=1000, kv_memory_fraction=0.8, page_size=32,
+                         stage_size=64, prefill_chunk=512, hopb_pieces=2, max_batch_size=48, max_waiting_requests=9,
+                         profile_every_n_steps=100, threads=3, collective_timeout_s=7.5, join_timeout_s=90.0,
+                         drain_grace_s=12.0, seed=11)
+    argv = shard_argv(config)
+    assert argv[1:4] == ["-m", "services.cli", "shard"]
+    assert shard_config_from_argv(argv[4:]) == config
+    no_metrics = dataclasses.replace(config, metrics_port=None)
+    assert shard_config_from_argv(shard_argv(no_metrics)[4:]) == no_metrics

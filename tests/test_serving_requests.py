@@ -214,3 +214,17 @@ def test_errors_are_helix_errors_with_codes(main_cluster):
         with pytest.raises(HelixError) as failure:
             client.generate([1], 0)
     assert failure.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_load_confirms_the_checkpoint_a_shard_serves(main_cluster, llama_dir, limits):
+    with grpc.insecure_channel(main_cluster.shard(1)["address"]) as channel:
+        stub = shard_pb2_grpc.ShardStub(channel)
+        status = stub.Load(shard_pb2.LoadRequest(checkpoint_path=str(llama_dir), plan_spec="helix:kvp=2,tpa=1"),
+                           timeout=30)
+        assert status.state == shard_pb2.SHARD_STATE_READY and status.model.model_type == "llama"
+        assert status.model.max_context_tokens == limits.max_context_tokens
+        assert status.model.plan.spec == "helix:kvp=2,tpa=1" and status.kv.pages_total == 48
+        with pytest.raises(grpc.RpcError) as failure:
+            stub.Load(shard_pb2.LoadRequest(checkpoint_path="/models/another"), timeout=30)
+    assert failure.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "checkpoint_path" in failure.value.details()

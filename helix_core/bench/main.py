@@ -13,6 +13,7 @@ import json
 import multiprocessing as mp
 import queue
 import sys
+import time
 
 from ..launcher import free_port
 from .rank_worker import BenchJob, run_rank
@@ -44,20 +45,29 @@ def run_job(job: BenchJob, world_size: int, timeout_s: float) -> list[dict]:
     procs = [context.Process(target=run_rank, args=(rank, job, results), daemon=True) for rank in range(world_size)]
     for proc in procs:
         proc.start()
-    try:
-        status, value = results.get(timeout=timeout_s)
-    except queue.Empty:
-        status, value = "error", f"no result within {timeout_s:.0f} s"
+    rows, failure = [], None
+    deadline = time.monotonic() + timeout_s
+    while failure is None:
+        try:
+            status, value = results.get(timeout=max(1.0, deadline - time.monotonic()))
+        except queue.Empty:
+            failure = f"no result within {timeout_s:.0f} s"
+            break
+        if status == "done":
+            break
+        if status == "error":
+            failure = value
+        else:
+            if value.get("ttl_device_s") and value.get("compute_only_s"):
+                value["exposed_comm_s"] = max(0.0, value["ttl_device_s"] - value["compute_only_s"])
+            rows.append(value)
     for proc in procs:
-        proc.join(timeout=30)
+        proc.join(timeout=10 if failure is None else 1)
         if proc.is_alive():
             proc.kill()
-    if status != "ok":
-        raise RuntimeError(f"bench {job.shape} {job.plan}: {value}")
-    for row in value:
-        if row.get("ttl_device_s") and row.get("compute_only_s"):
-            row["exposed_comm_s"] = max(0.0, row["ttl_device_s"] - row["compute_only_s"])
-    return value
+    if failure is not None:
+        print(f"FAILED: bench {job.shape} {job.plan}: {failure}", flush=True)
+    return rows
 
 
 def print_table(rows: list[dict], out=sys.stdout) -> None:
@@ -101,11 +111,7 @@ def main(argv=None) -> int:
         job = BenchJob(shape=args.shape, layers=args.layers, plan=spec, dtype=args.dtype, points=points,
                        hopb=tuple(args.hopb), steps=args.steps, warmup=args.warmup, page_size=args.page_size,
                        graphs=args.graphs == "on", device=args.device)
-        try:
-            new = run_job(job, Plan.parse(spec).world_size, args.timeout)
-        except RuntimeError as error:
-            print(f"FAILED: {error}", flush=True)  # on stdout, beside the tables
-            continue
+        new = run_job(job, Plan.parse(spec).world_size, args.timeout)
         rows += new
         print_table(new)
         _save(args.json, new)

@@ -88,9 +88,9 @@ def run_rank(rank: int, job: BenchJob, results) -> None:
     device = rank_device(job.device, rank)
     init_distributed(rank, plan.world_size, job.init_method, device)
     try:
-        rows = _run(rank, plan, device, job)
+        _run(rank, plan, device, job, results if rank == 0 else None)
         if rank == 0:
-            results.put(("ok", rows))
+            results.put(("done", None))
     except Exception as error:  # report, then let the other ranks time out
         import traceback
 
@@ -100,7 +100,8 @@ def run_rank(rank: int, job: BenchJob, results) -> None:
         shutdown_distributed()
 
 
-def _run(rank: int, plan: Plan, device, job: BenchJob) -> list[dict]:
+def _run(rank: int, plan: Plan, device, job: BenchJob, results) -> None:
+    """Rank 0 puts each point's row on `results` as soon as it is measured."""
     cfg = shape_config(job.shape, job.layers)
     comm = Comm(plan, rank, device)
     options = EngineOptions(dtype=_full(job.dtype), page_size=job.page_size, stage_size=job.stage_size,
@@ -113,12 +114,13 @@ def _run(rank: int, plan: Plan, device, job: BenchJob) -> list[dict]:
             pool.normal_()  # random KV: long contexts need no prefill
     on_gpu = device.type == "cuda"
     hbm, flops = (hbm_bandwidth(device), matmul_rate(device)) if on_gpu else (None, None)
-    rows = []
     for batch, context in job.points:
         for hopb in (job.hopb if plan.kvp > 1 else (1,)):
-            rows.append(_run_point(engine, cfg, plan, rank, job, batch, context, hopb, hbm, flops))
-            torch.cuda.empty_cache()
-    return rows
+            row = _run_point(engine, cfg, plan, rank, job, batch, context, hopb, hbm, flops)
+            if results is not None:
+                results.put(("row", row))
+            if on_gpu:
+                torch.cuda.empty_cache()
 
 
 def _full(dtype: str) -> str:

@@ -78,6 +78,7 @@ class HeadGroups:
             heads_of.setdefault(kv_head, []).append(q_head)
         self.heads_of_kv = heads_of
         self.max_group = max((len(v) for v in heads_of.values()), default=1)
+        self.max_kv_head = max(mapping, default=0)
         self._tables: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
@@ -257,8 +258,8 @@ def paged_decode_attention(
     groups = as_head_groups(kv_head_of_q, num_q_heads)
     if groups.num_q_heads != num_q_heads:
         raise ValueError(f"head mapping covers {groups.num_q_heads} query heads, q has {num_q_heads}")
-    if max(groups.mapping, default=0) >= num_kv_heads:
-        raise ValueError(f"kv_head_of_q refers to KV head {max(groups.mapping)} of {num_kv_heads}")
+    if groups.max_kv_head >= num_kv_heads:
+        raise ValueError(f"kv_head_of_q refers to KV head {groups.max_kv_head} of {num_kv_heads}")
 
     # head dims: head part [0, block_a) (also the value tile when values are keys), tail [block_a, dk)
     block_a = max(16, _next_pow2(min(dk, dv)))
@@ -289,8 +290,12 @@ def paged_decode_attention(
 
     if out is None:
         out = torch.empty(batch, num_q_heads, dv, dtype=torch.float32, device=device)
+    elif out.shape != (batch, num_q_heads, dv) or out.dtype != torch.float32 or out.stride(-1) != 1:
+        raise ValueError(f"out must be fp32 [{batch}, {num_q_heads}, {dv}] with a unit last stride")
     if lse is None:
         lse = torch.empty(batch, num_q_heads, dtype=torch.float32, device=device)
+    elif lse.shape != (batch, num_q_heads) or lse.dtype != torch.float32:
+        raise ValueError(f"lse must be fp32 [{batch}, {num_q_heads}]")
     if batch == 0 or num_q_heads == 0:
         return out, lse
 

@@ -33,22 +33,24 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 
 @dataclass
 class GatedMLP:
-    """SiLU-gated MLP over a slice of the intermediate dimension; the caller sums the slices."""
+    """SiLU-gated MLP over a slice of the intermediate dimension; the caller sums the slices.
+    Gate and up rows are stored together so one GEMM reads both."""
 
-    gate: torch.Tensor  # [I_local, hidden]
-    up: torch.Tensor  # [I_local, hidden]
+    gate_up: torch.Tensor  # [2 * I_local, hidden]: the gate rows, then the up rows
     down: torch.Tensor  # [hidden, I_local]
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(F.silu(F.linear(x, self.gate)) * F.linear(x, self.up), self.down)
+    def __call__(self, x: torch.Tensor, silu_mul=None) -> torch.Tensor:
+        h = F.linear(x, self.gate_up)
+        if silu_mul is None:
+            gate, up = h.chunk(2, dim=-1)
+            return F.linear(F.silu(gate) * up, self.down)
+        return F.linear(silu_mul(h), self.down)
 
     @classmethod
     def load(cls, reader: CheckpointReader, prefix: str, rows: tuple[int, int], load) -> "GatedMLP":
-        return cls(
-            gate=load(f"{prefix}.gate_proj.weight", 0, [rows]),
-            up=load(f"{prefix}.up_proj.weight", 0, [rows]),
-            down=load(f"{prefix}.down_proj.weight", 1, [rows]),
-        )
+        gate = load(f"{prefix}.gate_proj.weight", 0, [rows])
+        up = load(f"{prefix}.up_proj.weight", 0, [rows])
+        return cls(gate_up=torch.cat([gate, up]), down=load(f"{prefix}.down_proj.weight", 1, [rows]))
 
 
 @dataclass

@@ -16,8 +16,9 @@ import torch.nn.functional as F
 
 from ..config import ModelConfig
 from ..plan import Plan, head_rows
-from ..rope import apply_rope, deinterleave_rope_dims, mla_softmax_scale, rope_cos_sin, rope_inv_freq
-from .common import GatedMLP, LayerContext, VocabParallel, rms_norm
+from ..rope import deinterleave_rope_dims, mla_softmax_scale, rope_cos_sin, rope_inv_freq
+from .common import GatedMLP, LayerContext, VocabParallel
+from .ops import EAGER, Ops
 from .moe import MoEShard, load_moe
 
 
@@ -37,8 +38,8 @@ class MLALayer:
 
 
 class DeepseekV3Model:
-    def __init__(self, cfg: ModelConfig, plan: Plan, rank: int, reader, load):
-        self.cfg = cfg
+    def __init__(self, cfg: ModelConfig, plan: Plan, rank: int, reader, load, ops: Ops = EAGER):
+        self.cfg, self.ops = cfg, ops
         shard = plan.attention_shard(cfg, rank)
         self.shard = shard
         nope, rope, v_dim, lora = cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.v_head_dim, cfg.kv_lora_rank
@@ -85,19 +86,19 @@ class DeepseekV3Model:
         cos, sin = rope_cos_sin(self.inv_freq, self.rope_scaling, positions)
         for index, layer in enumerate(self.layers):
             x = self._layer(index, layer, x, cos, sin, ctx)
-        return rms_norm(x, self.final_norm, self.cfg.rms_norm_eps)
+        return self.ops.rms_norm(x, self.final_norm, self.cfg.rms_norm_eps)
 
     def _layer(self, index, w: MLALayer, x, cos, sin, ctx: LayerContext):
-        cfg = self.cfg
+        cfg, ops = self.cfg, self.ops
         tokens = x.shape[0]
         nope, lora = cfg.qk_nope_head_dim, cfg.kv_lora_rank
-        h = rms_norm(x, w.input_norm, cfg.rms_norm_eps)
-        q_in = rms_norm(F.linear(h, w.q_a), w.q_a_norm, cfg.rms_norm_eps) if w.q_a is not None else h
+        h = ops.rms_norm(x, w.input_norm, cfg.rms_norm_eps)
+        q_in = ops.rms_norm(F.linear(h, w.q_a), w.q_a_norm, cfg.rms_norm_eps) if w.q_a is not None else h
         q = F.linear(q_in, w.wq).view(tokens, -1, nope + cfg.qk_rope_head_dim)
-        q_nope, q_rope = q[..., :nope], apply_rope(q[..., nope:], cos, sin)
+        q_nope, q_rope = q[..., :nope], ops.rope(q[..., nope:], cos, sin)
         kv = F.linear(h, w.kv_a)
-        latent = rms_norm(kv[:, :lora], w.kv_a_norm, cfg.rms_norm_eps)
-        k_rope = apply_rope(kv[:, None, lora:], cos, sin)
+        latent = ops.rms_norm(kv[:, :lora], w.kv_a_norm, cfg.rms_norm_eps)
+        k_rope = ops.rope(kv[:, None, lora:], cos, sin)
         # absorb W_UK into the query: q_nope . (W_UK c) == (q_nope W_UK) . c
         q_latent = torch.einsum("thn,hnc->thc", q_nope, w.w_uk)
         query = torch.cat([q_latent, q_rope], dim=-1)
@@ -105,10 +106,10 @@ class DeepseekV3Model:
         out_latent = ctx.attend(index, query, key, None, value_dim=lora)  # [T, H_out, lora] fp32
         out = torch.einsum("thc,hvc->thv", out_latent.to(x.dtype), w.w_uv)
         x = x + ctx.all_reduce(F.linear(out.reshape(tokens, -1), w.wo))
-        h = rms_norm(x, w.post_norm, cfg.rms_norm_eps)
+        h = ops.rms_norm(x, w.post_norm, cfg.rms_norm_eps)
         with ctx.phase("ffn"):
             if isinstance(w.ffn, MoEShard):
                 y = w.ffn(h, cfg, static_shapes=getattr(ctx, "static_shapes", False))
             else:
-                y = w.ffn(h)
+                y = w.ffn(h, ops.silu_mul)
         return x + ctx.all_reduce(y)

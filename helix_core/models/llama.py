@@ -13,28 +13,25 @@ import torch.nn.functional as F
 
 from ..config import ModelConfig
 from ..plan import Plan, head_rows
-from ..rope import apply_rope, rope_cos_sin, rope_inv_freq
-from .common import GatedMLP, LayerContext, VocabParallel, rms_norm
+from ..rope import rope_cos_sin, rope_inv_freq
+from .common import GatedMLP, LayerContext, VocabParallel
+from .ops import EAGER, Ops
 
 
 @dataclass
 class LlamaLayer:
     input_norm: torch.Tensor
     post_norm: torch.Tensor
-    wq: torch.Tensor
-    wk: torch.Tensor
-    wv: torch.Tensor
-    bq: torch.Tensor | None
-    bk: torch.Tensor | None
-    bv: torch.Tensor | None
+    wqkv: torch.Tensor  # q, k and v rows of this rank, stacked so one GEMM reads them
+    bqkv: torch.Tensor | None
     wo: torch.Tensor
     bo: torch.Tensor | None
     mlp: GatedMLP
 
 
 class LlamaModel:
-    def __init__(self, cfg: ModelConfig, plan: Plan, rank: int, reader, load):
-        self.cfg = cfg
+    def __init__(self, cfg: ModelConfig, plan: Plan, rank: int, reader, load, ops: Ops = EAGER):
+        self.cfg, self.ops = cfg, ops
         shard = plan.attention_shard(cfg, rank)
         self.shard = shard
         d = cfg.head_dim
@@ -45,19 +42,18 @@ class LlamaModel:
         v_rows = head_rows(shard.kv_heads, d, shard.value_dims)
         o_cols = head_rows(shard.out_heads, d, shard.value_dims)
         ffn = plan.dense_ffn_range(cfg.intermediate_size, rank)
+        self.qkv_split = [sum(b - a for a, b in rows) for rows in (q_rows, kv_rows, v_rows)]
         self.layers = []
         for i in range(cfg.num_layers):
             p = f"model.layers.{i}"
-            bias = cfg.qkv_bias
+            a = f"{p}.self_attn"
             self.layers.append(LlamaLayer(
                 input_norm=load(f"{p}.input_layernorm.weight"),
                 post_norm=load(f"{p}.post_attention_layernorm.weight"),
-                wq=load(f"{p}.self_attn.q_proj.weight", 0, q_rows),
-                wk=load(f"{p}.self_attn.k_proj.weight", 0, kv_rows),
-                wv=load(f"{p}.self_attn.v_proj.weight", 0, v_rows),
-                bq=load(f"{p}.self_attn.q_proj.bias", 0, q_rows) if bias else None,
-                bk=load(f"{p}.self_attn.k_proj.bias", 0, kv_rows) if bias else None,
-                bv=load(f"{p}.self_attn.v_proj.bias", 0, v_rows) if bias else None,
+                wqkv=torch.cat([load(f"{a}.q_proj.weight", 0, q_rows), load(f"{a}.k_proj.weight", 0, kv_rows),
+                                load(f"{a}.v_proj.weight", 0, v_rows)]),
+                bqkv=torch.cat([load(f"{a}.q_proj.bias", 0, q_rows), load(f"{a}.k_proj.bias", 0, kv_rows),
+                                load(f"{a}.v_proj.bias", 0, v_rows)]) if cfg.qkv_bias else None,
                 wo=load(f"{p}.self_attn.o_proj.weight", 1, o_cols),
                 # a bias after a row-parallel matmul is added once, after the all-reduce
                 bo=load(f"{p}.self_attn.o_proj.bias") if cfg.o_bias else None,
@@ -75,21 +71,21 @@ class LlamaModel:
         cos, sin = rope_cos_sin(self.inv_freq, self.rope_scaling, positions)
         for index, layer in enumerate(self.layers):
             x = self._layer(index, layer, x, cos, sin, ctx)
-        return rms_norm(x, self.final_norm, self.cfg.rms_norm_eps)
+        return self.ops.rms_norm(x, self.final_norm, self.cfg.rms_norm_eps)
 
     def _layer(self, index, w: LlamaLayer, x, cos, sin, ctx: LayerContext):
-        tokens = x.shape[0]
-        h = rms_norm(x, w.input_norm, self.cfg.rms_norm_eps)
-        q = F.linear(h, w.wq, w.bq).view(tokens, -1, self.local_head_dim)
-        k = F.linear(h, w.wk, w.bk).view(tokens, -1, self.local_head_dim)
-        v = F.linear(h, w.wv, w.bv).view(tokens, -1, self.local_value_dim)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        tokens, ops = x.shape[0], self.ops
+        h = ops.rms_norm(x, w.input_norm, self.cfg.rms_norm_eps)
+        q, k, v = F.linear(h, w.wqkv, w.bqkv).split(self.qkv_split, dim=-1)
+        q = ops.rope(q.view(tokens, -1, self.local_head_dim), cos, sin)
+        k = ops.rope(k.view(tokens, -1, self.local_head_dim), cos, sin)
+        v = v.view(tokens, -1, self.local_value_dim)
         attn = ctx.attend(index, q, k, v).to(x.dtype)
         y = ctx.all_reduce(F.linear(attn.reshape(tokens, -1), w.wo))
         if w.bo is not None:
             y = y + w.bo
         x = x + y
-        h = rms_norm(x, w.post_norm, self.cfg.rms_norm_eps)
+        h = ops.rms_norm(x, w.post_norm, self.cfg.rms_norm_eps)
         with ctx.phase("ffn"):
-            y = w.mlp(h)
+            y = w.mlp(h, ops.silu_mul)
         return x + ctx.all_reduce(y)

@@ -76,9 +76,8 @@ def load_moe(reader, prefix: str, cfg: ModelConfig, expert_range, ffn_range, sha
         box = {0: [(first, stop)]}
         gate_up = load(f"{prefix}.experts.gate_up_proj", boxes={**box, 1: [(lo, hi), (inter + lo, inter + hi)]})
         down = load(f"{prefix}.experts.down_proj", boxes={**box, 2: [(lo, hi)]})
-        width = hi - lo
         for e in range(stop - first):
-            experts.append(GatedMLP(gate_up[e, :width], gate_up[e, width:], down[e]))
+            experts.append(GatedMLP(gate_up[e], down[e]))  # gate rows then up rows, as stored
     else:
         for e in range(first, stop):
             experts.append(GatedMLP.load(reader, f"{prefix}.experts.{e}", (lo, hi), load))

@@ -13,7 +13,24 @@ from .layouts import Layout, layouts
 from .presets import PRESETS, load_model
 
 __all__ = [
-    "Choice", "Cost", "CostOptions", "HardwareProfile", "Layout", "NoPlanError", "PRESETS", "PROFILES", "Point",
-    "Workload", "best_for_budget", "choose", "choose_plan", "evaluate", "get_profile", "layouts", "load_model",
-    "pareto", "profile_from_bench", "sweep",
+    "PRESETS",
+    "PROFILES",
+    "Choice",
+    "Cost",
+    "CostOptions",
+    "HardwareProfile",
+    "Layout",
+    "NoPlanError",
+    "Point",
+    "Workload",
+    "best_for_budget",
+    "choose",
+    "choose_plan",
+    "evaluate",
+    "get_profile",
+    "layouts",
+    "load_model",
+    "pareto",
+    "profile_from_bench",
+    "sweep",
 ]

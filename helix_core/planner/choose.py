@@ -22,7 +22,7 @@ TIE = 0.01  # TTLs within 1% are a tie: the layout with more free memory wins
 class NoPlanError(ValueError):
     """No engine plan serves this model on these GPUs within memory (and the TTL budget)."""
 
-    def __init__(self, message: str, best: "Choice | None" = None):
+    def __init__(self, message: str, best: Choice | None = None):
         super().__init__(message)
         self.best = best
 

@@ -18,7 +18,6 @@ from .hardware import DTYPE_BYTES, PROFILES, get_profile, profile_from_bench
 from .layouts import BASELINE_KINDS, ENGINE_KINDS, KINDS
 from .presets import PRESETS, load_model
 
-
 CLI_BATCHES = sorted({2 ** i for i in range(13)} | {3 * 2 ** i for i in range(12)})  # 1, 2, 3, 4, 6, 8, 12 .. 6144
 _SCALES = {"ki": 1024, "mi": 1024 ** 2, "k": 1_000, "m": 1_000_000}
 

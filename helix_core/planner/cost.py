@@ -43,7 +43,7 @@ class CostOptions:
     comm: bool = True  # collectives (False: the paper's Figure 1 mode)
     compute: bool = True  # FLOP roofline (False: memory reads only)
     lm_head: bool = True  # embedding and LM head
-    hopb: "bool | int" = True  # True: best number of pieces; False: off; int: that many pieces
+    hopb: bool | int = True  # True: best number of pieces; False: off; int: that many pieces
 
 
 @dataclass(frozen=True)
@@ -81,14 +81,15 @@ def shape_of(cfg: ModelConfig) -> Shape:
         lora, rope, nope, v = cfg.kv_lora_rank, cfg.qk_rope_head_dim, cfg.qk_nope_head_dim, cfg.v_head_dim
         ql = cfg.q_lora_rank or 0
         q_in = ql or h
-        attn = dict(kv_heads=1, kv_elems=lora + rope, score_k=lora + rope, score_v=lora,
-                    pre_rep=h * ql + ql + h * (lora + rope) + lora, pre_q=q_in * heads * (nope + rope) + heads * nope * lora,
-                    pre_kv=0, post=heads * v * lora + heads * v * h)
+        attn = {"kv_heads": 1, "kv_elems": lora + rope, "score_k": lora + rope, "score_v": lora,
+                "pre_rep": h * ql + ql + h * (lora + rope) + lora,
+                "pre_q": q_in * heads * (nope + rope) + heads * nope * lora,
+                "pre_kv": 0, "post": heads * v * lora + heads * v * h}
     else:
         d, kv = cfg.head_dim, cfg.num_kv_heads
         bias = cfg.qkv_bias
-        attn = dict(kv_heads=kv, kv_elems=2 * kv * d, score_k=d, score_v=d, pre_rep=0,
-                    pre_q=heads * d * (h + bias), pre_kv=2 * kv * d * (h + bias), post=heads * d * h)
+        attn = {"kv_heads": kv, "kv_elems": 2 * kv * d, "score_k": d, "score_v": d, "pre_rep": 0,
+                "pre_q": heads * d * (h + bias), "pre_kv": 2 * kv * d * (h + bias), "post": heads * d * h}
     expert = 3 * h * cfg.moe_intermediate_size
     return Shape(layers=cfg.num_layers, moe_layers=moe, hidden=h, heads=heads, norms=2 * h,
                  ffn=3 * h * cfg.intermediate_size, router=cfg.n_routed_experts * h, expert=expert,
@@ -212,7 +213,14 @@ def evaluate(cfg: ModelConfig, layout: Layout, hw: HardwareProfile, work: Worklo
     kv_read = attn_tokens * S * sh.seq * s.kv_elems * sh.kv_heads * kb
     t_proj = roof(pre * wb, 2 * attn_tokens * pre, f_w)
     attn_flops = 2 * attn_tokens * S * sh.seq * s.heads * sh.q * (s.score_k + s.score_v)
-    t_kv = roof(kv_read * hw.kv_read_scale, attn_flops, f_kv)
+    kv_traffic = kv_read * hw.kv_read_scale
+    if layout.kind == "headslice" and layout.slices > 1:
+        # the engine's paged kernel cannot sum scores across ranks mid-softmax: its torch path gathers
+        # every cached K/V element into an fp32 copy per query head (written, then read) and makes
+        # ~12 passes over the fp32 scores
+        per_kv_head = s.heads / s.kv_heads
+        kv_traffic += kv_read * 8 * per_kv_head / kb + 12 * 4.0 * B * S * s.heads / layout.attn_tp
+    t_kv = roof(kv_traffic, attn_flops, f_kv)
     exch_dim = (work.exchange_values or s.score_v) + 1
     if layout.kind == "helix" and layout.kvp > 1 and comm:
         sent = B * s.heads * sh.q * exch_dim * work.exchange_bytes

@@ -9,9 +9,11 @@ from .hardware import HardwareProfile
 from .layouts import layout_of_plan
 from .presets import model_of_bench_row
 
-PARAMS = ("step_overhead_s", "layer_overhead_s", "seq_layer_overhead_s", "collective_latency_s", "kv_read_scale")
-FREE = {4}  # kv_read_scale may move either way from 1; the overheads are >= 0
-START = (0.0, 0.0, 0.0, 0.0, 1.0)
+PARAMS = ("step_overhead_s", "layer_overhead_s", "seq_layer_overhead_s", "collective_latency_s", "kv_read_scale",
+          "mem_efficiency")
+FREE = {4, 5}  # the two scales may move either way from 1; the overheads are >= 0
+START = (0.0, 0.0, 0.0, 0.0, 1.0, 1.0)
+BOUNDS = {4: (0.25, 8.0), 5: (0.3, 1.5)}
 ENGINE_EXCHANGE_BYTES = 4.0  # the engine's all-to-all carries fp32 partials and LSE
 
 
@@ -34,10 +36,10 @@ def predict(profile: HardwareProfile, row: dict) -> float:
     return evaluate(cfg, layout, profile, work, options).ttl_s
 
 
-def fit_overheads(profile: HardwareProfile, rows: list[dict], iterations: int = 4) -> HardwareProfile:
-    """Non-negative step / layer / sequence-layer / collective overheads, and the KV-read time scale,
-    minimizing the squared relative TTL error over the rows (Gauss-Newton: the model is linear in
-    them but for the rooflines' and HOP-B's max)."""
+def fit_overheads(profile: HardwareProfile, rows: list[dict], iterations: int = 8) -> HardwareProfile:
+    """Non-negative step / layer / sequence-layer / collective overheads, the KV-read time scale and
+    the memory efficiency, minimizing the squared relative TTL error over the rows (Gauss-Newton:
+    the model is linear in the overheads and the KV scale but for the rooflines' and HOP-B's max)."""
     cases = [bench_case(r) for r in rows]
     measured = [float(r["ttl_median_s"]) for r in rows]
     x = list(START)
@@ -55,7 +57,8 @@ def fit_overheads(profile: HardwareProfile, rows: list[dict], iterations: int = 
         b = [(m - (base[i] - sum(features[j][i] * x[j] for j in range(len(PARAMS))))) / m
              for i, m in enumerate(measured)]
         x = _nnls(a, b, FREE, START)
-        x[4] = max(x[4], 0.25)
+        for j, (lo, hi) in BOUNDS.items():
+            x[j] = min(max(x[j], lo), hi)
     return profile.replace(**dict(zip(PARAMS, x)))
 
 

@@ -14,7 +14,7 @@ from .cost import Cost, CostOptions, Workload, evaluate, shape_of
 from .hardware import HardwareProfile
 from .layouts import KINDS, Layout, layouts
 
-POW2_BATCHES = tuple(2 ** i for i in range(0, 13))  # 1 .. 4096
+POW2_BATCHES = tuple(2 ** i for i in range(13))  # 1 .. 4096
 POW2_GPUS = (1, 2, 4, 8, 16, 32, 64)
 
 
@@ -45,9 +45,10 @@ class Point:
 
 def sweep(cfg: ModelConfig, hw: HardwareProfile, context: int, gpus=POW2_GPUS, batches=POW2_BATCHES,
           kinds=KINDS, weight_dtype: str = "bf16", kv_dtype: str | None = None,
-          options: CostOptions = CostOptions(), **workload) -> list[Point]:
+          options: CostOptions | None = None, **workload) -> list[Point]:
     """Every fitting (layout, batch) of `kinds` on each GPU count. Batches stop growing for a layout
     at the first one that does not fit (memory only grows with the batch)."""
+    options = options or CostOptions()
     points = []
     shape = shape_of(cfg)
     for n in gpus:

@@ -66,7 +66,7 @@ class HardwareProfile:
             return 0.0
         return self.collective_latency_s + self.collective_latency_log2_s * math.log2(group)
 
-    def replace(self, **changes) -> "HardwareProfile":
+    def replace(self, **changes) -> HardwareProfile:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -75,7 +75,7 @@ class HardwareProfile:
         return out
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "HardwareProfile":
+    def from_dict(cls, raw: dict) -> HardwareProfile:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -89,15 +89,16 @@ class HardwareProfile:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
 
 
-_HOPPER = {"bf16": 989e12, "fp8": 1979e12}  # H100/H200 SXM dense tensor-core rates; no FP4
-_BLACKWELL = {"bf16": 2.25e15, "fp8": 4.5e15, "fp4": 9e15}  # B200 (HGX), dense
-_GB200 = {"bf16": 2.5e15, "fp8": 5e15, "fp4": 10e15}  # GB200 NVL72: 720 / 1440 PF FP8 / FP4 sparse over 72
+# dense tensor-core rates (FP32: CUDA cores)
+_HOPPER = {"fp32": 67e12, "bf16": 989e12, "fp8": 1979e12}  # H100/H200 SXM; no FP4
+_BLACKWELL = {"fp32": 75e12, "bf16": 2.25e15, "fp8": 4.5e15, "fp4": 9e15}  # B200 (HGX)
+_GB200 = {"fp32": 90e12, "bf16": 2.5e15, "fp8": 5e15, "fp4": 10e15}  # NVL72: 720 / 1440 PF FP8 / FP4 sparse / 72
 
-_ASSUMED = dict(  # not on any datasheet: see docs/planner.md, "Assumptions"
-    collective_latency_s=8e-6,  # one small all-reduce / all-to-all inside an NVLink domain
-    p2p_latency_s=3e-6,
-    layer_overhead_s=15e-6,  # kernel floor: ~10 kernels a layer at ~1.5 us each, CUDA graphs
-)
+_ASSUMED = {  # not on any datasheet: see docs/planner.md, "Assumptions"
+    "collective_latency_s": 8e-6,  # one small all-reduce / all-to-all inside an NVLink domain
+    "p2p_latency_s": 3e-6,
+    "layer_overhead_s": 15e-6,  # kernel floor: ~10 kernels a layer at ~1.5 us each, CUDA graphs
+}
 PROFILES: dict[str, HardwareProfile] = {
     "h100": HardwareProfile("H100 SXM", 80e9, 3.35e12, dict(_HOPPER), 450e9, **_ASSUMED),
     "h200": HardwareProfile("H200 SXM", 141e9, 4.8e12, dict(_HOPPER), 450e9, **_ASSUMED),
@@ -107,7 +108,7 @@ PROFILES: dict[str, HardwareProfile] = {
 _PROFILE_ALIASES = {"gb200": "gb200-nvl72", "nvl72": "gb200-nvl72", "gb200nvl72": "gb200-nvl72"}
 
 
-def get_profile(name_or_path: "str | Path | HardwareProfile") -> HardwareProfile:
+def get_profile(name_or_path: str | Path | HardwareProfile) -> HardwareProfile:
     """A public profile by name (h100, h200, b200, gb200-nvl72) or a profile JSON file."""
     if isinstance(name_or_path, HardwareProfile):
         return name_or_path
@@ -123,15 +124,29 @@ def get_profile(name_or_path: "str | Path | HardwareProfile") -> HardwareProfile
 
 
 # ---- profiles from `helix bench` -------------------------------------------------------------------
+def measured_hbm(row: dict) -> float | None:
+    value = row.get("hbm_bandwidth_Bps_measured") or row.get("hbm_Bps_measured")
+    return float(value) if value else None
+
+
 def load_bench_rows(json_paths) -> list[dict]:
-    """Every per-run row of the given bench JSON files (a list of rows, or {"rows"|"runs": [...]})."""
+    """The rows of the given bench JSON files (a list, or {"rows"|"runs": [...]}) that timed our engine
+    on a GPU: an engine plan (not a peer such as 'hf-transformers'), a median TTL and a measured HBM
+    bandwidth (CPU smoke rows have none)."""
+    from ..plan import InvalidPlanError, Plan
+
     rows: list[dict] = []
     for path in json_paths:
         raw = json.loads(Path(path).read_text())
         items = raw if isinstance(raw, list) else raw.get("rows") or raw.get("runs") or []
         for row in items:
-            if isinstance(row, dict) and row.get("ttl_median_s") and row.get("plan"):
-                rows.append({**row, "_file": str(path)})
+            if not (isinstance(row, dict) and row.get("ttl_median_s") and row.get("plan") and measured_hbm(row)):
+                continue
+            try:
+                Plan.parse(str(row["plan"]))
+            except InvalidPlanError:
+                continue
+            rows.append({**row, "_file": str(path)})
     return rows
 
 
@@ -148,10 +163,10 @@ def _base_for(rows: list[dict], base: str | None) -> HardwareProfile:
 def profile_from_bench(json_paths, base: str | None = None) -> HardwareProfile:
     """A profile of our own engine on the benchmarked GPU.
 
-    HBM bandwidth and matmul rate are the medians of what bench measured; four overheads that no
-    datasheet gives (per step, per layer, per sequence and layer, per collective) are fitted, all
-    non-negative, to the recorded median TTLs by least squares on the relative error, with the
-    rest of the cost model (bytes, FLOPs, link volume) held fixed.
+    HBM bandwidth and matmul rate are the medians of what bench measured; what no datasheet gives
+    (overheads per step, per layer, per sequence and layer, per collective; the share of the copy
+    bandwidth weight reads reach; KV reads against weight reads) is fitted to the recorded median
+    TTLs by least squares on the relative error, the rest of the cost model held fixed.
     """
     from .fit import fit_overheads  # the fit evaluates the cost model, which needs this module
 
@@ -160,7 +175,7 @@ def profile_from_bench(json_paths, base: str | None = None) -> HardwareProfile:
     if not rows:
         raise ValueError(f"no bench rows with ttl_median_s and plan in {paths}")
     profile = _base_for(rows, base)
-    bw = [float(r["hbm_bandwidth_Bps_measured"]) for r in rows if r.get("hbm_bandwidth_Bps_measured")]
+    bw = [measured_hbm(r) for r in rows if measured_hbm(r)]
     flops = dict(profile.flops)
     by_dtype: dict[str, list[float]] = {}
     for r in rows:

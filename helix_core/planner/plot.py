@@ -15,7 +15,7 @@ def plot_frontiers(series: dict[str, list[Point]], path: str, title: str = "",
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise RuntimeError("--plot needs matplotlib: pip install matplotlib") from err
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    styles = [dict(linewidth=2.5), dict(linewidth=1.5), dict(linewidth=1.2, linestyle="--")]
+    styles = [{"linewidth": 2.5}, {"linewidth": 1.5}, {"linewidth": 1.2, "linestyle": "--"}]
     for i, (label, points) in enumerate(series.items()):
         front = pareto(points)[::-1]  # ascending tokens/s/user; the best throughput at >= x is the next point's
         if not front:

@@ -83,7 +83,7 @@ def preset_config(name: str) -> dict:
     return json.loads(json.dumps(PRESETS[canonical]))
 
 
-def load_model(spec: "str | Path | dict | ModelConfig", layers: int | None = None) -> ModelConfig:
+def load_model(spec: str | Path | dict | ModelConfig, layers: int | None = None) -> ModelConfig:
     """A ModelConfig from a preset name, a config.json path, a model folder or a config dict."""
     if isinstance(spec, ModelConfig):
         cfg = spec
@@ -101,9 +101,13 @@ def load_model(spec: "str | Path | dict | ModelConfig", layers: int | None = Non
 
 
 def model_of_bench_row(row: dict) -> ModelConfig:
-    """The model a bench row measured: its 'config' dict, or its 'shape' (preset name, config path or
-    dict), with 'num_layers' / 'layers' overriding the layer count when bench ran a cut-down model."""
+    """The model a bench row measured: its 'config' dict, or its 'shape' (a `helix bench` shape, a
+    preset name, a config path or a dict), with 'layers' / 'num_layers' giving the layer count bench ran."""
+    from ..bench.shapes import SHAPES as BENCH_SHAPES  # config dicts only; no torch
+
     spec = row.get("config") or row.get("model_config") or row.get("shape")
     if spec is None:
         raise ValueError("bench row has no 'shape' or 'config'")
-    return load_model(spec, row.get("num_layers") or row.get("layers"))
+    if isinstance(spec, str) and spec in BENCH_SHAPES:
+        spec = BENCH_SHAPES[spec]
+    return load_model(spec, row.get("layers") or row.get("num_layers"))

@@ -77,6 +77,7 @@ class Coordinator:
     def drain(self, grace_s: float) -> None:
         """Refuse new requests; give live ones grace_s to finish; cancel the rest."""
         self.servicer.draining = True
+        self.link.stopping = True
         self.health.set_serving(False)
         deadline = time.monotonic() + grace_s
         while len(self.requests) and time.monotonic() < deadline:

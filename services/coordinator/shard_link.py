@@ -46,6 +46,7 @@ class ShardLink:
         self.status: shard_pb2.ShardStatus | None = None  # rank 0's latest status while READY
         self._ready = threading.Event()
         self._closed = threading.Event()
+        self.stopping = False  # set while the cluster shuts down: losing rank 0 is then expected
         self._commands: queue.SimpleQueue | None = None
         self._outgoing = DelayLine(delay_s, self._send_now, "shard-commands") if delay_s > 0 else None
         self._incoming = DelayLine(delay_s, self._deliver_now, "shard-events") if delay_s > 0 else None
@@ -120,8 +121,8 @@ class ShardLink:
             reason = self._hold_session(status)
             self._ready.clear()
             self._on_ready_change(False)
-            if not self._closed.is_set():
-                log.warning("lost shard rank 0 at %s: %s", self.address, reason)
+            lost = log.info if self._closed.is_set() or self.stopping else log.warning
+            lost("lost shard rank 0 at %s: %s", self.address, reason)
             self._requests.fail_all(UNAVAILABLE, f"lost the shard group (rank 0 at {self.address}): {reason}")
             self._closed.wait(0.5)
 

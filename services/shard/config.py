@@ -24,7 +24,8 @@ class ShardConfig:
     port: int = 50061  # gRPC
     metrics_port: int | None = 9400  # None: no /metrics endpoint
     model_name: str = ""  # empty: the checkpoint directory's name
-    kv_pages: int = 256
+    kv_pages: int = 256  # 0: as many as fit in kv_memory_fraction of the free GPU memory (CUDA)
+    kv_memory_fraction: float = 0.9
     page_size: int = 16
     stage_size: int = 16
     prefill_chunk: int = 256  # prompt tokens per step (per forward pass)

@@ -33,8 +33,9 @@ def join_group(config: ShardConfig):
         raise ValueError(f"--plan {config.plan_spec} needs {plan.world_size} shards, but --world-size is "
                          f"{config.world_size}")
     options = EngineOptions(dtype=config.dtype, page_size=config.page_size, stage_size=config.stage_size,
-                            kv_pages=config.kv_pages, prefill_chunk=config.prefill_chunk,
-                            hopb_pieces=config.hopb_pieces, seed=config.seed)
+                            kv_pages=config.kv_pages, kv_memory_fraction=config.kv_memory_fraction,
+                            prefill_chunk=config.prefill_chunk, hopb_pieces=config.hopb_pieces, seed=config.seed,
+                            max_batch=config.max_batch_size)  # the fast path's buckets cover the scheduler's batches
     threads = config.threads or max(1, (os.cpu_count() or 1) // max(1, config.world_size))
     setup = RankSetup(config.model_dir, plan, config.device, options, config.init_method, threads)
     engine, _ = start_rank(config.rank, setup)

@@ -196,9 +196,9 @@ class Scheduler:
         prompt = list(admit.prompt_token_ids)
         if not prompt:
             raise _Refused(invalid, "prompt_token_ids is empty")
-        outside = [t for t in [*prompt, *admit.stop_token_ids] if t >= self.vocab_size]
-        if outside:
-            raise _Refused(invalid, f"token id {outside[0]} is outside the vocabulary [0, {self.vocab_size})")
+        largest = max(max(prompt), max(admit.stop_token_ids, default=0))  # one C pass, even for 1M tokens
+        if largest >= self.vocab_size:
+            raise _Refused(invalid, f"token id {largest} is outside the vocabulary [0, {self.vocab_size})")
         if admit.max_new_tokens < 1:
             raise _Refused(invalid, f"max_new_tokens must be >= 1, got {admit.max_new_tokens}")
         total = len(prompt) + admit.max_new_tokens
@@ -289,14 +289,13 @@ class Scheduler:
         before any collective) fails just these requests; anything else is a group failure."""
         try:
             return self._on_group(name, *args, **kwargs)
-        except KVCapacityError as error:
-            code = grpc.StatusCode.RESOURCE_EXHAUSTED
-        except (RequestError, ValueError) as error:
-            code = grpc.StatusCode.INTERNAL  # the scheduler checked what the engine checks
-        log.warning("%s refused for %d requests: %s", name, len(requests), error)
-        for request in requests:
-            self._fail(request, code, f"the engine refused the request: {error}")
-        return None
+        except (KVCapacityError, RequestError, ValueError) as error:
+            # the scheduler checks what the engine checks, so only the KV check may legitimately trip
+            code = grpc.StatusCode.RESOURCE_EXHAUSTED if isinstance(error, KVCapacityError) else grpc.StatusCode.INTERNAL
+            log.warning("%s refused for %d requests: %s", name, len(requests), error)
+            for request in requests:
+                self._fail(request, code, f"the engine refused the request: {error}")
+            return None
 
     def _on_group(self, name: str, *args, **kwargs):
         """Runs a command on every rank (GroupDriver: a broadcast, then the command itself); any error
