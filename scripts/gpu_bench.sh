@@ -9,8 +9,6 @@ b() { echo "== helix bench $*"; timeout 200 python -m helix_core.bench.main --js
 # the fast path with fused ops against HF (fp32: 1e-4; bf16: as close as HF itself)
 timeout 150 python -m helix_core.verify --device cuda --arch llama --dtype float32 --tolerance 1e-4 --steps 16 \
    --plan helix:kvp=2,tpa=1 --out "$out/verify-fused-llama-fp32.json" 2>&1 | grep -E '^\{|Error'
-timeout 150 python -m helix_core.verify --device cuda --arch deepseek_v3 --dtype bfloat16 --steps 16 \
-   --plan helix:kvp=2,tpa=1 --out "$out/verify-fused-dsv3-bf16.json" 2>&1 | grep -E '^\{|Error'
 # the decode attention kernel alone, one GPU, against torch SDPA
 for ctx in 32768 1048576; do
   timeout 90 python -m helix_core.kernels.bench_decode --context $ctx --batch 1 --no-sweep --no-baseline \
