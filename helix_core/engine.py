@@ -224,13 +224,14 @@ class Engine:
             return self._decode_step(seq_ids, feed, return_logits)
         self.profiler.begin_step(profile=profile)
         try:
-            return self._decode_step(seq_ids, feed, return_logits)
+            # a profiled step runs the general path: phases cannot be timed inside a CUDA graph
+            return self._decode_step(seq_ids, feed, return_logits, allow_fast=not profile)
         finally:
             self.profiler.end_step()
 
-    def _decode_step(self, seq_ids, feed, return_logits) -> list[TokenOut]:
+    def _decode_step(self, seq_ids, feed, return_logits, allow_fast: bool = True) -> list[TokenOut]:
         """The static-shape fast path (CUDA graphs on GPU) when it applies, else the general step."""
-        if self.runner is None or self.runner.bucket_for(len(seq_ids)) is None:
+        if not allow_fast or self.runner is None or self.runner.bucket_for(len(seq_ids)) is None:
             pieces = [(s, [t]) for s, t in zip(seq_ids, feed)]
             return self._forward(pieces, [True] * len(seq_ids), return_logits)
         for seq_id in seq_ids:

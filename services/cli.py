@@ -5,17 +5,19 @@
     helix coordinator                the coordinator alone (Kubernetes)
     helix shard                      one shard process, or one per local GPU (Kubernetes)
     helix generate                   stream tokens from a running cluster, then TTL statistics
+    helix profile                    turn the sampled per-phase decode profiling on or off
     helix make-tiny-model            write a small random-weight checkpoint
 
 Shard flags fall back to HELIX_RANK, HELIX_WORLD_SIZE, HELIX_RENDEZVOUS, HELIX_POD_INDEX and
 HELIX_LOCAL_RANKS, so a pod's index and GPU count can give each process its rank.
 """
+
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
+import shutil
 import sys
 
 from services.shard.config import DEFAULT_COLLECTIVE_TIMEOUT_S, DEFAULT_JOIN_TIMEOUT_S, ShardConfig
@@ -26,8 +28,10 @@ TINY_ARCHS = ("llama", "qwen2", "mistral", "deepseek_v3")
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("HELIX_LOG_LEVEL", "WARNING"),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("HELIX_LOG_LEVEL", "WARNING"),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     try:
         return args.run(args)
     except CliError as error:
@@ -41,13 +45,18 @@ class CliError(Exception):
 
 # ---- parsers ------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="helix", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="helix", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     _serve_parser(commands.add_parser("serve", help="run a whole cluster on this machine"))
     _shard_parser(commands.add_parser("shard", help="run shard process(es)"))
     _coordinator_parser(commands.add_parser("coordinator", help="run the coordinator"))
     _generate_parser(commands.add_parser("generate", help="generate from a running cluster"))
+    profile = commands.add_parser("profile", help="time decode phases on a running shard group, on demand")
+    profile.add_argument("--shard-address", required=True, help="HOST:PORT of shard rank 0's gRPC")
+    profile.add_argument("--every", type=int, required=True, help="profile one decode step in N (0: off)")
+    profile.set_defaults(run=_profile)
     tiny = commands.add_parser("make-tiny-model", help="write a small random-weight checkpoint")
     tiny.add_argument("--arch", choices=TINY_ARCHS, default="llama")
     tiny.add_argument("--out", required=True, help="directory to write config.json and safetensors to")
@@ -59,33 +68,65 @@ def _parser() -> argparse.ArgumentParser:
 
 def _engine_flags(parser: argparse.ArgumentParser) -> None:
     defaults = ShardConfig("", "", 1, 0, "")
-    parser.add_argument("--dtype", default="auto", help="float32|bfloat16|float16 (auto: bf16 on cuda, fp32 on cpu)")
-    parser.add_argument("--kv-pages", type=int, default=defaults.kv_pages,
-                        help="KV pages per shard (0: fill --kv-memory-fraction of the free GPU memory)")
+    parser.add_argument(
+        "--dtype", default="auto", help="float32|bfloat16|float16 (auto: bf16 on cuda, fp32 on cpu)"
+    )
+    parser.add_argument(
+        "--kv-pages",
+        type=int,
+        default=defaults.kv_pages,
+        help="KV pages per shard (0: fill --kv-memory-fraction of the free GPU memory)",
+    )
     parser.add_argument("--kv-memory-fraction", type=float, default=defaults.kv_memory_fraction)
     parser.add_argument("--page-size", type=int, default=defaults.page_size, help="tokens per KV page")
-    parser.add_argument("--stage-size", type=int, default=defaults.stage_size,
-                        help="tokens appended to one KVP rank before moving to the next")
-    parser.add_argument("--prefill-chunk", type=int, default=defaults.prefill_chunk,
-                        help="prompt tokens prefilled per step (bounds how long a new prompt delays running streams)")
+    parser.add_argument(
+        "--stage-size",
+        type=int,
+        default=defaults.stage_size,
+        help="tokens appended to one KVP rank before moving to the next",
+    )
+    parser.add_argument(
+        "--prefill-chunk",
+        type=int,
+        default=defaults.prefill_chunk,
+        help="prompt tokens prefilled per step (bounds how long a new prompt delays running streams)",
+    )
     parser.add_argument("--hopb-pieces", type=int, default=defaults.hopb_pieces, help="HOP-B pieces (1: off)")
     parser.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size)
     parser.add_argument("--max-waiting-requests", type=int, default=0, help="0: no limit")
-    parser.add_argument("--profile-every", type=int, default=0,
-                        help="time the phases of one decode step in N (0: off; see Shard.SetProfiling)")
-    parser.add_argument("--collective-timeout-s", type=float, default=DEFAULT_COLLECTIVE_TIMEOUT_S,
-                        help="a collective stuck longer than this fails the group")
-    parser.add_argument("--drain-grace-s", type=float, default=defaults.drain_grace_s,
-                        help="on SIGTERM, how long live requests may take to finish")
-    parser.add_argument("--model-name", default="", help="name reported to clients (default: the directory's)")
+    parser.add_argument(
+        "--profile-every",
+        type=int,
+        default=0,
+        help="time the phases of one decode step in N (0: off; see Shard.SetProfiling)",
+    )
+    parser.add_argument(
+        "--collective-timeout-s",
+        type=float,
+        default=DEFAULT_COLLECTIVE_TIMEOUT_S,
+        help="a collective stuck longer than this fails the group",
+    )
+    parser.add_argument(
+        "--drain-grace-s",
+        type=float,
+        default=defaults.drain_grace_s,
+        help="on SIGTERM, how long live requests may take to finish",
+    )
+    parser.add_argument(
+        "--model-name", default="", help="name reported to clients (default: the directory's)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of unseeded sampling")
 
 
 def _serve_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None, help="Hugging Face checkpoint directory (default: a tiny random one)")
+    parser.add_argument(
+        "--model", default=None, help="Hugging Face checkpoint directory (default: a tiny random one)"
+    )
     parser.add_argument("--shards", type=int, default=2, help="shard processes (one per device)")
     parser.add_argument("--plan", choices=("helix", "tp", "headslice"), default="helix")
-    parser.add_argument("--kvp", type=int, default=None, help="helix: KV-parallel ranks (default: shards / tpa)")
+    parser.add_argument(
+        "--kvp", type=int, default=None, help="helix: KV-parallel ranks (default: shards / tpa)"
+    )
     parser.add_argument("--tpa", type=int, default=1, help="helix: head groups")
     parser.add_argument("--n", type=int, default=None, help="headslice: head groups (default: shards / m)")
     parser.add_argument("--m", type=int, default=1, help="headslice: slices of each head's dimension")
@@ -94,55 +135,91 @@ def _serve_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address every server listens on")
     parser.add_argument("--port", type=int, default=50051, help="coordinator gRPC port (0: any free port)")
     parser.add_argument("--metrics-port", type=int, default=9300, help="coordinator /metrics port (0: any)")
-    parser.add_argument("--shard-port", type=int, default=50061, help="shard r's gRPC port is this + r (0: any)")
-    parser.add_argument("--shard-metrics-port", type=int, default=9400, help="shard r's /metrics: this + r (0: any)")
+    parser.add_argument(
+        "--shard-port", type=int, default=50061, help="shard r's gRPC port is this + r (0: any)"
+    )
+    parser.add_argument(
+        "--shard-metrics-port", type=int, default=9400, help="shard r's /metrics: this + r (0: any)"
+    )
     parser.add_argument("--no-metrics", action="store_true", help="no /metrics endpoints")
     parser.add_argument("--threads-per-shard", type=int, default=0, help="torch threads (0: cores / shards)")
-    parser.add_argument("--ready-file", default="", help="write where everything listens, as JSON, once ready")
+    parser.add_argument(
+        "--ready-file", default="", help="write where everything listens, as JSON, once ready"
+    )
     parser.add_argument("--max-restarts", type=int, default=5, help="group restarts after a shard dies")
-    parser.add_argument("--inject-control-delay-ms", type=float, default=0.0,
-                        help="testing: delay every coordinator<->shard message by this much")
+    parser.add_argument(
+        "--inject-control-delay-ms",
+        type=float,
+        default=0.0,
+        help="testing: delay every coordinator<->shard message by this much",
+    )
     _engine_flags(parser)
     parser.set_defaults(run=_serve)
 
 
 def _shard_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="checkpoint directory as this machine sees it")
-    parser.add_argument("--plan", required=True, help="plan spec, e.g. helix:kvp=2,tpa=1 | tp:n=4 | headslice:n=2,m=2")
+    parser.add_argument(
+        "--plan", required=True, help="plan spec, e.g. helix:kvp=2,tpa=1 | tp:n=4 | headslice:n=2,m=2"
+    )
     parser.add_argument("--world-size", type=int, default=_env_int("HELIX_WORLD_SIZE"))
     parser.add_argument("--rank", type=int, default=_env_int("HELIX_RANK"))
-    parser.add_argument("--rendezvous", default=os.environ.get("HELIX_RENDEZVOUS"),
-                        help="HOST:PORT of rank 0's torch.distributed store (the same for every rank)")
-    parser.add_argument("--local-ranks", type=int, default=_env_int("HELIX_LOCAL_RANKS"),
-                        help="instead of --rank: start this many shard processes, one per local GPU")
-    parser.add_argument("--pod-index", type=int, default=_env_int("HELIX_POD_INDEX"),
-                        help="with --local-ranks: ranks are pod_index * local_ranks + j")
+    parser.add_argument(
+        "--rendezvous",
+        default=os.environ.get("HELIX_RENDEZVOUS"),
+        help="HOST:PORT of rank 0's torch.distributed store (the same for every rank)",
+    )
+    parser.add_argument(
+        "--local-ranks",
+        type=int,
+        default=_env_int("HELIX_LOCAL_RANKS"),
+        help="instead of --rank: start this many shard processes, one per local GPU",
+    )
+    parser.add_argument(
+        "--pod-index",
+        type=int,
+        default=_env_int("HELIX_POD_INDEX"),
+        help="with --local-ranks: ranks are pod_index * local_ranks + j",
+    )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=50061, help="gRPC port (local rank j: + j)")
     parser.add_argument("--metrics-port", type=int, default=9400, help="/metrics port (local rank j: + j)")
     parser.add_argument("--no-metrics", action="store_true")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: cores / local shards)")
-    parser.add_argument("--join-timeout-s", type=float, default=DEFAULT_JOIN_TIMEOUT_S,
-                        help="how long to wait for every rank to join the group")
+    parser.add_argument(
+        "--join-timeout-s",
+        type=float,
+        default=DEFAULT_JOIN_TIMEOUT_S,
+        help="how long to wait for every rank to join the group",
+    )
     _engine_flags(parser)
     parser.set_defaults(run=_shard)
 
 
 def _coordinator_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--shard-address", default=os.environ.get("HELIX_SHARD_ADDRESS"),
-                        help="HOST:PORT of shard rank 0's gRPC service")
+    parser.add_argument(
+        "--shard-address",
+        default=os.environ.get("HELIX_SHARD_ADDRESS"),
+        help="HOST:PORT of shard rank 0's gRPC service",
+    )
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=50051)
     parser.add_argument("--metrics-port", type=int, default=9300)
     parser.add_argument("--no-metrics", action="store_true")
-    parser.add_argument("--tokenizer", default="", help="tokenizer directory (default: the checkpoint's, if readable)")
+    parser.add_argument(
+        "--tokenizer", default="", help="tokenizer directory (default: the checkpoint's, if readable)"
+    )
     parser.add_argument("--no-tokenizer", action="store_true", help="token-id prompts only")
     parser.add_argument("--max-new-tokens-limit", type=int, default=0, help="0: the cluster's max context")
     parser.add_argument("--drain-grace-s", type=float, default=30.0)
     parser.add_argument("--max-streams", type=int, default=256, help="concurrent Generate streams")
-    parser.add_argument("--inject-control-delay-ms", type=float, default=0.0,
-                        help="testing: delay every coordinator<->shard message by this much")
+    parser.add_argument(
+        "--inject-control-delay-ms",
+        type=float,
+        default=0.0,
+        help="testing: delay every coordinator<->shard message by this much",
+    )
     parser.set_defaults(run=_coordinator)
 
 
@@ -163,22 +240,53 @@ def _generate_parser(parser: argparse.ArgumentParser) -> None:
 
 # ---- commands -----------------------------------------------------------------------------------
 def _serve(args) -> int:
-    from services.serve import ServeOptions, serve, tiny_default_model
+    from services.serve import tiny_default_model
 
-    model_dir = args.model or tiny_default_model()
-    if not args.model:
-        print(f"helix serve: no --model given: made a tiny random Llama in {model_dir}", flush=True)
     spec = _plan_spec(args)
-    _check_model_and_plan(model_dir, spec)
+    if args.model:
+        _check_model_and_plan(args.model, spec)
+        return _serve_model(args, args.model, spec)
+    model_dir = tiny_default_model()
+    print(f"helix serve: no --model given: made a tiny random Llama in {model_dir}", flush=True)
+    try:
+        _check_model_and_plan(model_dir, spec)
+        return _serve_model(args, model_dir, spec)
+    finally:
+        shutil.rmtree(model_dir, ignore_errors=True)  # made for this run only
+
+
+def _serve_model(args, model_dir: str, spec: str) -> int:
+    from services.serve import ServeOptions, serve
+
     dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if args.device == "cuda" else "float32")
-    shard = _shard_config(args, model_dir=model_dir, plan_spec=spec, world_size=args.shards, rank=0, rendezvous="",
-                          device=args.device, dtype=dtype, host=args.host, port=args.shard_port,
-                          metrics_port=None, threads=args.threads_per_shard, join_timeout_s=DEFAULT_JOIN_TIMEOUT_S)
-    return serve(ServeOptions(
-        shard=shard, host=args.host, port=args.port, metrics_port=None if args.no_metrics else args.metrics_port,
-        shard_base_port=args.shard_port, shard_metrics_base_port=None if args.no_metrics else args.shard_metrics_port,
-        ready_file=args.ready_file, inject_control_delay_ms=args.inject_control_delay_ms,
-        max_restarts=args.max_restarts))
+    shard = _shard_config(
+        args,
+        model_dir=model_dir,
+        plan_spec=spec,
+        world_size=args.shards,
+        rank=0,
+        rendezvous="",
+        device=args.device,
+        dtype=dtype,
+        host=args.host,
+        port=args.shard_port,
+        metrics_port=None,
+        threads=args.threads_per_shard,
+        join_timeout_s=DEFAULT_JOIN_TIMEOUT_S,
+    )
+    return serve(
+        ServeOptions(
+            shard=shard,
+            host=args.host,
+            port=args.port,
+            metrics_port=None if args.no_metrics else args.metrics_port,
+            shard_base_port=args.shard_port,
+            shard_metrics_base_port=None if args.no_metrics else args.shard_metrics_port,
+            ready_file=args.ready_file,
+            inject_control_delay_ms=args.inject_control_delay_ms,
+            max_restarts=args.max_restarts,
+        )
+    )
 
 
 def _plan_spec(args) -> str:
@@ -212,12 +320,21 @@ def _check_model_and_plan(model_dir: str, spec: str) -> None:
 
 def _shard_config(args, **fields) -> ShardConfig:
     return ShardConfig(
-        kv_pages=args.kv_pages, kv_memory_fraction=args.kv_memory_fraction, page_size=args.page_size,
+        kv_pages=args.kv_pages,
+        kv_memory_fraction=args.kv_memory_fraction,
+        page_size=args.page_size,
         stage_size=args.stage_size,
-        prefill_chunk=args.prefill_chunk, hopb_pieces=args.hopb_pieces, max_batch_size=args.max_batch_size,
-        max_waiting_requests=args.max_waiting_requests, profile_every_n_steps=args.profile_every,
-        collective_timeout_s=args.collective_timeout_s, drain_grace_s=args.drain_grace_s,
-        model_name=args.model_name, seed=args.seed, **fields)
+        prefill_chunk=args.prefill_chunk,
+        hopb_pieces=args.hopb_pieces,
+        max_batch_size=args.max_batch_size,
+        max_waiting_requests=args.max_waiting_requests,
+        profile_every_n_steps=args.profile_every,
+        collective_timeout_s=args.collective_timeout_s,
+        drain_grace_s=args.drain_grace_s,
+        model_name=args.model_name,
+        seed=args.seed,
+        **fields,
+    )
 
 
 def _shard(args) -> int:
@@ -228,7 +345,9 @@ def _shard(args) -> int:
         return run_shard(config)
     if args.pod_index is None:
         raise CliError("--local-ranks needs --pod-index (or HELIX_POD_INDEX)")
-    return _run_local_ranks(config, args.local_ranks, args.pod_index)
+    from services.shard_processes import run_local_ranks
+
+    return run_local_ranks(config, args.local_ranks, args.pod_index)
 
 
 def shard_config_from_argv(argv: list[str]) -> ShardConfig:
@@ -237,47 +356,32 @@ def shard_config_from_argv(argv: list[str]) -> ShardConfig:
 
 
 def _shard_config_from_args(args) -> ShardConfig:
-    missing = [flag for flag, value in (("--world-size", args.world_size), ("--rendezvous", args.rendezvous))
-               if value is None]
+    missing = [
+        flag
+        for flag, value in (("--world-size", args.world_size), ("--rendezvous", args.rendezvous))
+        if value is None
+    ]
     if args.rank is None and args.local_ranks is None:
         missing.append("--rank (or --local-ranks with --pod-index)")
     if missing:
         raise CliError(f"missing {', '.join(missing)} (or their HELIX_* environment variables)")
     device = args.device if args.device != "auto" else _default_device()
     dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
-    return _shard_config(args, model_dir=args.model, plan_spec=args.plan, world_size=args.world_size,
-                         rank=args.rank if args.rank is not None else 0, rendezvous=args.rendezvous,
-                         device=device, dtype=dtype, host=args.host, port=args.port,
-                         metrics_port=None if args.no_metrics else args.metrics_port, threads=args.threads,
-                         join_timeout_s=args.join_timeout_s)
-
-
-def _run_local_ranks(config: ShardConfig, local_ranks: int, pod_index: int) -> int:
-    """One process per local GPU: rank = pod_index * local_ranks + j, ports + j. Any exit ends the
-    pod (its orchestrator restarts the group)."""
-    import signal
-    import threading
-
-    from services.shard_processes import ShardProcesses
-
-    threads = config.threads or max(1, (os.cpu_count() or 1) // local_ranks)
-    configs = [dataclasses.replace(
-        config, rank=pod_index * local_ranks + j, port=config.port + j, threads=threads,
-        metrics_port=None if config.metrics_port is None else config.metrics_port + j) for j in range(local_ranks)]
-    processes = ShardProcesses(configs)
-    processes.start()
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    while not stop.wait(0.5):
-        exited = processes.exited()
-        if exited:
-            rank, code = exited[0]
-            print(f"helix shard: local rank {rank} exited with code {code}; stopping the others", flush=True)
-            processes.stop(grace_s=config.drain_grace_s)
-            return code or 0
-    processes.stop(grace_s=config.drain_grace_s + 10)
-    return 0
+    return _shard_config(
+        args,
+        model_dir=args.model,
+        plan_spec=args.plan,
+        world_size=args.world_size,
+        rank=args.rank if args.rank is not None else 0,
+        rendezvous=args.rendezvous,
+        device=device,
+        dtype=dtype,
+        host=args.host,
+        port=args.port,
+        metrics_port=None if args.no_metrics else args.metrics_port,
+        threads=args.threads,
+        join_timeout_s=args.join_timeout_s,
+    )
 
 
 def _default_device() -> str:
@@ -292,11 +396,20 @@ def _coordinator(args) -> int:
 
     if not args.shard_address:
         raise CliError("missing --shard-address HOST:PORT (shard rank 0's gRPC), or HELIX_SHARD_ADDRESS")
-    return run_coordinator(CoordinatorConfig(
-        shard_address=args.shard_address, host=args.host, port=args.port,
-        metrics_port=None if args.no_metrics else args.metrics_port, tokenizer_dir=args.tokenizer,
-        use_checkpoint_tokenizer=not args.no_tokenizer, max_new_tokens_limit=args.max_new_tokens_limit, drain_grace_s=args.drain_grace_s,
-        max_streams=args.max_streams, inject_control_delay_ms=args.inject_control_delay_ms))
+    return run_coordinator(
+        CoordinatorConfig(
+            shard_address=args.shard_address,
+            host=args.host,
+            port=args.port,
+            metrics_port=None if args.no_metrics else args.metrics_port,
+            tokenizer_dir=args.tokenizer,
+            use_checkpoint_tokenizer=not args.no_tokenizer,
+            max_new_tokens_limit=args.max_new_tokens_limit,
+            drain_grace_s=args.drain_grace_s,
+            max_streams=args.max_streams,
+            inject_control_delay_ms=args.inject_control_delay_ms,
+        )
+    )
 
 
 def _generate(args) -> int:
@@ -307,10 +420,35 @@ def _generate(args) -> int:
     return run_generate(args)
 
 
+def _profile(args) -> int:
+    import grpc
+
+    from services.proto_gen.helix.v1 import shard_pb2, shard_pb2_grpc
+
+    with grpc.insecure_channel(args.shard_address) as channel:
+        request = shard_pb2.SetProfilingRequest(every_n_steps=args.every)
+        try:
+            previous = (
+                shard_pb2_grpc.ShardStub(channel).SetProfiling(request, timeout=30).previous_every_n_steps
+            )
+        except grpc.RpcError as error:
+            raise CliError(f"{error.code().name}: {error.details()}") from None
+
+    def describe(n):
+        return f"one decode step in {n}" if n else "off"
+
+    print(f"helix profile: {describe(args.every)} (was {describe(previous)}); see helix_decode_phase_seconds")
+    return 0
+
+
 def _make_tiny_model(args) -> int:
     from helix_core.tiny_models import make_tiny_model
 
-    overrides = {} if args.max_position_embeddings is None else {"max_position_embeddings": args.max_position_embeddings}
+    overrides = (
+        {}
+        if args.max_position_embeddings is None
+        else {"max_position_embeddings": args.max_position_embeddings}
+    )
     out = make_tiny_model(args.arch, args.out, seed=args.seed, **overrides)
     print(f"helix make-tiny-model: wrote a random {args.arch} checkpoint to {out}")
     return 0

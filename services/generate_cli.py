@@ -1,4 +1,5 @@
 """`helix generate`: stream one request's tokens as they arrive, then its latency statistics."""
+
 from __future__ import annotations
 
 import statistics
@@ -11,9 +12,17 @@ def run_generate(args) -> int:
     prompt_ids = _ids(args.prompt_ids) if args.prompt_ids is not None else None
     with HelixClient(args.target, timeout_s=args.timeout_s) as client:
         try:
-            stream = client.stream(prompt_ids, args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-                                   top_k=args.top_k, seed=args.seed, stop_token_ids=_ids(args.stop_ids),
-                                   prompt_text=args.prompt, model=args.model)
+            stream = client.stream(
+                prompt_ids,
+                args.max_new_tokens,
+                temperature=args.temperature,
+                top_p=args.top_p,
+                top_k=args.top_k,
+                seed=args.seed,
+                stop_token_ids=_ids(args.stop_ids),
+                prompt_text=args.prompt,
+                model=args.model,
+            )
             for token in stream:
                 print(token.text if token.text else f"{token.token_id} ", end="", flush=True)
             result = stream.result
@@ -26,16 +35,20 @@ def run_generate(args) -> int:
 
 
 def summary(result) -> str:
-    lines = [f"request {result.request_id}: {result.prompt_tokens} prompt tokens, "
-             f"{result.generated_tokens} generated, finish reason {result.finish_reason}"]
+    lines = [
+        f"request {result.request_id}: {result.prompt_tokens} prompt tokens, "
+        f"{result.generated_tokens} generated, finish reason {result.finish_reason}"
+    ]
     if result.ttft_s is not None:
         lines.append(f"time to first token {result.ttft_s * 1e3:.1f} ms, total {result.total_s * 1e3:.1f} ms")
     if result.ttl_s:
         ttl_ms = sorted(gap * 1e3 for gap in result.ttl_s)
         rate = len(ttl_ms) / (sum(ttl_ms) / 1e3) if sum(ttl_ms) > 0 else float("inf")
-        lines.append(f"token-to-token latency over {len(ttl_ms)} gaps: mean {statistics.fmean(ttl_ms):.2f} ms, "
-                     f"p50 {_percentile(ttl_ms, 50):.2f}, p90 {_percentile(ttl_ms, 90):.2f}, "
-                     f"p99 {_percentile(ttl_ms, 99):.2f}, max {ttl_ms[-1]:.2f} ms ({rate:.1f} tokens/s)")
+        lines.append(
+            f"token-to-token latency over {len(ttl_ms)} gaps: mean {statistics.fmean(ttl_ms):.2f} ms, "
+            f"p50 {_percentile(ttl_ms, 50):.2f}, p90 {_percentile(ttl_ms, 90):.2f}, "
+            f"p99 {_percentile(ttl_ms, 99):.2f}, max {ttl_ms[-1]:.2f} ms ({rate:.1f} tokens/s)"
+        )
     return "\n".join(lines)
 
 

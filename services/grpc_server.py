@@ -3,6 +3,7 @@
 Health is answered by grpc_health's servicer from gRPC's own worker threads (and a thread pool
 of its own for Watch), never by the decode loop, so a busy decode step cannot starve a probe.
 """
+
 from __future__ import annotations
 
 from concurrent import futures
@@ -27,7 +28,9 @@ class ServingHealth:
         self.set_serving(False)
 
     def set_serving(self, serving: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for name in self._names:
             self._servicer.set(name, status)
 
@@ -45,7 +48,11 @@ def new_server(max_workers: int) -> grpc.Server:
 
 def enable_reflection(server: grpc.Server, full_service_name: str) -> None:
     reflection.enable_server_reflection(
-        (full_service_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        (
+            full_service_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
 

@@ -1,4 +1,5 @@
 """Local TCP ports."""
+
 from __future__ import annotations
 
 import socket

@@ -7,6 +7,7 @@ is restarted with a new rendezvous address (collectives cannot re-admit a lost r
 coordinator reconnects to the new rank 0 by itself; requests in flight at the failure end with
 UNAVAILABLE.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,10 +57,18 @@ def shard_configs(options: ServeOptions) -> list[ShardConfig]:
     def port(start, rank):
         return free_port() if start == 0 else start + rank
 
-    return [dataclasses.replace(
-        base, rank=rank, host=options.host, port=port(options.shard_base_port, rank),
-        metrics_port=None if options.shard_metrics_base_port is None else port(options.shard_metrics_base_port, rank))
-        for rank in range(world)]
+    return [
+        dataclasses.replace(
+            base,
+            rank=rank,
+            host=options.host,
+            port=port(options.shard_base_port, rank),
+            metrics_port=None
+            if options.shard_metrics_base_port is None
+            else port(options.shard_metrics_base_port, rank),
+        )
+        for rank in range(world)
+    ]
 
 
 def serve(options: ServeOptions) -> int:
@@ -73,10 +82,17 @@ def serve(options: ServeOptions) -> int:
     coordinator = None
     try:
         rank0 = shards.configs[0]
-        coordinator = Coordinator(CoordinatorConfig(
-            shard_address=f"127.0.0.1:{rank0.port}", host=options.host, port=options.port,
-            metrics_port=options.metrics_port, tokenizer_dir="", drain_grace_s=rank0.drain_grace_s,
-            inject_control_delay_ms=options.inject_control_delay_ms)).start()
+        coordinator = Coordinator(
+            CoordinatorConfig(
+                shard_address=f"127.0.0.1:{rank0.port}",
+                host=options.host,
+                port=options.port,
+                metrics_port=options.metrics_port,
+                tokenizer_dir="",
+                drain_grace_s=rank0.drain_grace_s,
+                inject_control_delay_ms=options.inject_control_delay_ms,
+            )
+        ).start()
         _announce(options, coordinator, shards)
         if not _wait_ready(coordinator, shards, stop):
             return 0 if stop.is_set() else 1
@@ -95,14 +111,22 @@ def serve(options: ServeOptions) -> int:
 
 def _announce(options: ServeOptions, coordinator, shards: ShardProcesses) -> None:
     shard = options.shard
-    print(f"helix serve: model {shard.model_dir}, plan {shard.plan_spec}, {shard.world_size} {shard.device} "
-          f"shards, dtype {shard.dtype}", flush=True)
-    metrics = f"http://{options.host}:{coordinator.metrics_port}/metrics" if coordinator.metrics_port else "off"
+    print(
+        f"helix serve: model {shard.model_dir}, plan {shard.plan_spec}, {shard.world_size} {shard.device} "
+        f"shards, dtype {shard.dtype}",
+        flush=True,
+    )
+    metrics = (
+        f"http://{options.host}:{coordinator.metrics_port}/metrics" if coordinator.metrics_port else "off"
+    )
     print(f"helix serve: coordinator gRPC {options.host}:{coordinator.port}, metrics {metrics}", flush=True)
     for config, pid in zip(shards.configs, shards.pids):
         metrics = f"http://{options.host}:{config.metrics_port}/metrics" if config.metrics_port else "off"
-        print(f"helix serve: shard {config.rank} pid {pid}, gRPC {options.host}:{config.port}, metrics {metrics}",
-              flush=True)
+        print(
+            f"helix serve: shard {config.rank} pid {pid}, gRPC {options.host}:{config.port}, "
+            f"metrics {metrics}",
+            flush=True,
+        )
 
 
 def _wait_ready(coordinator, shards: ShardProcesses, stop: threading.Event) -> bool:
@@ -110,8 +134,11 @@ def _wait_ready(coordinator, shards: ShardProcesses, stop: threading.Event) -> b
     while not coordinator.wait_ready(0.2):
         dead = shards.exited()
         if dead:
-            print(f"helix serve: shard rank {dead[0][0]} exited with code {dead[0][1]} while starting; "
-                  f"see its messages above", flush=True)
+            print(
+                f"helix serve: shard rank {dead[0][0]} exited with code {dead[0][1]} while starting; "
+                f"see its messages above",
+                flush=True,
+            )
             return False
         if stop.is_set():
             return False
@@ -128,12 +155,18 @@ def _supervise(options: ServeOptions, coordinator, shards: ShardProcesses, stop:
         if not dead:
             continue
         if restarts >= options.max_restarts:
-            print(f"helix serve: shard rank {dead[0][0]} exited (code {dead[0][1]}) after {restarts} restarts; "
-                  f"giving up", flush=True)
+            print(
+                f"helix serve: shard rank {dead[0][0]} exited (code {dead[0][1]}) after {restarts} restarts; "
+                f"giving up",
+                flush=True,
+            )
             return 1
         restarts += 1
-        print(f"helix serve: shard rank {dead[0][0]} exited (code {dead[0][1]}); restarting the group "
-              f"({restarts}/{options.max_restarts})", flush=True)
+        print(
+            f"helix serve: shard rank {dead[0][0]} exited (code {dead[0][1]}); restarting the group "
+            f"({restarts}/{options.max_restarts})",
+            flush=True,
+        )
         shards.kill()
         shards.start(f"127.0.0.1:{free_port()}")
         _write_ready_file(options, coordinator, shards, restarts=restarts)
@@ -145,10 +178,19 @@ def _write_ready_file(options: ServeOptions, coordinator, shards: ShardProcesses
     if not options.ready_file:
         return
     info = {
-        "coordinator": f"{options.host}:{coordinator.port}", "coordinator_metrics_port": coordinator.metrics_port,
-        "serve_pid": os.getpid(), "restarts": restarts,
-        "shards": [{"rank": c.rank, "pid": pid, "address": f"{options.host}:{c.port}",
-                    "metrics_port": c.metrics_port} for c, pid in zip(shards.configs, shards.pids)],
+        "coordinator": f"{options.host}:{coordinator.port}",
+        "coordinator_metrics_port": coordinator.metrics_port,
+        "serve_pid": os.getpid(),
+        "restarts": restarts,
+        "shards": [
+            {
+                "rank": c.rank,
+                "pid": pid,
+                "address": f"{options.host}:{c.port}",
+                "metrics_port": c.metrics_port,
+            }
+            for c, pid in zip(shards.configs, shards.pids)
+        ],
     }
     path = Path(options.ready_file)
     temporary = path.with_suffix(".tmp")

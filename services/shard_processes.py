@@ -4,6 +4,7 @@ at the terminal reaches only their launcher, which stops them in order.
 
 Used by `helix serve` (all ranks of the group) and `helix shard --local-ranks L` (one pod's GPUs).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from services.shard.config import ShardConfig
@@ -19,22 +21,63 @@ from services.shard.main import PARENT_ENV
 
 def shard_argv(config: ShardConfig) -> list[str]:
     """The `helix shard` command line that runs exactly this config."""
-    argv = [sys.executable, "-m", "services.cli", "shard",
-            "--model", config.model_dir, "--plan", config.plan_spec, "--world-size", str(config.world_size),
-            "--rank", str(config.rank), "--rendezvous", config.rendezvous, "--device", config.device,
-            "--dtype", config.dtype, "--host", config.host, "--port", str(config.port),
-            "--kv-pages", str(config.kv_pages), "--kv-memory-fraction", str(config.kv_memory_fraction),
-            "--page-size", str(config.page_size),
-            "--stage-size", str(config.stage_size), "--prefill-chunk", str(config.prefill_chunk),
-            "--hopb-pieces", str(config.hopb_pieces), "--max-batch-size", str(config.max_batch_size),
-            "--max-waiting-requests", str(config.max_waiting_requests),
-            "--profile-every", str(config.profile_every_n_steps), "--threads", str(config.threads),
-            "--collective-timeout-s", str(config.collective_timeout_s),
-            "--join-timeout-s", str(config.join_timeout_s), "--drain-grace-s", str(config.drain_grace_s),
-            "--seed", str(config.seed)]
+    argv = [
+        sys.executable,
+        "-m",
+        "services.cli",
+        "shard",
+        "--model",
+        config.model_dir,
+        "--plan",
+        config.plan_spec,
+        "--world-size",
+        str(config.world_size),
+        "--rank",
+        str(config.rank),
+        "--rendezvous",
+        config.rendezvous,
+        "--device",
+        config.device,
+        "--dtype",
+        config.dtype,
+        "--host",
+        config.host,
+        "--port",
+        str(config.port),
+        "--kv-pages",
+        str(config.kv_pages),
+        "--kv-memory-fraction",
+        str(config.kv_memory_fraction),
+        "--page-size",
+        str(config.page_size),
+        "--stage-size",
+        str(config.stage_size),
+        "--prefill-chunk",
+        str(config.prefill_chunk),
+        "--hopb-pieces",
+        str(config.hopb_pieces),
+        "--max-batch-size",
+        str(config.max_batch_size),
+        "--max-waiting-requests",
+        str(config.max_waiting_requests),
+        "--profile-every",
+        str(config.profile_every_n_steps),
+        "--threads",
+        str(config.threads),
+        "--collective-timeout-s",
+        str(config.collective_timeout_s),
+        "--join-timeout-s",
+        str(config.join_timeout_s),
+        "--drain-grace-s",
+        str(config.drain_grace_s),
+        "--seed",
+        str(config.seed),
+    ]
     if config.model_name:
         argv += ["--model-name", config.model_name]
-    argv += ["--metrics-port", str(config.metrics_port)] if config.metrics_port is not None else ["--no-metrics"]
+    argv += (
+        ["--metrics-port", str(config.metrics_port)] if config.metrics_port is not None else ["--no-metrics"]
+    )
     return argv
 
 
@@ -59,8 +102,11 @@ class ShardProcesses:
 
     def exited(self) -> list[tuple[int, int]]:
         """(rank, exit code) of every process that has ended."""
-        return [(config.rank, proc.returncode) for config, proc in zip(self.configs, self.procs)
-                if proc.poll() is not None]
+        return [
+            (config.rank, proc.returncode)
+            for config, proc in zip(self.configs, self.procs)
+            if proc.poll() is not None
+        ]
 
     def signal_all(self, signum: int) -> None:
         for proc in self.procs:
@@ -88,3 +134,34 @@ class ShardProcesses:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+
+
+def run_local_ranks(config: ShardConfig, local_ranks: int, pod_index: int) -> int:
+    """`helix shard --local-ranks L --pod-index I`: one process per local GPU, rank I * L + j on
+    gRPC port + j and metrics port + j. The first exit ends the pod, so that its orchestrator
+    restarts it (and the group re-forms) rather than leaving a group with a rank missing."""
+    threads = config.threads or max(1, (os.cpu_count() or 1) // local_ranks)
+    configs = [
+        dataclasses.replace(
+            config,
+            rank=pod_index * local_ranks + j,
+            port=config.port + j,
+            threads=threads,
+            metrics_port=None if config.metrics_port is None else config.metrics_port + j,
+        )
+        for j in range(local_ranks)
+    ]
+    processes = ShardProcesses(configs)
+    processes.start()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        exited = processes.exited()
+        if exited:
+            rank, code = exited[0]
+            print(f"helix shard: rank {rank} exited with code {code}; stopping the others", flush=True)
+            processes.stop(grace_s=config.drain_grace_s)
+            return code or 0
+    processes.stop(grace_s=config.drain_grace_s + 10)
+    return 0

@@ -6,6 +6,7 @@ the main cluster) are made once for all the tests/test_serving_*.py modules.
 Clusters are real: `helix serve` (or the `helix shard` / `helix coordinator` roles) started as
 subprocesses on loopback with free ports, every wait bounded, every process killed at the end.
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,8 +30,24 @@ VOCAB = 256  # every tiny model's vocabulary
 # The main cluster: a Llama with a 1024-token context, but KV pages for fewer tokens per sequence,
 # so that the model's limit and the KV limit can each be hit on their own.
 MAIN_MODEL_CONTEXT = 2048
-MAIN_CLUSTER_FLAGS = ["--plan", "helix", "--kvp", "2", "--tpa", "1", "--kv-pages", "48", "--page-size", "16",
-                      "--stage-size", "16", "--prefill-chunk", "64", "--max-batch-size", "16"]
+MAIN_CLUSTER_FLAGS = [
+    "--plan",
+    "helix",
+    "--kvp",
+    "2",
+    "--tpa",
+    "1",
+    "--kv-pages",
+    "48",
+    "--page-size",
+    "16",
+    "--stage-size",
+    "16",
+    "--prefill-chunk",
+    "64",
+    "--max-batch-size",
+    "16",
+]
 
 
 def child_env() -> dict[str, str]:
@@ -71,9 +88,24 @@ def llama_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def deepseek_dir(tmp_path_factory) -> Path:
     """Made through `helix make-tiny-model`, which this also tests."""
+
     def make(path):
-        subprocess.run([sys.executable, "-m", "services.cli", "make-tiny-model", "--arch", "deepseek_v3",
-                        "--out", str(path)], check=True, timeout=120, env=child_env(), capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "services.cli",
+                "make-tiny-model",
+                "--arch",
+                "deepseek_v3",
+                "--out",
+                str(path),
+            ],
+            check=True,
+            timeout=120,
+            env=child_env(),
+            capture_output=True,
+        )
 
     return _checkpoint(tmp_path_factory, "deepseek_v3", make)
 
@@ -125,8 +157,11 @@ def scrape(port: int) -> dict[tuple[str, frozenset], float]:
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def sample(samples, name: str, **labels) -> float:
@@ -153,15 +188,33 @@ class ServeCluster:
         self.model_dir = model_dir
         self.ready_file = workdir / "ready.json"
         self.log_path = workdir / "serve.log"
-        command = [sys.executable, "-m", "services.cli", "serve", "--port", "0", "--metrics-port", "0",
-                   "--shard-port", "0", "--shard-metrics-port", "0", "--ready-file", str(self.ready_file),
-                   *(["--model", str(model_dir)] if model_dir else []), *flags]
+        command = [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "serve",
+            "--port",
+            "0",
+            "--metrics-port",
+            "0",
+            "--shard-port",
+            "0",
+            "--shard-metrics-port",
+            "0",
+            "--ready-file",
+            str(self.ready_file),
+            *(["--model", str(model_dir)] if model_dir else []),
+            *flags,
+        ]
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=child_env())
         self._known_pids: set[int] = set()
         try:
-            wait_until(lambda: self.ready_file.exists() or self.proc.poll() is not None, START_TIMEOUT_S,
-                       "helix serve to become ready")
+            wait_until(
+                lambda: self.ready_file.exists() or self.proc.poll() is not None,
+                START_TIMEOUT_S,
+                "helix serve to become ready",
+            )
             if self.proc.poll() is not None:
                 raise AssertionError(f"helix serve exited with {self.proc.returncode}:\n{self.log()}")
         except BaseException:

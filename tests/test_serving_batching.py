@@ -1,5 +1,6 @@
 """Continuous batching: concurrent requests share decode steps, join running batches, stay exact;
 a long prompt is prefilled in chunks that do not stall running streams."""
+
 from __future__ import annotations
 
 import statistics
@@ -23,7 +24,10 @@ def _decode_steps(cluster) -> float:
 
 
 def _kv_used(cluster) -> list[float]:
-    return [sample(cluster.shard_metrics(rank), "helix_kv_cache_used_pages", shard_rank=str(rank)) for rank in (0, 1)]
+    return [
+        sample(cluster.shard_metrics(rank), "helix_kv_cache_used_pages", shard_rank=str(rank))
+        for rank in (0, 1)
+    ]
 
 
 def test_sixteen_concurrent_clients_are_batched_and_each_exact(main_cluster, llama_dir):
@@ -57,7 +61,9 @@ def test_sixteen_concurrent_clients_are_batched_and_each_exact(main_cluster, lla
         a_times, b_times = a[1], b[1]
         return a_times[0] < b_times[0] < a_times[-1] and set(a_times) & set(b_times[1:])
 
-    pairs = [(i, j) for i in range(CLIENTS) for j in range(CLIENTS) if i != j and joined(outcomes[i], outcomes[j])]
+    pairs = [
+        (i, j) for i in range(CLIENTS) for j in range(CLIENTS) if i != j and joined(outcomes[i], outcomes[j])
+    ]
     assert len(pairs) >= CLIENTS // 2, f"only {pairs} joined a running batch"
     wait_until(lambda: _kv_used(main_cluster) == [0, 0], 10, "KV pages to be freed on both shards")
 
@@ -82,10 +88,16 @@ def test_long_prompt_is_prefilled_in_chunks_without_stalling_streams(main_cluste
 
     assert_matches_hf(result_b, llama_dir, long_prompt)
     first_token_b = submitted + result_b.ttft_s
-    stalls = [later - earlier for earlier, later in zip(arrivals, arrivals[1:]) if earlier < first_token_b and later > submitted]
+    stalls = [
+        later - earlier
+        for earlier, later in zip(arrivals, arrivals[1:])
+        if earlier < first_token_b and later > submitted
+    ]
     usual = statistics.median(later - earlier for earlier, later in zip(arrivals, arrivals[1:]))
     prefill_s = result_b.server.prefill_time_s
     assert prefill_s > 5 * usual, "B's prompt is too short to tell chunked from whole prefill here"
     # Prefilled in one pass, B would stall stream A for all of prefill_s at once; in chunks, A
     # waits about one chunk per token.
-    assert max(stalls) < 0.5 * prefill_s, f"stream A stalled {max(stalls):.3f} s; B's prefill took {prefill_s:.3f} s"
+    assert max(stalls) < 0.5 * prefill_s, (
+        f"stream A stalled {max(stalls):.3f} s; B's prefill took {prefill_s:.3f} s"
+    )

@@ -1,5 +1,6 @@
 """The `helix` command line: `helix serve` with no arguments, Ctrl-C draining it, and the flag
 errors that must stop a cluster before any process starts."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,7 +17,7 @@ import time
 import pytest
 
 pytest.register_assert_rewrite("serving_fixtures")
-from serving_fixtures import START_TIMEOUT_S, STOP_TIMEOUT_S, assert_matches_hf, child_env, hf_greedy  # noqa: E402
+from serving_fixtures import START_TIMEOUT_S, STOP_TIMEOUT_S, child_env, hf_greedy  # noqa: E402
 
 from services.client import HelixClient  # noqa: E402
 
@@ -25,8 +26,13 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def _helix(*args, timeout_s: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], capture_output=True, text=True,
-                          timeout=timeout_s, env=child_env())
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env=child_env(),
+    )
 
 
 class _Lines:
@@ -62,8 +68,13 @@ def _alive(pid: int) -> bool:
 
 def test_serve_with_no_arguments_serves_and_ctrl_c_drains_and_stops_everything():
     """CPU, 2 shards, a tiny random Llama made on the fly, the default ports (50051...)."""
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "serve"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=child_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=child_env(),
+    )
     shard_pids = []
     try:
         lines = _Lines(proc)
@@ -75,7 +86,9 @@ def test_serve_with_no_arguments_serves_and_ctrl_c_drains_and_stops_everything()
 
         generated = _helix("generate", "--prompt-ids", "1,2,3", "--max-new-tokens", "8")  # default target
         assert generated.returncode == 0, generated.stderr
-        assert [int(t) for t in generated.stdout.splitlines()[0].split()] == hf_greedy(model_dir, [1, 2, 3], 8)[0]
+        assert [int(t) for t in generated.stdout.splitlines()[0].split()] == hf_greedy(
+            model_dir, [1, 2, 3], 8
+        )[0]
 
         # Ctrl-C while a stream runs: it finishes (drain), then everything stops.
         outcome, streaming = {}, threading.Event()
@@ -88,6 +101,7 @@ def test_serve_with_no_arguments_serves_and_ctrl_c_drains_and_stops_everything()
                         streaming.set()
                 outcome["result"] = tokens.result
 
+        reference = hf_greedy(model_dir, [4, 5, 6], 300)  # now: helix serve deletes its tiny model at exit
         runner = threading.Thread(target=stream)
         runner.start()
         assert streaming.wait(60)
@@ -96,8 +110,10 @@ def test_serve_with_no_arguments_serves_and_ctrl_c_drains_and_stops_everything()
         runner.join(timeout=30)
         lines.wait_for(r"helix serve: stopped", 10)
         assert outcome["result"].finish_reason == "length" and outcome["result"].generated_tokens == 300
-        assert_matches_hf(outcome["result"], model_dir, [4, 5, 6])
+        assert outcome["result"].token_ids == reference[0]
+        assert outcome["result"].logprobs == pytest.approx(reference[1], abs=1e-4)
         assert not [pid for pid in shard_pids if _alive(pid)], "shard processes outlived helix serve"
+        assert not os.path.exists(model_dir), "the tiny model made for the run was left behind"
     finally:
         for pid in [proc.pid, *shard_pids]:
             try:
@@ -119,8 +135,9 @@ def test_serve_refuses_an_unknown_model_before_starting(tmp_path):
 def test_serve_refuses_a_plan_the_model_cannot_run(llama_dir):
     wrong_count = _helix("serve", "--model", str(llama_dir), "--plan", "helix", "--kvp", "2", "--tpa", "2")
     assert wrong_count.returncode == 2 and "needs 4 shards" in wrong_count.stderr
-    duplicating = _helix("serve", "--model", str(llama_dir), "--shards", "4", "--plan", "helix", "--kvp", "1",
-                         "--tpa", "4")
+    duplicating = _helix(
+        "serve", "--model", str(llama_dir), "--shards", "4", "--plan", "helix", "--kvp", "1", "--tpa", "4"
+    )
     assert duplicating.returncode == 2 and "TPA=4 exceeds" in duplicating.stderr
 
 
@@ -137,12 +154,33 @@ def test_the_launchers_shard_command_line_runs_exactly_its_config():
     from services.shard.config import ShardConfig
     from services.shard_processes import shard_argv
 
-    config = ShardConfig(model_dir="/models/x", plan_spec="helix:kvp=4,tpa=2,ep=2", world_size=8, rank=5,
-                         rendezvous="shard-0.helix:29500", device="cpu", dtype="bfloat16", host="10.0.0.7", port=50066,
-                         metrics_port=9405, model_name="x-prod", kv_pages=1000, kv_memory_fraction=0.8, page_size=32,
-                         stage_size=64, prefill_chunk=512, hopb_pieces=2, max_batch_size=48, max_waiting_requests=9,
-                         profile_every_n_steps=100, threads=3, collective_timeout_s=7.5, join_timeout_s=90.0,
-                         drain_grace_s=12.0, seed=11)
+    config = ShardConfig(
+        model_dir="/models/x",
+        plan_spec="helix:kvp=4,tpa=2,ep=2",
+        world_size=8,
+        rank=5,
+        rendezvous="shard-0.helix:29500",
+        device="cpu",
+        dtype="bfloat16",
+        host="10.0.0.7",
+        port=50066,
+        metrics_port=9405,
+        model_name="x-prod",
+        kv_pages=1000,
+        kv_memory_fraction=0.8,
+        page_size=32,
+        stage_size=64,
+        prefill_chunk=512,
+        hopb_pieces=2,
+        max_batch_size=48,
+        max_waiting_requests=9,
+        profile_every_n_steps=100,
+        threads=3,
+        collective_timeout_s=7.5,
+        join_timeout_s=90.0,
+        drain_grace_s=12.0,
+        seed=11,
+    )
     argv = shard_argv(config)
     assert argv[1:4] == ["-m", "services.cli", "shard"]
     assert shard_config_from_argv(argv[4:]) == config

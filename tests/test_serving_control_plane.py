@@ -1,5 +1,6 @@
 """The decode loop never waits on the control plane: with every coordinator<->shard message
 delayed by 50 ms, a running request keeps its tokens-per-second (only its first token is late)."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,8 +17,11 @@ TOKENS = 150
 @pytest.fixture(scope="module")
 def delayed_cluster(tmp_path_factory, llama_dir):
     """The main cluster's twin, with the delay injected into the coordinator's shard traffic."""
-    cluster = ServeCluster(tmp_path_factory.mktemp("delayed"),
-                           [*MAIN_CLUSTER_FLAGS, "--inject-control-delay-ms", str(DELAY_S * 1000)], llama_dir)
+    cluster = ServeCluster(
+        tmp_path_factory.mktemp("delayed"),
+        [*MAIN_CLUSTER_FLAGS, "--inject-control-delay-ms", str(DELAY_S * 1000)],
+        llama_dir,
+    )
     yield cluster
     cluster.stop()
 
@@ -38,6 +42,8 @@ def test_decode_rate_does_not_depend_on_control_plane_latency(main_cluster, dela
     delayed_rate, delayed_ttft = _best_run(delayed_cluster, llama_dir)
     # a loop that waited for the coordinator would pay both directions' delay per token
     lockstep_rate = 1 / (2 * DELAY_S)
-    assert rate > 3 * lockstep_rate, f"the undelayed rate {rate:.0f} tokens/s is too slow for this test to mean much"
+    assert rate > 3 * lockstep_rate, (
+        f"the undelayed rate {rate:.0f} tokens/s is too slow for this test to mean much"
+    )
     assert delayed_ttft > ttft + 1.5 * DELAY_S, "the delay was not injected"
     assert delayed_rate > 0.7 * rate, f"{delayed_rate:.0f} tokens/s with the delay, {rate:.0f} without"

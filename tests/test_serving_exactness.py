@@ -3,6 +3,7 @@
 helix (the main `helix serve` cluster), tp (the Kubernetes roles: `helix shard --local-ranks`
 from environment variables + `helix coordinator`), and DeepSeek-V3 (MLA + MoE, with EP=2).
 """
+
 from __future__ import annotations
 
 import socket
@@ -43,7 +44,10 @@ def test_helix_plan_matches_transformers(main_cluster, llama_dir):
 
 def test_seeded_sampling_is_reproducible(main_cluster):
     with main_cluster.client(timeout_s=60) as client:
-        runs = [client.generate([3, 4, 5], 16, temperature=0.9, top_k=50, seed=seed).token_ids for seed in (7, 7, 8)]
+        runs = [
+            client.generate([3, 4, 5], 16, temperature=0.9, top_k=50, seed=seed).token_ids
+            for seed in (7, 7, 8)
+        ]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
 
@@ -70,18 +74,61 @@ def _consecutive_free_ports(count: int) -> int:
 def tp_roles_cluster(tmp_path_factory, llama_dir):
     """tp:n=2 launched as on Kubernetes: one pod of 2 local ranks (env vars) + a coordinator."""
     workdir = tmp_path_factory.mktemp("tp-roles")
-    shard_port, metrics_port, coordinator_port = _consecutive_free_ports(2), _consecutive_free_ports(2), free_port()
-    env = {**child_env(), "HELIX_POD_INDEX": "0", "HELIX_LOCAL_RANKS": "2", "HELIX_WORLD_SIZE": "2",
-           "HELIX_RENDEZVOUS": f"127.0.0.1:{free_port()}"}
+    shard_port, metrics_port, coordinator_port = (
+        _consecutive_free_ports(2),
+        _consecutive_free_ports(2),
+        free_port(),
+    )
+    env = {
+        **child_env(),
+        "HELIX_POD_INDEX": "0",
+        "HELIX_LOCAL_RANKS": "2",
+        "HELIX_WORLD_SIZE": "2",
+        "HELIX_RENDEZVOUS": f"127.0.0.1:{free_port()}",
+    }
     logs = [open(workdir / "shards.log", "w"), open(workdir / "coordinator.log", "w")]
     shards = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "shard", "--model", str(llama_dir), "--plan", "tp:n=2",
-         "--device", "cpu", "--host", "127.0.0.1", "--port", str(shard_port), "--metrics-port", str(metrics_port)],
-        env=env, stdout=logs[0], stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "shard",
+            "--model",
+            str(llama_dir),
+            "--plan",
+            "tp:n=2",
+            "--device",
+            "cpu",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(shard_port),
+            "--metrics-port",
+            str(metrics_port),
+        ],
+        env=env,
+        stdout=logs[0],
+        stderr=subprocess.STDOUT,
+    )
     coordinator = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "coordinator", "--shard-address", f"127.0.0.1:{shard_port}",
-         "--host", "127.0.0.1", "--port", str(coordinator_port), "--no-metrics", "--no-tokenizer"],
-        env=child_env(), stdout=logs[1], stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "coordinator",
+            "--shard-address",
+            f"127.0.0.1:{shard_port}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(coordinator_port),
+            "--no-metrics",
+            "--no-tokenizer",
+        ],
+        env=child_env(),
+        stdout=logs[1],
+        stderr=subprocess.STDOUT,
+    )
     try:
         with HelixClient(f"127.0.0.1:{coordinator_port}") as client:
             wait_until(lambda: _ready(client), START_TIMEOUT_S, "the tp cluster")
@@ -121,8 +168,11 @@ def test_tp_plan_through_the_kubernetes_roles_matches_transformers(tp_roles_clus
 
 @pytest.fixture(scope="module")
 def deepseek_cluster(tmp_path_factory, deepseek_dir):
-    cluster = ServeCluster(tmp_path_factory.mktemp("deepseek"),
-                           ["--plan", "helix", "--kvp", "2", "--tpa", "1", "--ep", "2"], deepseek_dir)
+    cluster = ServeCluster(
+        tmp_path_factory.mktemp("deepseek"),
+        ["--plan", "helix", "--kvp", "2", "--tpa", "1", "--ep", "2"],
+        deepseek_dir,
+    )
     yield cluster
     cluster.stop()
 

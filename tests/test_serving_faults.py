@@ -1,5 +1,6 @@
 """A shard that dies or hangs fails the requests in flight with UNAVAILABLE within seconds (never a
 hang); `helix serve` then restarts the group on a new rendezvous and serves again."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,11 @@ FAIL_WITHIN_S = 10.0
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, llama_dir):
-    cluster = ServeCluster(tmp_path_factory.mktemp("faults"),
-                           ["--collective-timeout-s", str(COLLECTIVE_TIMEOUT_S), "--max-restarts", "5"], llama_dir)
+    cluster = ServeCluster(
+        tmp_path_factory.mktemp("faults"),
+        ["--collective-timeout-s", str(COLLECTIVE_TIMEOUT_S), "--max-restarts", "5"],
+        llama_dir,
+    )
     yield cluster
     cluster.stop()
     assert not cluster.leftover_shards()
@@ -57,11 +61,15 @@ def _serves_again(cluster, restarts: int, llama_dir) -> None:
     assert_matches_hf(result, llama_dir, [5, 6, 7])
 
 
-@pytest.mark.parametrize("rank, signum, restarts", [
-    (1, signal.SIGKILL, 1),  # a follower dies: rank 0's next collective fails at once
-    (0, signal.SIGKILL, 2),  # rank 0 dies: the coordinator's Session breaks
-    (1, signal.SIGSTOP, 3),  # a follower hangs: rank 0's collective times out
-], ids=["follower-killed", "rank0-killed", "follower-hung"])
+@pytest.mark.parametrize(
+    "rank, signum, restarts",
+    [
+        (1, signal.SIGKILL, 1),  # a follower dies: rank 0's next collective fails at once
+        (0, signal.SIGKILL, 2),  # rank 0 dies: the coordinator's Session breaks
+        (1, signal.SIGSTOP, 3),  # a follower hangs: rank 0's collective times out
+    ],
+    ids=["follower-killed", "rank0-killed", "follower-hung"],
+)
 def test_a_lost_shard_fails_requests_fast_and_the_group_restarts(cluster, llama_dir, rank, signum, restarts):
     elapsed = _fail_mid_stream(cluster, rank, signum)
     assert elapsed < FAIL_WITHIN_S, f"UNAVAILABLE took {elapsed:.1f} s"

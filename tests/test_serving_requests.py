@@ -1,5 +1,6 @@
 """One request's life on a real cluster: bad inputs, cancellation, disconnects, deadlines, stop
 tokens, text prompts, and the health / reflection services."""
+
 from __future__ import annotations
 
 import math
@@ -38,9 +39,11 @@ pytestmark = pytest.mark.timeout(180)
 
 
 def _kv_empty(cluster) -> bool:
-    return all(sample(cluster.shard_metrics(rank), "helix_kv_cache_used_pages", shard_rank=str(rank)) == 0
-               and sample(cluster.shard_metrics(0), "helix_running_requests", shard_rank="0") == 0
-               for rank in (0, 1))
+    return all(
+        sample(cluster.shard_metrics(rank), "helix_kv_cache_used_pages", shard_rank=str(rank)) == 0
+        and sample(cluster.shard_metrics(0), "helix_running_requests", shard_rank="0") == 0
+        for rank in (0, 1)
+    )
 
 
 def _outcomes(cluster, outcome: str) -> float:
@@ -51,7 +54,9 @@ def _outcomes(cluster, outcome: str) -> float:
 def limits(main_cluster):
     with main_cluster.client(timeout_s=30) as client:
         info = client.info()
-    assert info.max_context_tokens < MAIN_MODEL_CONTEXT, "the KV limit must be below the model's for these tests"
+    assert info.max_context_tokens < MAIN_MODEL_CONTEXT, (
+        "the KV limit must be below the model's for these tests"
+    )
     return info
 
 
@@ -60,25 +65,72 @@ def _bad_requests(limits):
     kv = limits.max_context_tokens
     return [
         ("empty prompt", dict(prompt_token_ids=[], max_new_tokens=4), InvalidArgument, "prompt_token_ids"),
-        ("token outside vocab", dict(prompt_token_ids=[1, 256], max_new_tokens=4), InvalidArgument, "prompt_token_ids[1]"),
-        ("zero max_new_tokens", dict(prompt_token_ids=[1], max_new_tokens=0), InvalidArgument, "max_new_tokens"),
-        ("max_new_tokens over the limit", dict(prompt_token_ids=[1], max_new_tokens=kv + 1), InvalidArgument,
-         "max_new_tokens"),
-        ("longer than the model", dict(prompt_token_ids=prompt_of(MAIN_MODEL_CONTEXT - kv + 10), max_new_tokens=kv - 5),
-         ResourceExhausted, "max_position_embeddings"),
-        ("longer than the KV capacity", dict(prompt_token_ids=prompt_of(100), max_new_tokens=kv - 99),
-         ResourceExhausted, "KV capacity"),
-        ("negative temperature", dict(prompt_token_ids=[1], max_new_tokens=4, temperature=-0.5), InvalidArgument,
-         "temperature"),
-        ("nan temperature", dict(prompt_token_ids=[1], max_new_tokens=4, temperature=math.nan), InvalidArgument,
-         "temperature"),
-        ("top_p over 1", dict(prompt_token_ids=[1], max_new_tokens=4, temperature=1.0, top_p=1.5), InvalidArgument,
-         "top_p"),
-        ("negative top_p", dict(prompt_token_ids=[1], max_new_tokens=4, temperature=1.0, top_p=-0.2), InvalidArgument,
-         "top_p"),
-        ("stop token outside vocab", dict(prompt_token_ids=[1], max_new_tokens=4, stop_token_ids=[999]),
-         InvalidArgument, "stop_token_ids[0]"),
-        ("unknown model", dict(prompt_token_ids=[1], max_new_tokens=4, model="llama-70b"), InvalidArgument, "model"),
+        (
+            "token outside vocab",
+            dict(prompt_token_ids=[1, 256], max_new_tokens=4),
+            InvalidArgument,
+            "prompt_token_ids[1]",
+        ),
+        (
+            "zero max_new_tokens",
+            dict(prompt_token_ids=[1], max_new_tokens=0),
+            InvalidArgument,
+            "max_new_tokens",
+        ),
+        (
+            "max_new_tokens over the limit",
+            dict(prompt_token_ids=[1], max_new_tokens=kv + 1),
+            InvalidArgument,
+            "max_new_tokens",
+        ),
+        (
+            "longer than the model",
+            dict(prompt_token_ids=prompt_of(MAIN_MODEL_CONTEXT - kv + 10), max_new_tokens=kv - 5),
+            ResourceExhausted,
+            "max_position_embeddings",
+        ),
+        (
+            "longer than the KV capacity",
+            dict(prompt_token_ids=prompt_of(100), max_new_tokens=kv - 99),
+            ResourceExhausted,
+            "KV capacity",
+        ),
+        (
+            "negative temperature",
+            dict(prompt_token_ids=[1], max_new_tokens=4, temperature=-0.5),
+            InvalidArgument,
+            "temperature",
+        ),
+        (
+            "nan temperature",
+            dict(prompt_token_ids=[1], max_new_tokens=4, temperature=math.nan),
+            InvalidArgument,
+            "temperature",
+        ),
+        (
+            "top_p over 1",
+            dict(prompt_token_ids=[1], max_new_tokens=4, temperature=1.0, top_p=1.5),
+            InvalidArgument,
+            "top_p",
+        ),
+        (
+            "negative top_p",
+            dict(prompt_token_ids=[1], max_new_tokens=4, temperature=1.0, top_p=-0.2),
+            InvalidArgument,
+            "top_p",
+        ),
+        (
+            "stop token outside vocab",
+            dict(prompt_token_ids=[1], max_new_tokens=4, stop_token_ids=[999]),
+            InvalidArgument,
+            "stop_token_ids[0]",
+        ),
+        (
+            "unknown model",
+            dict(prompt_token_ids=[1], max_new_tokens=4, model="llama-70b"),
+            InvalidArgument,
+            "model",
+        ),
     ]
 
 
@@ -140,7 +192,9 @@ def test_a_client_that_disconnects_mid_stream_frees_its_kv(main_cluster):
                 next(stream)
         # leaving the block cancels the call: the server sees the client go away
     wait_until(lambda: _kv_empty(main_cluster), 10, "the KV of the abandoned request to be freed")
-    wait_until(lambda: _outcomes(main_cluster, "client_gone") == gone_before + 1, 10, "client_gone to be counted")
+    wait_until(
+        lambda: _outcomes(main_cluster, "client_gone") == gone_before + 1, 10, "client_gone to be counted"
+    )
 
 
 def test_a_deadline_ends_the_request_and_frees_its_kv(main_cluster):
@@ -149,8 +203,11 @@ def test_a_deadline_ends_the_request_and_frees_its_kv(main_cluster):
         with pytest.raises(DeadlineExceeded):
             client.generate(prompt_of(30), 900, timeout_s=0.5)
     wait_until(lambda: _kv_empty(main_cluster), 10, "the KV of the expired request to be freed")
-    wait_until(lambda: _outcomes(main_cluster, "deadline_exceeded") == expired_before + 1, 10,
-               "deadline_exceeded to be counted")
+    wait_until(
+        lambda: _outcomes(main_cluster, "deadline_exceeded") == expired_before + 1,
+        10,
+        "deadline_exceeded to be counted",
+    )
 
 
 def test_generation_stops_at_a_stop_token_and_streams_it(main_cluster, llama_dir):
@@ -172,9 +229,24 @@ def test_text_prompt_and_incremental_text(main_cluster, llama_dir):
 
 
 def test_generate_cli_streams_tokens_and_prints_ttl_statistics(main_cluster, llama_dir):
-    done = subprocess.run([sys.executable, "-m", "services.cli", "generate", "--target", main_cluster.target,
-                           "--prompt-ids", "5,17,99", "--max-new-tokens", "12"],
-                          capture_output=True, text=True, timeout=60, env=child_env())
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "generate",
+            "--target",
+            main_cluster.target,
+            "--prompt-ids",
+            "5,17,99",
+            "--max-new-tokens",
+            "12",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+    )
     assert done.returncode == 0, done.stderr
     expected, _ = hf_greedy(llama_dir, [5, 17, 99], 12)
     lines = done.stdout.splitlines()
@@ -193,8 +265,11 @@ def test_health_and_reflection_are_served(main_cluster):
                 status = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
                 assert status == health_pb2.HealthCheckResponse.SERVING, (address, service)
             reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
-            answer = next(reflection.ServerReflectionInfo(
-                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10))
+            answer = next(
+                reflection.ServerReflectionInfo(
+                    iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10
+                )
+            )
             names = {service.name for service in answer.list_services_response.service}
             assert services[1] in names and "grpc.health.v1.Health" in names
 
@@ -219,8 +294,9 @@ def test_errors_are_helix_errors_with_codes(main_cluster):
 def test_load_confirms_the_checkpoint_a_shard_serves(main_cluster, llama_dir, limits):
     with grpc.insecure_channel(main_cluster.shard(1)["address"]) as channel:
         stub = shard_pb2_grpc.ShardStub(channel)
-        status = stub.Load(shard_pb2.LoadRequest(checkpoint_path=str(llama_dir), plan_spec="helix:kvp=2,tpa=1"),
-                           timeout=30)
+        status = stub.Load(
+            shard_pb2.LoadRequest(checkpoint_path=str(llama_dir), plan_spec="helix:kvp=2,tpa=1"), timeout=30
+        )
         assert status.state == shard_pb2.SHARD_STATE_READY and status.model.model_type == "llama"
         assert status.model.max_context_tokens == limits.max_context_tokens
         assert status.model.plan.spec == "helix:kvp=2,tpa=1" and status.kv.pages_total == 48

@@ -3,6 +3,7 @@
 KV reservations are checked against the engine's own PagedKVCache; the scheduler's tokens against
 Hugging Face; its admission, chunking, cancellation, deadlines and drain through its events.
 """
+
 from __future__ import annotations
 
 import queue
@@ -45,8 +46,18 @@ def test_reservations_cover_what_the_engine_cache_takes(kvp, stage):
         reserved = reservations.pages_for(length)
         used_by_start = []
         for start in range(kvp):
-            cache = PagedKVCache(num_layers=1, num_pages=64, page_size=PAGE, kv_heads=1, key_dim=1, value_dim=None,
-                                 placement=placement, kvp_rank=0, dtype=torch.float32, device=torch.device("cpu"))
+            cache = PagedKVCache(
+                num_layers=1,
+                num_pages=64,
+                page_size=PAGE,
+                kv_heads=1,
+                key_dim=1,
+                value_dim=None,
+                placement=placement,
+                kvp_rank=0,
+                dtype=torch.float32,
+                device=torch.device("cpu"),
+            )
             cache.add_sequence(0, start)
             cache.grow(0, length)
             used_by_start.append(cache.pages_used_per_rank())
@@ -73,17 +84,32 @@ class _Harness:
         self.hub = SessionHub()
         self.session = self.hub.open()
         reservations = KVReservations(self.engine.cache.placement, PAGE, KV_PAGES)
-        settings = dict(vocab_size=256, max_context_tokens=reservations.max_sequence_tokens(1024), max_batch_size=8,
-                        max_waiting_requests=0, prefill_budget=32)
-        self.scheduler = Scheduler(GroupDriver(self.engine), self.hub, self.metrics, reservations,
-                                   **{**settings, **scheduler_options})
+        settings = dict(
+            vocab_size=256,
+            max_context_tokens=reservations.max_sequence_tokens(1024),
+            max_batch_size=8,
+            max_waiting_requests=0,
+            prefill_budget=32,
+        )
+        self.scheduler = Scheduler(
+            GroupDriver(self.engine),
+            self.hub,
+            self.metrics,
+            reservations,
+            **{**settings, **scheduler_options},
+        )
         self.thread = threading.Thread(target=self.scheduler.run, daemon=True)
         self.thread.start()
         self.log: list[tuple[str, str, object]] = []  # (kind, request id, payload) in arrival order
 
     def admit(self, request_id, prompt, max_new_tokens, deadline_unix_ns=0):
-        admit = shard_pb2.Admit(request_id=request_id, prompt_token_ids=prompt, max_new_tokens=max_new_tokens,
-                                return_logprobs=True, deadline_unix_ns=deadline_unix_ns)
+        admit = shard_pb2.Admit(
+            request_id=request_id,
+            prompt_token_ids=prompt,
+            max_new_tokens=max_new_tokens,
+            return_logprobs=True,
+            deadline_unix_ns=deadline_unix_ns,
+        )
         self.scheduler.submit(AdmitCommand(self.session.session_id, admit, time.monotonic()))
 
     def events_until(self, done, timeout_s: float = 60):
@@ -109,7 +135,9 @@ class _Harness:
         return [payload for kind, rid, payload in self.log if kind == "token" and rid == request_id]
 
     def ending(self, request_id):
-        return next(payload for kind, rid, payload in self.log if kind in ("finished", "failed") and rid == request_id)
+        return next(
+            payload for kind, rid, payload in self.log if kind in ("finished", "failed") and rid == request_id
+        )
 
     def position(self, kind, request_id) -> int:
         return next(i for i, (k, rid, _) in enumerate(self.log) if k == kind and rid == request_id)
@@ -159,7 +187,9 @@ def test_a_long_prompt_is_prefilled_in_budget_sized_chunks(harness, llama_dir):
     prompt = prompt_of(70)  # 32 + 32 + 6 tokens
     harness.admit("long", prompt, 3)
     harness.events_until(lambda: harness.ended("long"))
-    chunks = harness.metrics.registry.get_sample_value("helix_prefill_chunk_seconds_count", {"shard_rank": "0"})
+    chunks = harness.metrics.registry.get_sample_value(
+        "helix_prefill_chunk_seconds_count", {"shard_rank": "0"}
+    )
     assert chunks == 3
     _assert_exact(harness, "long", llama_dir, prompt, 3)
 
@@ -170,10 +200,15 @@ def test_refusals_name_the_problem(harness):
     harness.admit("no-tokens", [1], 0)
     harness.events_until(lambda: all(harness.ended(r) for r in ("too-long", "bad-token", "no-tokens")))
     codes = {rid: harness.ending(rid).code for rid in ("too-long", "bad-token", "no-tokens")}
-    assert codes == {"too-long": grpc.StatusCode.RESOURCE_EXHAUSTED.value[0],
-                     "bad-token": grpc.StatusCode.INVALID_ARGUMENT.value[0],
-                     "no-tokens": grpc.StatusCode.INVALID_ARGUMENT.value[0]}
-    assert "300" in harness.ending("bad-token").message and "max_new_tokens" in harness.ending("no-tokens").message
+    assert codes == {
+        "too-long": grpc.StatusCode.RESOURCE_EXHAUSTED.value[0],
+        "bad-token": grpc.StatusCode.INVALID_ARGUMENT.value[0],
+        "no-tokens": grpc.StatusCode.INVALID_ARGUMENT.value[0],
+    }
+    assert (
+        "300" in harness.ending("bad-token").message
+        and "max_new_tokens" in harness.ending("no-tokens").message
+    )
 
 
 def test_cancel_deadline_and_session_end_free_the_kv_at_once(harness):
@@ -210,3 +245,19 @@ def test_drain_lets_live_requests_finish_and_refuses_new_ones(llama_dir):
     assert not harness.thread.is_alive()
     assert harness.ending("live").reason == Reason.FINISH_REASON_LENGTH and len(harness.tokens("live")) == 30
     assert harness.ending("late").code == grpc.StatusCode.UNAVAILABLE.value[0]
+
+
+def test_a_full_waiting_queue_refuses_more(llama_dir):
+    harness = _Harness(llama_dir, max_waiting_requests=1)
+    try:
+        harness.admit("running", prompt_of(40), 40)  # holds 5 of the 6 pages
+        harness.events_until(lambda: len(harness.tokens("running")) >= 1)
+        harness.admit("waiting", prompt_of(30), 20)  # needs 4 pages: waits
+        harness.admit("refused", prompt_of(30), 20)  # the queue (1) is full
+        harness.events_until(lambda: harness.ended("refused"))
+        assert harness.ending("refused").code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+        assert "wait" in harness.ending("refused").message
+        harness.events_until(lambda: harness.ended("running") and harness.ended("waiting"))
+        assert harness.ending("waiting").reason == Reason.FINISH_REASON_LENGTH
+    finally:
+        harness.stop()

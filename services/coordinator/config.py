@@ -1,4 +1,5 @@
 """Everything the coordinator is started with (the `helix coordinator` flags)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

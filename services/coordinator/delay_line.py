@@ -3,6 +3,7 @@
 Each message is delivered `delay_s` after it was put, in order, from one thread: the link
 behaves like a longer wire, not like a slower one.
 """
+
 from __future__ import annotations
 
 import collections

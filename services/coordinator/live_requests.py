@@ -1,4 +1,5 @@
 """The coordinator's live requests: one event queue per Generate stream, filled from rank 0's events."""
+
 from __future__ import annotations
 
 import queue

@@ -3,6 +3,7 @@
 Stopping drains: health turns NOT_SERVING, new Generate calls get UNAVAILABLE, live streams get
 up to the grace period to finish, then the rest are cancelled (they end with Finished{CANCELLED}).
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,13 +31,23 @@ class Coordinator:
         self.requests = LiveRequests()
         self.server = new_server(config.max_streams)
         self.health = ServingHealth(self.server, "helix.v1.Coordinator")
-        self.link = ShardLink(config.shard_address, self.requests, delay_s=config.inject_control_delay_ms / 1000,
-                              on_ready_change=self._on_ready_change, before_ready=self._before_ready)
+        self.link = ShardLink(
+            config.shard_address,
+            self.requests,
+            delay_s=config.inject_control_delay_ms / 1000,
+            on_ready_change=self._on_ready_change,
+            before_ready=self._before_ready,
+        )
         tokenizer = load_tokenizer(config.tokenizer_dir) if config.tokenizer_dir else None
         if config.tokenizer_dir and tokenizer is None:
             raise FileNotFoundError(f"--tokenizer {config.tokenizer_dir}: no tokenizer files there")
-        self.servicer = CoordinatorServicer(self.link, self.requests, self.metrics, tokenizer=tokenizer,
-                                            max_new_tokens_limit=config.max_new_tokens_limit)
+        self.servicer = CoordinatorServicer(
+            self.link,
+            self.requests,
+            self.metrics,
+            tokenizer=tokenizer,
+            max_new_tokens_limit=config.max_new_tokens_limit,
+        )
         coordinator_pb2_grpc.add_CoordinatorServicer_to_server(self.servicer, self.server)
         enable_reflection(self.server, coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name)
         self.port = listen(self.server, config.host, config.port)
@@ -46,8 +57,9 @@ class Coordinator:
     def start(self) -> "Coordinator":
         self.server.start()
         if self.config.metrics_port is not None:
-            self.metrics_server = start_metrics_server(self.config.metrics_port, self.metrics.registry,
-                                                       addr=self.config.host)
+            self.metrics_server = start_metrics_server(
+                self.config.metrics_port, self.metrics.registry, addr=self.config.host
+            )
         self.link.start()
         return self
 
@@ -102,8 +114,11 @@ class Coordinator:
 def run_coordinator(config: CoordinatorConfig) -> int:
     coordinator = Coordinator(config).start()
     metrics = f", metrics on :{coordinator.metrics_port}/metrics" if coordinator.metrics_port else ""
-    print(f"helix coordinator: gRPC on {config.host}:{coordinator.port}{metrics}; shard rank 0 at "
-          f"{config.shard_address}", flush=True)
+    print(
+        f"helix coordinator: gRPC on {config.host}:{coordinator.port}{metrics}; shard rank 0 at "
+        f"{config.shard_address}",
+        flush=True,
+    )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

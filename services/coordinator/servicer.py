@@ -5,6 +5,7 @@ reads its own event queue: tokens are pushed to it by the ShardLink as rank 0's 
 them. Its TTL observations are the gaps between the tokens it sends, so they match what the
 client sees up to network jitter.
 """
+
 from __future__ import annotations
 
 import queue
@@ -26,14 +27,23 @@ from services.proto_gen.helix.v1 import coordinator_pb2_grpc, shard_pb2
 _POLL_S = 0.25  # how often a stream waiting for tokens re-checks that its client is still there
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 _REASONS = {
-    pb.FINISH_REASON_LENGTH: "length", pb.FINISH_REASON_STOP_TOKEN: "stop_token",
-    pb.FINISH_REASON_CANCELLED: "cancelled", pb.FINISH_REASON_MAX_CONTEXT: "max_context",
+    pb.FINISH_REASON_LENGTH: "length",
+    pb.FINISH_REASON_STOP_TOKEN: "stop_token",
+    pb.FINISH_REASON_CANCELLED: "cancelled",
+    pb.FINISH_REASON_MAX_CONTEXT: "max_context",
 }
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
-    def __init__(self, link: ShardLink, requests: LiveRequests, metrics: CoordinatorMetrics, *,
-                 tokenizer=None, max_new_tokens_limit: int = 0):
+    def __init__(
+        self,
+        link: ShardLink,
+        requests: LiveRequests,
+        metrics: CoordinatorMetrics,
+        *,
+        tokenizer=None,
+        max_new_tokens_limit: int = 0,
+    ):
         self.link, self.requests, self.metrics = link, requests, metrics
         self.tokenizer = tokenizer
         self.max_new_tokens_limit = max_new_tokens_limit
@@ -54,7 +64,11 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         request_id = request.request_id or uuid.uuid4().hex
         live = self.requests.add(request_id)
         if live is None:
-            self._reject(context, grpc.StatusCode.ALREADY_EXISTS, f"request_id {request_id!r} is in use by a live request")
+            self._reject(
+                context,
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"request_id {request_id!r} is in use by a live request",
+            )
         deadline_ns = _deadline_ns(context)
         self.metrics.in_flight_requests.inc()
         context.add_callback(lambda: self._on_rpc_end(live, received_s, deadline_ns))
@@ -63,8 +77,11 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 self._end(live, context, grpc.StatusCode.UNAVAILABLE, "the shard group is not ready")
             self.link.admit(self._admit(request, request_id, prompt, deadline_ns))
             self.metrics.prompt_tokens.inc(len(prompt))
-            yield pb.GenerateEvent(accepted=pb.Accepted(
-                request_id=request_id, prompt_tokens=len(prompt), server_time_ns=received_ns))
+            yield pb.GenerateEvent(
+                accepted=pb.Accepted(
+                    request_id=request_id, prompt_tokens=len(prompt), server_time_ns=received_ns
+                )
+            )
             yield from self._stream(live, context, prompt, received_s)
         finally:
             self.requests.remove(live)
@@ -90,9 +107,15 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 last_token_s = now
                 token = item.token
                 self.metrics.generated_tokens.inc()
-                yield pb.GenerateEvent(token=pb.Token(
-                    token_id=token.token_id, logprob=token.logprob, index=token.index,
-                    text=detokenizer.add(token.token_id) if detokenizer else "", server_time_ns=item.received_ns))
+                yield pb.GenerateEvent(
+                    token=pb.Token(
+                        token_id=token.token_id,
+                        logprob=token.logprob,
+                        index=token.index,
+                        text=detokenizer.add(token.token_id) if detokenizer else "",
+                        server_time_ns=item.received_ns,
+                    )
+                )
             elif isinstance(item, Finished):
                 yield self._finished(live, item.finished, len(prompt), received_s, first_token_s)
                 return
@@ -100,24 +123,38 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 code = _CODES.get(item.code, grpc.StatusCode.INTERNAL)
                 self._end(live, context, code, item.message)
 
-    def _finished(self, live, finished: shard_pb2.RequestFinished, prompt_tokens: int, received_s: float,
-                  first_token_s: float | None) -> pb.GenerateEvent:
+    def _finished(
+        self,
+        live,
+        finished: shard_pb2.RequestFinished,
+        prompt_tokens: int,
+        received_s: float,
+        first_token_s: float | None,
+    ) -> pb.GenerateEvent:
         live.ended = True
         now = time.perf_counter()
         self.metrics.request_latency.observe(now - received_s)
         self.metrics.queue_time.observe(finished.queue_time_ns / 1e9)
         self.metrics.count_request(_REASONS.get(finished.reason, "error"))
         self._count_rpc("Generate", grpc.StatusCode.OK)
-        return pb.GenerateEvent(finished=pb.Finished(
-            reason=finished.reason, prompt_tokens=prompt_tokens, generated_tokens=finished.generated_tokens,
-            queue_time_ns=finished.queue_time_ns, prefill_time_ns=finished.prefill_time_ns,
-            time_to_first_token_ns=int(((first_token_s or now) - received_s) * 1e9),
-            total_time_ns=int((now - received_s) * 1e9)))
+        return pb.GenerateEvent(
+            finished=pb.Finished(
+                reason=finished.reason,
+                prompt_tokens=prompt_tokens,
+                generated_tokens=finished.generated_tokens,
+                queue_time_ns=finished.queue_time_ns,
+                prefill_time_ns=finished.prefill_time_ns,
+                time_to_first_token_ns=int(((first_token_s or now) - received_s) * 1e9),
+                total_time_ns=int((now - received_s) * 1e9),
+            )
+        )
 
     def _end(self, live: StreamedRequest, context, code: grpc.StatusCode, message: str):
         """End a registered request's stream with a non-OK status."""
         live.ended = True
-        self.metrics.count_request("deadline_exceeded" if code == grpc.StatusCode.DEADLINE_EXCEEDED else "error")
+        self.metrics.count_request(
+            "deadline_exceeded" if code == grpc.StatusCode.DEADLINE_EXCEEDED else "error"
+        )
         self._count_rpc("Generate", code)
         context.abort(code, message)
 
@@ -130,7 +167,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         expired = deadline_ns and time.time_ns() >= deadline_ns
         self.metrics.count_request("deadline_exceeded" if expired else "client_gone")
         self.metrics.request_latency.observe(time.perf_counter() - received_s)
-        self._count_rpc("Generate", grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED)
+        self._count_rpc(
+            "Generate", grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
+        )
 
     def _reject(self, context, code: grpc.StatusCode, message: str):
         self.metrics.count_request("rejected")
@@ -145,9 +184,14 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         if not sampling.HasField("seed"):
             sampling.seed = random.getrandbits(63)  # logged with the Admit, so any request can be replayed
         return shard_pb2.Admit(
-            request_id=request_id, prompt_token_ids=prompt, sampling=sampling,
-            max_new_tokens=request.max_new_tokens, stop_token_ids=request.stop_token_ids,
-            return_logprobs=request.return_logprobs, deadline_unix_ns=deadline_ns)
+            request_id=request_id,
+            prompt_token_ids=prompt,
+            sampling=sampling,
+            max_new_tokens=request.max_new_tokens,
+            stop_token_ids=request.stop_token_ids,
+            return_logprobs=request.return_logprobs,
+            deadline_unix_ns=deadline_ns,
+        )
 
     # ---- Cancel, GetInfo ----------------------------------------------------------------------
     def Cancel(self, request, context):
@@ -161,17 +205,30 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         status = self._ready_status(context, "GetInfo")
         model = status.model
         info = pb.ClusterInfo(
-            model_type=model.model_type, model_name=model.model_name, vocab_size=model.vocab_size,
-            max_context_tokens=model.max_context_tokens, has_tokenizer=self.tokenizer is not None,
-            eos_token_ids=model.eos_token_ids, plan=model.plan,
+            model_type=model.model_type,
+            model_name=model.model_name,
+            vocab_size=model.vocab_size,
+            max_context_tokens=model.max_context_tokens,
+            has_tokenizer=self.tokenizer is not None,
+            eos_token_ids=model.eos_token_ids,
+            plan=model.plan,
             kv_capacity_tokens_per_kvp_rank=[status.kv.capacity_tokens] * max(1, model.plan.kvp_size),
-            kv_page_size_tokens=status.kv.page_size_tokens, max_batch_size=model.max_batch_size,
-            dtype=model.dtype, server_version=__version__)
+            kv_page_size_tokens=status.kv.page_size_tokens,
+            max_batch_size=model.max_batch_size,
+            dtype=model.dtype,
+            server_version=__version__,
+        )
         if model.HasField("bos_token_id"):
             info.bos_token_id = model.bos_token_id
-        info.shards.add(rank=status.rank, kvp_rank=status.kvp_rank, tpa_rank=status.tpa_rank,
-                        head_slice_rank=status.head_slice_rank, address=self.link.address,
-                        device=status.device, ready=self.link.ready)
+        info.shards.add(
+            rank=status.rank,
+            kvp_rank=status.kvp_rank,
+            tpa_rank=status.tpa_rank,
+            head_slice_rank=status.head_slice_rank,
+            address=self.link.address,
+            device=status.device,
+            ready=self.link.ready,
+        )
         self._count_rpc("GetInfo", grpc.StatusCode.OK)
         return info
 
@@ -180,19 +237,28 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         status = self.link.status
         if not self.link.ready or status is None:
             self._count_rpc(method, grpc.StatusCode.UNAVAILABLE)
-            context.abort(grpc.StatusCode.UNAVAILABLE,
-                          f"the shard group is not ready (rank 0 at {self.link.address}); retry shortly")
+            context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"the shard group is not ready (rank 0 at {self.link.address}); retry shortly",
+            )
         return status
 
     def _limits(self, context) -> ServingLimits:
         if not self.link.ready or self.link.status is None:
-            self._reject(context, grpc.StatusCode.UNAVAILABLE,
-                         f"the shard group is not ready (rank 0 at {self.link.address}); retry shortly")
+            self._reject(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                f"the shard group is not ready (rank 0 at {self.link.address}); retry shortly",
+            )
         model = self.link.status.model
         limit = self.max_new_tokens_limit or model.max_context_tokens
-        return ServingLimits(model_name=model.model_name, vocab_size=model.vocab_size,
-                             max_position_embeddings=model.max_position_embeddings,
-                             max_context_tokens=model.max_context_tokens, max_new_tokens=limit)
+        return ServingLimits(
+            model_name=model.model_name,
+            vocab_size=model.vocab_size,
+            max_position_embeddings=model.max_position_embeddings,
+            max_context_tokens=model.max_context_tokens,
+            max_new_tokens=limit,
+        )
 
     def _count_rpc(self, method: str, code: grpc.StatusCode) -> None:
         self.metrics.rpcs.labels(grpc_method=method, grpc_code=code.name).inc()

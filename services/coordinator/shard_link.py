@@ -9,6 +9,7 @@ When the session ends (rank 0 died or failed, or stopped answering Status for a 
 every live request fails UNAVAILABLE at once and the link waits for a READY rank 0 again, as
 after a restart of the group.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,9 +35,15 @@ _END = object()
 
 
 class ShardLink:
-    def __init__(self, address: str, requests: LiveRequests, *, delay_s: float = 0.0,
-                 on_ready_change: Callable[[bool], None] = lambda ready: None,
-                 before_ready: Callable[[shard_pb2.ShardStatus], None] = lambda status: None):
+    def __init__(
+        self,
+        address: str,
+        requests: LiveRequests,
+        *,
+        delay_s: float = 0.0,
+        on_ready_change: Callable[[bool], None] = lambda ready: None,
+        before_ready: Callable[[shard_pb2.ShardStatus], None] = lambda status: None,
+    ):
         self.address = address
         self._requests = requests
         self._on_ready_change = on_ready_change
@@ -144,7 +151,9 @@ class ShardLink:
         self._commands = commands
         lost: list[str] = []
         watch_stop = threading.Event()
-        watch = threading.Thread(target=self._watch, args=(call, watch_stop, lost), name="shard-watch", daemon=True)
+        watch = threading.Thread(
+            target=self._watch, args=(call, watch_stop, lost), name="shard-watch", daemon=True
+        )
         watch.start()
         self._before_ready(status)
         self._ready.set()

@@ -5,6 +5,7 @@ text its arrival adds to a short decoded window, and a piece is held back while 
 in an incomplete UTF-8 sequence, so a character split over tokens comes out whole, on the token
 that completes it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,9 +42,9 @@ class IncrementalDetokenizer:
     def add(self, token_id: int) -> str:
         self._ids.append(token_id)
         decode = self._tokenizer.decode
-        prefix = decode(self._ids[self._prefix_offset:self._read_offset], skip_special_tokens=False)
-        text = decode(self._ids[self._prefix_offset:], skip_special_tokens=False)
+        prefix = decode(self._ids[self._prefix_offset : self._read_offset], skip_special_tokens=False)
+        text = decode(self._ids[self._prefix_offset :], skip_special_tokens=False)
         if len(text) <= len(prefix) or text.endswith(_INCOMPLETE):
             return ""
         self._prefix_offset, self._read_offset = self._read_offset, len(self._ids)
-        return text[len(prefix):]
+        return text[len(prefix) :]

@@ -3,6 +3,7 @@
 Each refusal names the field to change. INVALID_ARGUMENT: the request itself is wrong.
 RESOURCE_EXHAUSTED: it is well formed but longer than this cluster can hold.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,10 +33,14 @@ def _invalid(message: str) -> Rejected:
     return Rejected(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
-def check_request(request: coordinator_pb2.GenerateRequest, limits: ServingLimits, has_tokenizer: bool) -> None:
+def check_request(
+    request: coordinator_pb2.GenerateRequest, limits: ServingLimits, has_tokenizer: bool
+) -> None:
     """Raise Rejected for the first problem found; checks the prompt's source, not its tokens."""
     if request.model and request.model != limits.model_name:
-        raise _invalid(f"model: {request.model!r} is not served here; this cluster serves {limits.model_name!r}")
+        raise _invalid(
+            f"model: {request.model!r} is not served here; this cluster serves {limits.model_name!r}"
+        )
     if request.prompt_token_ids and request.prompt_text:
         raise _invalid("prompt_token_ids and prompt_text are both set; send exactly one")
     if not request.prompt_token_ids and not request.prompt_text:
@@ -45,8 +50,9 @@ def check_request(request: coordinator_pb2.GenerateRequest, limits: ServingLimit
     if request.max_new_tokens < 1:
         raise _invalid(f"max_new_tokens must be >= 1, got {request.max_new_tokens}")
     if request.max_new_tokens > limits.max_new_tokens:
-        raise _invalid(f"max_new_tokens {request.max_new_tokens} is over this cluster's limit of "
-                       f"{limits.max_new_tokens}")
+        raise _invalid(
+            f"max_new_tokens {request.max_new_tokens} is over this cluster's limit of {limits.max_new_tokens}"
+        )
     _check_sampling(request.sampling)
     _check_vocabulary("stop_token_ids", request.stop_token_ids, limits.vocab_size)
 
@@ -59,13 +65,17 @@ def check_prompt(prompt: list[int], max_new_tokens: int, limits: ServingLimits) 
     total = len(prompt) + max_new_tokens
     what = f"the prompt ({len(prompt)} tokens) + max_new_tokens ({max_new_tokens}) = {total} tokens"
     if total > limits.max_position_embeddings:
-        raise Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                       f"{what} exceeds the model's context of {limits.max_position_embeddings} tokens "
-                       f"(max_position_embeddings); shorten the prompt or lower max_new_tokens")
+        raise Rejected(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"{what} exceeds the model's context of {limits.max_position_embeddings} tokens "
+            f"(max_position_embeddings); shorten the prompt or lower max_new_tokens",
+        )
     if total > limits.max_context_tokens:
-        raise Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                       f"{what} exceeds the KV capacity for one sequence, {limits.max_context_tokens} tokens "
-                       f"(ClusterInfo.max_context_tokens); shorten the prompt or lower max_new_tokens")
+        raise Rejected(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"{what} exceeds the KV capacity for one sequence, {limits.max_context_tokens} tokens "
+            f"(ClusterInfo.max_context_tokens); shorten the prompt or lower max_new_tokens",
+        )
 
 
 def _check_sampling(sampling: coordinator_pb2.SamplingParams) -> None:

@@ -6,6 +6,7 @@ page count uses the engine's own StagePlacement arithmetic; since the engine pic
 first KVP rank round-robin, the reservation takes, for each KVP rank, the most pages any first
 rank could put there (at most one page more than the exact count).
 """
+
 from __future__ import annotations
 
 from helix_core.kv_cache import StagePlacement

@@ -1,4 +1,5 @@
 """What gRPC threads hand to the scheduler thread (its inbox), as plain values."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Everything one shard process is started with (the `helix shard` flags)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

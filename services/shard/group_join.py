@@ -5,6 +5,7 @@ a collective stuck on a dead or hung peer must fail within seconds, so the timeo
 process group are shortened after the join. helix_core.comm reads its join timeout from
 HELIX_COLLECTIVE_TIMEOUT_S when first imported, so set_join_timeout must run before that import.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,12 +31,21 @@ def join_group(config: ShardConfig):
 
     plan = Plan.parse(config.plan_spec)
     if plan.world_size != config.world_size:
-        raise ValueError(f"--plan {config.plan_spec} needs {plan.world_size} shards, but --world-size is "
-                         f"{config.world_size}")
-    options = EngineOptions(dtype=config.dtype, page_size=config.page_size, stage_size=config.stage_size,
-                            kv_pages=config.kv_pages, kv_memory_fraction=config.kv_memory_fraction,
-                            prefill_chunk=config.prefill_chunk, hopb_pieces=config.hopb_pieces, seed=config.seed,
-                            max_batch=config.max_batch_size)  # the fast path's buckets cover the scheduler's batches
+        raise ValueError(
+            f"--plan {config.plan_spec} needs {plan.world_size} shards, but --world-size is "
+            f"{config.world_size}"
+        )
+    options = EngineOptions(
+        dtype=config.dtype,
+        page_size=config.page_size,
+        stage_size=config.stage_size,
+        kv_pages=config.kv_pages,
+        kv_memory_fraction=config.kv_memory_fraction,
+        prefill_chunk=config.prefill_chunk,
+        hopb_pieces=config.hopb_pieces,
+        seed=config.seed,
+        max_batch=config.max_batch_size,
+    )  # the fast path's buckets cover the scheduler's batches
     threads = config.threads or max(1, (os.cpu_count() or 1) // max(1, config.world_size))
     setup = RankSetup(config.model_dir, plan, config.device, options, config.init_method, threads)
     engine, _ = start_rank(config.rank, setup)

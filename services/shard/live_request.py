@@ -1,4 +1,5 @@
 """One request as the scheduler tracks it, from Admit to its last event."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

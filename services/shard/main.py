@@ -6,6 +6,7 @@ loop in another thread. On a group failure the process exits non-zero at once (a
 let rank 0's Session carry the failures out), without tearing down collectives that would hang
 on a dead peer; its supervisor (Kubernetes, or `helix serve`) restarts the group.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,7 +46,10 @@ def run_shard(config: ShardConfig) -> int:
     server.start()
     runtime.on_ready_change = health.set_serving
     metrics_note = f", metrics on :{metrics_server.port}/metrics" if metrics_server else ""
-    print(f"helix shard {config.rank}/{config.world_size}: gRPC on {config.host}:{port}{metrics_note}", flush=True)
+    print(
+        f"helix shard {config.rank}/{config.world_size}: gRPC on {config.host}:{port}{metrics_note}",
+        flush=True,
+    )
 
     def on_signal(signum, frame):
         log.info("rank %d: signal %d: draining", config.rank, signum)

@@ -3,6 +3,7 @@
 The state it reports (ShardStatus) is read by gRPC threads at any time; only `run` (its own
 thread) changes it. READY is reported only once the weights are loaded and the group is joined.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,9 @@ class ShardRuntime:
             try:
                 follow(self.engine)
             except Exception as error:
-                self._end(State.SHARD_STATE_FAILED, f"lost the shard group: {type(error).__name__}: {error}", 1)
+                self._end(
+                    State.SHARD_STATE_FAILED, f"lost the shard group: {type(error).__name__}: {error}", 1
+                )
                 return
             self._end(State.SHARD_STATE_EMPTY, "rank 0 shut the group down", 0)
             return
@@ -109,25 +112,38 @@ class ShardRuntime:
 
         config = self.config
         return Scheduler(
-            driver, self.hub, self.metrics, _reservations(self.engine),
-            vocab_size=self.engine.cfg.vocab_size, max_context_tokens=self.loaded_model.max_context_tokens,
-            max_batch_size=config.max_batch_size, max_waiting_requests=config.max_waiting_requests,
-            prefill_budget=config.prefill_chunk, profile_every_n_steps=config.profile_every_n_steps,
-            heartbeat_interval_s=min(HEARTBEAT_INTERVAL_S, config.collective_timeout_s / 3))
+            driver,
+            self.hub,
+            self.metrics,
+            _reservations(self.engine),
+            vocab_size=self.engine.cfg.vocab_size,
+            max_context_tokens=self.loaded_model.max_context_tokens,
+            max_batch_size=config.max_batch_size,
+            max_waiting_requests=config.max_waiting_requests,
+            prefill_budget=config.prefill_chunk,
+            profile_every_n_steps=config.profile_every_n_steps,
+            heartbeat_interval_s=min(HEARTBEAT_INTERVAL_S, config.collective_timeout_s / 3),
+        )
 
     def _describe(self, engine) -> shard_pb2.LoadedModel:
         cfg, plan, config = engine.cfg, engine.plan, self.config
         raw = json.loads((Path(config.model_dir) / "config.json").read_text())
         model = shard_pb2.LoadedModel(
-            model_type=cfg.model_type, model_name=model_name(config),
-            checkpoint_path=str(Path(config.model_dir).resolve()), vocab_size=cfg.vocab_size,
+            model_type=cfg.model_type,
+            model_name=model_name(config),
+            checkpoint_path=str(Path(config.model_dir).resolve()),
+            vocab_size=cfg.vocab_size,
             max_position_embeddings=cfg.max_position_embeddings,
             has_tokenizer=any((Path(config.model_dir) / name).is_file() for name in TOKENIZER_FILES),
-            eos_token_ids=list(cfg.eos_token_ids), dtype=str(engine.dtype).removeprefix("torch."),
-            plan=plan_message(plan, cfg), max_batch_size=config.max_batch_size,
+            eos_token_ids=list(cfg.eos_token_ids),
+            dtype=str(engine.dtype).removeprefix("torch."),
+            plan=plan_message(plan, cfg),
+            max_batch_size=config.max_batch_size,
             prefill_chunk_tokens=config.prefill_chunk,
             max_context_tokens=_reservations(engine).max_sequence_tokens(
-                cfg.sliding_window or cfg.max_position_embeddings))
+                cfg.sliding_window or cfg.max_position_embeddings
+            ),
+        )
         if isinstance(raw.get("bos_token_id"), int):
             model.bos_token_id = raw["bos_token_id"]
         return model
@@ -146,19 +162,33 @@ class ShardRuntime:
     # ---- status (any thread) ------------------------------------------------------------------
     def status(self) -> shard_pb2.ShardStatus:
         config = self.config
-        status = shard_pb2.ShardStatus(rank=config.rank, world_size=config.world_size, state=self.state,
-                                       message=self.message, device=device_name(config.device, config.rank))
+        status = shard_pb2.ShardStatus(
+            rank=config.rank,
+            world_size=config.world_size,
+            state=self.state,
+            message=self.message,
+            device=device_name(config.device, config.rank),
+        )
         engine, scheduler = self.engine, self.scheduler
         if engine is None:
             return status
         coords = engine.plan.coords(config.rank)
-        status.kvp_rank, status.tpa_rank, status.head_slice_rank = coords.kvp_rank, coords.group_rank, coords.slice_rank
+        status.kvp_rank, status.tpa_rank, status.head_slice_rank = (
+            coords.kvp_rank,
+            coords.group_rank,
+            coords.slice_rank,
+        )
         if self.loaded_model is not None:
             status.model.CopyFrom(self.loaded_model)
         cache = engine.cache
-        status.kv.CopyFrom(shard_pb2.KvCacheUsage(
-            page_size_tokens=cache.page_size, pages_total=cache.num_pages,
-            pages_used=cache.pages_used_per_rank()[cache.kvp_rank], capacity_tokens=cache.num_pages * cache.page_size))
+        status.kv.CopyFrom(
+            shard_pb2.KvCacheUsage(
+                page_size_tokens=cache.page_size,
+                pages_total=cache.num_pages,
+                pages_used=cache.pages_used_per_rank()[cache.kvp_rank],
+                capacity_tokens=cache.num_pages * cache.page_size,
+            )
+        )
         if scheduler is not None:
             status.running_requests = len(scheduler.active)
             status.waiting_requests = len(scheduler.waiting)
@@ -179,8 +209,16 @@ def model_name(config: ShardConfig) -> str:
 
 def plan_message(plan, cfg=None) -> coordinator_pb2.ParallelPlan:
     return coordinator_pb2.ParallelPlan(
-        spec=plan.spec(), kind=plan.kind, world_size=plan.world_size, kvp_size=plan.kvp, tpa_size=plan.groups,
-        head_slices=plan.slices, ep_size=plan.ep, ffn_tp_size=plan.ffn_tp, description=plan.describe(cfg))
+        spec=plan.spec(),
+        kind=plan.kind,
+        world_size=plan.world_size,
+        kvp_size=plan.kvp,
+        tpa_size=plan.groups,
+        head_slices=plan.slices,
+        ep_size=plan.ep,
+        ffn_tp_size=plan.ffn_tp,
+        description=plan.describe(cfg),
+    )
 
 
 def device_name(device: str, rank: int) -> str:

@@ -13,6 +13,7 @@ round trip to the coordinator. Each iteration:
   5. decode one token for every running request;
   6. free the KV of finished and cancelled requests, then report them.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -54,10 +55,21 @@ class _Refused(Exception):
 
 
 class Scheduler:
-    def __init__(self, driver: GroupDriver, hub: SessionHub, metrics, reservations: KVReservations, *,
-                 vocab_size: int, max_context_tokens: int, max_batch_size: int, max_waiting_requests: int,
-                 prefill_budget: int, profile_every_n_steps: int = 0,
-                 heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S):
+    def __init__(
+        self,
+        driver: GroupDriver,
+        hub: SessionHub,
+        metrics,
+        reservations: KVReservations,
+        *,
+        vocab_size: int,
+        max_context_tokens: int,
+        max_batch_size: int,
+        max_waiting_requests: int,
+        prefill_budget: int,
+        profile_every_n_steps: int = 0,
+        heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
+    ):
         self.driver, self.hub, self.metrics, self.reservations = driver, hub, metrics, reservations
         self.vocab_size = vocab_size
         self.max_context_tokens = max_context_tokens
@@ -178,12 +190,17 @@ class Scheduler:
             if self._draining:
                 raise _Refused(grpc.StatusCode.UNAVAILABLE, "the shard group is shutting down")
             if self.max_waiting_requests and len(self.waiting) >= self.max_waiting_requests:
-                raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                               f"{len(self.waiting)} requests already wait for admission (the limit)")
+                raise _Refused(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"{len(self.waiting)} requests already wait for admission (the limit)",
+                )
             request = self._new_request(command)
         except _Refused as refused:
-            event = shard_pb2.ShardEvent(failed=shard_pb2.RequestFailed(
-                request_id=admit.request_id, code=_code(refused.code), message=str(refused)))
+            event = shard_pb2.ShardEvent(
+                failed=shard_pb2.RequestFailed(
+                    request_id=admit.request_id, code=_code(refused.code), message=str(refused)
+                )
+            )
             self.hub.send(command.session_id, event)
             return
         self._by_key[key] = request
@@ -203,31 +220,44 @@ class Scheduler:
             raise _Refused(invalid, f"max_new_tokens must be >= 1, got {admit.max_new_tokens}")
         total = len(prompt) + admit.max_new_tokens
         if total > self.max_context_tokens:
-            raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                           f"prompt + max_new_tokens = {total} tokens exceeds max_context_tokens "
-                           f"{self.max_context_tokens}")
+            raise _Refused(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"prompt + max_new_tokens = {total} tokens exceeds max_context_tokens "
+                f"{self.max_context_tokens}",
+            )
         sampling = SamplingParams(
-            temperature=float(admit.sampling.temperature), top_k=int(admit.sampling.top_k),
+            temperature=float(admit.sampling.temperature),
+            top_k=int(admit.sampling.top_k),
             top_p=float(admit.sampling.top_p) or 1.0,
-            seed=int(admit.sampling.seed) if admit.sampling.HasField("seed") else None)
+            seed=int(admit.sampling.seed) if admit.sampling.HasField("seed") else None,
+        )
         try:
             sampling.validate()
         except ValueError as error:
             raise _Refused(invalid, f"sampling: {error}") from None
         return LiveRequest(
-            request_id=admit.request_id, session_id=command.session_id, seq_id=next(self._seq_ids),
-            prompt=prompt, sampling=sampling, max_new_tokens=admit.max_new_tokens,
-            stop_token_ids=frozenset(admit.stop_token_ids), return_logprobs=admit.return_logprobs,
-            deadline_ns=admit.deadline_unix_ns, arrived_s=command.arrived_s)
+            request_id=admit.request_id,
+            session_id=command.session_id,
+            seq_id=next(self._seq_ids),
+            prompt=prompt,
+            sampling=sampling,
+            max_new_tokens=admit.max_new_tokens,
+            stop_token_ids=frozenset(admit.stop_token_ids),
+            return_logprobs=admit.return_logprobs,
+            deadline_ns=admit.deadline_unix_ns,
+            arrived_s=command.arrived_s,
+        )
 
     # ---- admission ----------------------------------------------------------------------------
     def _admit(self) -> None:
         while self.waiting and len(self.active) < self.max_batch_size:
             request = self.waiting[0]
-            if not self.reservations.fits_when_empty(request.total_tokens):
-                self.waiting.popleft()
-                self._send_failed(request, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                  f"{request.total_tokens} tokens of KV cannot fit the KV pages of every KVP rank")
+            if not self.reservations.fits_when_empty(request.total_tokens):  # max_context_tokens guards this
+                self._fail(
+                    request,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"{request.total_tokens} tokens of KV cannot fit the KV pages of every KVP rank",
+                )
                 continue
             reservation = self.reservations.try_reserve(request.total_tokens)
             if reservation is None:
@@ -253,8 +283,9 @@ class Scheduler:
             if request.prefill_done:
                 continue
             end = min(len(request.prompt), request.prefilled + budget)
-            chunk = request.prompt[request.prefilled:end]
-            batch.append((request, PrefillItem(request.seq_id, chunk, request.sampling, final=end == len(request.prompt))))
+            chunk = request.prompt[request.prefilled : end]
+            final = end == len(request.prompt)
+            batch.append((request, PrefillItem(request.seq_id, chunk, request.sampling, final=final)))
             budget -= len(chunk)
         if not batch:
             return
@@ -291,7 +322,8 @@ class Scheduler:
             return self._on_group(name, *args, **kwargs)
         except (KVCapacityError, RequestError, ValueError) as error:
             # the scheduler checks what the engine checks, so only the KV check may legitimately trip
-            code = grpc.StatusCode.RESOURCE_EXHAUSTED if isinstance(error, KVCapacityError) else grpc.StatusCode.INTERNAL
+            kv_full = isinstance(error, KVCapacityError)
+            code = grpc.StatusCode.RESOURCE_EXHAUSTED if kv_full else grpc.StatusCode.INTERNAL
             log.warning("%s refused for %d requests: %s", name, len(requests), error)
             for request in requests:
                 self._fail(request, code, f"the engine refused the request: {error}")
@@ -320,8 +352,12 @@ class Scheduler:
             if request is None:
                 continue
             batch = batches.setdefault(request.session_id, shard_pb2.TokenBatch(server_time_ns=now_ns))
-            batch.tokens.add(request_id=request.request_id, token_id=out.token_id, index=request.generated,
-                             logprob=out.logprob if request.return_logprobs else 0.0)
+            batch.tokens.add(
+                request_id=request.request_id,
+                token_id=out.token_id,
+                index=request.generated,
+                logprob=out.logprob if request.return_logprobs else 0.0,
+            )
             request.generated += 1
             reason = self._finish_reason(request, out.token_id)
             if reason is not None:
@@ -353,10 +389,15 @@ class Scheduler:
     def _finish(self, request: LiveRequest, reason) -> None:
         self._release(request)
         now = time.monotonic()
-        event = shard_pb2.ShardEvent(finished=shard_pb2.RequestFinished(
-            request_id=request.request_id, reason=reason, generated_tokens=request.generated,
-            queue_time_ns=int(((request.admitted_s or now) - request.arrived_s) * 1e9),
-            prefill_time_ns=int(request.prefill_s * 1e9)))
+        event = shard_pb2.ShardEvent(
+            finished=shard_pb2.RequestFinished(
+                request_id=request.request_id,
+                reason=reason,
+                generated_tokens=request.generated,
+                queue_time_ns=int(((request.admitted_s or now) - request.arrived_s) * 1e9),
+                prefill_time_ns=int(request.prefill_s * 1e9),
+            )
+        )
         self._endings.append((request.session_id, event))
 
     def _fail(self, request: LiveRequest, code: grpc.StatusCode, message: str) -> None:
@@ -388,5 +429,6 @@ class Scheduler:
 
 
 def _failed_event(request: LiveRequest, code: grpc.StatusCode, message: str) -> shard_pb2.ShardEvent:
-    return shard_pb2.ShardEvent(failed=shard_pb2.RequestFailed(
-        request_id=request.request_id, code=_code(code), message=message))
+    return shard_pb2.ShardEvent(
+        failed=shard_pb2.RequestFailed(request_id=request.request_id, code=_code(code), message=message)
+    )

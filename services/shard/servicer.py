@@ -3,6 +3,7 @@
 Handlers never touch the engine: they read the runtime's status, or hand commands to the
 scheduler's inbox and stream events from a session outbox.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,15 +31,24 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
     def Load(self, request, context):
         """The process loads what its flags say at start; Load confirms it (or says what differs)."""
         config = self.runtime.config
-        wanted = request.checkpoint_path and Path(request.checkpoint_path).resolve() != Path(config.model_dir).resolve()
+        wanted = (
+            request.checkpoint_path
+            and Path(request.checkpoint_path).resolve() != Path(config.model_dir).resolve()
+        )
         if wanted:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"checkpoint_path: this shard serves {config.model_dir}; restart it with "
-                          f"--model {request.checkpoint_path} to change models")
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"checkpoint_path: this shard serves {config.model_dir}; restart it with "
+                f"--model {request.checkpoint_path} to change models",
+            )
         if request.plan_spec and request.plan_spec.replace(" ", "") != config.plan_spec.replace(" ", ""):
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"plan_spec: this shard runs plan {config.plan_spec}; restart it to change plans")
-        while self.runtime.state in (State.SHARD_STATE_EMPTY, State.SHARD_STATE_LOADING) and context.is_active():
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"plan_spec: this shard runs plan {config.plan_spec}; restart it to change plans",
+            )
+        while (
+            self.runtime.state in (State.SHARD_STATE_EMPTY, State.SHARD_STATE_LOADING) and context.is_active()
+        ):
             remaining = context.time_remaining()
             if remaining is not None and remaining < _POLL_S:
                 break
@@ -50,7 +60,9 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
 
     def SetProfiling(self, request, context):
         scheduler = self._rank0_scheduler(context)
-        return shard_pb2.SetProfilingResponse(previous_every_n_steps=scheduler.set_profiling(request.every_n_steps))
+        return shard_pb2.SetProfilingResponse(
+            previous_every_n_steps=scheduler.set_profiling(request.every_n_steps)
+        )
 
     def Shutdown(self, request, context):
         self.runtime.request_shutdown(drain=request.drain, grace_s=float(request.grace_period_s))
@@ -66,8 +78,12 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
             scheduler.submit(EndSessionCommand(session.session_id))
 
         context.add_callback(ended)
-        threading.Thread(target=self._read_commands, args=(request_iterator, session.session_id, scheduler),
-                         name=f"session-{session.session_id}-reader", daemon=True).start()
+        threading.Thread(
+            target=self._read_commands,
+            args=(request_iterator, session.session_id, scheduler),
+            name=f"session-{session.session_id}-reader",
+            daemon=True,
+        ).start()
         while context.is_active():
             try:
                 event = session.outbox.get(timeout=_POLL_S)
@@ -95,10 +111,14 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
 
     def _rank0_scheduler(self, context):
         if self.runtime.config.rank != 0:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"this is shard rank {self.runtime.config.rank}; only rank 0 runs the scheduler")
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"this is shard rank {self.runtime.config.rank}; only rank 0 runs the scheduler",
+            )
         scheduler = self.runtime.scheduler
         if scheduler is None or self.runtime.state != State.SHARD_STATE_READY:
-            context.abort(grpc.StatusCode.UNAVAILABLE,
-                          f"shard not ready ({State.Name(self.runtime.state)}: {self.runtime.message})")
+            context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"shard not ready ({State.Name(self.runtime.state)}: {self.runtime.message})",
+            )
         return scheduler

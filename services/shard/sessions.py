@@ -3,6 +3,7 @@
 The scheduler thread only ever puts into an outbox (never blocks on a stream); the Session's
 gRPC thread drains it. Opening a new session ends the previous one, whose stream closes ABORTED.
 """
+
 from __future__ import annotations
 
 import itertools

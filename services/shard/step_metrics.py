@@ -4,6 +4,7 @@ Engine.decode calls its profiler's begin_step / end_step on every rank (follower
 lives in helix_core.group), so wrapping the phase profiler is where each shard counts and times
 its own decode steps.
 """
+
 from __future__ import annotations
 
 import time

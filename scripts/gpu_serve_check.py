@@ -1,0 +1,128 @@
+"""On 2 GPUs: the TTL a gRPC client sees against the engine alone, and a shard killed under NCCL.
+
+    python scripts/gpu_serve_check.py --out $OUT/serve.json
+
+1. Engine alone: LocalCluster (NCCL, CUDA graphs) decodes one sequence; host-visible TTL.
+2. The same checkpoint and plan behind `helix serve --device cuda`; the SDK's TTL for the same
+   request (median of the gaps between streamed tokens).
+3. While a request streams, rank 1 is killed: the client must get UNAVAILABLE within seconds.
+Every wait is bounded; every process is killed at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+PROMPT = list(range(1, 65))
+
+
+DEVICE = "cuda"
+DTYPE = "bf16"
+
+
+def engine_alone_ttl(model_dir: str, spec: str, steps: int) -> float:
+    from helix_core.engine import EngineOptions, PrefillItem
+    from helix_core.launcher import LocalCluster
+    from helix_core.plan import Plan
+
+    dtype = "bfloat16" if DTYPE == "bf16" else "float32"
+    with LocalCluster(model_dir, Plan.parse(spec), device=DEVICE, options=EngineOptions(dtype=dtype,
+                                                                                        kv_pages=512)) as cluster:
+        cluster.prefill([PrefillItem(0, PROMPT)])
+        gaps, last = [], time.perf_counter()
+        for _ in range(steps):
+            cluster.decode([0])
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+    return statistics.median(gaps[5:])
+
+
+def start_serve(model_dir: str, workdir: Path) -> tuple[subprocess.Popen, dict]:
+    ready = workdir / "ready.json"
+    cmd = [sys.executable, "-m", "services.cli", "serve", "--model", model_dir, "--device", DEVICE, "--shards", "2",
+           "--plan", "helix", "--kvp", "2", "--tpa", "1", "--dtype", DTYPE, "--kv-pages", "512", "--port", "0",
+           "--metrics-port", "0", "--shard-port", "0", "--shard-metrics-port", "0", "--ready-file", str(ready),
+           "--max-restarts", "0"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=open(workdir / "serve.log", "w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if ready.exists():
+            return proc, json.loads(ready.read_text())
+        if proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    raise RuntimeError("helix serve did not become ready: " + (workdir / "serve.log").read_text()[-3000:])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--device", default="cuda", help="cpu: a dry run of this script with a tiny model")
+    args = parser.parse_args()
+    global DEVICE, DTYPE
+    DEVICE, DTYPE = args.device, ("bf16" if args.device == "cuda" else "fp32")
+    from helix_core.tiny_models import make_tiny_model
+    from services.client import HelixClient, HelixError
+
+    workdir = Path(tempfile.mkdtemp(prefix="helix-serve-check-"))
+    # a mid-size random Llama (GQA 16/4, 8 layers): big enough that a step is real GPU work
+    size = dict(vocab_size=32000, hidden_size=2048, num_hidden_layers=8, num_attention_heads=16, num_key_value_heads=4,
+                head_dim=128, intermediate_size=8192, max_position_embeddings=8192) if DEVICE == "cuda" else {}
+    model_dir = str(make_tiny_model("llama", workdir / "model", **size))
+    report = {"model": "random llama: 8 layers, hidden 2048, 16 q / 4 kv heads, FFN 8192, vocab 32000",
+              "plan": "helix:kvp=2,tpa=1", "device": "2 x H200, NCCL, bf16"}
+    report["engine_alone_ttl_median_s"] = engine_alone_ttl(model_dir, "helix:kvp=2,tpa=1", args.steps)
+    print(json.dumps(report), flush=True)
+    proc, ready = start_serve(model_dir, workdir)
+    try:
+        client = HelixClient(ready["coordinator"], timeout_s=120)
+        client.generate(PROMPT, 16)  # warm-up: graph capture, compile
+        result = client.generate(PROMPT, args.steps)
+        report["grpc_client_ttl_median_s"] = statistics.median(result.ttl_s[5:])
+        report["grpc_over_engine"] = report["grpc_client_ttl_median_s"] / report["engine_alone_ttl_median_s"]
+        print(json.dumps(report), flush=True)
+        # a shard dies mid-stream under NCCL
+        outcome = {}
+
+        def stream():
+            begin = time.monotonic()
+            try:
+                client.generate(PROMPT, 6000 if DEVICE == "cuda" else 150, timeout_s=120)
+                outcome["result"] = "finished (unexpected)"
+            except HelixError as error:
+                outcome["result"] = f"{error.code.name}: {error.message[:200]}"
+            outcome["ended_at"] = time.monotonic() - begin
+
+        thread = threading.Thread(target=stream)
+        thread.start()
+        time.sleep(2.0 if DEVICE == "cuda" else 0.5)
+        killed_at = time.monotonic()
+        os.kill(ready["shards"][1]["pid"], signal.SIGKILL)
+        thread.join(timeout=90)
+        outcome["seconds_from_kill_to_error"] = time.monotonic() - killed_at if not thread.is_alive() else None
+        report["killed_shard"] = outcome
+        print(json.dumps(report), flush=True)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        Path(args.out).write_text(json.dumps(report, indent=1))
+        print((workdir / "serve.log").read_text()[-2500:], flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
