@@ -91,7 +91,7 @@ def check_teacher_forced(cluster: LocalCluster, reference_logits: dict[int, torc
 def main(argv=None) -> int:
     from .tiny_models import load_hf_model, make_tiny_model
 
-    parser = argparse.ArgumentParser(description="Helix exactness against HF transformers")
+    parser = argparse.ArgumentParser(prog="helix verify", description="Helix exactness against HF transformers")
     parser.add_argument("--arch", default="llama")
     parser.add_argument("--model", help="checkpoint folder (default: a tiny random one of --arch)")
     parser.add_argument("--plan", action="append", required=True, help="e.g. helix:kvp=2,tpa=1 (repeatable)")

@@ -7,6 +7,9 @@
     helix generate                   stream tokens from a running cluster, then TTL statistics
     helix profile                    turn the sampled per-phase decode profiling on or off
     helix make-tiny-model            write a small random-weight checkpoint
+    helix plan                       choose a sharding for a model, GPUs and a TTL budget
+    helix bench                      decode TTL of real-size shapes: Helix, TP, one GPU, HF (GPUs)
+    helix verify                     exactness against HF transformers on CPU workers or GPUs
 
 Shard flags fall back to HELIX_RANK, HELIX_WORLD_SIZE, HELIX_RENDEZVOUS, HELIX_POD_INDEX and
 HELIX_LOCAL_RANKS, so a pod's index and GPU count can give each process its rank.
@@ -27,7 +30,11 @@ TINY_ARCHS = ("llama", "qwen2", "mistral", "deepseek_v3")
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command in FORWARDED:
+        args.rest = rest  # parsed by the subcommand's own module
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(
         level=os.environ.get("HELIX_LOG_LEVEL", "WARNING"),
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
@@ -37,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as error:
         print(f"helix {args.command}: error: {error}", file=sys.stderr)
         return 2
+
+
+FORWARDED = ("bench", "verify")
 
 
 class CliError(Exception):
@@ -63,7 +73,27 @@ def _parser() -> argparse.ArgumentParser:
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--max-position-embeddings", type=int, default=None)
     tiny.set_defaults(run=_make_tiny_model)
+    from helix_core.planner.cli import build_parser as plan_parser, run as plan_run
+
+    plan_parser(commands.add_parser("plan", help="choose the sharding for a model, GPUs and a TTL budget")
+                ).set_defaults(run=plan_run)
+    bench = commands.add_parser("bench", help="decode TTL of real-size shapes against baselines and the roofline",
+                                add_help=False)
+    bench.set_defaults(run=_forward_to("helix_core.bench.main"))
+    verify = commands.add_parser("verify", help="exactness against HF transformers (CPU or GPUs)", add_help=False)
+    verify.set_defaults(run=_forward_to("helix_core.verify"))
     return parser
+
+
+def _forward_to(module: str):
+    """Subcommands whose flags their own module parses (they import torch; the SDK does not)."""
+
+    def run(args) -> int:
+        import importlib
+
+        return importlib.import_module(module).main(args.rest)
+
+    return run
 
 
 def _engine_flags(parser: argparse.ArgumentParser) -> None:
@@ -123,7 +153,12 @@ def _serve_parser(parser: argparse.ArgumentParser) -> None:
         "--model", default=None, help="Hugging Face checkpoint directory (default: a tiny random one)"
     )
     parser.add_argument("--shards", type=int, default=2, help="shard processes (one per device)")
-    parser.add_argument("--plan", choices=("helix", "tp", "headslice"), default="helix")
+    parser.add_argument("--plan", choices=("helix", "tp", "headslice", "auto"), default="helix",
+                        help="auto: the planner's choice for --shards GPUs (see `helix plan`)")
+    parser.add_argument("--hardware", default="h200", help="--plan auto: h100|h200|b200|gb200-nvl72 or a profile JSON")
+    parser.add_argument("--context", type=int, default=None,
+                        help="--plan auto: KV tokens per sequence to plan for (default: min(max positions, 32768))")
+    parser.add_argument("--ttl-budget-ms", type=float, default=None, help="--plan auto: refuse to start above this TTL")
     parser.add_argument(
         "--kvp", type=int, default=None, help="helix: KV-parallel ranks (default: shards / tpa)"
     )
@@ -242,13 +277,15 @@ def _generate_parser(parser: argparse.ArgumentParser) -> None:
 def _serve(args) -> int:
     from services.serve import tiny_default_model
 
-    spec = _plan_spec(args)
     if args.model:
+        spec = _auto_plan(args, args.model) if args.plan == "auto" else _plan_spec(args)
         _check_model_and_plan(args.model, spec)
         return _serve_model(args, args.model, spec)
+    spec = None if args.plan == "auto" else _plan_spec(args)
     model_dir = tiny_default_model()
     print(f"helix serve: no --model given: made a tiny random Llama in {model_dir}", flush=True)
     try:
+        spec = spec or _auto_plan(args, model_dir)
         _check_model_and_plan(model_dir, spec)
         return _serve_model(args, model_dir, spec)
     finally:
@@ -305,6 +342,25 @@ def _plan_spec(args) -> str:
     if world != args.shards:
         raise CliError(f"plan {spec} needs {world} shards but --shards is {args.shards}; change one of them")
     return spec
+
+
+def _auto_plan(args, model_dir: str) -> str:
+    """The planner's layout for this model on --shards GPUs (it only picks plans the engine runs)."""
+    from helix_core.config import ModelConfig
+    from helix_core.planner import NoPlanError, choose
+
+    cfg = ModelConfig.from_dir(model_dir)
+    dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if args.device == "cuda" else "float32")
+    try:
+        choice = choose(cfg, gpus=args.shards, hardware=args.hardware,
+                        context=args.context or min(cfg.max_position_embeddings, 32768), batch=args.max_batch_size,
+                        ttl_budget_s=args.ttl_budget_ms / 1e3 if args.ttl_budget_ms else None, dtype=dtype)
+    except NoPlanError as error:
+        raise CliError(f"--plan auto: {error}") from None
+    if args.hopb_pieces == 1:
+        args.hopb_pieces = choice.hopb_pieces
+    print(f"helix serve: --plan auto chose {choice.describe()}", flush=True)
+    return choice.plan.spec()
 
 
 def _check_model_and_plan(model_dir: str, spec: str) -> None:
