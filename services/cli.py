@@ -182,6 +182,9 @@ def _serve_parser(parser: argparse.ArgumentParser) -> None:
         "--ready-file", default="", help="write where everything listens, as JSON, once ready"
     )
     parser.add_argument("--max-restarts", type=int, default=5, help="group restarts after a shard dies")
+    parser.add_argument("--demo", type=int, default=0, metavar="N",
+                        help="once ready, stream N tokens from a client and print them with TTL statistics")
+    parser.add_argument("--exit-after-demo", action="store_true", help="stop once the --demo request is done")
     parser.add_argument(
         "--inject-control-delay-ms",
         type=float,
@@ -322,6 +325,8 @@ def _serve_model(args, model_dir: str, spec: str) -> int:
             ready_file=args.ready_file,
             inject_control_delay_ms=args.inject_control_delay_ms,
             max_restarts=args.max_restarts,
+            demo_tokens=args.demo,
+            exit_after_demo=args.exit_after_demo,
         )
     )
 

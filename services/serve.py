@@ -40,6 +40,8 @@ class ServeOptions:
     ready_file: str = ""
     inject_control_delay_ms: float = 0.0
     max_restarts: int = MAX_RESTARTS
+    demo_tokens: int = 0  # once ready, stream this many tokens from a client, print them and the TTL
+    exit_after_demo: bool = False
 
 
 def tiny_default_model() -> str:
@@ -98,6 +100,10 @@ def serve(options: ServeOptions) -> int:
             return 0 if stop.is_set() else 1
         print("helix serve: ready (Ctrl-C stops it)", flush=True)
         _write_ready_file(options, coordinator, shards)
+        if options.demo_tokens:
+            demo_ok = _demo(f"127.0.0.1:{coordinator.port}", options.demo_tokens)
+            if options.exit_after_demo:
+                return 0 if demo_ok else 1
         return _supervise(options, coordinator, shards, stop)
     finally:
         print("helix serve: stopping", flush=True)
@@ -171,6 +177,25 @@ def _supervise(options: ServeOptions, coordinator, shards: ShardProcesses, stop:
         shards.start(f"127.0.0.1:{free_port()}")
         _write_ready_file(options, coordinator, shards, restarts=restarts)
     return 0
+
+
+def _demo(target: str, tokens: int) -> bool:
+    """A client request against the cluster just started, as a user would send it."""
+    from services.client import HelixClient, HelixError
+    from services.generate_cli import summary
+
+    prompt = list(range(1, 9))
+    print(f"helix serve: demo: generating {tokens} tokens for prompt {prompt}", flush=True)
+    try:
+        with HelixClient(target, timeout_s=120) as client:
+            stream = client.stream(prompt, tokens)
+            for token in stream:
+                print(f"{token.token_id} ", end="", flush=True)
+            print("\n" + summary(stream.result), flush=True)
+        return True
+    except HelixError as error:
+        print(f"\nhelix serve: demo failed: {error}", flush=True)
+        return False
 
 
 def _write_ready_file(options: ServeOptions, coordinator, shards: ShardProcesses, restarts: int = 0) -> None:

@@ -2,7 +2,9 @@
 
 Per layer, on the busiest GPU:
   attention   q/k/v projections (replicated over KVP under Helix) + the KV shard read, as a roofline
-              of HBM bytes and matmul FLOPs;
+              of HBM bytes and matmul FLOPs, or, when the profile has measured rates for the
+              attention kernel class (GQA, MLA), max(KV bytes / achieved B/s, FLOPs / achieved
+              FLOP/s) + a fixed time per kernel call;
   exchange    Helix: one all-to-all over KVP of B x H/TPA x (value dim + 1) partials; HOP-B cuts the
               batch into p pieces so piece i's all-to-all overlaps piece i+1's attention;
   post        o_proj (MLA: W_UV too), then an all-reduce of B x hidden;
@@ -72,6 +74,7 @@ class Shape:
     vocab: int  # one V x hidden matrix
     vocab_size: int
     tied: bool
+    kernel: str = "gqa"  # decode-attention kernel class: "gqa" (paged GQA/MQA/MHA) or "mla" (absorbed MLA)
 
 
 def shape_of(cfg: ModelConfig) -> Shape:
@@ -94,7 +97,8 @@ def shape_of(cfg: ModelConfig) -> Shape:
     return Shape(layers=cfg.num_layers, moe_layers=moe, hidden=h, heads=heads, norms=2 * h,
                  ffn=3 * h * cfg.intermediate_size, router=cfg.n_routed_experts * h, expert=expert,
                  experts=cfg.n_routed_experts, topk=cfg.num_experts_per_tok, shared=expert * cfg.n_shared_experts,
-                 vocab=cfg.vocab_size * h, vocab_size=cfg.vocab_size, tied=cfg.tie_word_embeddings, **attn)
+                 vocab=cfg.vocab_size * h, vocab_size=cfg.vocab_size, tied=cfg.tie_word_embeddings,
+                 kernel="mla" if cfg.is_mla else "gqa", **attn)
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,33 @@ def memory(cfg: ModelConfig, layout: Layout, work: Workload, shape: Shape | None
     return weights, kv
 
 
+def _attention_work(s: Shape, sh: Shares, work: Workload, attn_tokens: int) -> tuple[float, float]:
+    """(KV bytes read, attention FLOPs) of one layer's decode attention on one GPU."""
+    S = work.context
+    kv_read = attn_tokens * S * sh.seq * s.kv_elems * sh.kv_heads * dtype_bytes(work.kv)
+    flops = 2 * attn_tokens * S * sh.seq * s.heads * sh.q * (s.score_k + s.score_v)
+    return kv_read, flops
+
+
+@dataclass(frozen=True)
+class AttentionWork:
+    kernel: str  # "gqa" or "mla"; "fallback" for headslice m > 1 (the engine's torch path)
+    kv_bytes: float  # KV bytes one GPU reads, all layers
+    flops: float  # attention FLOPs on one GPU, all layers (absorbed MLA: d_k = latent + rope, d_v = latent)
+    calls: int  # attention kernel calls per step without HOP-B (one per layer)
+
+
+def attention_work(cfg: ModelConfig, layout: Layout, work: Workload, shape: Shape | None = None) -> AttentionWork:
+    """What the decode attention of one step does on the busiest GPU (what bench's attention_s times)."""
+    s = shape or shape_of(cfg)
+    sh = shares_of(layout, s)
+    micro = math.ceil(work.batch / sh.micro)
+    kv_read, flops = _attention_work(s, sh, work, math.ceil(micro / sh.attn_batch_div))
+    layers = s.layers * sh.layers
+    kernel = "fallback" if layout.kind == "headslice" and layout.slices > 1 else s.kernel
+    return AttentionWork(kernel, kv_read * layers, flops * layers, round(layers))
+
+
 def evaluate(cfg: ModelConfig, layout: Layout, hw: HardwareProfile, work: Workload,
              options: CostOptions = CostOptions(), shape: Shape | None = None) -> Cost:
     """The cost of one decode step of `work` under `layout` (shape: shape_of(cfg), when already known)."""
@@ -210,24 +241,32 @@ def evaluate(cfg: ModelConfig, layout: Layout, hw: HardwareProfile, work: Worklo
 
     # ---- attention phase ------------------------------------------------------------------------------
     pre = s.pre_rep + s.pre_q * sh.q + s.pre_kv * sh.kv_heads + s.norms
-    kv_read = attn_tokens * S * sh.seq * s.kv_elems * sh.kv_heads * kb
+    kv_read, attn_flops = _attention_work(s, sh, work, attn_tokens)
     t_proj = roof(pre * wb, 2 * attn_tokens * pre, f_w)
-    attn_flops = 2 * attn_tokens * S * sh.seq * s.heads * sh.q * (s.score_k + s.score_v)
     kv_traffic = kv_read * hw.kv_read_scale
-    if layout.kind == "headslice" and layout.slices > 1:
-        # the engine's paged kernel cannot sum scores across ranks mid-softmax: its torch path gathers
-        # every cached K/V element into an fp32 copy per query head (written, then read) and makes
-        # ~12 passes over the fp32 scores
-        per_kv_head = s.heads / s.kv_heads
-        kv_traffic += kv_read * 8 * per_kv_head / kb + 12 * 4.0 * B * S * s.heads / layout.attn_tp
-    t_kv = roof(kv_traffic, attn_flops, f_kv)
+    fallback = layout.kind == "headslice" and layout.slices > 1
+    rates = None if fallback else hw.attention_rates(s.kernel)
+    call = 0.0
+    if rates:  # the measured kernel: achieved KV bytes/s and FLOP/s (either missing: the roofline's)
+        kv_bw = rates.get("kv_Bps") or bw / hw.kv_read_scale
+        kv_flops = rates.get("flops") or f_kv
+        t_kv = max(kv_read / kv_bw, attn_flops / kv_flops if options.compute else 0.0)
+        call = rates.get("call_s", 0.0)
+    else:
+        if fallback:
+            # the engine's paged kernel cannot sum scores across ranks mid-softmax: its torch path
+            # gathers every cached K/V element into an fp32 copy per query head (written, then read)
+            # and makes ~12 passes over the fp32 scores
+            per_kv_head = s.heads / s.kv_heads
+            kv_traffic += kv_read * 8 * per_kv_head / kb + 12 * 4.0 * B * S * s.heads / layout.attn_tp
+        t_kv = roof(kv_traffic, attn_flops, f_kv)
     exch_dim = (work.exchange_values or s.score_v) + 1
     if layout.kind == "helix" and layout.kvp > 1 and comm:
         sent = B * s.heads * sh.q * exch_dim * work.exchange_bytes
-        t_attn, pieces = _hopb(hw, layout.kvp, t_kv, sent, B, options.hopb)
-        exposed = t_attn - t_kv
+        t_attn, pieces = _hopb(hw, layout.kvp, t_kv, sent, B, options.hopb, call)
+        exposed = t_attn - t_kv - pieces * call
     else:
-        t_attn, pieces, exposed = t_kv, 1, 0.0
+        t_attn, pieces, exposed = t_kv + call, 1, 0.0
     # ---- collectives besides the exchange -----------------------------------------------------------
     hidden = micro * s.hidden * ACT_BYTES
     if not comm:
@@ -270,16 +309,18 @@ def evaluate(cfg: ModelConfig, layout: Layout, hw: HardwareProfile, work: Worklo
     return Cost(
         layout=layout, batch=B, ttl_s=ttl, hopb_pieces=pieces,
         kv_read_s=s.layers * kv_read / bw, weight_read_s=weight_read / bw,
-        attention_s=s.layers * (t_proj + t_kv), exchange_s=s.layers * exposed,
+        attention_s=s.layers * (t_proj + t_kv + pieces * call), exchange_s=s.layers * exposed,
         collective_s=s.layers * per_layer_coll + step_coll,
         ffn_s=s.layers * t_post + dense_layers * t_dense + s.moe_layers * t_moe + t_head,
         overhead_s=overhead, weight_bytes=held_w, kv_bytes=held_kv, hbm_bytes=hw.hbm_bytes * hw.memory_fraction,
     )
 
 
-def _hopb(hw: HardwareProfile, kvp: int, t_kv: float, sent: float, batch: int, hopb) -> tuple[float, int]:
+def _hopb(hw: HardwareProfile, kvp: int, t_kv: float, sent: float, batch: int, hopb,
+          call: float = 0.0) -> tuple[float, int]:
     """(attention + exposed all-to-all, pieces): a two-stage pipeline over p pieces of the batch,
-    a = t_kv / p, c = latency + sent / p / bandwidth: time = a + c + (p - 1) max(a, c)."""
+    a = t_kv / p + call (every piece is one attention kernel call), c = latency + sent / p / bandwidth:
+    time = a + c + (p - 1) max(a, c)."""
     if hopb is False or hopb is None:
         options = [1]
     elif hopb is True:
@@ -288,7 +329,7 @@ def _hopb(hw: HardwareProfile, kvp: int, t_kv: float, sent: float, batch: int, h
         options = [max(1, min(int(hopb), batch))]
     best = None
     for p in options:
-        a = t_kv / p
+        a = t_kv / p + call
         c = _spread(hw, kvp, sent / p)
         total = a + c + (p - 1) * max(a, c)
         if best is None or total < best[0] - 1e-15:

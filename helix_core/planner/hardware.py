@@ -1,7 +1,8 @@
 """Hardware profiles: what the cost model knows about one GPU and its NVLink domain.
 
 Public profiles hold vendor figures (dense tensor-core rates, no sparsity); a measured profile
-comes from `helix bench` JSON (`profile_from_bench`): measured HBM bandwidth and matmul rate, and
+comes from `helix bench` JSON (`profile_from_bench`): measured HBM bandwidth and matmul rate, the
+rates our decode-attention kernels achieve (per kernel class, fitted to bench's attention_s), and
 the step, layer and collective overheads of our own engine fitted to the recorded TTLs.
 Every number and where it comes from is listed in docs/planner.md.
 """
@@ -49,6 +50,11 @@ class HardwareProfile:
     layer_overhead_s: float = 0.0  # fixed cost per layer and step (kernel launches)
     seq_layer_overhead_s: float = 0.0  # per sequence, layer and step
     memory_fraction: float = 0.9  # share of HBM the weights and the KV cache may fill
+    # achieved decode-attention rates per kernel class ("gqa", "mla"), measured: {"kv_Bps": KV bytes
+    # read per s, "flops": attention FLOP/s, "call_s": fixed time per kernel call}; a class listed here
+    # costs max(KV bytes / kv_Bps, FLOPs / flops) + call_s per layer (a missing rate: the HBM / matmul
+    # roofline); empty (public profiles): the roofline of HBM bandwidth and matmul rate
+    attention: dict[str, dict[str, float]] = field(default_factory=dict)
     source: str = "public specification"
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -60,6 +66,10 @@ class HardwareProfile:
             if self.flops.get(candidate):
                 return self.flops[candidate]
         raise ValueError(f"profile {self.name} has no matmul rate for {dtype} or wider")
+
+    def attention_rates(self, kernel: str) -> dict[str, float] | None:
+        """The achieved rates of one decode-attention kernel class, or None (roofline)."""
+        return self.attention.get(kernel) or None
 
     def latency(self, group: int) -> float:
         if group <= 1:
@@ -83,6 +93,8 @@ class HardwareProfile:
         values = dict(raw)
         values["notes"] = tuple(values.get("notes", ()))
         values["flops"] = {normalize_dtype(k): float(v) for k, v in values["flops"].items()}
+        values["attention"] = {str(k): {str(n): float(v) for n, v in rates.items()}
+                               for k, rates in (values.get("attention") or {}).items()}
         return cls(**values)
 
     def save(self, path: str | Path) -> None:
@@ -163,12 +175,14 @@ def _base_for(rows: list[dict], base: str | None) -> HardwareProfile:
 def profile_from_bench(json_paths, base: str | None = None) -> HardwareProfile:
     """A profile of our own engine on the benchmarked GPU.
 
-    HBM bandwidth and matmul rate are the medians of what bench measured; what no datasheet gives
-    (overheads per step, per layer, per sequence and layer, per collective; the share of the copy
-    bandwidth weight reads reach; KV reads against weight reads) is fitted to the recorded median
-    TTLs by least squares on the relative error, the rest of the cost model held fixed.
+    HBM bandwidth and matmul rate are the medians of what bench measured. The decode-attention
+    kernels' achieved rates (GQA: KV bytes/s; MLA: FLOP/s; each with a fixed time per call) are fitted
+    to the rows' attention_s, per kernel class. What no datasheet gives (overheads per step, per
+    layer, per sequence and layer, per collective; the share of the copy bandwidth weight reads
+    reach; KV reads against weight reads, only where a kernel class has no attention_s) is fitted to
+    the recorded median TTLs by least squares on the relative error, the rest of the model held fixed.
     """
-    from .fit import fit_overheads  # the fit evaluates the cost model, which needs this module
+    from .fit import fit_attention, fit_overheads  # the fits evaluate the cost model, which needs this module
 
     paths = [str(p) for p in json_paths]
     rows = load_bench_rows(paths)
@@ -192,4 +206,4 @@ def profile_from_bench(json_paths, base: str | None = None) -> HardwareProfile:
         collective_latency_log2_s=0.0,
         source="helix bench: " + ", ".join(Path(p).name for p in paths),
     )
-    return fit_overheads(profile, rows)
+    return fit_overheads(fit_attention(profile, rows), rows)
