@@ -20,6 +20,7 @@ import torch
 
 from .attention import merge_partials
 from .kv_cache import PagedKVCache
+from .sharded_attention import start_exchange
 
 BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -146,14 +147,7 @@ class FastDecodeContext:
                                      self.reduce_scores)
 
     def _start_exchange(self, out, lse):
-        if self.kvp == 1:
-            return out, None, None
-        tokens, _, dim = out.shape
-        packed = torch.cat([out, lse.unsqueeze(-1)], dim=-1)
-        send = packed.view(tokens, self.kvp, self.out_heads, dim + 1).transpose(0, 1).contiguous()
-        recv = torch.empty_like(send)
-        work = self.comm.all_to_all(recv, send, "kvp", async_op=True)
-        return recv, work, dim
+        return start_exchange(self.comm, out, lse, self.kvp, self.out_heads)
 
     def _finish_exchange(self, recv, work, dim):
         if dim is None:

@@ -92,20 +92,26 @@ class ShardedAttention:
         return torch.cat(outs), torch.cat(lses)
 
     def _start_exchange(self, out: torch.Tensor, lse: torch.Tensor):
-        if self.kvp == 1:
-            return out, None, None
-        tokens, heads, dim = out.shape
-        # piece j of the query heads goes to KVP peer j; LSE travels as one more channel
-        packed = torch.cat([out, lse.unsqueeze(-1)], dim=-1)
-        send = packed.view(tokens, self.kvp, self.out_heads, dim + 1).transpose(0, 1).contiguous()
-        recv = torch.empty_like(send)
-        work = self.comm.all_to_all(recv, send, "kvp", async_op=True)
-        return recv, work, dim
+        return start_exchange(self.comm, out, lse, self.kvp, self.out_heads)
 
     def _merge(self, recv, dim):
         if dim is None:
             return recv  # KVP = 1: the local attention is already exact
         return merge_partials(recv[..., :dim], recv[..., dim])
+
+
+def start_exchange(comm: Comm, out: torch.Tensor, lse: torch.Tensor, kvp: int, out_heads: int):
+    """Launch the all-to-all of one piece's partials: (recv, work, value dim), or (out, None,
+    None) when KVP = 1 and the local attention is already exact."""
+    if kvp == 1:
+        return out, None, None
+    tokens, _, dim = out.shape
+    # piece j of the query heads goes to KVP peer j; the LSE travels as one more channel
+    packed = torch.cat([out, lse.unsqueeze(-1)], dim=-1)
+    send = packed.view(tokens, kvp, out_heads, dim + 1).transpose(0, 1).contiguous()
+    recv = torch.empty_like(send)
+    work = comm.all_to_all(recv, send, "kvp", async_op=True)
+    return recv, work, dim
 
 
 def _untimed(name: str):

@@ -49,7 +49,7 @@ def engine_alone_ttl(model_dir: str, spec: str, steps: int) -> float:
 
 def start_serve(model_dir: str, workdir: Path) -> tuple[subprocess.Popen, dict]:
     ready = workdir / "ready.json"
-    cmd = [sys.executable, "-m", "services.cli", "serve", "--model", model_dir, "--device", DEVICE, "--shards", "2",
+    cmd = [sys.executable, "-m", "services.cli", "serve", "--collective-timeout-s", "10", "--model", model_dir, "--device", DEVICE, "--shards", "2",
            "--plan", "helix", "--kvp", "2", "--tpa", "1", "--dtype", DTYPE, "--kv-pages", "512", "--port", "0",
            "--metrics-port", "0", "--shard-port", "0", "--shard-metrics-port", "0", "--ready-file", str(ready),
            "--max-restarts", "0"]
@@ -69,6 +69,9 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--device", default="cuda", help="cpu: a dry run of this script with a tiny model")
+    parser.add_argument("--fault", choices=["kill", "stop"], default="kill",
+                        help="kill: SIGKILL rank 1; stop: SIGSTOP it (a hung rank: collectives must time out)")
+    parser.add_argument("--skip-ttl", action="store_true", help="only the fault check")
     args = parser.parse_args()
     global DEVICE, DTYPE
     DEVICE, DTYPE = args.device, ("bf16" if args.device == "cuda" else "fp32")
@@ -82,16 +85,18 @@ def main() -> int:
     model_dir = str(make_tiny_model("llama", workdir / "model", **size))
     report = {"model": "random llama: 8 layers, hidden 2048, 16 q / 4 kv heads, FFN 8192, vocab 32000",
               "plan": "helix:kvp=2,tpa=1", "device": "2 x H200, NCCL, bf16"}
-    report["engine_alone_ttl_median_s"] = engine_alone_ttl(model_dir, "helix:kvp=2,tpa=1", args.steps)
-    print(json.dumps(report), flush=True)
+    if not args.skip_ttl:
+        report["engine_alone_ttl_median_s"] = engine_alone_ttl(model_dir, "helix:kvp=2,tpa=1", args.steps)
+        print(json.dumps(report), flush=True)
     proc, ready = start_serve(model_dir, workdir)
     try:
         client = HelixClient(ready["coordinator"], timeout_s=120)
         client.generate(PROMPT, 16)  # warm-up: graph capture, compile
-        result = client.generate(PROMPT, args.steps)
-        report["grpc_client_ttl_median_s"] = statistics.median(result.ttl_s[5:])
-        report["grpc_over_engine"] = report["grpc_client_ttl_median_s"] / report["engine_alone_ttl_median_s"]
-        print(json.dumps(report), flush=True)
+        if not args.skip_ttl:
+            result = client.generate(PROMPT, args.steps)
+            report["grpc_client_ttl_median_s"] = statistics.median(result.ttl_s[5:])
+            report["grpc_over_engine"] = report["grpc_client_ttl_median_s"] / report["engine_alone_ttl_median_s"]
+            print(json.dumps(report), flush=True)
         # a shard dies mid-stream under NCCL
         outcome = {}
 
@@ -108,10 +113,13 @@ def main() -> int:
         thread.start()
         time.sleep(2.0 if DEVICE == "cuda" else 0.5)
         killed_at = time.monotonic()
-        os.kill(ready["shards"][1]["pid"], signal.SIGKILL)
+        victim = ready["shards"][1]["pid"]
+        os.kill(victim, signal.SIGKILL if args.fault == "kill" else signal.SIGSTOP)
         thread.join(timeout=90)
         outcome["seconds_from_kill_to_error"] = time.monotonic() - killed_at if not thread.is_alive() else None
-        report["killed_shard"] = outcome
+        if args.fault == "stop":
+            os.kill(victim, signal.SIGKILL)  # do not leave a stopped process behind
+        report[f"shard_{args.fault}"] = outcome
         print(json.dumps(report), flush=True)
     finally:
         os.killpg(proc.pid, signal.SIGINT)

@@ -10,9 +10,10 @@ from helix_core.config import ModelConfig
 from helix_core.plan import Plan
 from helix_core.planner import NoPlanError, choose, choose_plan, get_profile, load_model, profile_from_bench
 from helix_core.planner.cli import main as plan_main, parse_count
-from helix_core.planner.cost import CostOptions, Workload, evaluate, memory
-from helix_core.planner.fit import predict
+from helix_core.planner.cost import CostOptions, Workload, attention_work, evaluate, memory
+from helix_core.planner.fit import attention_kernel_s, predict
 from helix_core.planner.frontier import best_for_budget, pareto, sweep
+from helix_core.planner.hardware import PROFILES
 from helix_core.planner.layouts import ENGINE_KINDS, KINDS, Layout, candidates, layout_of_plan, layouts, refusal
 from helix_core.planner.presets import PRESETS
 
@@ -200,6 +201,95 @@ def test_profile_from_bench_recovers_overheads_and_matches_every_row(tmp_path):
         assert predict(fitted, row) == pytest.approx(row["ttl_median_s"], rel=0.08)
     fitted.save(tmp_path / "h200-measured.json")
     assert get_profile(str(tmp_path / "h200-measured.json")) == fitted
+
+
+def _bench_row(shape, layers, spec, batch, context, hopb):
+    return {"shape": shape, "layers": layers, "plan": spec, "gpus": Plan.parse(spec).world_size, "context": context,
+            "batch": batch, "dtype": "bfloat16", "hopb_pieces": hopb, "hbm_Bps_measured": 4.3e12,
+            "matmul_flops_measured": 790e12}
+
+
+def test_profile_from_bench_fits_attention_rates_per_kernel_class(tmp_path, capsys):
+    """Rows with attention_s (as `helix bench` writes on a GPU): GQA decode is fitted as KV bytes/s,
+    MLA decode as FLOP/s, each with a time per kernel call; the cost model uses them, the KV-read
+    scale is then not fitted, and `--compare` prints measured against modelled."""
+    truth = get_profile("h200").replace(
+        hbm_bw=4.3e12, mem_efficiency=0.95, step_overhead_s=600e-6, layer_overhead_s=15e-6,
+        seq_layer_overhead_s=4e-6, collective_latency_s=18e-6, flops={"bf16": 790e12, "fp8": 1580e12},
+        attention={"gqa": {"kv_Bps": 4.3e12, "call_s": 14e-6}, "mla": {"flops": 84e12, "call_s": 47e-6}})
+    rng = random.Random(7)
+    rows = []
+    for shape, layers, plans, points in [
+            ("llama3-8b", 32, ["helix:kvp=2,tpa=1", "tp:n=2", "helix:kvp=1,tpa=1"], [(1, 131072), (8, 131072), (1, 1 << 20)]),
+            ("mqa-8b", 32, ["helix:kvp=2,tpa=1", "tp:n=2"], [(4, 1 << 20)]),
+            ("deepseek-mla", 4, ["helix:kvp=2,tpa=1", "tp:n=2", "helix:kvp=1,tpa=1"], [(4, 1 << 20), (1, 32768)])]:
+        for spec in plans:
+            for batch, context in points:
+                for hopb in (2, 1):
+                    row = _bench_row(shape, layers, spec, batch, context, hopb)
+                    row["attention_s"] = attention_kernel_s(truth, row) * rng.uniform(0.98, 1.02)
+                    row["ttl_median_s"] = predict(truth, row) * rng.uniform(0.97, 1.03)
+                    rows.append(row)
+    path = tmp_path / "bench-synthetic.json"
+    path.write_text(json.dumps(rows))
+    fitted = profile_from_bench([path])
+    gqa, mla = fitted.attention["gqa"], fitted.attention["mla"]
+    assert set(gqa) == {"kv_Bps", "call_s"} and set(mla) == {"flops", "call_s"}
+    assert gqa["kv_Bps"] == pytest.approx(4.3e12, rel=0.05) and gqa["call_s"] == pytest.approx(14e-6, abs=5e-6)
+    assert mla["flops"] == pytest.approx(84e12, rel=0.05) and mla["call_s"] == pytest.approx(47e-6, abs=10e-6)
+    assert fitted.kv_read_scale == 1.0  # every kernel class has a measured rate: nothing left for it to do
+    for row in rows:
+        assert predict(fitted, row) == pytest.approx(row["ttl_median_s"], rel=0.08)
+        assert attention_kernel_s(fitted, row) == pytest.approx(row["attention_s"], rel=0.06)
+    mla_row = next(r for r in rows if r["shape"] == "deepseek-mla" and r["context"] == 1 << 20)
+    assert predict(get_profile("h200"), mla_row) < 0.4 * mla_row["ttl_median_s"]  # the HBM roofline: far too fast
+    fitted.save(tmp_path / "h200-measured.json")
+    assert get_profile(str(tmp_path / "h200-measured.json")) == fitted
+    assert plan_main(["--bench", str(path), "--compare"]) == 0
+    text = capsys.readouterr().out
+    assert "attention mla: " in text and "TFLOP/s" in text and text.count("| bench-synthetic.json |") == len(rows)
+
+
+def test_public_profiles_keep_the_roofline_for_attention():
+    """Vendor profiles carry no measured attention rates: attention is max(HBM bytes, matmul FLOPs)."""
+    assert all(p.attention == {} for p in PROFILES.values())
+    cfg, hw = load_model("llama-3-8b"), get_profile("h200")
+    work = Workload(1 << 20, 4, "bf16")
+    layout = Layout("helix", 2, attn_tp=1, kvp=2)
+    cost = evaluate(cfg, layout, hw, work, CostOptions(hopb=1, comm=False, lm_head=False))
+    assert cost.attention_s - evaluate(cfg, layout, hw, Workload(0, 4, "bf16"), CostOptions(
+        hopb=1, comm=False, lm_head=False)).attention_s == pytest.approx(cost.kv_read_s)
+
+
+def test_mla_attention_flops_per_gpu_equal_for_helix_and_tp_on_two_gpus():
+    """Absorbed MLA: helix KVP=2 (all 128 heads over half the tokens) and TP=2 (64 heads over all the
+    tokens) do the same attention FLOPs per GPU, so with the kernel compute-bound (measured: ~84
+    TFLOP/s) helix cannot beat TP at 2 GPUs; it only halves the latent KV each GPU holds and reads."""
+    from helix_core.planner.presets import model_of_bench_row
+
+    cfg = model_of_bench_row({"shape": "deepseek-mla", "layers": 4})
+    work = Workload(1 << 20, 4, "bf16")
+    helix = attention_work(cfg, Layout("helix", 2, attn_tp=1, kvp=2), work)
+    tp = attention_work(cfg, Layout("tp", 2, attn_tp=2), work)
+    assert helix.kernel == tp.kernel == "mla" and helix.flops == tp.flops
+    assert helix.flops == 2 * 128 * (576 + 512) * (1 << 19) * 4 * 4 and helix.kv_bytes == tp.kv_bytes / 2
+    hw = get_profile("h200").replace(attention={"mla": {"flops": 84e12, "call_s": 0.0}})
+    options = CostOptions(hopb=1, comm=False, lm_head=False)
+    t_helix = evaluate(cfg, Layout("helix", 2, attn_tp=1, kvp=2), hw, work, options).attention_s
+    t_tp = evaluate(cfg, Layout("tp", 2, attn_tp=2), hw, work, options).attention_s
+    assert t_helix == pytest.approx(t_tp, rel=0.02)
+
+
+def test_hopb_pieces_pay_one_attention_call_each():
+    """With a measured time per kernel call, HOP-B's p pieces cost p calls a layer (the engine runs
+    the attention kernel once per piece); bench measured +0.48 ms for 2 pieces on 32 layers."""
+    cfg = load_model("llama-3-8b")
+    hw = get_profile("h200").replace(attention={"gqa": {"kv_Bps": 4.3e12, "call_s": 14e-6}}, collective_latency_s=0.0,
+                                     link_bw=1e18)
+    work = Workload(131072, 8, "bf16")
+    layout = Layout("helix", 2, attn_tp=1, kvp=2)
+    one, two = (evaluate(cfg, layout, hw, work, CostOptions(hopb=p)) for p in (1, 2))
+    assert two.hopb_pieces == 2 and two.ttl_s - one.ttl_s == pytest.approx(32 * 14e-6, rel=0.05)
 
 
 def test_cli_prints_the_best_layout_and_the_frontier(tmp_path, capsys):

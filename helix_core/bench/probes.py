@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 
-def _time_cuda(fn, iters: int, warmup: int = 3) -> float:
+def time_cuda(fn, iters: int, warmup: int = 3) -> float:
+    """Seconds per call of `fn`, from CUDA events around `iters` back-to-back calls."""
     for _ in range(warmup):
         fn()
     start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -22,7 +23,7 @@ def hbm_bandwidth(device, gib: float = 4.0) -> float:
     n = int(gib * (1 << 30)) // 2
     src = torch.empty(n, dtype=torch.bfloat16, device=device).normal_()
     dst = torch.empty_like(src)
-    seconds = _time_cuda(lambda: dst.copy_(src), iters=20)
+    seconds = time_cuda(lambda: dst.copy_(src), iters=20)
     del src, dst
     return 2 * n * 2 / seconds
 
@@ -31,5 +32,5 @@ def matmul_rate(device, size: int = 8192, dtype=torch.bfloat16) -> float:
     """FLOP/s of a large matrix product on random data."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
-    seconds = _time_cuda(lambda: a @ b, iters=20)
+    seconds = time_cuda(lambda: a @ b, iters=20)
     return 2 * size ** 3 / seconds

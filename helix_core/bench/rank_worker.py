@@ -28,7 +28,7 @@ from ..kv_cache import StagePlacement
 from ..launcher import rank_device
 from ..plan import Plan
 from ..sampling import SamplingParams
-from .probes import hbm_bandwidth, matmul_rate
+from .probes import hbm_bandwidth, matmul_rate, time_cuda
 from .roofline import step_work
 from .shapes import shape_config
 
@@ -51,14 +51,7 @@ class BenchJob:
 
 
 def _time_replays(fn, iters: int) -> float:
-    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    torch.cuda.synchronize()
-    start.record()
-    for _ in range(iters):
-        fn()
-    stop.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(stop) / 1e3 / iters
+    return time_cuda(fn, iters, warmup=1)
 
 
 def _graph_of(fn):

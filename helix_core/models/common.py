@@ -91,3 +91,27 @@ class VocabParallel:
         embed = load("model.embed_tokens.weight", 0, [(start, stop)])
         head = embed if tied or not reader.has("lm_head.weight") else load("lm_head.weight", 0, [(start, stop)])
         return cls(embed, head, (start, stop), vocab_size)
+
+
+class DecoderStack:
+    """What every family shares: the vocab-parallel ends, the RoPE table and the layer loop.
+    A family sets `cfg`, `ops` and `layers` and defines `_layer(index, weights, x, cos, sin, ctx)`."""
+
+    def _load_ends(self, plan: Plan, rank: int, reader, load, rope_freqs: tuple[int, int]) -> None:
+        from ..rope import rope_inv_freq
+
+        cfg = self.cfg
+        self.final_norm = load("model.norm.weight")
+        self.vocab = VocabParallel.load(reader, plan, rank, cfg.vocab_size, cfg.tie_word_embeddings, load)
+        inv_freq, self.rope_scaling = rope_inv_freq(cfg.rope)
+        self.inv_freq = inv_freq[rope_freqs[0]:rope_freqs[1]].to(self.final_norm.device)
+
+    def forward(self, ids: torch.Tensor, positions: torch.Tensor, ctx: LayerContext) -> torch.Tensor:
+        """Hidden states after the final norm, [T, hidden], replicated on every rank."""
+        from ..rope import rope_cos_sin
+
+        x = self.vocab.embed_tokens(ids, ctx.all_reduce)
+        cos, sin = rope_cos_sin(self.inv_freq, self.rope_scaling, positions)
+        for index, layer in enumerate(self.layers):
+            x = self._layer(index, layer, x, cos, sin, ctx)
+        return self.ops.rms_norm(x, self.final_norm, self.cfg.rms_norm_eps)

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 from ..config import ModelConfig
 from ..plan import Plan, head_rows
-from ..rope import deinterleave_rope_dims, mla_softmax_scale, rope_cos_sin, rope_inv_freq
-from .common import GatedMLP, LayerContext, VocabParallel
+from ..rope import deinterleave_rope_dims, mla_softmax_scale
+from .common import DecoderStack, GatedMLP, LayerContext
 from .ops import EAGER, Ops
 from .moe import MoEShard, load_moe
 
@@ -37,7 +37,7 @@ class MLALayer:
     ffn: GatedMLP | MoEShard
 
 
-class DeepseekV3Model:
+class DeepseekV3Model(DecoderStack):
     def __init__(self, cfg: ModelConfig, plan: Plan, rank: int, reader, load, ops: Ops = EAGER):
         self.cfg, self.ops = cfg, ops
         shard = plan.attention_shard(cfg, rank)
@@ -75,18 +75,8 @@ class DeepseekV3Model:
                 wo=load(f"{a}.o_proj.weight", 1, head_rows(shard.out_heads, v_dim, ((0, v_dim),))),
                 ffn=ffn,
             ))
-        self.final_norm = load("model.norm.weight")
-        self.vocab = VocabParallel.load(reader, plan, rank, cfg.vocab_size, cfg.tie_word_embeddings, load)
-        inv_freq, self.rope_scaling = rope_inv_freq(cfg.rope)
-        self.inv_freq = inv_freq.to(self.final_norm.device)
+        self._load_ends(plan, rank, reader, load, (0, rope // 2))
         self.attention_scale = mla_softmax_scale(cfg)
-
-    def forward(self, ids: torch.Tensor, positions: torch.Tensor, ctx: LayerContext) -> torch.Tensor:
-        x = self.vocab.embed_tokens(ids, ctx.all_reduce)
-        cos, sin = rope_cos_sin(self.inv_freq, self.rope_scaling, positions)
-        for index, layer in enumerate(self.layers):
-            x = self._layer(index, layer, x, cos, sin, ctx)
-        return self.ops.rms_norm(x, self.final_norm, self.cfg.rms_norm_eps)
 
     def _layer(self, index, w: MLALayer, x, cos, sin, ctx: LayerContext):
         cfg, ops = self.cfg, self.ops

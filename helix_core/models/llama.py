@@ -13,8 +13,7 @@ import torch.nn.functional as F
 
 from ..config import ModelConfig
 from ..plan import Plan, head_rows
-from ..rope import rope_cos_sin, rope_inv_freq
-from .common import GatedMLP, LayerContext, VocabParallel
+from .common import DecoderStack, GatedMLP, LayerContext
 from .ops import EAGER, Ops
 
 
@@ -29,7 +28,7 @@ class LlamaLayer:
     mlp: GatedMLP
 
 
-class LlamaModel:
+class LlamaModel(DecoderStack):
     def __init__(self, cfg: ModelConfig, plan: Plan, rank: int, reader, load, ops: Ops = EAGER):
         self.cfg, self.ops = cfg, ops
         shard = plan.attention_shard(cfg, rank)
@@ -59,19 +58,8 @@ class LlamaModel:
                 bo=load(f"{p}.self_attn.o_proj.bias") if cfg.o_bias else None,
                 mlp=GatedMLP.load(reader, f"{p}.mlp", ffn, load),
             ))
-        self.final_norm = load("model.norm.weight")
-        self.vocab = VocabParallel.load(reader, plan, rank, cfg.vocab_size, cfg.tie_word_embeddings, load)
-        inv_freq, self.rope_scaling = rope_inv_freq(cfg.rope)
-        self.inv_freq = inv_freq[shard.rope_freqs[0]:shard.rope_freqs[1]].to(self.final_norm.device)
+        self._load_ends(plan, rank, reader, load, shard.rope_freqs)  # a slice's dims use its frequencies
         self.attention_scale = cfg.head_dim ** -0.5
-
-    def forward(self, ids: torch.Tensor, positions: torch.Tensor, ctx: LayerContext) -> torch.Tensor:
-        """Hidden states after the final norm, [T, hidden], replicated on every rank."""
-        x = self.vocab.embed_tokens(ids, ctx.all_reduce)
-        cos, sin = rope_cos_sin(self.inv_freq, self.rope_scaling, positions)
-        for index, layer in enumerate(self.layers):
-            x = self._layer(index, layer, x, cos, sin, ctx)
-        return self.ops.rms_norm(x, self.final_norm, self.cfg.rms_norm_eps)
 
     def _layer(self, index, w: LlamaLayer, x, cos, sin, ctx: LayerContext):
         tokens, ops = x.shape[0], self.ops

@@ -4,6 +4,7 @@
         --ttl-budget-ms 20 --plot frontier.png
     helix plan --model /models/llama --hardware h200 --gpus 8 --context 128k --batch 16
     helix plan --bench docs/results/bench-*.json --write-profile h200-measured.json
+    helix plan --bench docs/results/bench-*.json --compare   # measured vs modelled, every bench row
     helix plan --paper                       # the planner against the Helix paper's numbers
 """
 from __future__ import annotations
@@ -38,6 +39,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--hardware", default="h200", help=f"{', '.join(PROFILES)} or a profile JSON (default h200)")
     p.add_argument("--bench", nargs="+", metavar="JSON", help="build the profile from these `helix bench` files")
     p.add_argument("--write-profile", metavar="PATH", help="write the hardware profile used as JSON")
+    p.add_argument("--compare", action="store_true",
+                   help="with --bench: print the fitted profile and measured vs modelled TTL of every bench row")
     p.add_argument("--gpus", type=int, default=8, help="GPUs available (default 8)")
     p.add_argument("--exact-gpus", action="store_true", help="only layouts over exactly --gpus GPUs")
     p.add_argument("--context", type=parse_count, default=131072, help="KV tokens per sequence: 1M, 128k (decimal) or 128Ki (131072)")
@@ -78,6 +81,16 @@ def _run(args) -> int:
         print(format_checks(headline_checks()))
         return 0
     hw = profile_from_bench(args.bench) if args.bench else get_profile(args.hardware)
+    if args.compare:
+        if not args.bench:
+            raise ValueError("--compare needs --bench")
+        from .fit import format_comparison, format_profile
+        from .hardware import load_bench_rows
+
+        print(f"{hw.name}, fitted to {', '.join(args.bench)}:\n{format_profile(hw)}\n")
+        print(format_comparison(hw, load_bench_rows(args.bench)))
+        if not (args.write_profile or args.model):
+            return 0
     if args.write_profile:
         hw.save(args.write_profile)
         print(f"helix plan: wrote the {hw.name} profile to {args.write_profile}")

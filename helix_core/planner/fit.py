@@ -1,19 +1,21 @@
-"""Bench rows as cost-model cases, and the fit of the engine's overheads to their measured TTLs."""
+"""Bench rows as cost-model cases; the fit of the attention kernels' achieved rates to the rows'
+attention_s, and of the engine's overheads to their measured TTLs."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 from ..plan import Plan
-from .cost import CostOptions, Workload, evaluate
+from .cost import CostOptions, Workload, attention_work, evaluate
 from .hardware import HardwareProfile
 from .layouts import layout_of_plan
 from .presets import model_of_bench_row
 
 PARAMS = ("step_overhead_s", "layer_overhead_s", "seq_layer_overhead_s", "collective_latency_s", "kv_read_scale",
           "mem_efficiency")
-FREE = {4, 5}  # the two scales may move either way from 1; the overheads are >= 0
-START = (0.0, 0.0, 0.0, 0.0, 1.0, 1.0)
-BOUNDS = {4: (0.25, 8.0), 5: (0.3, 1.5)}
+SCALES = {"kv_read_scale": (0.25, 8.0), "mem_efficiency": (0.3, 1.5)}  # move either way from 1, within bounds;
+# the overheads are >= 0 and start at 0
+ATTENTION_RATE = {"gqa": "kv_Bps", "mla": "flops"}  # what bounds each kernel class (docs/planner.md)
 ENGINE_EXCHANGE_BYTES = 4.0  # the engine's all-to-all carries fp32 partials and LSE
 
 
@@ -36,30 +38,137 @@ def predict(profile: HardwareProfile, row: dict) -> float:
     return evaluate(cfg, layout, profile, work, options).ttl_s
 
 
+def attention_case(row: dict):
+    """The decode attention a bench row's attention_s timed (cost.AttentionWork)."""
+    cfg, layout, work, _ = bench_case(row)
+    return attention_work(cfg, layout, work)
+
+
+def fit_attention(profile: HardwareProfile, rows: list[dict]) -> HardwareProfile:
+    """The achieved rate of each decode-attention kernel class, from the rows' attention_s (all layers'
+    attention kernels alone, one call per layer): attention_s = work / rate + calls x call_s, with
+    work = the KV bytes read (GQA) or the attention FLOPs (MLA) of the cost model, fitted by least
+    squares on the relative error over the class's rows (call_s >= 0; with one configuration only,
+    or where the two do not separate, call_s = 0 and the rate alone). Classes without attention_s
+    and headslice's torch fallback keep the roofline."""
+    groups: dict[str, list[tuple[float, int, float]]] = {}
+    for row in rows:
+        if not row.get("attention_s"):
+            continue
+        work = attention_case(row)
+        if work.kernel not in ATTENTION_RATE:
+            continue
+        amount = work.kv_bytes if ATTENTION_RATE[work.kernel] == "kv_Bps" else work.flops
+        groups.setdefault(work.kernel, []).append((amount, work.calls, float(row["attention_s"])))
+    rates = dict(profile.attention)
+    for kernel, items in groups.items():
+        a = [[w / m, c / m] for w, c, m in items]
+        scale = [max(r[j] for r in a) for j in range(2)]  # columns of order 1 (bytes ~1e10, calls ~10)
+        sol = _lstsq([[r[j] / scale[j] for j in range(2)] for r in a], [1.0] * len(a))
+        sol = sol and [v / s for v, s in zip(sol, scale)]
+        if sol is None or sol[0] <= 0 or sol[1] < 0:
+            sol = [sum(r[0] for r in a) / sum(r[0] ** 2 for r in a), 0.0]
+        rates[kernel] = {ATTENTION_RATE[kernel]: 1.0 / sol[0], "call_s": sol[1]}
+    return profile.replace(attention=rates)
+
+
+def fitted_params(profile: HardwareProfile, rows: list[dict]) -> tuple[str, ...]:
+    """What fit_overheads fits: the overheads and the memory efficiency, and the KV-read scale only
+    where some row's attention has no measured rate (no attention_s for its class, or headslice's
+    torch fallback)."""
+    kernels = {attention_case(r).kernel for r in rows}
+    measured = all(profile.attention_rates(k) for k in kernels if k != "fallback") and "fallback" not in kernels
+    return tuple(p for p in PARAMS if not (measured and p == "kv_read_scale"))
+
+
 def fit_overheads(profile: HardwareProfile, rows: list[dict], iterations: int = 8) -> HardwareProfile:
-    """Non-negative step / layer / sequence-layer / collective overheads, the KV-read time scale and
-    the memory efficiency, minimizing the squared relative TTL error over the rows (Gauss-Newton:
-    the model is linear in the overheads and the KV scale but for the rooflines' and HOP-B's max)."""
+    """Non-negative step / layer / sequence-layer / collective overheads, the KV-read time scale (see
+    fitted_params) and the memory efficiency, minimizing the squared relative TTL error over the rows
+    (Gauss-Newton: the model is linear in the overheads and the KV scale but for the rooflines' and
+    HOP-B's max)."""
+    params = fitted_params(profile, rows)
+    free = {j for j, name in enumerate(params) if name in SCALES}
+    start = [1.0 if name in SCALES else 0.0 for name in params]
     cases = [bench_case(r) for r in rows]
     measured = [float(r["ttl_median_s"]) for r in rows]
-    x = list(START)
+    x = list(start)
     for _ in range(iterations):
-        current = profile.replace(**dict(zip(PARAMS, x)))
+        current = profile.replace(**dict(zip(params, x)))
         base = [evaluate(cfg, lay, current, w, o).ttl_s for cfg, lay, w, o in cases]
         step = 1e-6
         features = []
-        for j, name in enumerate(PARAMS):
+        for j, name in enumerate(params):
             moved = current.replace(**{name: x[j] + step})
             features.append([(evaluate(cfg, lay, moved, w, o).ttl_s - b) / step
                              for (cfg, lay, w, o), b in zip(cases, base)])
         # residual (c + F x - m) / m with c = base - F x_current
-        a = [[features[j][i] / m for j in range(len(PARAMS))] for i, m in enumerate(measured)]
-        b = [(m - (base[i] - sum(features[j][i] * x[j] for j in range(len(PARAMS))))) / m
+        a = [[features[j][i] / m for j in range(len(params))] for i, m in enumerate(measured)]
+        b = [(m - (base[i] - sum(features[j][i] * x[j] for j in range(len(params))))) / m
              for i, m in enumerate(measured)]
-        x = _nnls(a, b, FREE, START)
-        for j, (lo, hi) in BOUNDS.items():
-            x[j] = min(max(x[j], lo), hi)
-    return profile.replace(**dict(zip(PARAMS, x)))
+        x = _nnls(a, b, free, start)
+        for j, name in enumerate(params):
+            if name in SCALES:
+                lo, hi = SCALES[name]
+                x[j] = min(max(x[j], lo), hi)
+    return profile.replace(**dict(zip(params, x)))
+
+
+def attention_kernel_s(profile: HardwareProfile, row: dict) -> float | None:
+    """What the profile predicts for a row's attention_s (all layers' attention kernels, one call a
+    layer, no HOP-B pieces, no projections), or None where the row's kernel class has no measured
+    rates (the roofline of the cost model applies there)."""
+    cfg, layout, work, _ = bench_case(row)
+    aw = attention_work(cfg, layout, work)
+    rates = profile.attention_rates(aw.kernel)
+    if aw.kernel == "fallback" or not rates:
+        return None
+    kv_bw = rates.get("kv_Bps") or profile.hbm_bw * profile.mem_efficiency / profile.kv_read_scale
+    flops = rates.get("flops") or profile.flops_for(work.kv) * profile.flop_efficiency
+    return max(aw.kv_bytes / kv_bw, aw.flops / flops) + aw.calls * rates.get("call_s", 0.0)
+
+
+def comparison(profile: HardwareProfile, rows: list[dict]) -> list[dict]:
+    """Measured against modelled TTL (and attention kernel time) for each row."""
+    out = []
+    for row in rows:
+        measured = float(row["ttl_median_s"])
+        planner = predict(profile, row)
+        out.append({"file": Path(str(row.get("_file", ""))).name, "shape": row.get("shape"), "layers": row.get("layers"),
+                    "plan": row["plan"], "gpus": int(row.get("gpus") or 1), "context": int(row["context"]),
+                    "batch": int(row["batch"]), "hopb": int(row.get("hopb_pieces") or 1), "measured_s": measured,
+                    "planner_s": planner, "error": planner / measured - 1,
+                    "attention_measured_s": row.get("attention_s"),
+                    "attention_planner_s": attention_kernel_s(profile, row)})
+    return out
+
+
+def format_comparison(profile: HardwareProfile, rows: list[dict]) -> str:
+    """The markdown table of docs/planner.md, "Measured vs modelled" (`helix plan --bench ... --compare`)."""
+    def ms(v):
+        return "-" if v is None else f"{float(v) * 1e3:.2f}"
+    lines = [("| file | shape (layers) | plan | GPUs | context x batch | HOP-B | measured ms | planner ms | error "
+              "| attention_s measured / fitted ms |"),
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in comparison(profile, rows):
+        lines.append(f"| {r['file']} | {r['shape']} ({r['layers']}) | `{r['plan']}` | {r['gpus']} "
+                     f"| {r['context']:,} x {r['batch']} | {r['hopb']} | {ms(r['measured_s'])} | {ms(r['planner_s'])} "
+                     f"| {r['error']:+.1%} | {ms(r['attention_measured_s'])} / {ms(r['attention_planner_s'])} |")
+    return "\n".join(lines)
+
+
+def format_profile(profile: HardwareProfile) -> str:
+    """The measured and fitted constants of a profile, one line each."""
+    lines = [f"HBM (copy, measured) {profile.hbm_bw / 1e12:.2f} TB/s; weight reads reach {profile.mem_efficiency:.3f} of it",
+             f"matmul (measured) {profile.flops_for('bf16') / 1e12:.0f} TFLOP/s bf16",
+             f"KV-read scale {profile.kv_read_scale:.3f} (applies where no attention rate is measured)"]
+    for kernel, rates in sorted(profile.attention.items()):
+        what = ", ".join(f"{rates[k] / 1e12:.2f} TB/s of KV" if k == "kv_Bps" else f"{rates[k] / 1e12:.1f} TFLOP/s"
+                         for k in ("kv_Bps", "flops") if rates.get(k))
+        lines.append(f"attention {kernel}: {what}, {rates.get('call_s', 0.0) * 1e6:.1f} us per kernel call")
+    lines.append(f"overheads: step {profile.step_overhead_s * 1e6:.0f} us, layer {profile.layer_overhead_s * 1e6:.1f} us, "
+                 f"sequence x layer {profile.seq_layer_overhead_s * 1e6:.2f} us, "
+                 f"collective {profile.collective_latency_s * 1e6:.1f} us")
+    return "\n".join(lines)
 
 
 def _nnls(a: list[list[float]], b: list[float], free=frozenset(), default=None) -> list[float]:
