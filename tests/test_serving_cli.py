@@ -186,3 +186,16 @@ def test_the_launchers_shard_command_line_runs_exactly_its_config():
     assert shard_config_from_argv(argv[4:]) == config
     no_metrics = dataclasses.replace(config, metrics_port=None)
     assert shard_config_from_argv(shard_argv(no_metrics)[4:]) == no_metrics
+
+
+def test_serve_demo_streams_a_request_and_exits(llama_dir):
+    """The README's first command: `helix serve --demo N` answers a real client request as soon as it
+    is ready; its tokens are the checkpoint's greedy continuation (HF transformers)."""
+    done = _helix("serve", "--model", str(llama_dir), "--demo", "6", "--exit-after-demo", "--port", "0",
+                  "--metrics-port", "0", "--shard-port", "0", "--shard-metrics-port", "0", timeout_s=START_TIMEOUT_S)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    demo = lines.index(next(line for line in lines if "demo: generating 6 tokens" in line))
+    tokens = [int(t) for t in lines[demo + 1].split()]
+    assert tokens == hf_greedy(llama_dir, list(range(1, 9)), 6)[0]
+    assert any("token-to-token latency over 5 gaps" in line for line in lines)
