@@ -18,6 +18,19 @@ def time_cuda(fn, iters: int, warmup: int = 3) -> float:
     return start.elapsed_time(stop) / 1e3 / iters
 
 
+def capture_graph(fn):
+    """A CUDA graph of one call of `fn` (warmed up once on a side stream, as capture requires)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph
+
+
 def hbm_bandwidth(device, gib: float = 4.0) -> float:
     """Bytes per second of a large device copy, counting bytes read and written."""
     n = int(gib * (1 << 30)) // 2

@@ -28,7 +28,7 @@ from ..kv_cache import StagePlacement
 from ..launcher import rank_device
 from ..plan import Plan
 from ..sampling import SamplingParams
-from .probes import hbm_bandwidth, matmul_rate, time_cuda
+from .probes import capture_graph, hbm_bandwidth, matmul_rate, time_cuda
 from .roofline import step_work
 from .shapes import shape_config
 
@@ -52,18 +52,6 @@ class BenchJob:
 
 def _time_replays(fn, iters: int) -> float:
     return time_cuda(fn, iters, warmup=1)
-
-
-def _graph_of(fn):
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return graph
 
 
 def _pages_needed(job: BenchJob, kvp: int) -> int:
@@ -215,7 +203,7 @@ def _phases(engine: Engine, bucket: int, job: BenchJob) -> dict:
 
     out = {"compute_only_s": compute_only}
     for name, fn in (("attention_s", attention), ("all_to_all_s", all_to_all), ("all_reduce_s", all_reduce)):
-        out[name] = _time_replays(_graph_of(fn).replay, 20)
+        out[name] = _time_replays(capture_graph(fn).replay, 20)
     return out
 
 

@@ -165,29 +165,12 @@ def time_eager(fn, warmup: int, iters: int, repeats: int) -> float:
 
 def time_graph(fn, iters: int, repeats: int) -> float | None:
     """Median seconds per replay of a CUDA graph holding one call (no CPU launch overhead)."""
+    from helix_core.bench.probes import capture_graph
+
     try:
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(3):
-                fn()
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        for _ in range(2):
             fn()
-        for _ in range(3):
-            graph.replay()
-        torch.cuda.synchronize()
-        samples = []
-        for _ in range(repeats):
-            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(iters):
-                graph.replay()
-            stop.record()
-            stop.synchronize()
-            samples.append(start.elapsed_time(stop) / 1e3 / iters)
-        return statistics.median(samples)
+        return time_eager(capture_graph(fn).replay, warmup=3, iters=iters, repeats=repeats)
     except Exception as exc:  # graphs are a bonus; never fail the benchmark on them
         print(f"  (CUDA graph timing unavailable: {type(exc).__name__}: {exc})")
         return None
