@@ -17,7 +17,7 @@ import torch
 from .checkpoint import CheckpointReader
 from .comm import Comm
 from .config import ModelConfig
-from .kv_cache import KVCapacityError, PagedKVCache, StagePlacement
+from .kv_cache import PagedKVCache, StagePlacement
 from .models import build_model
 from .models.ops import EAGER
 from .plan import Plan

@@ -50,4 +50,4 @@ def time_hf(shape: str, layers: int | None, batch: int, context: int, dtype: str
             "dtype": {"bf16": "bfloat16", "fp16": "float16"}.get(dtype, dtype), "layers": config.num_hidden_layers,
             "ttl_median_s": statistics.median(times), "ttl_p99_s": sorted(times)[int(0.99 * (len(times) - 1))],
             "tokens_per_s": batch / statistics.median(times), "kv": "random data (no prefill)",
-            "peer": f"transformers, static cache, sdpa"}
+            "peer": "transformers, static cache, sdpa"}

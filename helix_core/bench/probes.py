@@ -37,7 +37,6 @@ def hbm_bandwidth(device, gib: float = 4.0) -> float:
     src = torch.empty(n, dtype=torch.bfloat16, device=device).normal_()
     dst = torch.empty_like(src)
     seconds = time_cuda(lambda: dst.copy_(src), iters=20)
-    del src, dst
     return 2 * n * 2 / seconds
 
 
