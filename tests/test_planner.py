@@ -11,7 +11,7 @@ from helix_core.plan import Plan
 from helix_core.planner import NoPlanError, choose, choose_plan, get_profile, load_model, profile_from_bench
 from helix_core.planner.cli import main as plan_main, parse_count
 from helix_core.planner.cost import CostOptions, Workload, attention_work, evaluate, memory
-from helix_core.planner.fit import attention_kernel_s, predict
+from helix_core.planner.fit import attention_case, attention_kernel_s, fit_attention, predict
 from helix_core.planner.frontier import best_for_budget, pareto, sweep
 from helix_core.planner.hardware import PROFILES
 from helix_core.planner.layouts import ENGINE_KINDS, KINDS, Layout, candidates, layout_of_plan, layouts, refusal
@@ -210,19 +210,23 @@ def _bench_row(shape, layers, spec, batch, context, hopb):
 
 
 def test_profile_from_bench_fits_attention_rates_per_kernel_class(tmp_path, capsys):
-    """Rows with attention_s (as `helix bench` writes on a GPU): GQA decode is fitted as KV bytes/s,
-    MLA decode as FLOP/s, each with a time per kernel call; the cost model uses them, the KV-read
-    scale is then not fitted, and `--compare` prints measured against modelled."""
+    """Rows with attention_s (as `helix bench` writes on a GPU): the paged kernel is fitted as KV
+    bytes/s per group size and head dim, MLA decode as FLOP/s, each with a time per kernel call; the
+    MHA class, whose rows all do the same work per call, takes the GQA class's per-call time and gets
+    its rate alone; the cost model uses them, the KV-read scale is then not fitted, and `--compare`
+    prints measured against modelled."""
     truth = get_profile("h200").replace(
         hbm_bw=4.3e12, mem_efficiency=0.95, step_overhead_s=600e-6, layer_overhead_s=15e-6,
         seq_layer_overhead_s=4e-6, collective_latency_s=18e-6, flops={"bf16": 790e12, "fp8": 1580e12},
-        attention={"gqa": {"kv_Bps": 4.3e12, "call_s": 14e-6}, "mla": {"flops": 84e12, "call_s": 47e-6}})
+        attention={"gqa-d128": {"kv_Bps": 4.3e12, "call_s": 14e-6}, "mha-d512": {"kv_Bps": 3.2e12, "call_s": 14e-6},
+                   "mla": {"flops": 84e12, "call_s": 47e-6}})
     rng = random.Random(7)
     rows = []
     for shape, layers, plans, points in [
             ("llama3-8b", 32, ["helix:kvp=2,tpa=1", "tp:n=2", "helix:kvp=1,tpa=1"], [(1, 131072), (8, 131072), (1, 1 << 20)]),
             ("mqa-8b", 32, ["helix:kvp=2,tpa=1", "tp:n=2"], [(4, 1 << 20)]),
-            ("deepseek-mla", 4, ["helix:kvp=2,tpa=1", "tp:n=2", "helix:kvp=1,tpa=1"], [(4, 1 << 20), (1, 32768)])]:
+            ("deepseek-mla", 4, ["helix:kvp=2,tpa=1", "tp:n=2", "helix:kvp=1,tpa=1"], [(4, 1 << 20), (1, 32768)]),
+            ("mha16x512", 8, ["headslice:n=2,m=1", "helix:kvp=2,tpa=1"], [(8, 10000)])]:
         for spec in plans:
             for batch, context in points:
                 for hopb in (2, 1):
@@ -233,9 +237,11 @@ def test_profile_from_bench_fits_attention_rates_per_kernel_class(tmp_path, caps
     path = tmp_path / "bench-synthetic.json"
     path.write_text(json.dumps(rows))
     fitted = profile_from_bench([path])
-    gqa, mla = fitted.attention["gqa"], fitted.attention["mla"]
-    assert set(gqa) == {"kv_Bps", "call_s"} and set(mla) == {"flops", "call_s"}
+    assert set(fitted.attention) == {"gqa-d128", "mha-d512", "mla"}
+    gqa, mha, mla = fitted.attention["gqa-d128"], fitted.attention["mha-d512"], fitted.attention["mla"]
+    assert set(gqa) == set(mha) == {"kv_Bps", "call_s"} and set(mla) == {"flops", "call_s"}
     assert gqa["kv_Bps"] == pytest.approx(4.3e12, rel=0.05) and gqa["call_s"] == pytest.approx(14e-6, abs=5e-6)
+    assert mha["call_s"] == gqa["call_s"] and mha["kv_Bps"] == pytest.approx(3.2e12, rel=0.05)
     assert mla["flops"] == pytest.approx(84e12, rel=0.05) and mla["call_s"] == pytest.approx(47e-6, abs=10e-6)
     assert fitted.kv_read_scale == 1.0  # every kernel class has a measured rate: nothing left for it to do
     for row in rows:
@@ -248,6 +254,52 @@ def test_profile_from_bench_fits_attention_rates_per_kernel_class(tmp_path, caps
     assert plan_main(["--bench", str(path), "--compare"]) == 0
     text = capsys.readouterr().out
     assert "attention mla: " in text and "TFLOP/s" in text and text.count("| bench-synthetic.json |") == len(rows)
+
+
+def test_attention_kernel_class_is_the_group_size_and_head_dim_on_the_gpu():
+    """The paged kernel packs the query heads of one KV head into blocks of >= 16 rows and picks its
+    tiles by head dim, so its class is (group size on the GPU, head dim): g >= 2 gqa (MQA too), g = 1
+    mha; TP beyond the KV heads leaves heads / t query heads on a GPU's one KV head. MLA is its own
+    class; headslice with m > 1 runs the torch fallback."""
+    work = Workload(32768, 2, "bf16")
+
+    def kernel(model, spec, layers=2):
+        return attention_work(load_model(model, layers), layout_of_plan(Plan.parse(spec)), work).kernel
+
+    assert kernel("llama-3-8b", "tp:n=2") == kernel("llama-3-8b", "helix:kvp=2,tpa=1") == "gqa-d128"
+    assert kernel("llama-3-8b", "tp:n=16") == "gqa-d128"  # 2 query heads on the one KV head it holds
+    assert kernel("llama-3-8b", "tp:n=32") == "mha-d128"  # 1 query head on its KV head
+    assert kernel("mha-16x512", "headslice:n=2,m=1") == kernel("mha-16x512", "helix:kvp=2,tpa=1") == "mha-d512"
+    assert kernel("mha-16x512", "headslice:n=2,m=4") == "fallback"
+    assert kernel("deepseek-r1", "helix:kvp=2,tpa=1") == "mla"
+
+
+def test_an_unseparated_kernel_class_shares_its_familys_call_time():
+    """A class whose rows all do the same work per call cannot tell its rate from its per-call time:
+    it takes the per-call time of the separated classes of the paged kernel and fits the rate alone
+    (least squares on the relative error); a profile's legacy "gqa" entry still applies to the
+    paged kernel's classes."""
+    base = get_profile("h200").replace(hbm_bw=4.3e12)
+    rows = []
+    for shape, layers, spec, batch, context, measured in [
+            ("llama3-8b", 32, "tp:n=2", 1, 1 << 20, 16.07e-3), ("llama3-8b", 4, "tp:n=2", 2, 32768, 0.18e-3),
+            ("mha16x512", 8, "headslice:n=2,m=1", 8, 10000, 3.52e-3),
+            ("mha16x512", 8, "helix:kvp=2,tpa=1", 8, 10000, 3.21e-3)]:
+        row = _bench_row(shape, layers, spec, batch, context, 1)
+        row["attention_s"] = measured
+        rows.append(row)
+    fitted = fit_attention(base, rows)
+    gqa, mha = fitted.attention["gqa-d128"], fitted.attention["mha-d512"]
+    assert gqa["call_s"] > 0 and mha["call_s"] == gqa["call_s"]
+    work = attention_case(rows[2])
+    assert work.kv_bytes == attention_case(rows[3]).kv_bytes == 8 * 10000 * 8 * 2 * 512 * 2 * 8
+    modelled = work.kv_bytes / mha["kv_Bps"] + 8 * mha["call_s"]
+    a, b = 3.52e-3, 3.21e-3  # equal work: one time for both, minimizing (t/a - 1)^2 + (t/b - 1)^2
+    assert modelled == pytest.approx((1 / a + 1 / b) / (1 / a ** 2 + 1 / b ** 2), rel=1e-9)
+    assert attention_kernel_s(fitted, rows[2]) == pytest.approx(modelled)
+    legacy = base.replace(attention={"gqa": dict(gqa)})
+    assert legacy.attention_rates("gqa-d128") == legacy.attention_rates("mha-d512") == gqa
+    assert legacy.attention_rates("mla") is None
 
 
 def test_public_profiles_keep_the_roofline_for_attention():
@@ -284,7 +336,7 @@ def test_hopb_pieces_pay_one_attention_call_each():
     """With a measured time per kernel call, HOP-B's p pieces cost p calls a layer (the engine runs
     the attention kernel once per piece); bench measured +0.48 ms for 2 pieces on 32 layers."""
     cfg = load_model("llama-3-8b")
-    hw = get_profile("h200").replace(attention={"gqa": {"kv_Bps": 4.3e12, "call_s": 14e-6}}, collective_latency_s=0.0,
+    hw = get_profile("h200").replace(attention={"gqa-d128": {"kv_Bps": 4.3e12, "call_s": 14e-6}}, collective_latency_s=0.0,
                                      link_bw=1e18)
     work = Workload(131072, 8, "bf16")
     layout = Layout("helix", 2, attn_tp=1, kvp=2)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from helix_core.planner.cost import attention_rate_kind
 from helix_core.planner.fit import (
     attention_case,
     attention_kernel_s,
@@ -50,13 +51,13 @@ def test_planner_ttl_within_15_percent_of_every_bench_measurement():
 
 @skip_without_results
 def test_measured_profile_carries_each_kernel_class_achieved_attention_rate():
-    """GQA decode as KV bytes/s, MLA decode as FLOP/s, fitted to attention_s; each row's attention_s
-    is then itself reproduced within 15%."""
+    """The paged kernel (per group size and head dim) as KV bytes/s, MLA decode as FLOP/s, fitted to
+    attention_s; each row's attention_s is then itself reproduced within 15%."""
     rows = [r for r in _rows() if r.get("attention_s")]
     profile = profile_from_bench(BENCH_FILES)
     for kernel in {attention_case(r).kernel for r in rows} - {"fallback"}:
         rates = profile.attention_rates(kernel)
-        assert rates and rates.get({"gqa": "kv_Bps", "mla": "flops"}[kernel]), (kernel, profile.attention)
+        assert rates and rates.get(attention_rate_kind(kernel)), (kernel, profile.attention)
     for row in rows:
         modelled = attention_kernel_s(profile, row)
         if modelled is not None:

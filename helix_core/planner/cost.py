@@ -3,8 +3,9 @@
 Per layer, on the busiest GPU:
   attention   q/k/v projections (replicated over KVP under Helix) + the KV shard read, as a roofline
               of HBM bytes and matmul FLOPs, or, when the profile has measured rates for the
-              attention kernel class (GQA, MLA), max(KV bytes / achieved B/s, FLOPs / achieved
-              FLOP/s) + a fixed time per kernel call;
+              attention kernel class (kernel_class: the paged kernel per group size and head dim,
+              e.g. "gqa-d128", "mha-d512"; absorbed MLA, "mla"), max(KV bytes / achieved B/s,
+              FLOPs / achieved FLOP/s) + a fixed time per kernel call;
   exchange    Helix: one all-to-all over KVP of B x H/TPA x (value dim + 1) partials; HOP-B cuts the
               batch into p pieces so piece i's all-to-all overlaps piece i+1's attention;
   post        o_proj (MLA: W_UV too), then an all-reduce of B x hidden;
@@ -74,7 +75,7 @@ class Shape:
     vocab: int  # one V x hidden matrix
     vocab_size: int
     tied: bool
-    kernel: str = "gqa"  # decode-attention kernel class: "gqa" (paged GQA/MQA/MHA) or "mla" (absorbed MLA)
+    kernel: str = "paged"  # decode-attention kernel family: "paged" (GQA/MQA/MHA) or "mla" (absorbed MLA)
 
 
 def shape_of(cfg: ModelConfig) -> Shape:
@@ -98,7 +99,7 @@ def shape_of(cfg: ModelConfig) -> Shape:
                  ffn=3 * h * cfg.intermediate_size, router=cfg.n_routed_experts * h, expert=expert,
                  experts=cfg.n_routed_experts, topk=cfg.num_experts_per_tok, shared=expert * cfg.n_shared_experts,
                  vocab=cfg.vocab_size * h, vocab_size=cfg.vocab_size, tied=cfg.tie_word_embeddings,
-                 kernel="mla" if cfg.is_mla else "gqa", **attn)
+                 kernel="mla" if cfg.is_mla else "paged", **attn)
 
 
 @dataclass(frozen=True)
@@ -201,9 +202,39 @@ def _attention_work(s: Shape, sh: Shares, work: Workload, attn_tokens: int) -> t
     return kv_read, flops
 
 
+def kernel_class(s: Shape, sh: Shares, layout: Layout) -> str:
+    """The decode-attention kernel class one GPU runs under `layout`: what sets the kernel's achieved
+    rate, so what a measured profile keys its rates by.
+
+    "fallback": headslice with m > 1 (the engine's torch path; always the roofline).
+    "mla": the absorbed-MLA kernel (one latent KV head; 576 / 512 dims).
+    "gqa-d{D}" / "mha-d{D}": the paged kernel with head dim D and g query heads per KV head on the
+      GPU (g >= 2: gqa, MQA included; g = 1: mha). The kernel packs the g heads of a KV head into a
+      block of BLOCK_H >= 16 rows (the tensor-core minimum), so g = 1 leaves 15 of 16 rows padding,
+      and D picks its tile configuration (keys per tile, warps, accumulator width): both change the
+      KV bytes per second it reaches. g is per GPU: TP beyond the KV heads leaves heads / t query
+      heads on the one KV head a GPU holds."""
+    if layout.kind == "headslice" and layout.slices > 1:
+        return "fallback"
+    if s.kernel == "mla":
+        return "mla"
+    group = max(1, round(s.heads * sh.q / (s.kv_heads * sh.kv_heads)))
+    return f"{'mha' if group == 1 else 'gqa'}-d{s.score_k}"
+
+
+def attention_rate_kind(kernel: str) -> str | None:
+    """What bounds a kernel class's achieved rate: "kv_Bps" (the paged kernel is memory-bound: KV
+    bytes/s), "flops" (absorbed MLA: FLOP/s), None (the torch fallback: roofline only)."""
+    if kernel == "mla":
+        return "flops"
+    if kernel == "gqa" or kernel.startswith(("gqa-", "mha-")):  # "gqa": profiles written before the split
+        return "kv_Bps"
+    return None
+
+
 @dataclass(frozen=True)
 class AttentionWork:
-    kernel: str  # "gqa" or "mla"; "fallback" for headslice m > 1 (the engine's torch path)
+    kernel: str  # kernel_class: "gqa-d128", "mha-d512", "mla", ...; "fallback" for headslice m > 1 (torch path)
     kv_bytes: float  # KV bytes one GPU reads, all layers
     flops: float  # attention FLOPs on one GPU, all layers (absorbed MLA: d_k = latent + rope, d_v = latent)
     calls: int  # attention kernel calls per step without HOP-B (one per layer)
@@ -216,8 +247,7 @@ def attention_work(cfg: ModelConfig, layout: Layout, work: Workload, shape: Shap
     micro = math.ceil(work.batch / sh.micro)
     kv_read, flops = _attention_work(s, sh, work, math.ceil(micro / sh.attn_batch_div))
     layers = s.layers * sh.layers
-    kernel = "fallback" if layout.kind == "headslice" and layout.slices > 1 else s.kernel
-    return AttentionWork(kernel, kv_read * layers, flops * layers, round(layers))
+    return AttentionWork(kernel_class(s, sh, layout), kv_read * layers, flops * layers, round(layers))
 
 
 def evaluate(cfg: ModelConfig, layout: Layout, hw: HardwareProfile, work: Workload,
@@ -244,8 +274,9 @@ def evaluate(cfg: ModelConfig, layout: Layout, hw: HardwareProfile, work: Worklo
     kv_read, attn_flops = _attention_work(s, sh, work, attn_tokens)
     t_proj = roof(pre * wb, 2 * attn_tokens * pre, f_w)
     kv_traffic = kv_read * hw.kv_read_scale
-    fallback = layout.kind == "headslice" and layout.slices > 1
-    rates = None if fallback else hw.attention_rates(s.kernel)
+    kernel = kernel_class(s, sh, layout)
+    fallback = kernel == "fallback"
+    rates = None if fallback else hw.attention_rates(kernel)
     call = 0.0
     if rates:  # the measured kernel: achieved KV bytes/s and FLOP/s (either missing: the roofline's)
         kv_bw = rates.get("kv_Bps") or bw / hw.kv_read_scale

@@ -6,7 +6,7 @@ import itertools
 from pathlib import Path
 
 from ..plan import Plan
-from .cost import CostOptions, Workload, attention_work, evaluate
+from .cost import CostOptions, Workload, attention_rate_kind, attention_work, evaluate
 from .hardware import HardwareProfile
 from .layouts import layout_of_plan
 from .presets import model_of_bench_row
@@ -15,7 +15,6 @@ PARAMS = ("step_overhead_s", "layer_overhead_s", "seq_layer_overhead_s", "collec
           "mem_efficiency")
 SCALES = {"kv_read_scale": (0.25, 8.0), "mem_efficiency": (0.3, 1.5)}  # move either way from 1, within bounds;
 # the overheads are >= 0 and start at 0
-ATTENTION_RATE = {"gqa": "kv_Bps", "mla": "flops"}  # what bounds each kernel class (docs/planner.md)
 ENGINE_EXCHANGE_BYTES = 4.0  # the engine's all-to-all carries fp32 partials and LSE
 
 
@@ -44,32 +43,62 @@ def attention_case(row: dict):
     return attention_work(cfg, layout, work)
 
 
+SEPARATES = 2.0  # a class's rows separate rate from per-call time when their work per call spans this factor
+
+
 def fit_attention(profile: HardwareProfile, rows: list[dict]) -> HardwareProfile:
-    """The achieved rate of each decode-attention kernel class, from the rows' attention_s (all layers'
+    """The achieved rate of each decode-attention kernel class (cost.kernel_class: the paged kernel per
+    group size and head dim, as KV bytes/s; MLA as FLOP/s), from the rows' attention_s (all layers'
     attention kernels alone, one call per layer): attention_s = work / rate + calls x call_s, with
-    work = the KV bytes read (GQA) or the attention FLOPs (MLA) of the cost model, fitted by least
-    squares on the relative error over the class's rows (call_s >= 0; with one configuration only,
-    or where the two do not separate, call_s = 0 and the rate alone). Classes without attention_s
-    and headslice's torch fallback keep the roofline."""
+    work = the KV bytes read (paged) or the attention FLOPs (MLA) of the cost model, fitted by least
+    squares on the relative error over the class's rows.
+
+    Where the class's rows separate the two (their work per call spans a factor SEPARATES or more,
+    and the fit gives rate > 0, call_s >= 0), both are fitted. Otherwise only the rate is, with the
+    per-call time of the separated classes of the same kernel family (the paged kernel's classes share
+    one launch path: stage 1, the split merge; for several, their mean weighted by rows), or 0 where
+    there is none. Classes without attention_s and headslice's torch fallback keep the roofline."""
     groups: dict[str, list[tuple[float, int, float]]] = {}
     for row in rows:
         if not row.get("attention_s"):
             continue
         work = attention_case(row)
-        if work.kernel not in ATTENTION_RATE:
+        kind = attention_rate_kind(work.kernel)
+        if kind is None:
             continue
-        amount = work.kv_bytes if ATTENTION_RATE[work.kernel] == "kv_Bps" else work.flops
+        amount = work.kv_bytes if kind == "kv_Bps" else work.flops
         groups.setdefault(work.kernel, []).append((amount, work.calls, float(row["attention_s"])))
     rates = dict(profile.attention)
+    unseparated = []
     for kernel, items in groups.items():
-        a = [[w / m, c / m] for w, c, m in items]
-        scale = [max(r[j] for r in a) for j in range(2)]  # columns of order 1 (bytes ~1e10, calls ~10)
-        sol = _lstsq([[r[j] / scale[j] for j in range(2)] for r in a], [1.0] * len(a))
-        sol = sol and [v / s for v, s in zip(sol, scale)]
+        sol = None
+        per_call = [w / c for w, c, _ in items]
+        if max(per_call) >= SEPARATES * min(per_call):
+            a = [[w / m, c / m] for w, c, m in items]
+            scale = [max(r[j] for r in a) for j in range(2)]  # columns of order 1 (bytes ~1e10, calls ~10)
+            sol = _lstsq([[r[j] / scale[j] for j in range(2)] for r in a], [1.0] * len(a))
+            sol = sol and [v / s for v, s in zip(sol, scale)]
         if sol is None or sol[0] <= 0 or sol[1] < 0:
-            sol = [sum(r[0] for r in a) / sum(r[0] ** 2 for r in a), 0.0]
-        rates[kernel] = {ATTENTION_RATE[kernel]: 1.0 / sol[0], "call_s": sol[1]}
+            unseparated.append(kernel)
+            continue
+        rates[kernel] = {attention_rate_kind(kernel): 1.0 / sol[0], "call_s": sol[1]}
+    separated = [k for k in groups if k not in unseparated]
+    for kernel in unseparated:
+        items = groups[kernel]
+        donors = [k for k in separated if _family(k) == _family(kernel)]
+        rows_of = sum(len(groups[k]) for k in donors)
+        call = sum(rates[k]["call_s"] * len(groups[k]) for k in donors) / rows_of if donors else 0.0
+        # minimize sum((w x + c call) / m - 1)^2 over x = 1 / rate
+        x = sum(w / m * (1 - c * call / m) for w, c, m in items) / sum((w / m) ** 2 for w, c, m in items)
+        if x <= 0:  # the per-call time alone exceeds the measurement: the rate alone
+            call = 0.0
+            x = sum(w / m for w, c, m in items) / sum((w / m) ** 2 for w, c, m in items)
+        rates[kernel] = {attention_rate_kind(kernel): 1.0 / x, "call_s": call}
     return profile.replace(attention=rates)
+
+
+def _family(kernel: str) -> str:
+    return "mla" if kernel == "mla" else "paged"
 
 
 def fitted_params(profile: HardwareProfile, rows: list[dict]) -> tuple[str, ...]:

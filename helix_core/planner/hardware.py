@@ -2,7 +2,8 @@
 
 Public profiles hold vendor figures (dense tensor-core rates, no sparsity); a measured profile
 comes from `helix bench` JSON (`profile_from_bench`): measured HBM bandwidth and matmul rate, the
-rates our decode-attention kernels achieve (per kernel class, fitted to bench's attention_s), and
+rates our decode-attention kernels achieve (per kernel class: group size and head dim for the paged
+kernel, and MLA; fitted to bench's attention_s), and
 the step, layer and collective overheads of our own engine fitted to the recorded TTLs.
 Every number and where it comes from is listed in docs/planner.md.
 """
@@ -50,10 +51,11 @@ class HardwareProfile:
     layer_overhead_s: float = 0.0  # fixed cost per layer and step (kernel launches)
     seq_layer_overhead_s: float = 0.0  # per sequence, layer and step
     memory_fraction: float = 0.9  # share of HBM the weights and the KV cache may fill
-    # achieved decode-attention rates per kernel class ("gqa", "mla"), measured: {"kv_Bps": KV bytes
-    # read per s, "flops": attention FLOP/s, "call_s": fixed time per kernel call}; a class listed here
-    # costs max(KV bytes / kv_Bps, FLOPs / flops) + call_s per layer (a missing rate: the HBM / matmul
-    # roofline); empty (public profiles): the roofline of HBM bandwidth and matmul rate
+    # achieved decode-attention rates per kernel class (cost.kernel_class: "gqa-d128", "mha-d512", "mla",
+    # ...), measured: {"kv_Bps": KV bytes read per s, "flops": attention FLOP/s, "call_s": fixed time per
+    # kernel call}; a class listed here costs max(KV bytes / kv_Bps, FLOPs / flops) + call_s per layer
+    # (a missing rate: the HBM / matmul roofline); a class not listed, and every class of a public
+    # profile (empty): the roofline of HBM bandwidth and matmul rate
     attention: dict[str, dict[str, float]] = field(default_factory=dict)
     source: str = "public specification"
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -68,8 +70,13 @@ class HardwareProfile:
         raise ValueError(f"profile {self.name} has no matmul rate for {dtype} or wider")
 
     def attention_rates(self, kernel: str) -> dict[str, float] | None:
-        """The achieved rates of one decode-attention kernel class, or None (roofline)."""
-        return self.attention.get(kernel) or None
+        """The achieved rates of one decode-attention kernel class, or None (roofline). A profile
+        written before the paged kernel's classes carried group size and head dim has one "gqa" entry
+        for all of them; it still applies to them."""
+        rates = self.attention.get(kernel)
+        if not rates and kernel.startswith(("gqa-", "mha-")):
+            rates = self.attention.get("gqa")
+        return rates or None
 
     def latency(self, group: int) -> float:
         if group <= 1:
@@ -176,8 +183,9 @@ def profile_from_bench(json_paths, base: str | None = None) -> HardwareProfile:
     """A profile of our own engine on the benchmarked GPU.
 
     HBM bandwidth and matmul rate are the medians of what bench measured. The decode-attention
-    kernels' achieved rates (GQA: KV bytes/s; MLA: FLOP/s; each with a fixed time per call) are fitted
-    to the rows' attention_s, per kernel class. What no datasheet gives (overheads per step, per
+    kernels' achieved rates (the paged GQA/MQA/MHA kernel: KV bytes/s, per group size and head dim;
+    MLA: FLOP/s; each with a fixed time per call) are fitted to the rows' attention_s, per kernel
+    class (fit.fit_attention). What no datasheet gives (overheads per step, per
     layer, per sequence and layer, per collective; the share of the copy bandwidth weight reads
     reach; KV reads against weight reads, only where a kernel class has no attention_s) is fitted to
     the recorded median TTLs by least squares on the relative error, the rest of the model held fixed.
