@@ -97,6 +97,14 @@ class Comm:
         dist.broadcast_object_list(box, src=src, group=self._control)
         return box[0]
 
+    def gather_objects(self, obj) -> list:
+        """Every rank's picklable `obj`, in rank order, over the control channel."""
+        if self.world_size == 1:
+            return [obj]
+        out = [None] * self.world_size
+        dist.all_gather_object(out, obj, group=self._control)
+        return out
+
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier(group=self._control)

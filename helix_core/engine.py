@@ -261,13 +261,7 @@ class Engine:
 
     def gather_stats(self) -> list[dict]:
         """stats() of every rank, in rank order (a collective: every rank must call it)."""
-        if self.plan.world_size == 1:
-            return [self.stats()]
-        import torch.distributed as dist
-
-        out = [None] * self.plan.world_size
-        dist.all_gather_object(out, self.stats(), group=self.comm._control)
-        return out
+        return self.comm.gather_objects(self.stats())
 
     def agreement(self) -> dict:
         """Checksums every rank computes from its own state: sampled tokens fed back and the last
