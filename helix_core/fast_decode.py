@@ -45,6 +45,19 @@ def paged_attention_torch(q, key_pages, value_pages, block_table, lengths, scale
     return torch.einsum("bhs,bshd->bhd", probs, values), lse
 
 
+def paged_attention(q, key_pages, value_pages, block_table, lengths, scale, kv_head_of_q, head_groups=None,
+                    value_dim=None, reduce_scores=None):
+    """Decode attention over paged local keys: the Triton kernel when `head_groups` is given (CUDA)
+    and no partial-score reduction is needed, else the torch reference of it."""
+    if head_groups is not None and reduce_scores is None:
+        from .kernels.decode_attention import paged_decode_attention
+
+        return paged_decode_attention(q.contiguous(), key_pages, value_pages, block_table, lengths, scale,
+                                      head_groups, value_dim=value_dim)
+    return paged_attention_torch(q, key_pages, value_pages, block_table, lengths, scale, kv_head_of_q, value_dim,
+                                 reduce_scores)
+
+
 @dataclass
 class DecodeBuffers:
     """Static inputs of one batch bucket (host fills them before each replay)."""
@@ -138,13 +151,8 @@ class FastDecodeContext:
         return torch.cat([self._finish_exchange(*p) for p in pending], dim=0)
 
     def _attention(self, q, keys, values, block_table, lengths, value_dim):
-        if self.use_kernel:
-            from .kernels.decode_attention import paged_decode_attention
-
-            return paged_decode_attention(q.contiguous(), keys, values, block_table, lengths, self.scale,
-                                          self.head_groups, value_dim=value_dim)
-        return paged_attention_torch(q, keys, values, block_table, lengths, self.scale, self.kv_head_of_q, value_dim,
-                                     self.reduce_scores)
+        return paged_attention(q, keys, values, block_table, lengths, self.scale, self.kv_head_of_q,
+                               self.head_groups, value_dim, self.reduce_scores)
 
     def _start_exchange(self, out, lse):
         return start_exchange(self.comm, out, lse, self.kvp, self.out_heads)

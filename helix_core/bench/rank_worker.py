@@ -23,7 +23,7 @@ import torch
 from ..attention import partial_attention
 from ..comm import Comm, init_distributed, shutdown_distributed
 from ..engine import DTYPES, Engine, EngineOptions, ModelSource, _Sequence
-from ..fast_decode import DecodeRunner, FastDecodeContext
+from ..fast_decode import DecodeRunner, FastDecodeContext, paged_attention
 from ..kv_cache import StagePlacement
 from ..launcher import rank_device
 from ..plan import Plan
@@ -219,10 +219,8 @@ def _verify_attention(engine: Engine, ids: list[int]) -> bool:
     table, lengths, _ = build_block_table(cache, rows, device=engine.device)
     value_dim = cfg.kv_lora_rank if cfg.is_mla else None
     values = None if cache.values is None else cache.values[0]
-    ctx = FastDecodeContext.__new__(FastDecodeContext)
-    ctx.use_kernel, ctx.head_groups, ctx.scale = runner.head_groups is not None, runner.head_groups, engine.attention.scale
-    ctx.kv_head_of_q, ctx.reduce_scores = engine.attention.kv_head_of_q, None
-    out, lse = ctx._attention(q, cache.keys[0], values, table, lengths, value_dim)
+    out, lse = paged_attention(q, cache.keys[0], values, table, lengths, engine.attention.scale,
+                               engine.attention.kv_head_of_q, runner.head_groups, value_dim)
     for i, seq_id in enumerate(rows):
         keys, vals = cache.gather(0, seq_id)
         vals = keys[..., :value_dim] if vals is None else vals
