@@ -46,6 +46,7 @@ class Comm:
                 if rank in ranks:
                     self._groups[name] = _Group(ranks, handle)
         self._control = None
+        self._fast_all_reduce = None  # SymmetricAllReduce over "all", when enabled
         self.muted = False  # benchmarks: collectives become local no-ops, to time compute alone
         if distributed and plan.world_size > 1:
             self._control = dist.new_group(backend="gloo", timeout=timedelta(seconds=CONTROL_TIMEOUT_S))
@@ -58,10 +59,32 @@ class Comm:
         return self._groups[group].ranks.index(self.rank)
 
     # ---- collectives ----------------------------------------------------------------------------
+    def enable_symmetric_all_reduce(self, max_numel: int, dtype: torch.dtype) -> str:
+        """Route all-reduces over all N ranks of up to `max_numel` `dtype` elements through the
+        one-shot symmetric-memory kernel. Collective: every rank calls it at the same point.
+        Returns the all-reduce implementation now in use for them ("symm-mem one-shot" or why not)."""
+        from .symm_all_reduce import SUPPORTED_DTYPES, SymmetricAllReduce, symmetric_memory_available
+
+        g = self._groups["all"]
+        if g.handle is None:
+            return "none (one rank)"
+        if self.device.type != "cuda" or not symmetric_memory_available():
+            if self.device.type == "cuda":
+                return "nccl (symmetric memory needs a CUDA build of torch with symm_mem)"
+            return "gloo (symmetric memory needs CUDA)"
+        if dtype not in SUPPORTED_DTYPES:
+            return f"nccl (the one-shot kernel has no {dtype})"
+        self._fast_all_reduce = SymmetricAllReduce(g.handle, max_numel, dtype, self.device)
+        return "symm-mem one-shot"
+
     def all_reduce(self, tensor: torch.Tensor, group: str = "all") -> torch.Tensor:
         g = self._groups[group]
-        if g.handle is not None and not self.muted:
-            dist.all_reduce(tensor, group=g.handle)
+        if g.handle is None or self.muted:
+            return tensor
+        fast = self._fast_all_reduce
+        if group == "all" and fast is not None and fast.handles(tensor):
+            return fast(tensor)
+        dist.all_reduce(tensor, group=g.handle)
         return tensor
 
     def all_to_all(self, output: torch.Tensor, inputs: torch.Tensor, group: str, async_op: bool = False):

@@ -44,10 +44,14 @@ class EngineOptions:
     seed: int = 0  # generator of unseeded sampling
     fast_decode: str = "auto"  # static-shape decode steps: auto (CUDA only) | on | off
     cuda_graphs: bool = True  # capture fast decode steps in CUDA graphs (CUDA only)
-    decode_kernel: str = "auto"  # Triton paged decode attention: auto (CUDA) | off
+    # Triton paged decode attention: auto (CUDA) | on (also CPU, under TRITON_INTERPRET) | off
+    decode_kernel: str = "auto"
     max_batch: int = 64  # largest decode batch bucket of the fast path
     fused_ops: bool = True  # CUDA: norms, RoPE and SiLU gates as fused (torch.compile) kernels
     kv_memory_fraction: float = 0.9  # kv_pages=0: this share of the GPU memory left after the weights
+    # all-reduces over all N of up to max_batch x hidden elements: symm (torch symmetric-memory one-shot
+    # kernel over NVLink P2P; CUDA, bf16/fp32), nccl, or auto (symm where it can run, else NCCL/gloo)
+    all_reduce: str = "auto"
 
 
 @dataclass
@@ -134,6 +138,7 @@ class Engine:
         self.cfg = source.cfg
         plan.validate(self.cfg)
         self.plan, self.rank, self.comm, self.device, self.options = plan, rank, comm, device, options
+        self.all_reduce_impl = self._setup_all_reduce()
         self.reader = source.reader
         ops = EAGER
         if device.type == "cuda" and options.fused_ops:
@@ -181,12 +186,34 @@ class Engine:
             dist.all_reduce(pages, op=dist.ReduceOp.MIN)
         return int(pages.item())
 
-    def _decode_kernel_wanted(self) -> bool:
-        if self.options.decode_kernel == "off" or self.device.type != "cuda":
-            return False
-        from .kernels import triton_available
+    def _setup_all_reduce(self) -> str:
+        """Which kernel the step's all-reduces over all N use (a collective when it sets one up)."""
+        choice = self.options.all_reduce
+        if choice not in ("auto", "nccl", "symm"):
+            raise ValueError(f"all_reduce {choice!r}: choose auto, nccl or symm")
+        if self.plan.world_size == 1:
+            return "none (one rank)"
+        default = "nccl" if self.device.type == "cuda" else "gloo"
+        if choice == "nccl":
+            return default
+        try:
+            largest = self.options.max_batch * self.cfg.hidden_size
+            return self.comm.enable_symmetric_all_reduce(largest, self.dtype)
+        except Exception as error:  # noqa: BLE001 - e.g. GPUs without peer access: every rank fails alike
+            return f"{default} (symmetric memory failed: {type(error).__name__}: {error})"
 
-        return triton_available()
+    def _decode_kernel_wanted(self) -> bool:
+        mode = self.options.decode_kernel
+        if mode not in ("auto", "on", "off"):
+            raise ValueError(f"decode_kernel {mode!r}: choose auto, on or off")
+        if mode == "off":
+            return False
+        from .kernels import interpret_mode, triton_available
+
+        if self.device.type == "cuda":
+            return triton_available()
+        # on CPU only under Triton's interpreter, asked for explicitly: the tests of the kernel path
+        return mode == "on" and interpret_mode() and triton_available()
 
     def _make_runner(self):
         mode = self.options.fast_decode
@@ -254,6 +281,8 @@ class Engine:
             "kv_pages_used_per_kvp_rank": self.cache.pages_used_per_rank(),
             "kv_tokens_local": {s: self.cache.local_length(s) for s in self.sequences},
             "hopb_pieces_run": self.attention.stats.hopb_pieces_run,
+            "all_reduce": self.all_reduce_impl,
+            "decode_kernel": self.use_decode_kernel,
             "weight_bytes": self.weight_bytes(),
             "kv_bytes": self.cache.total_bytes(),
             "checkpoint_bytes_read": self.reader.bytes_read,

@@ -20,7 +20,7 @@ import torch
 
 from .attention import merge_partials
 from .kv_cache import PagedKVCache
-from .sharded_attention import start_exchange
+from .sharded_attention import exchange_packed, start_exchange
 
 BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -46,14 +46,16 @@ def paged_attention_torch(q, key_pages, value_pages, block_table, lengths, scale
 
 
 def paged_attention(q, key_pages, value_pages, block_table, lengths, scale, kv_head_of_q, head_groups=None,
-                    value_dim=None, reduce_scores=None):
+                    value_dim=None, reduce_scores=None, out=None, lse=None):
     """Decode attention over paged local keys: the Triton kernel when `head_groups` is given (CUDA)
-    and no partial-score reduction is needed, else the torch reference of it."""
+    and no partial-score reduction is needed, else the torch reference of it. out/lse: where the
+    kernel writes its results (e.g. the channels of a packed exchange buffer)."""
     if head_groups is not None and reduce_scores is None:
         from .kernels.decode_attention import paged_decode_attention
 
-        return paged_decode_attention(q.contiguous(), key_pages, value_pages, block_table, lengths, scale,
-                                      head_groups, value_dim=value_dim)
+        q = q if q.stride(-1) == 1 else q.contiguous()  # the kernel takes any row/head strides
+        return paged_decode_attention(q, key_pages, value_pages, block_table, lengths, scale,
+                                      head_groups, value_dim=value_dim, out=out, lse=lse)
     return paged_attention_torch(q, key_pages, value_pages, block_table, lengths, scale, kv_head_of_q, value_dim,
                                  reduce_scores)
 
@@ -142,20 +144,24 @@ class FastDecodeContext:
             values.view(-1, *values.shape[-2:]).index_copy_(0, self.slots, v.to(values.dtype))
         batch = q.shape[0]
         bounds = [(p * batch // self.pieces, (p + 1) * batch // self.pieces) for p in range(self.pieces)]
+        dv = value_dim if values is None else values.shape[-1]
         pending = []
         for lo, hi in bounds:
-            out, lse = self._attention(q[lo:hi], keys, values, self.buf.block_table[lo:hi],
-                                       self.local_lengths[lo:hi], value_dim)
-            pending.append(self._start_exchange(out, lse))
+            args = (q[lo:hi], keys, values, self.buf.block_table[lo:hi], self.local_lengths[lo:hi], value_dim)
+            if self.use_kernel and self.kvp > 1:
+                # the kernel writes output and LSE straight into the exchange buffer's channels
+                packed = torch.empty(hi - lo, q.shape[1], dv + 1, dtype=torch.float32, device=q.device)
+                self._attention(*args, out=packed[..., :dv], lse=packed[..., dv])
+                pending.append(exchange_packed(self.comm, packed, self.kvp, self.out_heads))
+            else:
+                pending.append(start_exchange(self.comm, *self._attention(*args), self.kvp, self.out_heads))
         self.engine.attention.stats.hopb_pieces_run = len(bounds)
-        return torch.cat([self._finish_exchange(*p) for p in pending], dim=0)
+        merged = [self._finish_exchange(*p) for p in pending]
+        return merged[0] if len(merged) == 1 else torch.cat(merged, dim=0)
 
-    def _attention(self, q, keys, values, block_table, lengths, value_dim):
+    def _attention(self, q, keys, values, block_table, lengths, value_dim, out=None, lse=None):
         return paged_attention(q, keys, values, block_table, lengths, self.scale, self.kv_head_of_q,
-                               self.head_groups, value_dim, self.reduce_scores)
-
-    def _start_exchange(self, out, lse):
-        return start_exchange(self.comm, out, lse, self.kvp, self.out_heads)
+                               self.head_groups, value_dim, self.reduce_scores, out=out, lse=lse)
 
     def _finish_exchange(self, recv, work, dim):
         if dim is None:
@@ -165,7 +171,8 @@ class FastDecodeContext:
         if self.use_kernel:  # one kernel instead of a handful of elementwise ones
             from .kernels.decode_attention import merge_partials as merge_kernel
 
-            return merge_kernel(recv[..., :dim], recv[..., dim])
+            # stored in the model's dtype: the layer's cast is then a no-op
+            return merge_kernel(recv[..., :dim], recv[..., dim], out_dtype=self.engine.dtype)
         return merge_partials(recv[..., :dim], recv[..., dim])
 
 

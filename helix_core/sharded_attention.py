@@ -105,10 +105,17 @@ def start_exchange(comm: Comm, out: torch.Tensor, lse: torch.Tensor, kvp: int, o
     None) when KVP = 1 and the local attention is already exact."""
     if kvp == 1:
         return out, None, None
-    tokens, _, dim = out.shape
-    # piece j of the query heads goes to KVP peer j; the LSE travels as one more channel
-    packed = torch.cat([out, lse.unsqueeze(-1)], dim=-1)
-    send = packed.view(tokens, kvp, out_heads, dim + 1).transpose(0, 1).contiguous()
+    # the LSE travels as one more channel of the output
+    return exchange_packed(comm, torch.cat([out, lse.unsqueeze(-1)], dim=-1), kvp, out_heads)
+
+
+def exchange_packed(comm: Comm, packed: torch.Tensor, kvp: int, out_heads: int):
+    """All-to-all of partials packed as [T, Hq, Dv + 1] (output channels, then the LSE):
+    (recv [kvp, T, out_heads, Dv + 1], work, Dv)."""
+    tokens, _, width = packed.shape
+    dim = width - 1
+    # piece j of the query heads goes to KVP peer j (no copy for one token: the transpose is trivial)
+    send = packed.view(tokens, kvp, out_heads, width).transpose(0, 1).contiguous()
     recv = torch.empty_like(send)
     work = comm.all_to_all(recv, send, "kvp", async_op=True)
     return recv, work, dim

@@ -102,6 +102,7 @@ def main(argv=None) -> int:
                         help="logit tolerance; default: 1.5 x how far HF itself in --dtype is from HF fp32 "
                              "on the same tokens (at least 0.02)")
     parser.add_argument("--hopb-pieces", type=int, default=2)
+    parser.add_argument("--all-reduce", choices=["auto", "nccl", "symm"], default="auto")
     parser.add_argument("--out", help="write the JSON report here")
     parser.add_argument("--overrides", default="{}", help="JSON of tiny-model config overrides")
     args = parser.parse_args(argv)
@@ -118,16 +119,19 @@ def main(argv=None) -> int:
     print(json.dumps({"hf_same_dtype_max_abs_diff_vs_fp32": hf_low_deviation, "tolerance": tolerance}), flush=True)
     results, failed = [], False
     for spec in args.plan:
-        options = EngineOptions(dtype=args.dtype, page_size=8, stage_size=16, hopb_pieces=args.hopb_pieces)
+        options = EngineOptions(dtype=args.dtype, page_size=8, stage_size=16, hopb_pieces=args.hopb_pieces,
+                                all_reduce=args.all_reduce)
         with LocalCluster(model_dir, Plan.parse(spec), device=args.device, options=options) as cluster:
             report = check_teacher_forced(cluster, ref_logits, ref_tokens, prompts, tolerance)
-            hopb = cluster.stats()[0]["hopb_pieces_run"]
+            stats = cluster.stats()[0]
+            hopb = stats["hopb_pieces_run"]
         ok = report.max_abs_diff <= tolerance and not report.argmax_mismatches and not report.disagreements
         failed |= not ok
         row = {"plan": spec, "arch": args.arch, "device": args.device, "dtype": args.dtype, "steps": report.steps,
                "max_abs_logit_diff": report.max_abs_diff, "decisive_argmax_mismatches": report.argmax_mismatches,
                "tolerance": tolerance, "hf_same_dtype_max_abs_diff": hf_low_deviation,
-               "rank_disagreements": report.disagreements, "hopb_pieces_run": hopb, "ok": ok}
+               "rank_disagreements": report.disagreements, "hopb_pieces_run": hopb,
+               "all_reduce": stats.get("all_reduce"), "ok": ok}
         results.append(row)
         print(json.dumps(row), flush=True)
     if args.out:

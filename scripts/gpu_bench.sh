@@ -1,26 +1,24 @@
 #!/usr/bin/env bash
 # The benchmarks of docs/benchmarks.md on 2 H200s (one call). Results: ${OUT:-out}/*.json, logs.
+# Exactness of the same code on GPU: scripts/gpu_verify.sh and the verify lines of scripts/gpu_probe.sh.
 set -u
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 HELIX_COLLECTIVE_TIMEOUT_S=60
 out=${OUT:-out}; mkdir -p "$out"
-quiet() { grep -v -E "frame #|TCPStore|^\s*$|RoPE scaling factor|W[0-9]+ .*ProcessGroupNCCL"; }
+quiet() { grep -v -E "frame #|TCPStore|^\s*$|RoPE scaling factor|W[0-9]+ .*ProcessGroupNCCL|resource_tracker|warnings.warn"; }
 b() { echo "== helix bench $*"; timeout 200 python -m helix_core.bench.main --json "$out/bench-2gpu.json" "$@" 2>&1 | quiet; }
-# the fast path with fused ops against HF (fp32: 1e-4; bf16: as close as HF itself)
-timeout 150 python -m helix_core.verify --device cuda --arch llama --dtype float32 --tolerance 1e-4 --steps 16 \
-   --plan helix:kvp=2,tpa=1 --out "$out/verify-fused-llama-fp32.json" 2>&1 | grep -E '^\{|Error'
-# the decode attention kernel alone, one GPU, against torch SDPA
-for ctx in 32768 1048576; do
-  timeout 90 python -m helix_core.kernels.bench_decode --context $ctx --batch 1 --no-sweep --no-baseline \
-     --json "$out/kernel-gqa-$ctx.json" 2>&1 | quiet | tail -8
-done
-timeout 90 python -m helix_core.kernels.bench_decode --mla --context 32768 --batch 1 --no-baseline \
-   --json "$out/kernel-mla-32768.json" 2>&1 | quiet | tail -12
-# llama3-8b: Helix vs TP on 2 GPUs (8 KV heads: Helix can at best tie), HOP-B on and off
-b --shape llama3-8b --plans helix:kvp=2,tpa=1 tp:n=2 --points 1x128k 8x128k 1x1m --hopb 2 1
+# llama3-8b: Helix vs TP on 2 GPUs (8 KV heads: Helix can at best tie); all-reduces: auto (symm-mem one-shot)
+b --shape llama3-8b --plans helix:kvp=2,tpa=1 tp:n=2 --points 1x128k 8x128k 1x1m --hopb 1
 # mqa-8b and deepseek-mla at batch x context = 4M: TP duplicates the KV, Helix does not
-b --shape mqa-8b --plans helix:kvp=2,tpa=1 tp:n=2 --points 4x1m --hopb 2
-b --shape deepseek-mla --layers 4 --plans helix:kvp=2,tpa=1 tp:n=2 --points 4x1m --hopb 2
+b --shape mqa-8b --plans helix:kvp=2,tpa=1 tp:n=2 --points 4x1m --hopb 1
+b --shape deepseek-mla --layers 4 --plans helix:kvp=2,tpa=1 tp:n=2 --points 4x1m --hopb 1
 # one GPU against HF transformers (static cache)
 b --shape llama3-8b --plans helix:kvp=1,tpa=1 --points 1x128k --peer hf --steps 100
 b --shape deepseek-mla --layers 4 --plans helix:kvp=1,tpa=1 --points 1x32k --peer hf --steps 100
+# the decode attention kernel alone, one GPU, against torch SDPA
+for ctx in 32768 1048576; do
+  timeout 60 python -m helix_core.kernels.bench_decode --context $ctx --batch 1 --no-sweep --no-baseline \
+     --json "$out/kernel-gqa-$ctx.json" 2>&1 | quiet | tail -4
+done
+timeout 60 python -m helix_core.kernels.bench_decode --mla --context 32768 --batch 1 --no-sweep --no-baseline \
+   --json "$out/kernel-mla-32768.json" 2>&1 | quiet | tail -4

@@ -122,6 +122,13 @@ def _engine_flags(parser: argparse.ArgumentParser) -> None:
         help="prompt tokens prefilled per step (bounds how long a new prompt delays running streams)",
     )
     parser.add_argument("--hopb-pieces", type=int, default=defaults.hopb_pieces, help="HOP-B pieces (1: off)")
+    parser.add_argument(
+        "--all-reduce",
+        choices=["auto", "nccl", "symm"],
+        default=defaults.all_reduce,
+        help="all-reduces of the decode step: symm (torch symmetric-memory one-shot kernel over NVLink "
+        "peer-to-peer; CUDA, bf16/fp32), nccl, or auto (symm where it can run, else NCCL)",
+    )
     parser.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size)
     parser.add_argument("--max-waiting-requests", type=int, default=0, help="0: no limit")
     parser.add_argument(
@@ -387,6 +394,7 @@ def _shard_config(args, **fields) -> ShardConfig:
         stage_size=args.stage_size,
         prefill_chunk=args.prefill_chunk,
         hopb_pieces=args.hopb_pieces,
+        all_reduce=args.all_reduce,
         max_batch_size=args.max_batch_size,
         max_waiting_requests=args.max_waiting_requests,
         profile_every_n_steps=args.profile_every,

@@ -56,6 +56,8 @@ def shard_argv(config: ShardConfig) -> list[str]:
         str(config.prefill_chunk),
         "--hopb-pieces",
         str(config.hopb_pieces),
+        "--all-reduce",
+        config.all_reduce,
         "--max-batch-size",
         str(config.max_batch_size),
         "--max-waiting-requests",

@@ -95,3 +95,49 @@ def _item(seq_id, prompt, **kw):
     from helix_core.engine import PrefillItem
 
     return PrefillItem(seq_id, prompt, **kw)
+
+
+def test_symmetric_all_reduce_request_off_gpu_keeps_gloo_and_exactness():
+    """--all-reduce symm is a CUDA feature: on CPU the engine says it kept gloo and stays exact
+    (the GPU run of helix verify --all-reduce symm checks the kernel itself against HF)."""
+    options = EngineOptions(**{**OPTIONS.__dict__, "all_reduce": "symm", "fast_decode": "on", "max_batch": 4})
+    with LocalCluster(model_dir("llama"), Plan.helix(2, 1), options=options) as cluster:
+        report = check_free_running(cluster, hf_model("llama"), PROMPTS, 8, tolerance=1e-4)
+        stats = cluster.stats()
+    assert report.argmax_mismatches == 0 and report.max_abs_diff < 1e-4
+    assert all(s["all_reduce"].startswith("gloo") for s in stats), stats
+
+
+def test_unknown_all_reduce_choice_is_refused():
+    import torch
+
+    from helix_core.comm import Comm
+    from helix_core.engine import Engine
+
+    plan = Plan.helix(1, 1)
+    with pytest.raises(ValueError, match="all_reduce .mpi.: choose auto"):
+        Engine(model_dir("llama"), plan, 0, Comm(plan, 0, torch.device("cpu")), torch.device("cpu"),
+               EngineOptions(all_reduce="mpi"))
+
+
+KERNEL_GRID = [
+    ("llama", "helix:kvp=2,tpa=1", 2),  # packed exchange buffer written by the kernel, HOP-B pieces
+    ("llama", "tp:n=2", 1),
+    ("deepseek_v3", "helix:kvp=2,tpa=1", 1),  # MLA: values are the latent's first dims
+]
+
+
+@pytest.mark.parametrize("model,spec,hopb", KERNEL_GRID, ids=[f"{m}-{s}" for m, s, _ in KERNEL_GRID])
+def test_fast_path_with_the_triton_kernel_matches_transformers(model, spec, hopb, monkeypatch):
+    """The fast decode path exactly as on a GPU (Triton decode kernel writing the exchange
+    buffer, Triton KVP merge), run by Triton's CPU interpreter in every rank process."""
+    pytest.importorskip("triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # read by the spawned ranks when they import triton
+    options = EngineOptions(**{**OPTIONS.__dict__, "fast_decode": "on", "decode_kernel": "on",
+                               "hopb_pieces": hopb, "max_batch": 4})
+    with LocalCluster(model_dir(model), Plan.parse(spec), options=options) as cluster:
+        report = check_free_running(cluster, hf_model(model), PROMPTS, 6, tolerance=1e-4)
+        stats = cluster.stats()
+    assert report.argmax_mismatches == 0
+    assert report.max_abs_diff < 1e-4, report.max_abs_diff
+    assert stats[0]["decode_kernel"] is True

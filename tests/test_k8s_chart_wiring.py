@@ -203,6 +203,7 @@ ENGINE_FLAGS = {
     "stageSize": "stage_size",
     "prefillChunk": "prefill_chunk",
     "hopbPieces": "hopb_pieces",
+    "allReduce": "all_reduce",
     "maxBatchSize": "max_batch_size",
     "profileEvery": "profile_every",
     "collectiveTimeoutS": "collective_timeout_s",

@@ -177,7 +177,7 @@ def check(out, lse, ref_out, ref_lse, dtype, lengths):
 
 
 def run_case(*, lengths, hq, hkv, dk, dv, page_size, dtype=torch.float32, splits=None, block_h=None,
-             block_n=None, mla=False, mapping=None, seed=0, q_dtype=None, pass_as="int"):
+             block_n=None, mla=False, mapping=None, seed=0, q_dtype=None, pass_as="int", fuse_merge=True):
     gen = torch.Generator().manual_seed(seed)
     keys, values, table, lens = make_paged(lengths, 3, page_size, hkv, dk, dv, dtype, gen, shared_values=mla)
     q = torch.randn(len(lengths), hq, dk, generator=gen).to(q_dtype or dtype)
@@ -190,7 +190,7 @@ def run_case(*, lengths, hq, hkv, dk, dv, page_size, dtype=torch.float32, splits
         heads_arg = da.HeadGroups(kv_head_of_q)
     else:
         heads_arg = hq // hkv
-    cfg = da.DecodeConfig(num_splits=splits, block_h=block_h, block_n=block_n)
+    cfg = da.DecodeConfig(num_splits=splits, block_h=block_h, block_n=block_n, fuse_merge=fuse_merge)
     out, lse = da.paged_decode_attention(
         q.to(DEVICE), keys.to(DEVICE), None if mla else values.to(DEVICE), table.to(DEVICE), lens.to(DEVICE),
         scale, heads_arg, value_dim=dv if mla else None, config=cfg)
@@ -325,6 +325,10 @@ def test_merge_partials_kernel(strided):
     expect = torch_merge_partials(outs, lses)
     got = da.merge_partials(outs.to(DEVICE), lses.to(DEVICE)).cpu()
     torch.testing.assert_close(got, expect, atol=1e-5, rtol=1e-5)
+    # stored in the model's dtype: one rounding of the fp32 result (the interpreter truncates: 1 ulp)
+    low = da.merge_partials(outs.to(DEVICE), lses.to(DEVICE), out_dtype=torch.bfloat16).cpu()
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), expect, atol=0, rtol=2 ** -7)
 
 
 @pytest.mark.parametrize("mla", [False, True])
@@ -424,3 +428,157 @@ def test_bench_refuses_without_cuda():
     with pytest.raises(SystemExit) as exc:
         bd.main(["--context", "64"])
     assert exc.value.code == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# fused merge: the last split program of each (sequence, head block) merges the partials
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def merge_launches(monkeypatch):
+    """Counts launches of the separate merge kernel (0 when the merge is fused)."""
+    mod = da._kernels()
+    real = mod._merge_kernel
+    launches = []
+
+    class Spy:
+        def __getitem__(self, grid):
+            launches.append(grid)
+            return real[grid]
+
+    monkeypatch.setattr(mod, "_merge_kernel", Spy())
+    return launches
+
+
+def counter_key() -> str:
+    """The counters are keyed by the tensors' device: "cuda:0", not "cuda"."""
+    return str(torch.device("cuda", torch.cuda.current_device()) if DEVICE.type == "cuda" else DEVICE)
+
+
+def counters_clean() -> bool:
+    buf = da._COUNTERS.get(counter_key())
+    return buf is not None and not bool(buf.any())
+
+
+# (lengths, Hq, Hkv, Dk, Dv, page_size, splits, mla): empty sequences, uneven lengths, batch > 1,
+# empty splits (9 splits of 19 keys), MLA values = keys[..., :Dv] with a rope tail
+FUSED_CASES = [
+    pytest.param([0, 37, 5, 64], 8, 2, 16, 16, 4, 3, False, id="gqa-g4-3splits"),
+    pytest.param([19, 1, 0], 4, 4, 16, 8, 3, 9, False, id="gqa-g1-empty-splits"),
+    pytest.param([45, 0, 12], 8, 1, 40, 32, 4, 5, True, id="mla-5splits"),
+    pytest.param([0, 0], 4, 2, 16, 16, 4, 4, False, id="all-empty"),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("lengths,hq,hkv,dk,dv,page_size,splits,mla", FUSED_CASES)
+def test_fused_merge_matches_reference_and_unfused(merge_launches, lengths, hq, hkv, dk, dv, page_size, splits,
+                                                   mla, dtype):
+    case = {"lengths": lengths, "hq": hq, "hkv": hkv, "dk": dk, "dv": dv, "page_size": page_size, "splits": splits,
+            "mla": mla, "dtype": dtype, "block_n": 16}
+    fused = run_case(**case)  # checked against partial_attention inside
+    assert not merge_launches and counters_clean()
+    unfused = run_case(**case, fuse_merge=False)
+    assert len(merge_launches) == 1
+    for a, b in zip(fused, unfused):  # same partials, same weights: only the summation order differs
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+
+
+def test_fused_merge_twice_in_a_row(merge_launches):
+    """The last program resets its counter: a second call (other lengths, other queries, a row that
+    had keys now empty and vice versa) merges correctly too."""
+    for seed, lengths in enumerate([[33, 0, 7], [0, 50, 7], [33, 0, 7]]):
+        run_case(lengths=lengths, hq=8, hkv=2, dk=16, dv=16, page_size=4, splits=4, block_n=16, seed=seed)
+        assert counters_clean()
+    assert not merge_launches
+
+
+@pytest.mark.parametrize("tile,splits_per_tile", [(8, 1), (16, 2)])
+def test_fused_merge_several_tiles_per_pass(merge_launches, monkeypatch, tile, splits_per_tile):
+    """Tiny merge tiles: 7 splits take 7 or 4 output tiles and 4 LSE tiles, the last ones partial."""
+    monkeypatch.setattr(da, "MERGE_TILE_PER_WARP", tile)
+    monkeypatch.setattr(da, "MERGE_LSE_TILE", 4)
+    assert da._merge_tiles(16, 4, 16, 8) == (4, splits_per_tile, 2)  # 4 heads a block, Dv 16, fp32: 8 warps
+    case = {"lengths": [90, 3, 0, 61], "hq": 8, "hkv": 2, "dk": 16, "dv": 16, "page_size": 4, "splits": 7,
+            "block_n": 16}
+    fused = run_case(**case)
+    assert not merge_launches
+    unfused = run_case(**case, fuse_merge=False)
+    torch.testing.assert_close(fused[0], unfused[0], atol=1e-6, rtol=1e-6)
+
+
+def test_merge_too_large_for_one_program_is_not_fused(merge_launches, monkeypatch):
+    monkeypatch.setattr(da, "FUSED_MERGE_MAX_BYTES", 0)
+    run_case(lengths=[30, 4], hq=4, hkv=2, dk=16, dv=16, page_size=4, splits=3, block_n=16)
+    assert len(merge_launches) == 1
+
+
+def test_counters_grow_only_outside_graph_capture(merge_launches, monkeypatch):
+    """A capture that would need a bigger counter buffer falls back to the merge kernel (no
+    allocation inside the graph); outside capture the buffer grows and the old one stays alive."""
+    monkeypatch.setattr(da, "_COUNTERS", {})
+    monkeypatch.setattr(da, "_RETIRED_COUNTERS", [])
+    monkeypatch.setattr(da, "COUNTERS_MIN", 4)
+    case = {"hq": 8, "hkv": 2, "dk": 16, "dv": 16, "page_size": 4, "splits": 3, "block_n": 16}  # 2 head blocks a row
+    run_case(lengths=[20, 9], **case)
+    first = da._COUNTERS[counter_key()]
+    assert first.numel() == 4 and not merge_launches
+    monkeypatch.setattr(da, "_capturing", lambda device: True)
+    run_case(lengths=[20, 9, 0], **case)  # needs 6 slots
+    assert len(merge_launches) == 1 and da._COUNTERS[counter_key()] is first
+    run_case(lengths=[20, 9], **case)  # fits: still fused while "capturing"
+    assert len(merge_launches) == 1
+    monkeypatch.setattr(da, "_capturing", lambda device: False)
+    run_case(lengths=[20, 9, 0], **case)
+    assert len(merge_launches) == 1 and da._COUNTERS[counter_key()].numel() == 8
+    assert da._RETIRED_COUNTERS == [first] and counters_clean()
+
+
+@pytest.mark.parametrize("out_dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("splits,fuse", [(1, True), (3, True), (3, False)], ids=["one-split", "fused", "unfused"])
+def test_16bit_output(out_dtype, splits, fuse):
+    """out in bf16/fp16 is the fp32 result rounded once (the kernel casts at the store); lse stays fp32."""
+    gen = torch.Generator().manual_seed(8)
+    keys, _, table, lens = make_paged([26, 0, 9], 2, 4, 1, 24, 16, torch.bfloat16, gen, shared_values=True)
+    q = torch.randn(3, 4, 24, generator=gen).to(torch.bfloat16).to(DEVICE)
+    args = (q, keys.to(DEVICE), None, table.to(DEVICE), lens.to(DEVICE), 0.3, 4)
+    cfg = da.DecodeConfig(num_splits=splits, block_n=16, fuse_merge=fuse)
+    out32, lse32 = da.paged_decode_attention(*args, value_dim=16, config=cfg)
+    out16, lse16 = da.paged_decode_attention(*args, value_dim=16, config=cfg, out_dtype=out_dtype)
+    assert out16.dtype == out_dtype and lse16.dtype == torch.float32
+    # the GPU rounds to nearest even like torch; the interpreter of Triton 3.9 truncates to bf16: one ulp
+    ulp = {"atol": 0, "rtol": 0} if ON_GPU else {"atol": 1e-6, "rtol": torch.finfo(out_dtype).eps}
+    torch.testing.assert_close(out16, out32.to(out_dtype), **ulp)
+    torch.testing.assert_close(lse16, lse32, atol=0, rtol=0)
+    buf = torch.full((3, 4, 16), float("nan"), dtype=out_dtype, device=DEVICE)
+    got, _ = da.paged_decode_attention(*args, value_dim=16, config=cfg, out=buf)
+    assert got is buf
+    torch.testing.assert_close(buf, out16, atol=0, rtol=0)
+
+
+def test_out_dtype_validation():
+    q = torch.zeros(1, 2, 16, device=DEVICE)
+    keys = torch.zeros(2, 4, 1, 16, device=DEVICE)
+    table = torch.zeros(1, 1, dtype=torch.int32, device=DEVICE)
+    lens = torch.zeros(1, dtype=torch.int32, device=DEVICE)
+    with pytest.raises(ValueError):
+        da.paged_decode_attention(q, keys, None, table, lens, 1.0, 2, out_dtype=torch.int32)
+    with pytest.raises(ValueError):
+        da.paged_decode_attention(q, keys, None, table, lens, 1.0, 2, out_dtype=torch.bfloat16,
+                                  out=torch.zeros(1, 2, 16, device=DEVICE))
+
+
+def test_bench_sweep_covers_wide_groups_and_more_splits():
+    """The launch-config sweep of the kernel benchmark: the default without the fused merge, block_h 32
+    tiles for MQA-sized groups, and split counts above the default for short contexts."""
+    from helix_core.kernels import bench_decode as bd
+    mqa = bd.Problem(batch=1, context=64, heads=32, kv_heads=1, dk=16, dv=16, mla=False, page_size=16,
+                     dtype=torch.float32, seed=0, device=DEVICE)
+    gqa = bd.Problem(batch=1, context=4096, heads=8, kv_heads=2, dk=16, dv=16, mla=False, page_size=16,
+                     dtype=torch.float32, seed=0, device=DEVICE)
+    wide = bd._sweep_configs(da, mqa, da.HeadGroups(mqa.kv_head_of_q), mla=False)
+    narrow = bd._sweep_configs(da, gqa, da.HeadGroups(gqa.kv_head_of_q), mla=False)
+    assert wide[0][1].fuse_merge is True and wide[0][1].block_n is None
+    assert any(cfg.block_h == 32 for _, cfg in wide) and not any(cfg.block_h == 32 for _, cfg in narrow)
+    base = bd._splits_used(da, gqa, da.DecodeConfig(), da.HeadGroups(gqa.kv_head_of_q), False)
+    forced = sorted({cfg.num_splits for _, cfg in narrow if cfg.num_splits})
+    assert forced == [2 * base, 4 * base]

@@ -19,6 +19,7 @@ from ..launcher import free_port
 from .rank_worker import BenchJob, run_rank
 
 COLUMNS = [("plan", "{}"), ("gpus", "{}"), ("context", "{}"), ("batch", "{}"), ("hopb_pieces", "{}"),
+           ("all_reduce", "{}"),
            ("ttl_median_s", "{:.3e}"), ("ttl_p99_s", "{:.3e}"), ("ttl_device_s", "{:.3e}"), ("tokens_per_s", "{:.1f}"),
            ("bytes_per_gpu", "{:.3e}"), ("flops_per_gpu", "{:.3e}"), ("roofline_s", "{:.3e}"), ("pct_roofline", "{:.0%}"),
            ("attention_s", "{:.2e}"), ("all_to_all_s", "{:.2e}"), ("all_reduce_s", "{:.2e}"),
@@ -99,6 +100,9 @@ def main(argv=None) -> int:
     parser.add_argument("--graphs", choices=["on", "off"], default="on")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu: a smoke run, no roofline")
     parser.add_argument("--page-size", type=int, default=64)
+    parser.add_argument("--all-reduce", choices=["auto", "nccl", "symm"], default="auto",
+                        help="symm: torch symmetric-memory one-shot all-reduce (NVLink P2P); "
+                             "auto: symm where it runs")
     parser.add_argument("--peer", choices=["hf"], help="also time HF transformers (static cache, one GPU)")
     parser.add_argument("--timeout", type=float, default=540.0, help="seconds per plan")
     parser.add_argument("--json", help="append the rows to this JSON file")
@@ -110,7 +114,7 @@ def main(argv=None) -> int:
 
         job = BenchJob(shape=args.shape, layers=args.layers, plan=spec, dtype=args.dtype, points=points,
                        hopb=tuple(args.hopb), steps=args.steps, warmup=args.warmup, page_size=args.page_size,
-                       graphs=args.graphs == "on", device=args.device)
+                       graphs=args.graphs == "on", device=args.device, all_reduce=args.all_reduce)
         new = run_job(job, Plan.parse(spec).world_size, args.timeout)
         rows += new
         print_table(new)

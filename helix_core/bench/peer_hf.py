@@ -12,15 +12,30 @@ import torch
 from .shapes import SHAPES
 
 
-def time_hf(shape: str, layers: int | None, batch: int, context: int, dtype: str, steps: int) -> dict:
-    from transformers import AutoConfig, AutoModelForCausalLM, StaticCache
+def hf_config(shape: str, layers: int | None = None, **overrides):
+    """The transformers config of a bench shape (overrides: e.g. smaller dims for a CPU test).
 
-    torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
+    A shape without routed experts must be dense in every layer: DeepSeek-V3's config otherwise
+    turns layers >= first_k_dense_replace (3 by default) into MoE layers, which with 0 experts
+    fail in transformers ("cannot reshape tensor of 0 elements into shape [-1, 8, 0]").
+    """
+    from transformers import AutoConfig
+
     raw = dict(SHAPES[shape])
     if layers:
         raw["num_hidden_layers"] = layers
+    raw.update(overrides)
     model_type = raw.pop("model_type")
-    config = AutoConfig.for_model(model_type, **raw)
+    if model_type == "deepseek_v3" and not raw.get("n_routed_experts"):
+        raw["first_k_dense_replace"] = raw["num_hidden_layers"]
+    return AutoConfig.for_model(model_type, **raw)
+
+
+def time_hf(shape: str, layers: int | None, batch: int, context: int, dtype: str, steps: int) -> dict:
+    from transformers import AutoModelForCausalLM, StaticCache
+
+    torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
+    config = hf_config(shape, layers)
     device = torch.device("cuda", 0)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, attn_implementation="sdpa").eval()

@@ -48,6 +48,7 @@ class BenchJob:
     graphs: bool = True
     init_method: str = ""
     device: str = "cuda"
+    all_reduce: str = "auto"
 
 
 def _time_replays(fn, iters: int) -> float:
@@ -88,7 +89,7 @@ def _run(rank: int, plan: Plan, device, job: BenchJob, results) -> None:
     options = EngineOptions(dtype=_full(job.dtype), page_size=job.page_size, stage_size=job.stage_size,
                             kv_pages=_pages_needed(job, plan.kvp), fast_decode="on",
                             cuda_graphs=job.graphs and device.type == "cuda",
-                            max_batch=max(b for b, _ in job.points))
+                            max_batch=max(b for b, _ in job.points), all_reduce=job.all_reduce)
     engine = Engine(ModelSource.random(cfg, DTYPES[_full(job.dtype)], device), plan, rank, comm, device, options)
     for pool in (engine.cache.keys, engine.cache.values):
         if pool is not None:
@@ -149,7 +150,7 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
     row = {
         "shape": job.shape, "layers": cfg.num_layers, "plan": plan.spec(), "gpus": plan.world_size,
         "context": context, "batch": batch, "dtype": _full(job.dtype), "hopb_pieces": hopb,
-        "cuda_graphs": job.graphs, "kv": "random data (no prefill)",
+        "cuda_graphs": job.graphs, "all_reduce": engine.all_reduce_impl, "kv": "random data (no prefill)",
         "ttl_median_s": ttl, "ttl_p99_s": sorted(host)[min(len(host) - 1, int(0.99 * len(host)))],
         "ttl_device_s": device_s, "tokens_per_s": batch / ttl,
         "bytes_per_gpu": work.bytes, "weight_bytes_per_gpu": work.weight_bytes, "kv_bytes_per_gpu": work.kv_bytes,

@@ -11,12 +11,20 @@ Stage 1 (`_decode_split_kernel`), grid (head blocks, splits, batch):
   pool and the page size need not divide BLOCK_N. Online softmax in base 2 (scores pre-scaled by
   scale*log2(e)), fp32 accumulators; writes the normalized partial output and its base-2 LSE
   (or, with one split, the final output and natural LSE directly).
+  FUSED (several splits, one launch): after writing its partial, a program bumps the int32
+  counter of its (sequence, head block); the program that sees num_splits - 1 is the last one,
+  so every partial of the block is written: it merges them (`_merge_block`, the same weights as
+  `_merge_kernel`), writes the final output and natural LSE, and puts the counter back to 0 for
+  the next call or graph replay. The counter atomic (acq_rel, gpu scope), after a CTA barrier,
+  publishes the partials of all of a program's threads; the last program reads them with .cg loads.
   Head dims: the key dims are read as a head part [0, BLOCK_A) and, when Dk is wider than the
   value dim (MLA: 512 + 64 rope dims), a tail part [BLOCK_A, Dk). When values are the first Dv
   dims of the keys (MLA), the value tile *is* the head part of the key tile: each byte is read
   once.
 Stage 2 (`_merge_kernel`), grid (rows0, rows1): LSE-weighted merge of partials laid out with
-  arbitrary strides; used for the splits and, reused, for the KVP merge of shards.
+  arbitrary strides; used for the splits when not FUSED and, reused, for the KVP merge of shards.
+Outputs are stored in the dtype of the final `out` (fp32, or 16-bit to save the caller a cast);
+partials and LSEs stay fp32.
 """
 from __future__ import annotations
 
@@ -44,6 +52,7 @@ def _mm(a, b, UPCAST: tl.constexpr):
 @triton.jit
 def _decode_split_kernel(
     Q, K, V, BLOCK_TABLE, LENGTHS, GROUP_KV, GROUP_HEADS, OUT, LSE,
+    FOUT, FLSE, COUNTERS,  # FUSED only: final out [B, Hq, Dv] / lse [B, Hq], counters [B * head blocks]
     qk_scale,  # softmax scale * log2(e)
     num_splits,
     stride_qb, stride_qh,
@@ -52,11 +61,13 @@ def _decode_split_kernel(
     stride_btb,
     stride_ob, stride_oh, stride_os,  # OUT [B, Hq, S, Dv] (or [B, Hq, Dv] with stride_os = 0)
     stride_lb, stride_lh, stride_ls,  # LSE [B, Hq, S]
+    stride_fob, stride_foh, stride_flb, stride_flh,  # FOUT, FLSE
     DK: tl.constexpr, DV: tl.constexpr,
     BLOCK_A: tl.constexpr, BLOCK_T: tl.constexpr, HAS_TAIL: tl.constexpr, BLOCK_DV: tl.constexpr,
     VALUES_ARE_KEYS: tl.constexpr, QK_FP32: tl.constexpr,
     PAGE_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
     FINAL: tl.constexpr, UPCAST: tl.constexpr,
+    FUSED: tl.constexpr, MERGE_H: tl.constexpr, MERGE_S: tl.constexpr, MERGE_LS: tl.constexpr,
 ):
     grp = tl.program_id(0)
     split = tl.program_id(1)
@@ -130,12 +141,82 @@ def _decode_split_kernel(
     out = acc / tl.where(has, l_i, 1.0)[:, None]
     lse2 = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("-inf"))
     o_ptr = OUT + b.to(tl.int64) * stride_ob + heads[:, None] * stride_oh + split * stride_os + offs_v[None, :]
-    tl.store(o_ptr, out, mask=h_ok[:, None] & (offs_v[None, :] < DV))
+    tl.store(o_ptr, out.to(OUT.dtype.element_ty), mask=h_ok[:, None] & (offs_v[None, :] < DV))
     l_ptr = LSE + b.to(tl.int64) * stride_lb + heads * stride_lh + split * stride_ls
     if FINAL:
         tl.store(l_ptr, lse2 * 0.6931471805599453, mask=h_ok)
     else:
         tl.store(l_ptr, lse2, mask=h_ok)
+
+    if FUSED:
+        # every thread's partial stores precede the (releasing) counter increment
+        tl.debug_barrier()
+        counter = COUNTERS + b * tl.num_programs(0) + grp
+        if tl.atomic_add(counter, 1) == num_splits - 1:  # all other splits of this block are written
+            _merge_block(OUT, LSE, FOUT, FLSE, GROUP_HEADS + grp * BLOCK_H, b, num_splits,
+                         stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls,
+                         stride_fob, stride_foh, stride_flb, stride_flh,
+                         DV, BLOCK_DV, MERGE_H, MERGE_S, MERGE_LS)
+            tl.store(counter, 0)  # ready for the next call / graph replay
+
+
+@triton.jit(noinline=True)  # own function: its values do not stretch the main loop's live ranges
+def _merge_block(
+    PART_OUT, PART_LSE, OUT, LSE, HEADS, b, num_splits,
+    stride_pob, stride_poh, stride_pos,
+    stride_plb, stride_plh, stride_pls,  # base-2 LSE
+    stride_ob, stride_oh, stride_lb, stride_lh,
+    DV: tl.constexpr, BLOCK_DV: tl.constexpr, MERGE_H: tl.constexpr, MERGE_S: tl.constexpr,
+    MERGE_LS: tl.constexpr,
+):
+    """Merge the split partials of sequence b for the <= MERGE_H heads listed at HEADS (-1: none),
+    with `_merge_kernel`'s arithmetic: fp32, weights exp2(lse - peak), a split with no keys (LSE
+    -inf) weighs 0. Tiles span heads x MERGE_S splits so one program keeps many loads in flight."""
+    offs_h = tl.arange(0, MERGE_H)
+    heads = tl.load(HEADS + offs_h)
+    h_ok = heads >= 0
+    heads = tl.where(h_ok, heads, 0).to(tl.int64)
+    b = b.to(tl.int64)
+    pl_base = PART_LSE + b * stride_plb + heads * stride_plh  # [MERGE_H]
+
+    # pass 1: peak LSE of each head (splits are few: MERGE_LS of them per load). Running tiles
+    # reduced after the loops: Triton 3.6's OptimizeThreadLocality asserts on `x = f(x, reduce(...))`
+    # loops whose result has several uses.
+    offs_ls = tl.arange(0, MERGE_LS)
+    peaks = tl.full([MERGE_H, MERGE_LS], float("-inf"), tl.float32)
+    for s0 in range(0, num_splits, MERGE_LS):
+        s_ok = (s0 + offs_ls) < num_splits
+        lse_ptrs = pl_base[:, None] + (s0 + offs_ls)[None, :] * stride_pls
+        lses = tl.load(lse_ptrs, mask=h_ok[:, None] & s_ok[None, :], other=float("-inf"), cache_modifier=".cg")
+        peaks = tl.maximum(peaks, lses)
+    peak = tl.max(peaks, 1)
+    safe = tl.where(peak == float("-inf"), 0.0, peak)
+
+    # pass 2: weighted sum of the partial outputs, a [MERGE_H, MERGE_S, BLOCK_DV] tile at a time
+    offs_s = tl.arange(0, MERGE_S)
+    offs_d = tl.arange(0, BLOCK_DV)
+    d_ok = offs_d < DV
+    po_base = PART_OUT + b * stride_pob + heads[:, None, None] * stride_poh + offs_d[None, None, :]
+    totals = tl.zeros([MERGE_H, MERGE_S], tl.float32)
+    acc = tl.zeros([MERGE_H, BLOCK_DV], tl.float32)
+    for s0 in range(0, num_splits, MERGE_S):
+        s = s0 + offs_s
+        hs_ok = h_ok[:, None] & (s[None, :] < num_splits)  # [MERGE_H, MERGE_S]
+        lses = tl.load(pl_base[:, None] + s[None, :] * stride_pls, mask=hs_ok, other=float("-inf"),
+                       cache_modifier=".cg")
+        w = tl.exp2(lses - safe[:, None])
+        o = tl.load(po_base + s[None, :, None] * stride_pos, mask=hs_ok[:, :, None] & d_ok[None, None, :],
+                    other=0.0, cache_modifier=".cg")
+        totals += w
+        acc += tl.sum(tl.where(w[:, :, None] > 0.0, o * w[:, :, None], 0.0), 1)  # empty split: weight 0
+
+    total = tl.sum(totals, 1)
+    has = total > 0.0
+    out = acc / tl.where(has, total, 1.0)[:, None]
+    lse = tl.where(has, (safe + tl.log2(tl.where(has, total, 1.0))) * 0.6931471805599453, float("-inf"))
+    o_ptr = OUT + b * stride_ob + heads[:, None] * stride_oh + offs_d[None, :]
+    tl.store(o_ptr, out.to(OUT.dtype.element_ty), mask=h_ok[:, None] & d_ok[None, :])
+    tl.store(LSE + b * stride_lb + heads * stride_lh, lse, mask=h_ok)
 
 
 @triton.jit
@@ -175,5 +256,5 @@ def _merge_kernel(
     has = total > 0.0
     out = acc / tl.where(has, total, 1.0)
     lse = tl.where(has, (safe + tl.log2(tl.where(has, total, 1.0))) * 0.6931471805599453, float("-inf"))
-    tl.store(OUT + r0 * stride_o_0 + r1 * stride_o_1 + offs_d, out, mask=d_ok)
+    tl.store(OUT + r0 * stride_o_0 + r1 * stride_o_1 + offs_d, out.to(OUT.dtype.element_ty), mask=d_ok)
     tl.store(LSE + r0 * stride_l_0 + r1 * stride_l_1, lse)

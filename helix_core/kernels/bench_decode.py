@@ -33,9 +33,16 @@ GQA_SWEEP = [  # (block_n, block_h, num_warps, num_stages); all compile spill-fr
     (64, 16, 4, 2), (32, 16, 4, 2), (128, 16, 4, 2), (64, 16, 4, 3), (32, 16, 4, 3), (64, 16, 4, 4),
     (64, 16, 8, 2), (128, 16, 8, 2),
 ]
-MLA_SWEEP = [  # the first is the default; (16, 64, 8, 2) uses wgmma but spills ~136 B
+# large query groups (MQA: 32 query heads per KV head) read each KV tile once for 32 heads
+GQA_WIDE_GROUP_SWEEP = [
+    (64, 32, 4, 2), (64, 32, 8, 2), (128, 32, 8, 2), (32, 32, 4, 3), (64, 32, 4, 3), (128, 32, 8, 3),
+    (64, 64, 8, 2),
+]
+# (block_n, block_h, num_warps, num_stages, num_splits): more splits than the default at short contexts
+GQA_SPLIT_SWEEP = [(64, 16, 4, 2, 2), (32, 16, 4, 2, 4), (64, 16, 4, 3, 2)]  # x the default split count
+MLA_SWEEP = [  # the first is the default; block_h 64 puts 64 heads in one wgmma M tile (may spill)
     (32, 32, 8, 2), (32, 16, 4, 2), (16, 16, 4, 2), (32, 16, 8, 2), (16, 32, 8, 2), (32, 32, 8, 3),
-    (64, 32, 8, 2), (16, 64, 8, 2),
+    (64, 32, 8, 2), (16, 64, 8, 2), (32, 64, 8, 2), (16, 64, 8, 3), (32, 64, 8, 1), (16, 128, 8, 2),
 ]
 
 
@@ -205,10 +212,7 @@ def run_case(args, *, batch, context, heads, kv_heads, dk, dv, mla, sweep) -> di
     default = da.DecodeConfig()
     configs = [("default", default)]
     if sweep:
-        table = MLA_SWEEP if mla else GQA_SWEEP
-        for bn, bh, w, s in table:
-            configs.append((f"bn{bn}/bh{bh}/w{w}/s{s}", da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w,
-                                                                       num_stages=s)))
+        configs += _sweep_configs(da, prob, groups, mla)
     best = None
     for label, cfg in configs:
         def call(cfg=cfg):
@@ -296,6 +300,24 @@ def run_case(args, *, batch, context, heads, kv_heads, dk, dv, mla, sweep) -> di
             print(f"  helix torch path failed: {type(exc).__name__}: {str(exc)[:200]}")
     torch.cuda.empty_cache()
     return result
+
+
+def _sweep_configs(da, prob, groups, mla) -> list:
+    """Launch configs to time besides the default, for this case's head grouping and length."""
+    if mla:
+        table = [(*c, None) for c in MLA_SWEEP]
+    else:
+        table = [(*c, None) for c in GQA_SWEEP]
+        if groups.max_group >= 32:
+            table += [(*c, None) for c in GQA_WIDE_GROUP_SWEEP]
+        base = _splits_used(da, prob, da.DecodeConfig(), groups, mla)
+        table += [(bn, bh, w, s, min(da.MAX_SPLITS, base * times)) for bn, bh, w, s, times in GQA_SPLIT_SWEEP]
+    out = [("default/fused-merge", da.DecodeConfig(fuse_merge=True))]
+    for bn, bh, w, s, splits in table:
+        label = f"bn{bn}/bh{bh}/w{w}/s{s}" + (f"/splits{splits}" if splits else "")
+        config = da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits)
+        out.append((label, config))
+    return out
 
 
 def _splits_used(da, prob, cfg, groups, mla) -> int:

@@ -13,7 +13,11 @@ visible to its one new query, so no mask).
 Work split: stage 1 runs (head blocks x splits x batch) programs. A head block is up to BLOCK_H
 query heads sharing one KV head, so a program reads each KV byte once for all of them. The
 number of splits is chosen from the longest sequence and the SM count so that a batch of one
-short sequence still fills the GPU. Stage 2 merges the splits by their LSE.
+short sequence still fills the GPU. The splits are merged by their LSE in a second small kernel,
+or (DecodeConfig.fuse_merge) inside the same launch: the last program of each (sequence, head
+block) to finish merges them, found with a per-device int32 counter buffer that the kernel leaves
+at zero (see `_merge_counters`; two fused calls at once on two streams of one device would share
+it). The fused merge also falls back to the second kernel when one program would read too much.
 
 Nothing here imports triton at module import; kernels are compiled on first use.
 """
@@ -138,8 +142,13 @@ class DecodeConfig:
     num_warps: int | None = None
     num_stages: int | None = None
     num_splits: int | None = None  # force the number of KV splits (else chosen from length and SMs)
+    # merge the splits in the split kernel's last program (one launch, not two). Off by default: on an
+    # H200 (GQA 32K keys, batch 1, CUDA graph) it took 48.9 us against 46.5 us for the separate merge
+    # kernel, whose B x Hq programs merge in parallel where the fused one merges a head block serially
+    fuse_merge: bool = False
 
 
+_OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _SM_COUNT: dict[int, int] = {}
 
 
@@ -153,6 +162,8 @@ def _sm_count(device: torch.device) -> int:
 
 
 MAX_SPLITS = 256
+# from here MLA takes 64-head blocks (at 32K keys, batch 1, 16 heads win: 111 against 152 us)
+LONG_MLA_KEYS = 131072
 MIN_TILES_PER_SPLIT = 4  # fewer keys than this per split and the merge overhead dominates
 
 
@@ -164,6 +175,53 @@ def choose_num_splits(batch: int, head_blocks: int, max_length: int, block_n: in
     tiles = -(-max(1, max_length) // block_n)
     most = max(1, tiles // MIN_TILES_PER_SPLIT)
     return int(max(1, min(want, most, MAX_SPLITS)))
+
+
+# Fused merge: the last program of a head block reads all its partials alone, so fuse only while that
+# is small (one SM's share of the L2 bandwidth; e.g. GQA 32K keys, 4 heads a block, 66 splits: 135 KB).
+FUSED_MERGE_MAX_BYTES = 256 * 1024
+# fp32 partial-output elements per merge load (heads x splits x Dv), per warp: 32 a thread keeps the
+# merge loop free of spills on sm_90 (Triton 3.6: GQA 4-32 heads a block x 128); LSE elements per load
+MERGE_TILE_PER_WARP = 1024
+MERGE_LSE_TILE = 2048
+COUNTERS_MIN = 1 << 15  # counter slots allocated at least (batch x head blocks), 128 KB
+
+_COUNTERS: dict[str, torch.Tensor] = {}
+_RETIRED_COUNTERS: list[torch.Tensor] = []
+
+
+def _capturing(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+
+
+def _merge_counters(device: torch.device, size: int) -> torch.Tensor | None:
+    """The device's zeroed int32 counters for the fused merge, >= size slots; None while a CUDA graph
+    is being captured and the buffer would have to grow (the caller then merges in a second launch).
+
+    Kernels leave every counter at 0, so one buffer serves all calls and graph replays. It is never
+    freed: a grown buffer replaces it for new calls, the old one stays alive for the graphs that
+    captured its address.
+    """
+    key = str(device)
+    buf = _COUNTERS.get(key)
+    if buf is not None and buf.numel() >= size:
+        return buf
+    if _capturing(device):
+        return None  # an allocation now would live in the graph's private pool
+    if buf is not None:
+        _RETIRED_COUNTERS.append(buf)
+    buf = torch.zeros(max(COUNTERS_MIN, _next_pow2(size)), dtype=torch.int32, device=device)
+    _COUNTERS[key] = buf
+    return buf
+
+
+def _merge_tiles(block_h: int, max_group: int, block_dv: int, num_warps: int) -> tuple[int, int, int]:
+    """(MERGE_H, MERGE_S, MERGE_LS): heads per merge tile (all heads of a block), splits per output
+    tile and per LSE tile. Independent of num_splits, so the split kernel compiles once per shape."""
+    merge_h = min(block_h, _next_pow2(max_group))
+    merge_s = max(1, MERGE_TILE_PER_WARP * num_warps // (merge_h * block_dv))  # powers of two
+    merge_ls = max(2, MERGE_LSE_TILE // merge_h)
+    return merge_h, merge_s, merge_ls
 
 
 def _default_config(dk_a: int, dk_t: int, dv: int, max_group: int, fp32_math: bool) -> tuple[int, int, int, int]:
@@ -178,10 +236,12 @@ def _default_config(dk_a: int, dk_t: int, dv: int, max_group: int, fp32_math: bo
         if width >= 768:
             return 16, 16, 8, 2
         return (32 if width <= 256 else 16), min(block_h, 32), 8, 2
-    if width >= 768:  # MLA-sized (576 + 512): keep the [block_h, 512] fp32 accumulator in registers
-        return 32, min(block_h, 32), 8, 2
+    if width >= 768:  # MLA-sized (576 + 512): 16 heads a block; on an H200 (32K keys, batch 1) 111 us
+        return 32, 16, 4, 2  # against 161 us for 32 heads and 8 warps, 152-178 us for 64 heads
     if width >= 384:
         return 32, block_h, 4, 2
+    # three pipeline stages won at 32K keys, batch 1 (45.2 against 49.3 us) but cost 35% at
+    # 8 x 64K keys in the llama3-8b step (H200): two stay the default
     return 64, block_h, 4, 2
 
 
@@ -210,6 +270,7 @@ def paged_decode_attention(
     config: DecodeConfig | None = None,
     out: torch.Tensor | None = None,
     lse: torch.Tensor | None = None,
+    out_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode attention of one query per sequence over its paged local keys -> (out [B,Hq,Dv], lse [B,Hq]).
 
@@ -218,7 +279,9 @@ def paged_decode_attention(
     value_pages None: values are key_pages[..., :value_dim] (MLA); value_dim defaults to Dk.
     max_length: host-side upper bound of `lengths` (e.g. from the cache metadata); picks the number
       of splits without a device sync. Defaults to block_table.shape[1] * page_size.
-    out/lse: optional preallocated fp32 outputs (any strides with unit last-dim stride for out).
+    out/lse: optional preallocated outputs (any strides with unit last-dim stride for out). lse is
+      fp32; out is fp32, or bf16/fp16 to get the attention already cast (the math stays fp32).
+    out_dtype: dtype of the returned out when `out` is not given (default fp32).
     """
     mod = _kernels()
     if q.dim() != 3:
@@ -269,11 +332,18 @@ def paged_decode_attention(
     if values_are_keys:
         assert block_dv == block_a
 
+    if max_length is None:
+        max_length = block_table.shape[1] * page_size
     cfg = config or DecodeConfig()
     qk_fp32 = q.dtype != key_pages.dtype
     fp32_math = qk_fp32 or key_pages.dtype == torch.float32
     d_bn, d_bh, d_warps, d_stages = _default_config(block_a, block_t if has_tail else 0, block_dv,
                                                     groups.max_group, fp32_math)
+    if d_bh == 16 and block_a + block_t + block_dv >= 768 and not fp32_math and groups.max_group >= 64 \
+            and max_length >= LONG_MLA_KEYS:
+        # long MLA contexts: 64 heads a block (wgmma-sized M) win once every split is long; H200,
+        # 4 x 512K keys: 3.57 ms (164 TFLOP/s) against 7.30 ms for 16 heads
+        d_bn, d_bh, d_warps, d_stages = 32, 64, 8, 2
     block_n = cfg.block_n or d_bn
     block_h = cfg.block_h or d_bh
     num_warps = cfg.num_warps or d_warps
@@ -283,15 +353,18 @@ def paged_decode_attention(
     group_kv, group_heads = groups.tables(block_h, device)
     head_blocks = group_kv.shape[0]
 
-    if max_length is None:
-        max_length = block_table.shape[1] * page_size
     num_splits = cfg.num_splits or choose_num_splits(batch, head_blocks, max_length, block_n, _sm_count(device))
     num_splits = max(1, int(num_splits))
 
+    if out_dtype is None:
+        out_dtype = torch.float32 if out is None else out.dtype
+    if out_dtype not in _OUT_DTYPES or (out is not None and out.dtype != out_dtype):
+        given = None if out is None else out.dtype
+        raise ValueError(f"out must be fp32, bf16 or fp16 (got {out_dtype}, out {given})")
     if out is None:
-        out = torch.empty(batch, num_q_heads, dv, dtype=torch.float32, device=device)
-    elif out.shape != (batch, num_q_heads, dv) or out.dtype != torch.float32 or out.stride(-1) != 1:
-        raise ValueError(f"out must be fp32 [{batch}, {num_q_heads}, {dv}] with a unit last stride")
+        out = torch.empty(batch, num_q_heads, dv, dtype=out_dtype, device=device)
+    elif out.shape != (batch, num_q_heads, dv) or out.stride(-1) != 1:
+        raise ValueError(f"out must be [{batch}, {num_q_heads}, {dv}] with a unit last stride")
     if lse is None:
         lse = torch.empty(batch, num_q_heads, dtype=torch.float32, device=device)
     elif lse.shape != (batch, num_q_heads) or lse.dtype != torch.float32:
@@ -299,41 +372,47 @@ def paged_decode_attention(
     if batch == 0 or num_q_heads == 0:
         return out, lse
 
-    upcast = mod.INTERPRET
     common = dict(
         DK=dk, DV=dv, BLOCK_A=block_a, BLOCK_T=block_t, HAS_TAIL=has_tail, BLOCK_DV=block_dv,
         VALUES_ARE_KEYS=values_are_keys, QK_FP32=qk_fp32, PAGE_SIZE=page_size, BLOCK_N=block_n,
-        BLOCK_H=block_h, UPCAST=upcast, num_warps=num_warps, num_stages=num_stages,
+        BLOCK_H=block_h, UPCAST=mod.INTERPRET, num_warps=num_warps, num_stages=num_stages,
     )
-    grid = (head_blocks, num_splits, batch)
-    qk_scale = float(scale) * mod.LOG2E
-    if num_splits == 1:
-        mod._decode_split_kernel[grid](
-            q, key_pages, value_pages, block_table, lengths, group_kv, group_heads, out, lse,
-            qk_scale, 1,
+
+    def split_kernel(part_out, part_lse, splits, counters=None, merge=(2, 2, 2)):
+        """One launch of the split kernel. One split: part_out/part_lse are the final out/lse. Several:
+        it writes the partials [B, Hq, S, ...] and, given the counters, merges them into out/lse."""
+        final, fused = splits == 1, counters is not None
+        mod._decode_split_kernel[(head_blocks, splits, batch)](
+            q, key_pages, value_pages, block_table, lengths, group_kv, group_heads, part_out, part_lse,
+            out, lse, counters if fused else lengths,  # placeholders when not fused: never touched
+            float(scale) * mod.LOG2E, splits,
             q.stride(0), q.stride(1),
             key_pages.stride(0), key_pages.stride(1), key_pages.stride(2),
             value_pages.stride(0), value_pages.stride(1), value_pages.stride(2),
             block_table.stride(0),
-            out.stride(0), out.stride(1), 0,
-            lse.stride(0), lse.stride(1), 0,
-            FINAL=True, **common,
+            part_out.stride(0), part_out.stride(1), 0 if final else part_out.stride(2),
+            part_lse.stride(0), part_lse.stride(1), 0 if final else part_lse.stride(2),
+            out.stride(0), out.stride(1), lse.stride(0), lse.stride(1),
+            FINAL=final, FUSED=fused, MERGE_H=merge[0], MERGE_S=merge[1], MERGE_LS=merge[2],
+            **common,
         )
+
+    if num_splits == 1:
+        split_kernel(out, lse, 1)
         return out, lse
 
     mid_out = torch.empty(batch, num_q_heads, num_splits, dv, dtype=torch.float32, device=device)
     mid_lse = torch.empty(batch, num_q_heads, num_splits, dtype=torch.float32, device=device)
-    mod._decode_split_kernel[grid](
-        q, key_pages, value_pages, block_table, lengths, group_kv, group_heads, mid_out, mid_lse,
-        qk_scale, num_splits,
-        q.stride(0), q.stride(1),
-        key_pages.stride(0), key_pages.stride(1), key_pages.stride(2),
-        value_pages.stride(0), value_pages.stride(1), value_pages.stride(2),
-        block_table.stride(0),
-        mid_out.stride(0), mid_out.stride(1), mid_out.stride(2),
-        mid_lse.stride(0), mid_lse.stride(1), mid_lse.stride(2),
-        FINAL=False, **common,
-    )
+    merge = _merge_tiles(block_h, groups.max_group, block_dv, num_warps)
+    merge_bytes = num_splits * merge[0] * dv * 4  # what the last program of a head block reads
+    counters = None
+    if cfg.fuse_merge and merge_bytes <= FUSED_MERGE_MAX_BYTES:
+        counters = _merge_counters(device, batch * head_blocks)
+    if counters is not None:
+        split_kernel(mid_out, mid_lse, num_splits, counters=counters, merge=merge)
+        return out, lse
+
+    split_kernel(mid_out, mid_lse, num_splits)
     mod._merge_kernel[(batch, num_q_heads)](
         mid_out, mid_lse, out, lse, num_splits,
         mid_out.stride(2), mid_out.stride(0), mid_out.stride(1),
@@ -346,21 +425,25 @@ def paged_decode_attention(
     return out, lse
 
 
-def merge_partials(outs: torch.Tensor, lses: torch.Tensor) -> torch.Tensor:
+def merge_partials(outs: torch.Tensor, lses: torch.Tensor,
+                   out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Triton twin of helix_core.attention.merge_partials for the KVP merge.
 
     outs [P, T, H, D] (any strides, unit last stride: e.g. a slice of the packed exchange buffer),
-    lses [P, T, H] natural-log LSE (-inf: no keys) -> exact attention [T, H, D] fp32.
+    lses [P, T, H] natural-log LSE (-inf: no keys) -> exact attention [T, H, D], fp32 math, stored
+    as out_dtype (the model's dtype saves the layer a cast kernel).
     Falls back to the torch version for other ranks of tensor or off-GPU without the interpreter.
     """
+    if out_dtype not in _OUT_DTYPES:
+        raise ValueError(f"out_dtype must be one of {_OUT_DTYPES}, got {out_dtype}")
     if outs.dim() != 4 or lses.dim() != 3 or not (outs.is_cuda or interpret_mode()) or not triton_available():
         from ..attention import merge_partials as torch_merge
-        return torch_merge(outs, lses)
+        return torch_merge(outs, lses).to(out_dtype)
     mod = _kernels()
     if outs.stride(-1) != 1:
         outs = outs.contiguous()
     parts, tokens, heads, dim = outs.shape
-    result = torch.empty(tokens, heads, dim, dtype=torch.float32, device=outs.device)
+    result = torch.empty(tokens, heads, dim, dtype=out_dtype, device=outs.device)
     lse = torch.empty(tokens, heads, dtype=torch.float32, device=outs.device)
     if parts == 0 or tokens == 0 or heads == 0:
         return result.zero_()

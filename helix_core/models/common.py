@@ -95,7 +95,9 @@ class VocabParallel:
 
 class DecoderStack:
     """What every family shares: the vocab-parallel ends, the RoPE table and the layer loop.
-    A family sets `cfg`, `ops` and `layers` and defines `_layer(index, weights, x, cos, sin, ctx)`."""
+    A family sets `cfg`, `ops` and `layers` and defines `_layer(index, weights, x, delta, cos, sin, ctx)`
+    -> (x, delta): each layer hands its last residual delta to the next one, so the residual add and
+    the next norm run as one fused kernel (ops.add_rms_norm)."""
 
     def _load_ends(self, plan: Plan, rank: int, reader, load, rope_freqs: tuple[int, int]) -> None:
         from ..rope import rope_inv_freq
@@ -112,6 +114,7 @@ class DecoderStack:
 
         x = self.vocab.embed_tokens(ids, ctx.all_reduce)
         cos, sin = rope_cos_sin(self.inv_freq, self.rope_scaling, positions)
+        delta = None
         for index, layer in enumerate(self.layers):
-            x = self._layer(index, layer, x, cos, sin, ctx)
-        return self.ops.rms_norm(x, self.final_norm, self.cfg.rms_norm_eps)
+            x, delta = self._layer(index, layer, x, delta, cos, sin, ctx)
+        return self.ops.add_rms_norm(x, delta, self.final_norm, self.cfg.rms_norm_eps)[1]

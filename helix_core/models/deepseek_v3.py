@@ -78,11 +78,11 @@ class DeepseekV3Model(DecoderStack):
         self._load_ends(plan, rank, reader, load, (0, rope // 2))
         self.attention_scale = mla_softmax_scale(cfg)
 
-    def _layer(self, index, w: MLALayer, x, cos, sin, ctx: LayerContext):
+    def _layer(self, index, w: MLALayer, x, delta, cos, sin, ctx: LayerContext):
         cfg, ops = self.cfg, self.ops
         tokens = x.shape[0]
         nope, lora = cfg.qk_nope_head_dim, cfg.kv_lora_rank
-        h = ops.rms_norm(x, w.input_norm, cfg.rms_norm_eps)
+        x, h = ops.add_rms_norm(x, delta, w.input_norm, cfg.rms_norm_eps)
         q_in = ops.rms_norm(F.linear(h, w.q_a), w.q_a_norm, cfg.rms_norm_eps) if w.q_a is not None else h
         q = F.linear(q_in, w.wq).view(tokens, -1, nope + cfg.qk_rope_head_dim)
         q_nope, q_rope = q[..., :nope], ops.rope(q[..., nope:], cos, sin)
@@ -95,11 +95,11 @@ class DeepseekV3Model(DecoderStack):
         key = torch.cat([latent[:, None, :], k_rope], dim=-1)
         out_latent = ctx.attend(index, query, key, None, value_dim=lora)  # [T, H_out, lora] fp32
         out = torch.einsum("thc,hvc->thv", out_latent.to(x.dtype), w.w_uv)
-        x = x + ctx.all_reduce(F.linear(out.reshape(tokens, -1), w.wo))
-        h = ops.rms_norm(x, w.post_norm, cfg.rms_norm_eps)
+        x, h = ops.add_rms_norm(x, ctx.all_reduce(F.linear(out.reshape(tokens, -1), w.wo)), w.post_norm,
+                                cfg.rms_norm_eps)
         with ctx.phase("ffn"):
             if isinstance(w.ffn, MoEShard):
                 y = w.ffn(h, cfg, static_shapes=getattr(ctx, "static_shapes", False))
             else:
                 y = w.ffn(h, ops.silu_mul)
-        return x + ctx.all_reduce(y)
+        return x, ctx.all_reduce(y)

@@ -61,19 +61,21 @@ class LlamaModel(DecoderStack):
         self._load_ends(plan, rank, reader, load, shard.rope_freqs)  # a slice's dims use its frequencies
         self.attention_scale = cfg.head_dim ** -0.5
 
-    def _layer(self, index, w: LlamaLayer, x, cos, sin, ctx: LayerContext):
-        tokens, ops = x.shape[0], self.ops
-        h = ops.rms_norm(x, w.input_norm, self.cfg.rms_norm_eps)
-        q, k, v = F.linear(h, w.wqkv, w.bqkv).split(self.qkv_split, dim=-1)
-        q = ops.rope(q.view(tokens, -1, self.local_head_dim), cos, sin)
-        k = ops.rope(k.view(tokens, -1, self.local_head_dim), cos, sin)
-        v = v.view(tokens, -1, self.local_value_dim)
+    def _layer(self, index, w: LlamaLayer, x, delta, cos, sin, ctx: LayerContext):
+        tokens, ops, eps = x.shape[0], self.ops, self.cfg.rms_norm_eps
+        x, h = ops.add_rms_norm(x, delta, w.input_norm, eps)
+        q_width, k_width, _ = self.qkv_split
+        qkv = F.linear(h, w.wqkv, w.bqkv)
+        # q and k are neighbours in the fused QKV output and share the rotation: one RoPE for both
+        qk = ops.rope(qkv[:, :q_width + k_width].reshape(tokens, -1, self.local_head_dim), cos, sin)
+        q_heads = q_width // self.local_head_dim
+        q, k = qk[:, :q_heads], qk[:, q_heads:]
+        v = qkv[:, q_width + k_width:].view(tokens, -1, self.local_value_dim)
         attn = ctx.attend(index, q, k, v).to(x.dtype)
         y = ctx.all_reduce(F.linear(attn.reshape(tokens, -1), w.wo))
         if w.bo is not None:
             y = y + w.bo
-        x = x + y
-        h = ops.rms_norm(x, w.post_norm, self.cfg.rms_norm_eps)
+        x, h = ops.add_rms_norm(x, y, w.post_norm, eps)
         with ctx.phase("ffn"):
             y = w.mlp(h, ops.silu_mul)
-        return x + ctx.all_reduce(y)
+        return x, ctx.all_reduce(y)

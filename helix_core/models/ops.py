@@ -20,6 +20,13 @@ from .common import rms_norm
 log = logging.getLogger(__name__)
 
 
+def add_rms_norm(x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor, eps: float):
+    """(x + delta, rms_norm(x + delta)): a residual add and the next norm, one kernel when compiled.
+    delta None: the first layer, nothing to add yet."""
+    total = x if delta is None else x + delta
+    return total, rms_norm(total, weight, eps)
+
+
 def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
     gate, up = gate_up.chunk(2, dim=-1)
     return F.silu(gate) * up
@@ -28,6 +35,7 @@ def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class Ops:
     rms_norm: Callable = rms_norm
+    add_rms_norm: Callable = add_rms_norm
     rope: Callable = apply_rope
     silu_mul: Callable = silu_mul
 
@@ -53,4 +61,5 @@ def _compiled(fn: Callable) -> Callable:
 
 
 def compiled_ops() -> Ops:
-    return Ops(rms_norm=_compiled(rms_norm), rope=_compiled(apply_rope), silu_mul=_compiled(silu_mul))
+    return Ops(rms_norm=_compiled(rms_norm), add_rms_norm=_compiled(add_rms_norm), rope=_compiled(apply_rope),
+               silu_mul=_compiled(silu_mul))

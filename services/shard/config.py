@@ -31,6 +31,7 @@ class ShardConfig:
     stage_size: int = 16
     prefill_chunk: int = 256  # prompt tokens per step (per forward pass)
     hopb_pieces: int = 1
+    all_reduce: str = "auto"  # auto | nccl | symm (symmetric-memory one-shot over NVLink P2P, CUDA)
     max_batch_size: int = 64
     max_waiting_requests: int = 0  # 0: no limit
     profile_every_n_steps: int = 0

@@ -43,6 +43,7 @@ def join_group(config: ShardConfig):
         kv_memory_fraction=config.kv_memory_fraction,
         prefill_chunk=config.prefill_chunk,
         hopb_pieces=config.hopb_pieces,
+        all_reduce=config.all_reduce,
         seed=config.seed,
         max_batch=config.max_batch_size,
     )  # the fast path's buckets cover the scheduler's batches

@@ -36,6 +36,9 @@ int64 so that large values never print as 1e+06. */}}
 {{- $args = concat $args (list $flag (toString $value)) -}}
 {{- end -}}
 {{- end -}}
+{{- with .Values.engine.allReduce -}}
+{{- $args = concat $args (list "--all-reduce" .) -}}
+{{- end -}}
 {{- with .Values.model.name -}}
 {{- $args = concat $args (list "--model-name" .) -}}
 {{- end -}}
