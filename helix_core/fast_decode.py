@@ -46,16 +46,17 @@ def paged_attention_torch(q, key_pages, value_pages, block_table, lengths, scale
 
 
 def paged_attention(q, key_pages, value_pages, block_table, lengths, scale, kv_head_of_q, head_groups=None,
-                    value_dim=None, reduce_scores=None, out=None, lse=None):
+                    value_dim=None, reduce_scores=None, out=None, lse=None, max_length=None):
     """Decode attention over paged local keys: the Triton kernel when `head_groups` is given (CUDA)
     and no partial-score reduction is needed, else the torch reference of it. out/lse: where the
-    kernel writes its results (e.g. the channels of a packed exchange buffer)."""
+    kernel writes its results (e.g. the channels of a packed exchange buffer); max_length: the
+    kernel's launch-config hint (None: the page table's capacity; never changes the result)."""
     if head_groups is not None and reduce_scores is None:
         from .kernels.decode_attention import paged_decode_attention
 
         q = q if q.stride(-1) == 1 else q.contiguous()  # the kernel takes any row/head strides
         return paged_decode_attention(q, key_pages, value_pages, block_table, lengths, scale,
-                                      head_groups, value_dim=value_dim, out=out, lse=lse)
+                                      head_groups, value_dim=value_dim, out=out, lse=lse, max_length=max_length)
     return paged_attention_torch(q, key_pages, value_pages, block_table, lengths, scale, kv_head_of_q, value_dim,
                                  reduce_scores)
 
@@ -113,8 +114,10 @@ class FastDecodeContext:
 
     static_shapes = True
 
-    def __init__(self, engine, buf: DecodeBuffers, slots, local_lengths, hopb_pieces: int, head_groups):
+    def __init__(self, engine, buf: DecodeBuffers, slots, local_lengths, hopb_pieces: int, head_groups,
+                 length_hint: int | None = None):
         self.engine, self.buf, self.slots, self.local_lengths = engine, buf, slots, local_lengths
+        self.length_hint = length_hint  # bound of the local key counts that picks the kernel's launch
         self.comm = engine.comm
         self.cache: PagedKVCache = engine.cache
         attention = engine.attention
@@ -161,7 +164,8 @@ class FastDecodeContext:
 
     def _attention(self, q, keys, values, block_table, lengths, value_dim, out=None, lse=None):
         return paged_attention(q, keys, values, block_table, lengths, self.scale, self.kv_head_of_q,
-                               self.head_groups, value_dim, self.reduce_scores, out=out, lse=lse)
+                               self.head_groups, value_dim, self.reduce_scores, out=out, lse=lse,
+                               max_length=self.length_hint)
 
     def _finish_exchange(self, recv, work, dim):
         if dim is None:
@@ -190,9 +194,33 @@ class DecodeRunner:
 
             kv_of_q = engine.attention.kv_head_of_q.tolist()
             self.head_groups = as_head_groups(kv_of_q, len(kv_of_q))
+        self.long_keys = self._long_context_keys()
         self._buffers: dict[int, DecodeBuffers] = {}
-        self._graphs: dict[int, tuple] = {}
+        self._graphs: dict[tuple, tuple] = {}  # (bucket, length hint) -> (graph, logits, tokens)
         self._rows: dict[int, list] = {}  # bucket -> [(seq_id, pages uploaded)] per row
+        self.last_key: tuple | None = None  # the graph key of the last step
+
+    def _long_context_keys(self) -> int | None:
+        """Local key count from which the kernel's default launch config changes (MLA), if any."""
+        if self.head_groups is None:
+            return None
+        from .kernels.decode_attention import long_context_keys
+
+        cache = self.engine.cache
+        value_dim = self.engine.cfg.kv_lora_rank if cache.values is None else cache.values.shape[-1]
+        return long_context_keys(cache.keys.shape[-1], value_dim, self.head_groups.max_group, cache.keys.dtype)
+
+    def length_hint(self, seq_ids: list[int]) -> int | None:
+        """The launch-config hint of a step, the same on every rank (from the replicated host
+        accounting): below the long-context key count, a bound under it; else None (capacity).
+        A graph is captured per (bucket, hint), so long and short contexts each get their config."""
+        if self.long_keys is None:
+            return None
+        cache = self.engine.cache
+        kvp, stage = cache.placement.kvp, cache.placement.stage_size
+        longest = max((cache.sequences[s].length for s in seq_ids), default=0)
+        local_bound = -(-longest // (kvp * stage)) * stage  # staged round robin: at most this many local keys
+        return self.long_keys - 1 if local_bound < self.long_keys else None
 
     def bucket_for(self, batch: int) -> int | None:
         return next((b for b in self.buckets if b >= batch), None)
@@ -209,12 +237,14 @@ class DecodeRunner:
                                                                  self.engine.device)
             self._rows[bucket] = [(None, 0)] * bucket
         self._fill(bucket, buf, seq_ids, input_tokens)
+        hint = self.length_hint(seq_ids)
+        self.last_key = (bucket, hint)
         if not self.use_graphs:
-            logits, tokens = self._forward(buf)
+            logits, tokens = self._forward(buf, hint)
         else:
-            if bucket not in self._graphs:
-                self._graphs[bucket] = self._capture(buf)
-            graph, logits, tokens = self._graphs[bucket]
+            if self.last_key not in self._graphs:
+                self._graphs[self.last_key] = self._capture(buf, hint)
+            graph, logits, tokens = self._graphs[self.last_key]
             graph.replay()
         count = len(seq_ids)
         return logits[:count], tokens[:count]
@@ -246,10 +276,11 @@ class DecodeRunner:
         buf.start_rank.copy_(meta[2], non_blocking=True)
         buf.valid.copy_(meta[3].bool(), non_blocking=True)
 
-    def _forward(self, buf: DecodeBuffers):
+    def _forward(self, buf: DecodeBuffers, length_hint: int | None = None):
         engine = self.engine
         slots, local_lengths = self.placement.slots_and_local_lengths(buf)
-        ctx = FastDecodeContext(engine, buf, slots, local_lengths, engine.options.hopb_pieces, self.head_groups)
+        ctx = FastDecodeContext(engine, buf, slots, local_lengths, engine.options.hopb_pieces, self.head_groups,
+                                length_hint)
         hidden = engine.model.forward(buf.input_ids, buf.lengths, ctx)
         vocab = engine.model.vocab
         logits = vocab.full_logits(vocab.local_logits(hidden), lambda t: engine.comm.all_gather(t),
@@ -258,15 +289,15 @@ class DecodeRunner:
         engine.comm.broadcast(tokens, src=0)  # one decision, the same on every rank
         return logits, tokens
 
-    def _capture(self, buf: DecodeBuffers):
+    def _capture(self, buf: DecodeBuffers, length_hint: int | None = None):
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(2):  # warm up: Triton compiles, NCCL sets up its channels
-                self._forward(buf)
+                self._forward(buf, length_hint)
         torch.cuda.current_stream().wait_stream(side)
         self.engine.comm.barrier()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            logits, tokens = self._forward(buf)
+            logits, tokens = self._forward(buf, length_hint)
         return graph, logits, tokens

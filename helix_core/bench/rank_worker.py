@@ -136,7 +136,7 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
         engine.decode(ids)
         host.append(time.perf_counter() - begin)
     bucket = engine.runner.bucket_for(batch)
-    device_s = _time_replays(engine.runner._graphs[bucket][0].replay, job.steps) if graphs else None
+    device_s = _time_replays(engine.runner._graphs[engine.runner.last_key][0].replay, job.steps) if graphs else None
     phases = _phases(engine, bucket, job) if graphs else {}
     verified = _verify_attention(engine, ids)
     local_tokens = [engine.cache.local_length(s) for s in ids]
@@ -171,13 +171,13 @@ def _phases(engine: Engine, bucket: int, job: BenchJob) -> dict:
     try:
         muted = DecodeRunner(engine, use_graphs=True, max_batch=bucket)
         muted._buffers[bucket], muted._rows[bucket] = buf, runner._rows[bucket]
-        graph, _, _ = muted._capture(buf)
+        graph, _, _ = muted._capture(buf, runner.last_key[1])
         compute_only = _time_replays(graph.replay, job.steps)
     finally:
         engine.comm.muted = False
     cfg, layers = engine.cfg, engine.cfg.num_layers
     slots, lengths = runner.placement.slots_and_local_lengths(buf)
-    ctx = FastDecodeContext(engine, buf, slots, lengths, 1, runner.head_groups)
+    ctx = FastDecodeContext(engine, buf, slots, lengths, 1, runner.head_groups, runner.last_key[1])
     shard = engine.model.shard
     q_heads = shard.q_heads[1] - shard.q_heads[0]
     width = engine.cache.keys.shape[-1]

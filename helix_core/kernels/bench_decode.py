@@ -321,16 +321,8 @@ def _sweep_configs(da, prob, groups, mla) -> list:
 
 
 def _splits_used(da, prob, cfg, groups, mla) -> int:
-    if cfg.num_splits:
-        return cfg.num_splits
-    block_a = max(16, da._next_pow2(min(prob.dk, prob.dv)))
-    block_dv = max(16, da._next_pow2(prob.dv))
-    tail = max(16, da._next_pow2(prob.dk - block_a)) if prob.dk > block_a else 0
-    bn, bh, _, _ = da._default_config(block_a, tail, block_dv, groups.max_group,
-                                      prob.key_pages.dtype == torch.float32)
-    bn, bh = cfg.block_n or bn, cfg.block_h or bh
-    head_blocks = groups.tables(bh, prob.q.device)[0].shape[0]
-    return da.choose_num_splits(prob.batch, head_blocks, prob.context, bn, da._sm_count(prob.q.device))
+    fp32_math = prob.key_pages.dtype == torch.float32
+    return da.resolve_launch(prob.dk, prob.dv, groups, prob.batch, prob.context, fp32_math, cfg, prob.q.device)[4]
 
 
 SUITE = [  # (batch, context, heads, kv_heads, dk, dv, mla)

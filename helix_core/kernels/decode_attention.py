@@ -224,6 +224,29 @@ def _merge_tiles(block_h: int, max_group: int, block_dv: int, num_warps: int) ->
     return merge_h, merge_s, merge_ls
 
 
+def _tile_widths(dk: int, dv: int) -> tuple[int, int, int]:
+    """(head part, tail, value) tile widths: keys are read as [0, block_a) (also the value tile when
+    values are keys) and, when wider than the values (MLA's 512 + 64), a tail [block_a, dk); 0: none."""
+    block_a = max(16, _next_pow2(min(dk, dv)))
+    block_t = max(16, _next_pow2(dk - block_a)) if dk > block_a else 0
+    return block_a, block_t, max(16, _next_pow2(dv))
+
+
+def _long_context_keys(dk_a: int, dk_t: int, dv: int, max_group: int, fp32_math: bool) -> int | None:
+    """Keys per sequence from which the default launch config changes (absorbed MLA: 64-head blocks),
+    or None where it does not depend on the length."""
+    if fp32_math or dk_a + dk_t + dv < 768 or max_group < 64:
+        return None
+    return LONG_MLA_KEYS
+
+
+def long_context_keys(key_dim: int, value_dim: int, max_group: int, dtype: torch.dtype) -> int | None:
+    """For callers that capture the kernel's launch (CUDA graphs): the key count from which the default
+    launch config changes, so they can keep one graph for each side of it; None: no such count."""
+    block_a, block_t, block_dv = _tile_widths(key_dim, value_dim)
+    return _long_context_keys(block_a, block_t, block_dv, max_group, dtype == torch.float32)
+
+
 def _default_config(dk_a: int, dk_t: int, dv: int, max_group: int, fp32_math: bool) -> tuple[int, int, int, int]:
     """(block_n, block_h, num_warps, num_stages) for head-part width dk_a, tail width dk_t, value width dv.
 
@@ -243,6 +266,26 @@ def _default_config(dk_a: int, dk_t: int, dv: int, max_group: int, fp32_math: bo
     # three pipeline stages won at 32K keys, batch 1 (45.2 against 49.3 us) but cost 35% at
     # 8 x 64K keys in the llama3-8b step (H200): two stay the default
     return 64, block_h, 4, 2
+
+
+def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length: int, fp32_math: bool,
+                   cfg: DecodeConfig, device: torch.device) -> tuple[int, int, int, int, int]:
+    """(block_n, block_h, num_warps, num_stages, num_splits) of a call: cfg's fields where set, else
+    the defaults for these head widths, group size and (for MLA) context length."""
+    block_a, block_t, block_dv = _tile_widths(dk, dv)
+    d_bn, d_bh, d_warps, d_stages = _default_config(block_a, block_t, block_dv, groups.max_group, fp32_math)
+    threshold = _long_context_keys(block_a, block_t, block_dv, groups.max_group, fp32_math)
+    if threshold is not None and max_length >= threshold:
+        # long MLA contexts: 64 heads a block (wgmma-sized M) win once every split is long; H200,
+        # 4 x 512K keys: 3.57 ms (164 TFLOP/s) against 7.30 ms for 16 heads
+        d_bn, d_bh, d_warps, d_stages = 32, 64, 8, 2
+    block_n = cfg.block_n or d_bn
+    block_h = cfg.block_h or d_bh
+    if block_n < 16 or block_n & (block_n - 1) or block_h < 16 or block_h & (block_h - 1):
+        raise ValueError("block_n and block_h must be powers of two >= 16")
+    head_blocks = groups.tables(block_h, device)[0].shape[0]
+    splits = cfg.num_splits or choose_num_splits(batch, head_blocks, max_length, block_n, _sm_count(device))
+    return block_n, block_h, cfg.num_warps or d_warps, cfg.num_stages or d_stages, max(1, int(splits))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,11 +367,8 @@ def paged_decode_attention(
     if groups.max_kv_head >= num_kv_heads:
         raise ValueError(f"kv_head_of_q refers to KV head {groups.max_kv_head} of {num_kv_heads}")
 
-    # head dims: head part [0, block_a) (also the value tile when values are keys), tail [block_a, dk)
-    block_a = max(16, _next_pow2(min(dk, dv)))
-    block_dv = max(16, _next_pow2(dv))
-    has_tail = dk > block_a
-    block_t = max(16, _next_pow2(dk - block_a)) if has_tail else 16
+    block_a, block_t, block_dv = _tile_widths(dk, dv)
+    has_tail = block_t > 0
     if values_are_keys:
         assert block_dv == block_a
 
@@ -337,24 +377,11 @@ def paged_decode_attention(
     cfg = config or DecodeConfig()
     qk_fp32 = q.dtype != key_pages.dtype
     fp32_math = qk_fp32 or key_pages.dtype == torch.float32
-    d_bn, d_bh, d_warps, d_stages = _default_config(block_a, block_t if has_tail else 0, block_dv,
-                                                    groups.max_group, fp32_math)
-    if d_bh == 16 and block_a + block_t + block_dv >= 768 and not fp32_math and groups.max_group >= 64 \
-            and max_length >= LONG_MLA_KEYS:
-        # long MLA contexts: 64 heads a block (wgmma-sized M) win once every split is long; H200,
-        # 4 x 512K keys: 3.57 ms (164 TFLOP/s) against 7.30 ms for 16 heads
-        d_bn, d_bh, d_warps, d_stages = 32, 64, 8, 2
-    block_n = cfg.block_n or d_bn
-    block_h = cfg.block_h or d_bh
-    num_warps = cfg.num_warps or d_warps
-    num_stages = cfg.num_stages or d_stages
-    if block_n < 16 or block_n & (block_n - 1) or block_h < 16 or block_h & (block_h - 1):
-        raise ValueError("block_n and block_h must be powers of two >= 16")
+    block_n, block_h, num_warps, num_stages, num_splits = resolve_launch(
+        dk, dv, groups, batch, max_length, fp32_math, cfg, device)
+    block_t = block_t or 16  # the kernel's tail tile when there is no tail (never read)
     group_kv, group_heads = groups.tables(block_h, device)
     head_blocks = group_kv.shape[0]
-
-    num_splits = cfg.num_splits or choose_num_splits(batch, head_blocks, max_length, block_n, _sm_count(device))
-    num_splits = max(1, int(num_splits))
 
     if out_dtype is None:
         out_dtype = torch.float32 if out is None else out.dtype

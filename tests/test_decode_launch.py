@@ -1,0 +1,49 @@
+"""Launch-config choice of the decode kernel and the fast path's graph per context class.
+
+No kernel runs here: these are the host-side decisions (tile sizes, splits, which captured graph).
+"""
+from types import SimpleNamespace
+
+import torch
+
+from helix_core.fast_decode import DecodeRunner
+from helix_core.kernels.decode_attention import (DecodeConfig, HeadGroups, LONG_MLA_KEYS, long_context_keys,
+                                                 resolve_launch)
+from helix_core.kv_cache import StagePlacement
+
+CPU = torch.device("cpu")
+
+
+def test_only_absorbed_mla_shapes_change_config_with_the_context():
+    assert long_context_keys(576, 512, 128, torch.bfloat16) == LONG_MLA_KEYS  # DeepSeek-V3: 128 heads, one latent
+    assert long_context_keys(576, 512, 16, torch.bfloat16) is None  # few heads a latent: no 64-head tiles
+    assert long_context_keys(576, 512, 128, torch.float32) is None  # fp32 math keeps its own tiles
+    assert long_context_keys(128, 128, 32, torch.bfloat16) is None  # GQA / MQA
+
+
+def test_mla_tiles_switch_at_the_long_context_key_count():
+    groups = HeadGroups.from_group_size(128, 128)
+    short = resolve_launch(576, 512, groups, 4, LONG_MLA_KEYS - 1, False, DecodeConfig(), CPU)
+    long = resolve_launch(576, 512, groups, 4, LONG_MLA_KEYS, False, DecodeConfig(), CPU)
+    assert short[1] == 16 and long[1] == 64 and long[2] == 8
+    forced = resolve_launch(576, 512, groups, 4, LONG_MLA_KEYS, False, DecodeConfig(block_h=32), CPU)
+    assert forced[1] == 32  # an explicit config wins
+
+
+def _runner(long_keys, lengths, kvp=2, stage=16):
+    runner = object.__new__(DecodeRunner)
+    runner.long_keys = long_keys
+    cache = SimpleNamespace(placement=StagePlacement(kvp, stage),
+                            sequences={i: SimpleNamespace(length=n) for i, n in enumerate(lengths)})
+    runner.engine = SimpleNamespace(cache=cache)
+    return runner
+
+
+def test_graph_hint_follows_the_longest_sequence_local_keys():
+    threshold = 1000
+    assert _runner(None, [10 ** 6]).length_hint([0]) is None  # no length-dependent config: one graph
+    # 2 KVP ranks, stages of 16: a rank holds at most ceil(L / 32) * 16 of a sequence's L keys
+    assert _runner(threshold, [1000, 1984]).length_hint([0, 1]) == threshold - 1  # 62 stages -> 992 local
+    assert _runner(threshold, [1000, 1985]).length_hint([0, 1]) is None  # 63 stages: 1008 local keys possible
+    assert _runner(threshold, [1985]).length_hint([0]) is None
+    assert _runner(threshold, [1985, 5]).length_hint([1]) == threshold - 1  # only the step's sequences count
