@@ -26,11 +26,15 @@ BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 def paged_attention_torch(q, key_pages, value_pages, block_table, lengths, scale, kv_head_of_q, value_dim=None,
-                          reduce_scores=None):
+                          reduce_scores=None, max_keys=None):
     """Static-shape reference of the paged decode kernel: (out [B,Hq,Dv] fp32, lse [B,Hq] fp32).
-    `reduce_scores` sums partial q.k scores over the ranks holding other dimension slices."""
-    batch, max_pages = block_table.shape
+    `reduce_scores` sums partial q.k scores over the ranks holding other dimension slices.
+    max_keys: a bound of every row's length; only that many keys a row are gathered (the page
+    table spans the whole pool, and this path materializes what it reads in fp32)."""
     page = key_pages.shape[1]
+    if max_keys is not None:
+        block_table = block_table[:, : max(1, -(-int(max_keys) // page))]
+    batch, max_pages = block_table.shape
     keys = key_pages[block_table.long()].flatten(1, 2)[:, :, kv_head_of_q].float()  # [B, S, Hq, Dk]
     values = keys[..., :value_dim] if value_pages is None else \
         value_pages[block_table.long()].flatten(1, 2)[:, :, kv_head_of_q].float()
@@ -49,8 +53,8 @@ def paged_attention(q, key_pages, value_pages, block_table, lengths, scale, kv_h
                     value_dim=None, reduce_scores=None, out=None, lse=None, max_length=None):
     """Decode attention over paged local keys: the Triton kernel when `head_groups` is given (CUDA)
     and no partial-score reduction is needed, else the torch reference of it. out/lse: where the
-    kernel writes its results (e.g. the channels of a packed exchange buffer); max_length: the
-    kernel's launch-config hint (None: the page table's capacity; never changes the result)."""
+    kernel writes its results (e.g. the channels of a packed exchange buffer); max_length: None or a
+    bound of every row's length: the kernel's launch-config hint, the torch path's gather bound."""
     if head_groups is not None and reduce_scores is None:
         from .kernels.decode_attention import paged_decode_attention
 
@@ -58,7 +62,7 @@ def paged_attention(q, key_pages, value_pages, block_table, lengths, scale, kv_h
         return paged_decode_attention(q, key_pages, value_pages, block_table, lengths, scale,
                                       head_groups, value_dim=value_dim, out=out, lse=lse, max_length=max_length)
     return paged_attention_torch(q, key_pages, value_pages, block_table, lengths, scale, kv_head_of_q, value_dim,
-                                 reduce_scores)
+                                 reduce_scores, max_keys=max_length)
 
 
 @dataclass
@@ -195,6 +199,9 @@ class DecodeRunner:
             kv_of_q = engine.attention.kv_head_of_q.tolist()
             self.head_groups = as_head_groups(kv_of_q, len(kv_of_q))
         self.long_keys = self._long_context_keys()
+        # the torch path (no kernel, or partial scores summed across dimension slices) gathers keys
+        # up to a static bound per graph
+        self.bounded_gather = self.head_groups is None or engine.comm.size("head_slices") > 1
         self._buffers: dict[int, DecodeBuffers] = {}
         self._graphs: dict[tuple, tuple] = {}  # (bucket, length hint) -> (graph, logits, tokens)
         self._rows: dict[int, list] = {}  # bucket -> [(seq_id, pages uploaded)] per row
@@ -211,15 +218,19 @@ class DecodeRunner:
         return long_context_keys(cache.keys.shape[-1], value_dim, self.head_groups.max_group, cache.keys.dtype)
 
     def length_hint(self, seq_ids: list[int]) -> int | None:
-        """The launch-config hint of a step, the same on every rank (from the replicated host
-        accounting): below the long-context key count, a bound under it; else None (capacity).
-        A graph is captured per (bucket, hint), so long and short contexts each get their config."""
-        if self.long_keys is None:
-            return None
+        """A bound of this step's local key counts, the same on every rank (from the replicated host
+        accounting), or None (the pool's capacity). A graph is captured per (bucket, hint):
+        - the torch path gathers that many keys a row: a power of two, so few graphs as contexts grow;
+        - the kernel, where its launch config depends on the length (MLA), gets one graph below the
+          long-context key count (hint: a bound under it) and one above (None); else always None."""
         cache = self.engine.cache
         kvp, stage = cache.placement.kvp, cache.placement.stage_size
         longest = max((cache.sequences[s].length for s in seq_ids), default=0)
         local_bound = -(-longest // (kvp * stage)) * stage  # staged round robin: at most this many local keys
+        if self.bounded_gather:
+            return max(cache.page_size, 1 << max(0, local_bound - 1).bit_length())
+        if self.long_keys is None:
+            return None
         return self.long_keys - 1 if local_bound < self.long_keys else None
 
     def bucket_for(self, batch: int) -> int | None:

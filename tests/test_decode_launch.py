@@ -30,10 +30,10 @@ def test_mla_tiles_switch_at_the_long_context_key_count():
     assert forced[1] == 32  # an explicit config wins
 
 
-def _runner(long_keys, lengths, kvp=2, stage=16):
+def _runner(long_keys, lengths, kvp=2, stage=16, bounded_gather=False):
     runner = object.__new__(DecodeRunner)
-    runner.long_keys = long_keys
-    cache = SimpleNamespace(placement=StagePlacement(kvp, stage),
+    runner.long_keys, runner.bounded_gather = long_keys, bounded_gather
+    cache = SimpleNamespace(placement=StagePlacement(kvp, stage), page_size=8,
                             sequences={i: SimpleNamespace(length=n) for i, n in enumerate(lengths)})
     runner.engine = SimpleNamespace(cache=cache)
     return runner
@@ -47,3 +47,16 @@ def test_graph_hint_follows_the_longest_sequence_local_keys():
     assert _runner(threshold, [1000, 1985]).length_hint([0, 1]) is None  # 63 stages: 1008 local keys possible
     assert _runner(threshold, [1985]).length_hint([0]) is None
     assert _runner(threshold, [1985, 5]).length_hint([1]) == threshold - 1  # only the step's sequences count
+
+
+def test_torch_path_gathers_up_to_a_power_of_two_bound():
+    """The torch path's gather bound covers every local key count and grows in powers of two."""
+    def hint(lengths, kvp=2):
+        return _runner(None, lengths, kvp=kvp, bounded_gather=True).length_hint(list(range(len(lengths))))
+    assert hint([1]) == 16  # one stage of 16 keys
+    assert hint([33]) == 32  # ceil(33 / 32) stages of 16 on a rank
+    assert hint([65]) == 64 and hint([100, 3]) == 64 and hint([129]) == 128
+    assert hint([100], kvp=1) == 128
+    placement = StagePlacement(2, 16)
+    for length in range(1, 400):  # the bound holds for every start rank
+        assert max(placement.local_count(length, start, rank) for start in (0, 1) for rank in (0, 1)) <= hint([length])
