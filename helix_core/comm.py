@@ -68,10 +68,10 @@ class Comm:
         g = self._groups["all"]
         if g.handle is None:
             return "none (one rank)"
-        if self.device.type != "cuda" or not symmetric_memory_available():
-            if self.device.type == "cuda":
-                return "nccl (symmetric memory needs a CUDA build of torch with symm_mem)"
+        if self.device.type != "cuda":
             return "gloo (symmetric memory needs CUDA)"
+        if not symmetric_memory_available():
+            return "nccl (symmetric memory needs a CUDA build of torch with symm_mem)"
         if dtype not in SUPPORTED_DTYPES:
             return f"nccl (the one-shot kernel has no {dtype})"
         self._fast_all_reduce = SymmetricAllReduce(g.handle, max_numel, dtype, self.device)

@@ -224,9 +224,8 @@ class DecodeRunner:
         - the kernel, where its launch config depends on the length (MLA), gets one graph below the
           long-context key count (hint: a bound under it) and one above (None); else always None."""
         cache = self.engine.cache
-        kvp, stage = cache.placement.kvp, cache.placement.stage_size
         longest = max((cache.sequences[s].length for s in seq_ids), default=0)
-        local_bound = -(-longest // (kvp * stage)) * stage  # staged round robin: at most this many local keys
+        local_bound = cache.placement.max_local_count(longest)
         if self.bounded_gather:
             return max(cache.page_size, 1 << max(0, local_bound - 1).bit_length())
         if self.long_keys is None:

@@ -44,6 +44,10 @@ class StagePlacement:
         partial = rest if rest and (start + full_stages) % self.kvp == kvp_rank else 0
         return owned_full * self.stage_size + partial
 
+    def max_local_count(self, length: int) -> int:
+        """A bound of local_count over every start and rank: whole stages, dealt round robin."""
+        return -(-length // (self.kvp * self.stage_size)) * self.stage_size
+
     def global_positions(self, count: int, start: int, kvp_rank: int, device=None) -> torch.Tensor:
         """Global positions of the first `count` tokens held by `kvp_rank` (for causal masks)."""
         local = torch.arange(count, device=device)

@@ -43,6 +43,7 @@ def test_balance_within_one_stage(kvp, stage):
             counts = [placement.local_count(length, start, r) for r in range(kvp)]
             assert max(counts) - min(counts) <= stage
             assert sum(counts) == length
+            assert max(counts) <= placement.max_local_count(length) < max(counts) + stage
 
 
 def make_cache(kvp=2, rank=0, pages=8, page=4, stage=3):

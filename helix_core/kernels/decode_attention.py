@@ -440,16 +440,25 @@ def paged_decode_attention(
         return out, lse
 
     split_kernel(mid_out, mid_lse, num_splits)
-    mod._merge_kernel[(batch, num_q_heads)](
-        mid_out, mid_lse, out, lse, num_splits,
-        mid_out.stride(2), mid_out.stride(0), mid_out.stride(1),
-        mid_lse.stride(2), mid_lse.stride(0), mid_lse.stride(1),
+    _launch_merge(mod, mid_out.permute(2, 0, 1, 3), mid_lse.permute(2, 0, 1), out, lse, lse_in_log2=True)
+    return out, lse
+
+
+def _launch_merge(mod, part_out: torch.Tensor, part_lse: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+                  lse_in_log2: bool) -> None:
+    """LSE-weighted merge of partials part_out [P, R0, R1, D] / part_lse [P, R0, R1] (any strides,
+    unit last stride) into out [R0, R1, D] and natural-log lse [R0, R1]: one program per (R0, R1)."""
+    parts, rows0, rows1, dim = part_out.shape
+    block_dv = max(16, _next_pow2(dim))
+    mod._merge_kernel[(rows0, rows1)](
+        part_out, part_lse, out, lse, parts,
+        part_out.stride(0), part_out.stride(1), part_out.stride(2),
+        part_lse.stride(0), part_lse.stride(1), part_lse.stride(2),
         out.stride(0), out.stride(1),
         lse.stride(0), lse.stride(1),
-        DV=dv, BLOCK_DV=block_dv, BLOCK_P=max(2, _next_pow2(num_splits)), LSE_IN_LOG2=True,
+        DV=dim, BLOCK_DV=block_dv, BLOCK_P=max(2, _next_pow2(parts)), LSE_IN_LOG2=lse_in_log2,
         num_warps=4 if block_dv <= 256 else 8,
     )
-    return out, lse
 
 
 def merge_partials(outs: torch.Tensor, lses: torch.Tensor,
@@ -474,16 +483,7 @@ def merge_partials(outs: torch.Tensor, lses: torch.Tensor,
     lse = torch.empty(tokens, heads, dtype=torch.float32, device=outs.device)
     if parts == 0 or tokens == 0 or heads == 0:
         return result.zero_()
-    block_dv = max(16, _next_pow2(dim))
-    mod._merge_kernel[(tokens, heads)](
-        outs, lses, result, lse, parts,
-        outs.stride(0), outs.stride(1), outs.stride(2),
-        lses.stride(0), lses.stride(1), lses.stride(2),
-        result.stride(0), result.stride(1),
-        lse.stride(0), lse.stride(1),
-        DV=dim, BLOCK_DV=block_dv, BLOCK_P=max(2, _next_pow2(parts)), LSE_IN_LOG2=False,
-        num_warps=4 if block_dv <= 256 else 8,
-    )
+    _launch_merge(mod, outs, lses, result, lse, lse_in_log2=False)
     return result
 
 
