@@ -46,7 +46,7 @@ class Comm:
                 if rank in ranks:
                     self._groups[name] = _Group(ranks, handle)
         self._control = None
-        self._fast_all_reduce = None  # SymmetricAllReduce over "all", when enabled
+        self._symmetric: dict[str, object] = {}  # group -> SymmetricAllReduce, where enabled
         self.muted = False  # benchmarks: collectives become local no-ops, to time compute alone
         if distributed and plan.world_size > 1:
             self._control = dist.new_group(backend="gloo", timeout=timedelta(seconds=CONTROL_TIMEOUT_S))
@@ -59,13 +59,13 @@ class Comm:
         return self._groups[group].ranks.index(self.rank)
 
     # ---- collectives ----------------------------------------------------------------------------
-    def enable_symmetric_all_reduce(self, max_numel: int, dtype: torch.dtype) -> str:
-        """Route all-reduces over all N ranks of up to `max_numel` `dtype` elements through the
-        one-shot symmetric-memory kernel. Collective: every rank calls it at the same point.
-        Returns the all-reduce implementation now in use for them ("symm-mem one-shot" or why not)."""
+    def enable_symmetric_all_reduce(self, max_numel: int, dtype: torch.dtype, group: str = "all") -> str:
+        """Route sums over `group` of up to `max_numel` `dtype` elements (all_reduce, sum_of)
+        through the one-shot symmetric-memory kernel. Collective: every rank calls it at the same
+        point. Returns the implementation now in use for them ("symm-mem one-shot" or why not)."""
         from .symm_all_reduce import SUPPORTED_DTYPES, SymmetricAllReduce, symmetric_memory_available
 
-        g = self._groups["all"]
+        g = self._groups[group]
         if g.handle is None:
             return "none (one rank)"
         if self.device.type != "cuda":
@@ -74,18 +74,34 @@ class Comm:
             return "nccl (symmetric memory needs a CUDA build of torch with symm_mem)"
         if dtype not in SUPPORTED_DTYPES:
             return f"nccl (the one-shot kernel has no {dtype})"
-        self._fast_all_reduce = SymmetricAllReduce(g.handle, max_numel, dtype, self.device)
+        self._symmetric[group] = SymmetricAllReduce(g.handle, max_numel, dtype, self.device)
         return "symm-mem one-shot"
+
+    def _fast_sum(self, group: str, tensor: torch.Tensor):
+        fast = self._symmetric.get(group)
+        return fast if fast is not None and fast.handles(tensor) else None
 
     def all_reduce(self, tensor: torch.Tensor, group: str = "all") -> torch.Tensor:
         g = self._groups[group]
         if g.handle is None or self.muted:
             return tensor
-        fast = self._fast_all_reduce
-        if group == "all" and fast is not None and fast.handles(tensor):
+        fast = self._fast_sum(group, tensor)
+        if fast is not None:
             return fast(tensor)
         dist.all_reduce(tensor, group=g.handle)
         return tensor
+
+    def sum_of(self, tensor: torch.Tensor, group: str) -> torch.Tensor:
+        """The sum of `tensor` over `group` as a new tensor; `tensor` itself is left as it was."""
+        g = self._groups[group]
+        if g.handle is None or self.muted:
+            return tensor.clone()
+        fast = self._fast_sum(group, tensor)
+        if fast is not None:
+            return fast(tensor, out=torch.empty_like(tensor))
+        out = tensor.clone()
+        dist.all_reduce(out, group=g.handle)
+        return out
 
     def all_to_all(self, output: torch.Tensor, inputs: torch.Tensor, group: str, async_op: bool = False):
         """Dim 0 of `inputs` is split evenly: piece i goes to the i-th rank of the group."""

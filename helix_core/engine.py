@@ -9,6 +9,7 @@ The next token is sampled once, on rank 0, and broadcast.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -48,10 +49,17 @@ class EngineOptions:
     decode_kernel: str = "auto"
     max_batch: int = 64  # largest decode batch bucket of the fast path
     fused_ops: bool = True  # CUDA: norms, RoPE and SiLU gates as fused (torch.compile) kernels
+    # projections of up to 16 rows (decode batches) by the Triton weight-streaming kernel
+    # (kernels/small_linear.py): auto (CUDA) | on (also CPU, under TRITON_INTERPRET) | off (cuBLAS)
+    small_linear: str = "auto"
     kv_memory_fraction: float = 0.9  # kv_pages=0: this share of the GPU memory left after the weights
     # all-reduces over all N of up to max_batch x hidden elements: symm (torch symmetric-memory one-shot
     # kernel over NVLink P2P; CUDA, bf16/fp32), nccl, or auto (symm where it can run, else NCCL/gloo)
     all_reduce: str = "auto"
+    # the fast path's KVP exchange: gather (a sum over zero-padded slots, by the symm-mem one-shot
+    # kernel; see gather_exchange.py), all_to_all, or auto (gather where symmetric memory runs and
+    # all_reduce is not nccl, for exchanges up to GATHER_MAX_BYTES; else the all-to-all)
+    exchange: str = "auto"
 
 
 @dataclass
@@ -145,6 +153,11 @@ class Engine:
             from .models.ops import compiled_ops
 
             ops = compiled_ops()
+        self.use_small_linear = self._kernel_wanted("small_linear", options.small_linear)
+        if self.use_small_linear:
+            from .models.ops import small_batch_linear
+
+            ops = dataclasses.replace(ops, linear=small_batch_linear)
         self.model = build_model(self.cfg, plan, rank, self.reader, source.load, ops)
         coords = plan.coords(rank)
         shard = self.model.shard
@@ -167,7 +180,8 @@ class Engine:
         self._next_start_rank = 0
         self._generator = torch.Generator(device=device).manual_seed(options.seed)
 
-        self.use_decode_kernel = self._decode_kernel_wanted()
+        self.gather_exchange, self.exchange_impl = self._setup_exchange()
+        self.use_decode_kernel = self._kernel_wanted("decode_kernel", options.decode_kernel)
         self.runner = self._make_runner()
 
     def _pages_that_fit(self, elements_per_token_per_layer: int) -> int:
@@ -202,10 +216,47 @@ class Engine:
         except Exception as error:  # noqa: BLE001 - e.g. GPUs without peer access: every rank fails alike
             return f"{default} (symmetric memory failed: {type(error).__name__}: {error})"
 
-    def _decode_kernel_wanted(self) -> bool:
-        mode = self.options.decode_kernel
+    def _setup_exchange(self):
+        """(GatherExchange or None, description) of the fast path's KVP exchange (a collective when
+        it sets up symmetric memory; the choice depends only on options and shapes, so every rank
+        makes the same one)."""
+        choice = self.options.exchange
+        if choice not in ("auto", "all_to_all", "gather"):
+            raise ValueError(f"exchange {choice!r}: choose auto, all_to_all or gather")
+        if self.plan.kvp == 1:
+            return None, "none (KVP = 1)"
+        backend = "nccl" if self.device.type == "cuda" else "gloo"
+        fast = self.options.fast_decode == "on" or (self.options.fast_decode == "auto" and self.device.type == "cuda")
+        if choice == "all_to_all" or not fast:
+            return None, f"{backend} all-to-all"
+        if choice == "auto" and (self.device.type != "cuda" or self.options.all_reduce == "nccl"):
+            return None, f"{backend} all-to-all (auto gathers only on CUDA symmetric memory)"
+        from .gather_exchange import GatherExchange
+
+        shard = self.model.shard
+        value_dim = self.cfg.kv_lora_rank if self.cfg.is_mla else self.model.local_value_dim
+        gather = GatherExchange(self.comm, self.plan.kvp, self.comm.index_in("kvp"),
+                                shard.q_heads[1] - shard.q_heads[0], self.attention.out_heads, value_dim,
+                                self.options.max_batch, self.device)
+        if gather.max_rows == 0:
+            return None, f"{backend} all-to-all (one row's exchange is over the gather's limit)"
+        symm = "all_reduce nccl: no symmetric memory"
+        if self.options.all_reduce != "nccl":
+            try:
+                symm = self.comm.enable_symmetric_all_reduce(gather.numel, torch.float32, group="kvp")
+            except Exception as error:  # noqa: BLE001 - e.g. GPUs without peer access: every rank fails alike
+                symm = f"symmetric memory failed: {type(error).__name__}: {error}"
+        rows = f"up to {gather.max_rows} rows, then {backend} all-to-all"
+        if symm == "symm-mem one-shot":
+            return gather, f"gather by symm-mem one-shot sum ({rows})"
+        if choice == "gather":
+            return gather, f"gather by {backend} all-reduce ({rows}; {symm})"
+        return None, f"{backend} all-to-all ({symm})"
+
+    def _kernel_wanted(self, name: str, mode: str) -> bool:
+        """A Triton kernel option: auto (CUDA) | on (also CPU, under TRITON_INTERPRET) | off."""
         if mode not in ("auto", "on", "off"):
-            raise ValueError(f"decode_kernel {mode!r}: choose auto, on or off")
+            raise ValueError(f"{name} {mode!r}: choose auto, on or off")
         if mode == "off":
             return False
         from .kernels import interpret_mode, triton_available
@@ -282,7 +333,9 @@ class Engine:
             "kv_tokens_local": {s: self.cache.local_length(s) for s in self.sequences},
             "hopb_pieces_run": self.attention.stats.hopb_pieces_run,
             "all_reduce": self.all_reduce_impl,
+            "exchange": self.exchange_impl,
             "decode_kernel": self.use_decode_kernel,
+            "small_linear": self.use_small_linear,
             "weight_bytes": self.weight_bytes(),
             "kv_bytes": self.cache.total_bytes(),
             "checkpoint_bytes_read": self.reader.bytes_read,

@@ -7,6 +7,8 @@ KVP ranks write to a scratch page) and each sequence's local key count for the a
 The host only advances its page accounting and uploads a page-table entry when a page is added,
 so a step costs one small host-to-device copy, one graph replay and the read of the tokens.
 
+Small exchanges go as one sum over zero-padded slots instead (gather_exchange.py).
+
 HOP-B: the batch is cut into pieces; a piece's all-to-all is issued asynchronously (it runs on
 the process group's communication stream) while the next piece's attention runs on the compute
 stream; the merge waits for it.
@@ -153,9 +155,20 @@ class FastDecodeContext:
         bounds = [(p * batch // self.pieces, (p + 1) * batch // self.pieces) for p in range(self.pieces)]
         dv = value_dim if values is None else values.shape[-1]
         pending = []
+        gather = self.engine.gather_exchange if self.kvp > 1 else None
         for lo, hi in bounds:
             args = (q[lo:hi], keys, values, self.buf.block_table[lo:hi], self.local_lengths[lo:hi], value_dim)
-            if self.use_kernel and self.kvp > 1:
+            if gather is not None and gather.fits(hi):
+                # partials go to this rank's zero-padded slot column; one sum over the group gathers them
+                out, lse = gather.send_view(lo, hi)
+                if self.use_kernel:
+                    self._attention(*args, out=out, lse=lse)
+                else:
+                    part_out, part_lse = self._attention(*args)
+                    out.copy_(part_out)
+                    lse.copy_(part_lse)
+                pending.append((gather.exchange(lo, hi), None, dv))
+            elif self.use_kernel and self.kvp > 1:
                 # the kernel writes output and LSE straight into the exchange buffer's channels
                 packed = torch.empty(hi - lo, q.shape[1], dv + 1, dtype=torch.float32, device=q.device)
                 self._attention(*args, out=packed[..., :dv], lse=packed[..., dv])

@@ -62,9 +62,11 @@ class SymmetricAllReduce:
                 and tensor.is_cuda and tensor.data_ptr() % 16 == 0
                 and (tensor.numel() * tensor.element_size()) % 16 == 0)
 
-    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
-        """In place, like dist.all_reduce: the sum over the group ends up in `tensor`."""
+    def __call__(self, tensor: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The sum over the group, into `out` (same shape, contiguous), or in place into `tensor`
+        like dist.all_reduce when `out` is None."""
         flat = tensor.view(-1)
+        target = flat if out is None else out.view(-1)
         staging = self.buffer[: flat.numel()]
-        torch.ops.symm_mem.one_shot_all_reduce_copy_out(staging, flat, "sum", self.group_name, flat)
-        return tensor
+        torch.ops.symm_mem.one_shot_all_reduce_copy_out(staging, flat, "sum", self.group_name, target)
+        return tensor if out is None else out

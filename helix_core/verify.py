@@ -103,6 +103,7 @@ def main(argv=None) -> int:
                              "on the same tokens (at least 0.02)")
     parser.add_argument("--hopb-pieces", type=int, default=2)
     parser.add_argument("--all-reduce", choices=["auto", "nccl", "symm"], default="auto")
+    parser.add_argument("--exchange", choices=["auto", "all_to_all", "gather"], default="auto")
     parser.add_argument("--out", help="write the JSON report here")
     parser.add_argument("--overrides", default="{}", help="JSON of tiny-model config overrides")
     args = parser.parse_args(argv)
@@ -120,7 +121,7 @@ def main(argv=None) -> int:
     results, failed = [], False
     for spec in args.plan:
         options = EngineOptions(dtype=args.dtype, page_size=8, stage_size=16, hopb_pieces=args.hopb_pieces,
-                                all_reduce=args.all_reduce)
+                                all_reduce=args.all_reduce, exchange=args.exchange)
         with LocalCluster(model_dir, Plan.parse(spec), device=args.device, options=options) as cluster:
             report = check_teacher_forced(cluster, ref_logits, ref_tokens, prompts, tolerance)
             stats = cluster.stats()[0]
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
                "max_abs_logit_diff": report.max_abs_diff, "decisive_argmax_mismatches": report.argmax_mismatches,
                "tolerance": tolerance, "hf_same_dtype_max_abs_diff": hf_low_deviation,
                "rank_disagreements": report.disagreements, "hopb_pieces_run": hopb,
-               "all_reduce": stats.get("all_reduce"), "ok": ok}
+               "all_reduce": stats.get("all_reduce"), "exchange": stats.get("exchange"), "ok": ok}
         results.append(row)
         print(json.dumps(row), flush=True)
     if args.out:

@@ -2,10 +2,7 @@
 # The benchmarks of docs/benchmarks.md on 2 H200s (one call). Results: ${OUT:-out}/*.json, logs.
 # Exactness of the same code on GPU: scripts/gpu_verify.sh and the verify lines of scripts/gpu_probe.sh.
 set -u
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 HELIX_COLLECTIVE_TIMEOUT_S=60
-out=${OUT:-out}; mkdir -p "$out"
-quiet() { grep -v -E "frame #|TCPStore|^\s*$|RoPE scaling factor|W[0-9]+ .*ProcessGroupNCCL|resource_tracker|warnings.warn"; }
+LOG_NAME=bench source scripts/gpu_env.sh
 b() { echo "== helix bench $*"; timeout 200 python -m helix_core.bench.main --json "$out/bench-2gpu.json" "$@" 2>&1 | quiet; }
 # llama3-8b: Helix vs TP on 2 GPUs (8 KV heads: Helix can at best tie); all-reduces: auto (symm-mem one-shot)
 b --shape llama3-8b --plans helix:kvp=2,tpa=1 tp:n=2 --points 1x128k 8x128k 1x1m --hopb 1

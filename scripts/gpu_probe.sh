@@ -3,12 +3,7 @@
 # against HF, then TTL against NCCL), the kernels under pytest on the GPU, and the decode kernel's
 # launch-config sweeps (GQA 32K, MQA 4 x 512K, MLA 32K). Results in ${OUT:-out}.
 set -u
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 HELIX_COLLECTIVE_TIMEOUT_S=60
-out=${OUT:-out}; mkdir -p "$out"
-log="$out/probe.log"
-quiet() { grep -v -E "frame #|TCPStore|^\s*$|RoPE scaling factor|W[0-9]+ .*ProcessGroupNCCL|Exception raised from"; }
-say() { echo "== $*" | tee -a "$log"; }
+LOG_NAME=probe source scripts/gpu_env.sh
 b() { say "helix bench $*"; timeout 240 python -m helix_core.bench.main --json "$out/bench-probe.json" "$@" 2>&1 | quiet | tee -a "$log"; }
 say "verify, symmetric-memory all-reduce"
 timeout 150 python -m helix_core.verify --device cuda --arch llama --dtype bfloat16 --steps 16 --all-reduce symm \

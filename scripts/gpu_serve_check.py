@@ -73,6 +73,9 @@ def main() -> int:
                         help="kill: SIGKILL rank 1; stop: SIGSTOP it (a hung rank: collectives must time out)")
     parser.add_argument("--skip-ttl", action="store_true", help="only the fault check")
     args = parser.parse_args()
+    # `timeout` sends SIGTERM: exit through the finally below, which stops `helix serve`'s process
+    # group (an orphaned shard spinning in a hung collective slowed a later benchmark 2x once)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     global DEVICE, DTYPE
     DEVICE, DTYPE = args.device, ("bf16" if args.device == "cuda" else "fp32")
     from helix_core.tiny_models import make_tiny_model

@@ -2,9 +2,7 @@
 # First look on 2 GPUs: the fast path (Triton kernel + CUDA graphs + NCCL in graphs) against HF,
 # then a short benchmark of each shape kind. Results go to ${OUT:-out}.
 set -u
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-out=${OUT:-out}; mkdir -p "$out"
+LOG_NAME=smoke source scripts/gpu_env.sh
 t() { echo "== $*"; timeout "$@"; }
 t 120 python -m helix_core.verify --device cuda --arch llama --dtype float32 --tolerance 1e-4 --steps 16 \
    --plan helix:kvp=2,tpa=1 --plan tp:n=2 --out "$out/verify-fast-llama-fp32.json" 2>&1 | grep -E '^\{|Error|error' 

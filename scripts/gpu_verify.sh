@@ -2,9 +2,7 @@
 # Exactness on 2 GPUs with NCCL: bf16/fp16 teacher-forced against an fp32 HF reference, and fp32
 # free-running against HF. Results (JSON lines) go to ${OUT:-out}/verify-*.json.
 set -u
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-out=${OUT:-out}; mkdir -p "$out"
+LOG_NAME=verify source scripts/gpu_env.sh
 run() { name=$1; shift; timeout 240 python -m helix_core.verify --device cuda --out "$out/verify-$name.json" "$@" \
           2>&1 | grep -E '^\{|Error|error' | tee -a "$out/verify.log"; }
 run llama-bf16 --arch llama --dtype bfloat16 --plan helix:kvp=2,tpa=1 --plan helix:kvp=1,tpa=2 --plan tp:n=2

@@ -129,6 +129,20 @@ def _engine_flags(parser: argparse.ArgumentParser) -> None:
         help="all-reduces of the decode step: symm (torch symmetric-memory one-shot kernel over NVLink "
         "peer-to-peer; CUDA, bf16/fp32), nccl, or auto (symm where it can run, else NCCL)",
     )
+    parser.add_argument(
+        "--exchange",
+        choices=["auto", "all_to_all", "gather"],
+        default=defaults.exchange,
+        help="the decode step's KVP exchange: gather (one sum over zero-padded slots, by the symm-mem "
+        "one-shot kernel), all_to_all, or auto (gather for small exchanges where symmetric memory runs "
+        "and --all-reduce is not nccl)",
+    )
+    parser.add_argument(
+        "--small-linear",
+        choices=["auto", "on", "off"],
+        default=defaults.small_linear,
+        help="batch-1 projections by the Triton weight-streaming kernel: auto (CUDA), on, off (cuBLAS)",
+    )
     parser.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size)
     parser.add_argument("--max-waiting-requests", type=int, default=0, help="0: no limit")
     parser.add_argument(
@@ -395,6 +409,8 @@ def _shard_config(args, **fields) -> ShardConfig:
         prefill_chunk=args.prefill_chunk,
         hopb_pieces=args.hopb_pieces,
         all_reduce=args.all_reduce,
+        exchange=args.exchange,
+        small_linear=args.small_linear,
         max_batch_size=args.max_batch_size,
         max_waiting_requests=args.max_waiting_requests,
         profile_every_n_steps=args.profile_every,

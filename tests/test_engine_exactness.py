@@ -141,3 +141,60 @@ def test_fast_path_with_the_triton_kernel_matches_transformers(model, spec, hopb
     assert report.argmax_mismatches == 0
     assert report.max_abs_diff < 1e-4, report.max_abs_diff
     assert stats[0]["decode_kernel"] is True
+
+
+GATHER_GRID = [
+    ("llama", "helix:kvp=2,tpa=1", "off", 2),  # torch path, two HOP-B pieces in one slot buffer
+    ("llama", "helix:kvp=2,tpa=2", "off", 1),  # two KVP groups: each rank keeps its own head slice
+    ("deepseek_v3", "helix:kvp=4,tpa=1,ep=2", "off", 1),  # MLA latent values, four slot columns
+    ("llama", "helix:kvp=2,tpa=1", "on", 2),  # the Triton kernel writes into its slot column
+]
+
+
+@pytest.mark.parametrize("model,spec,kernel,hopb", GATHER_GRID, ids=[f"{m}-{s}-kernel-{k}" for m, s, k, _ in GATHER_GRID])
+def test_gather_exchange_matches_transformers(model, spec, kernel, hopb, monkeypatch):
+    """The KVP exchange as one sum over zero-padded slots (on GPU by the symm-mem one-shot kernel,
+    here by gloo's all-reduce) stays exact against HF."""
+    if kernel == "on":
+        pytest.importorskip("triton")
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    options = EngineOptions(**{**OPTIONS.__dict__, "fast_decode": "on", "decode_kernel": kernel,
+                               "exchange": "gather", "hopb_pieces": hopb, "max_batch": 4})
+    with LocalCluster(model_dir(model), Plan.parse(spec), options=options) as cluster:
+        report = check_free_running(cluster, hf_model(model), PROMPTS, 6 if kernel == "on" else 16, tolerance=1e-4)
+        stats = cluster.stats()
+    assert report.argmax_mismatches == 0
+    assert report.max_abs_diff < 1e-4, report.max_abs_diff
+    assert all(s["exchange"].startswith("gather by gloo all-reduce") for s in stats), stats
+
+
+def test_exchange_defaults_to_the_all_to_all_off_gpu_and_refuses_unknown_choices():
+    import torch
+
+    from helix_core.comm import Comm
+    from helix_core.engine import Engine
+
+    options = EngineOptions(**{**OPTIONS.__dict__, "fast_decode": "on", "max_batch": 4})
+    with LocalCluster(model_dir("llama"), Plan.helix(2, 1), options=options) as cluster:
+        assert all(s["exchange"].startswith("gloo all-to-all") for s in cluster.stats())
+    plan = Plan.helix(1, 1)
+    with pytest.raises(ValueError, match="exchange .scatter.: choose auto"):
+        Engine(model_dir("llama"), plan, 0, Comm(plan, 0, torch.device("cpu")), torch.device("cpu"),
+               EngineOptions(exchange="scatter"))
+
+
+def test_small_batch_linear_kernel_in_the_fast_path_matches_transformers(monkeypatch):
+    """Decode-batch projections by the Triton weight-streaming kernel (CPU interpreter here), with
+    the decode kernel and the gather exchange: the whole GPU fast path, against HF."""
+    pytest.importorskip("triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    options = EngineOptions(**{**OPTIONS.__dict__, "fast_decode": "on", "decode_kernel": "on", "small_linear": "on",
+                               "exchange": "gather", "max_batch": 4})
+    one_sequence = {2: PROMPTS[2]}  # batch-1 decode steps: the one-row case the kernel takes
+    for model, spec in (("llama", "helix:kvp=2,tpa=1"), ("qwen2", "tp:n=2"), ("deepseek_v3", "helix:kvp=2,tpa=1")):
+        with LocalCluster(model_dir(model), Plan.parse(spec), options=options) as cluster:
+            report = check_free_running(cluster, hf_model(model), one_sequence, 5, tolerance=1e-4)
+            stats = cluster.stats()
+        assert report.argmax_mismatches == 0, (model, spec)
+        assert report.max_abs_diff < 1e-4, (model, spec, report.max_abs_diff)
+        assert all(s["small_linear"] is True for s in stats)

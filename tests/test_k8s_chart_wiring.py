@@ -204,6 +204,8 @@ ENGINE_FLAGS = {
     "prefillChunk": "prefill_chunk",
     "hopbPieces": "hopb_pieces",
     "allReduce": "all_reduce",
+    "exchange": "exchange",
+    "smallLinear": "small_linear",
     "maxBatchSize": "max_batch_size",
     "profileEvery": "profile_every",
     "collectiveTimeoutS": "collective_timeout_s",

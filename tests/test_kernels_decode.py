@@ -11,31 +11,13 @@ Everything skips only when triton is not importable.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
+from triton_interpreter import (ON_GPU, import_triton, kernel_test_fixtures, needs_fresh_process,
+                                restore_interpret_variable)
 
-ON_GPU = torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET", "0") in ("", "0")
-_PREVIOUS_INTERPRET = os.environ.get("TRITON_INTERPRET")
-
-
-def _restore_interpret_variable():
-    if _PREVIOUS_INTERPRET is None:
-        os.environ.pop("TRITON_INTERPRET", None)
-    else:
-        os.environ["TRITON_INTERPRET"] = _PREVIOUS_INTERPRET
-
-
-if not ON_GPU:
-    os.environ["TRITON_INTERPRET"] = "1"
-    try:
-        import triton.language  # noqa: F401  (first import decides how tl.* helpers run)
-    except Exception:  # not installed: triton_available() below says so
-        pass
-    finally:
-        _restore_interpret_variable()
+import_triton()
 
 from helix_core.attention import merge_partials as torch_merge_partials
 from helix_core.attention import partial_attention
@@ -47,12 +29,6 @@ if not triton_available():
                 "cannot be tested", allow_module_level=True)
 
 from helix_core.kernels import decode_attention as da
-
-
-def _triton_stdlib_interpreted() -> bool:
-    import triton.language as tl
-    from triton.runtime.interpreter import InterpretedFunction
-    return isinstance(tl.cdiv, InterpretedFunction)
 
 
 def _interpreter_handles_loaded_loop_bounds() -> bool:
@@ -82,11 +58,11 @@ def _probe_under_interpreter() -> bool:
     try:
         return _interpreter_handles_loaded_loop_bounds()
     finally:
-        _restore_interpret_variable()
+        restore_interpret_variable()
 
 
 DEVICE = torch.device("cuda" if ON_GPU else "cpu")
-NEEDS_FRESH_PROCESS = not ON_GPU and not _triton_stdlib_interpreted()
+NEEDS_FRESH_PROCESS = needs_fresh_process()
 if not ON_GPU and not NEEDS_FRESH_PROCESS and not _probe_under_interpreter():
     import numpy
     import triton
@@ -95,31 +71,9 @@ if not ON_GPU and not NEEDS_FRESH_PROCESS and not _probe_under_interpreter():
                 allow_module_level=True)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _interpreter_while_these_tests_run():
-    """TRITON_INTERPRET=1 for this module's tests only (the kernel module reloads to match it)."""
-    if not ON_GPU:
-        os.environ["TRITON_INTERPRET"] = "1"
-    yield
-    _restore_interpret_variable()
-
-
-@pytest.fixture(autouse=True)
-def _needs_interpreter(request):
-    if NEEDS_FRESH_PROCESS and request.node.name != "test_rerun_in_fresh_interpreter":
-        pytest.skip("triton was imported before TRITON_INTERPRET=1 was set in this process; "
-                    "test_rerun_in_fresh_interpreter runs these tests in a subprocess")
-
-
-def test_rerun_in_fresh_interpreter():
-    """Only active when this process cannot interpret (see the module docstring)."""
-    if not NEEDS_FRESH_PROCESS:
-        pytest.skip("kernels run in this process")
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
-                          env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
-    assert " passed" in proc.stdout and "failed" not in proc.stdout, proc.stdout[-4000:]
+# module fixtures and the fresh-process rerun, collected by pytest under these names
+(_interpreter_while_these_tests_run, _needs_interpreter,
+ test_rerun_in_fresh_interpreter) = kernel_test_fixtures(__file__, NEEDS_FRESH_PROCESS)
 
 
 TOL = {  # (out atol, out rtol, lse atol)

@@ -19,7 +19,7 @@ from ..launcher import free_port
 from .rank_worker import BenchJob, run_rank
 
 COLUMNS = [("plan", "{}"), ("gpus", "{}"), ("context", "{}"), ("batch", "{}"), ("hopb_pieces", "{}"),
-           ("all_reduce", "{}"),
+           ("all_reduce", "{}"), ("exchange", "{}"), ("small_linear", "{}"),
            ("ttl_median_s", "{:.3e}"), ("ttl_p99_s", "{:.3e}"), ("ttl_device_s", "{:.3e}"), ("tokens_per_s", "{:.1f}"),
            ("bytes_per_gpu", "{:.3e}"), ("flops_per_gpu", "{:.3e}"), ("roofline_s", "{:.3e}"), ("pct_roofline", "{:.0%}"),
            ("attention_s", "{:.2e}"), ("all_to_all_s", "{:.2e}"), ("all_reduce_s", "{:.2e}"),
@@ -103,6 +103,12 @@ def main(argv=None) -> int:
     parser.add_argument("--all-reduce", choices=["auto", "nccl", "symm"], default="auto",
                         help="symm: torch symmetric-memory one-shot all-reduce (NVLink P2P); "
                              "auto: symm where it runs")
+    parser.add_argument("--exchange", choices=["auto", "all_to_all", "gather"], default="auto",
+                        help="KVP exchange: gather = one sum over zero-padded slots (symm-mem one-shot "
+                             "where it runs); auto: gather for small exchanges where symm memory runs")
+    parser.add_argument("--small-linear", choices=["auto", "on", "off"], default="auto",
+                        help="decode-batch projections by the Triton weight-streaming kernel (auto: CUDA)")
+    parser.add_argument("--profile", metavar="DIR", help="also write a per-kernel table of each captured step here")
     parser.add_argument("--peer", choices=["hf"], help="also time HF transformers (static cache, one GPU)")
     parser.add_argument("--timeout", type=float, default=540.0, help="seconds per plan")
     parser.add_argument("--json", help="append the rows to this JSON file")
@@ -114,7 +120,9 @@ def main(argv=None) -> int:
 
         job = BenchJob(shape=args.shape, layers=args.layers, plan=spec, dtype=args.dtype, points=points,
                        hopb=tuple(args.hopb), steps=args.steps, warmup=args.warmup, page_size=args.page_size,
-                       graphs=args.graphs == "on", device=args.device, all_reduce=args.all_reduce)
+                       graphs=args.graphs == "on", device=args.device, all_reduce=args.all_reduce,
+                       exchange=args.exchange, profile_dir=args.profile,
+                       small_linear=args.small_linear)
         new = run_job(job, Plan.parse(spec).world_size, args.timeout)
         rows += new
         print_table(new)

@@ -14,6 +14,7 @@ a chunked fp32 reference for a few rows, so a fast wrong kernel cannot post a nu
 from __future__ import annotations
 
 import dataclasses
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ class BenchJob:
     init_method: str = ""
     device: str = "cuda"
     all_reduce: str = "auto"
+    exchange: str = "auto"
+    small_linear: str = "auto"
+    profile_dir: str | None = None  # write a per-kernel table of the captured step here (rank 0)
 
 
 def _time_replays(fn, iters: int) -> float:
@@ -89,7 +93,8 @@ def _run(rank: int, plan: Plan, device, job: BenchJob, results) -> None:
     options = EngineOptions(dtype=_full(job.dtype), page_size=job.page_size, stage_size=job.stage_size,
                             kv_pages=_pages_needed(job, plan.kvp), fast_decode="on",
                             cuda_graphs=job.graphs and device.type == "cuda",
-                            max_batch=max(b for b, _ in job.points), all_reduce=job.all_reduce)
+                            max_batch=max(b for b, _ in job.points), all_reduce=job.all_reduce,
+                            exchange=job.exchange, small_linear=job.small_linear)
     engine = Engine(ModelSource.random(cfg, DTYPES[_full(job.dtype)], device), plan, rank, comm, device, options)
     for pool in (engine.cache.keys, engine.cache.values):
         if pool is not None:
@@ -138,6 +143,8 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
     bucket = engine.runner.bucket_for(batch)
     device_s = _time_replays(engine.runner._graphs[engine.runner.last_key][0].replay, job.steps) if graphs else None
     phases = _phases(engine, bucket, job) if graphs else {}
+    if graphs and job.profile_dir:
+        _profile_step(engine, job, rank, f"{job.shape}-{plan.spec()}-{batch}x{context}")
     verified = _verify_attention(engine, ids)
     local_tokens = [engine.cache.local_length(s) for s in ids]
     vocab = engine.model.vocab
@@ -150,7 +157,10 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
     row = {
         "shape": job.shape, "layers": cfg.num_layers, "plan": plan.spec(), "gpus": plan.world_size,
         "context": context, "batch": batch, "dtype": _full(job.dtype), "hopb_pieces": hopb,
-        "cuda_graphs": job.graphs, "all_reduce": engine.all_reduce_impl, "kv": "random data (no prefill)",
+        "cuda_graphs": job.graphs, "all_reduce": engine.all_reduce_impl,
+        "exchange": _exchange_used(engine, bucket), "exchange_impl": engine.exchange_impl,
+        "small_linear": engine.use_small_linear,
+        "kv": "random data (no prefill)",
         "ttl_median_s": ttl, "ttl_p99_s": sorted(host)[min(len(host) - 1, int(0.99 * len(host)))],
         "ttl_device_s": device_s, "tokens_per_s": batch / ttl,
         "bytes_per_gpu": work.bytes, "weight_bytes_per_gpu": work.weight_bytes, "kv_bytes_per_gpu": work.kv_bytes,
@@ -161,6 +171,33 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
     if engine.device.type == "cuda":
         torch.cuda.synchronize()
     return row
+
+
+def _profile_step(engine: Engine, job: BenchJob, rank: int, name: str, replays: int = 10) -> None:
+    """Kernel-level time of the captured step (CUPTI sees the kernels a graph launches). Every rank
+    replays, as the graph's collectives need; rank 0 writes the table."""
+    from torch.profiler import ProfilerActivity, profile
+
+    graph = engine.runner._graphs[engine.runner.last_key][0]
+    torch.cuda.synchronize()
+    engine.comm.barrier()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(replays):
+            graph.replay()
+        torch.cuda.synchronize()
+    if rank == 0:
+        os.makedirs(job.profile_dir, exist_ok=True)
+        table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=45, max_name_column_width=90)
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        with open(os.path.join(job.profile_dir, f"profile-{safe}.txt"), "w") as handle:
+            handle.write(f"{name}: {replays} replays of the captured decode step\n{table}\n")
+
+
+def _exchange_used(engine: Engine, bucket: int) -> str:
+    if engine.plan.kvp == 1:
+        return "none"
+    gather = engine.gather_exchange
+    return "gather" if gather is not None and gather.fits(bucket) else "all-to-all"
 
 
 def _phases(engine: Engine, bucket: int, job: BenchJob) -> dict:
@@ -196,7 +233,10 @@ def _phases(engine: Engine, bucket: int, job: BenchJob) -> dict:
 
     def all_to_all():
         for _ in range(layers):
-            engine.comm.all_to_all(recv, send, "kvp")
+            if _exchange_used(engine, bucket) == "gather":
+                engine.gather_exchange.exchange(0, bucket)
+            else:
+                engine.comm.all_to_all(recv, send, "kvp")
 
     def all_reduce():
         for _ in range(2 * layers + 1):

@@ -36,6 +36,26 @@ def interpret_mode() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
+_KERNEL_MODULES: dict = {}
+
+
+def kernel_module(name: str):
+    """The module of @triton.jit kernels `helix_core.kernels.<name>`, imported on first use and
+    re-imported when TRITON_INTERPRET changed since (its INTERPRET records how it was built)."""
+    import importlib
+
+    if not triton_available():
+        raise RuntimeError("Triton is not installed/importable: this kernel is unavailable (the torch "
+                           "reference path is the fallback)")
+    module = _KERNEL_MODULES.get(name)
+    if module is None:
+        module = importlib.import_module(f"{__name__}.{name}")
+    elif module.INTERPRET != interpret_mode():
+        module = importlib.reload(module)
+    _KERNEL_MODULES[name] = module
+    return module
+
+
 _LAZY = {
     "paged_decode_attention", "decode_attention_for_step", "build_block_table", "HeadGroups",
     "merge_partials", "decode_kernel_usable", "DecodeConfig", "choose_num_splits",

@@ -23,7 +23,6 @@ Nothing here imports triton at module import; kernels are compiled on first use.
 """
 from __future__ import annotations
 
-import importlib
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -31,25 +30,14 @@ from dataclasses import dataclass
 
 import torch
 
-from . import interpret_mode, triton_available
+from . import interpret_mode, kernel_module, triton_available
+
 
 # ---------------------------------------------------------------------------------------------
 # kernel module (lazy; rebuilt if TRITON_INTERPRET changed since it was imported)
 # ---------------------------------------------------------------------------------------------
-_MOD = None
-
-
 def _kernels():
-    global _MOD
-    if not triton_available():
-        raise RuntimeError("Triton is not installed/importable: the paged decode kernel is unavailable "
-                           "(use helix_core.attention.partial_attention)")
-    want = interpret_mode()
-    if _MOD is None:
-        _MOD = importlib.import_module("helix_core.kernels._triton_decode")
-    if _MOD.INTERPRET != want:
-        _MOD = importlib.reload(_MOD)
-    return _MOD
+    return kernel_module("_triton_decode")
 
 
 def _next_pow2(n: int) -> int:

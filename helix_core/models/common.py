@@ -39,12 +39,12 @@ class GatedMLP:
     gate_up: torch.Tensor  # [2 * I_local, hidden]: the gate rows, then the up rows
     down: torch.Tensor  # [hidden, I_local]
 
-    def __call__(self, x: torch.Tensor, silu_mul=None) -> torch.Tensor:
-        h = F.linear(x, self.gate_up)
+    def __call__(self, x: torch.Tensor, silu_mul=None, linear=F.linear) -> torch.Tensor:
+        h = linear(x, self.gate_up)
         if silu_mul is None:
             gate, up = h.chunk(2, dim=-1)
-            return F.linear(F.silu(gate) * up, self.down)
-        return F.linear(silu_mul(h), self.down)
+            return linear(F.silu(gate) * up, self.down)
+        return linear(silu_mul(h), self.down)
 
     @classmethod
     def load(cls, reader: CheckpointReader, prefix: str, rows: tuple[int, int], load) -> "GatedMLP":

@@ -12,14 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from ..config import ModelConfig
 from ..plan import Plan, head_rows
 from ..rope import deinterleave_rope_dims, mla_softmax_scale
 from .common import DecoderStack, GatedMLP, LayerContext
-from .ops import EAGER, Ops
 from .moe import MoEShard, load_moe
+from .ops import EAGER, Ops
 
 
 @dataclass
@@ -83,10 +82,10 @@ class DeepseekV3Model(DecoderStack):
         tokens = x.shape[0]
         nope, lora = cfg.qk_nope_head_dim, cfg.kv_lora_rank
         x, h = ops.add_rms_norm(x, delta, w.input_norm, cfg.rms_norm_eps)
-        q_in = ops.rms_norm(F.linear(h, w.q_a), w.q_a_norm, cfg.rms_norm_eps) if w.q_a is not None else h
-        q = F.linear(q_in, w.wq).view(tokens, -1, nope + cfg.qk_rope_head_dim)
+        q_in = ops.rms_norm(ops.linear(h, w.q_a), w.q_a_norm, cfg.rms_norm_eps) if w.q_a is not None else h
+        q = ops.linear(q_in, w.wq).view(tokens, -1, nope + cfg.qk_rope_head_dim)
         q_nope, q_rope = q[..., :nope], ops.rope(q[..., nope:], cos, sin)
-        kv = F.linear(h, w.kv_a)
+        kv = ops.linear(h, w.kv_a)
         latent = ops.rms_norm(kv[:, :lora], w.kv_a_norm, cfg.rms_norm_eps)
         k_rope = ops.rope(kv[:, None, lora:], cos, sin)
         # absorb W_UK into the query: q_nope . (W_UK c) == (q_nope W_UK) . c
@@ -95,11 +94,11 @@ class DeepseekV3Model(DecoderStack):
         key = torch.cat([latent[:, None, :], k_rope], dim=-1)
         out_latent = ctx.attend(index, query, key, None, value_dim=lora)  # [T, H_out, lora] fp32
         out = torch.einsum("thc,hvc->thv", out_latent.to(x.dtype), w.w_uv)
-        x, h = ops.add_rms_norm(x, ctx.all_reduce(F.linear(out.reshape(tokens, -1), w.wo)), w.post_norm,
+        x, h = ops.add_rms_norm(x, ctx.all_reduce(ops.linear(out.reshape(tokens, -1), w.wo)), w.post_norm,
                                 cfg.rms_norm_eps)
         with ctx.phase("ffn"):
             if isinstance(w.ffn, MoEShard):
                 y = w.ffn(h, cfg, static_shapes=getattr(ctx, "static_shapes", False))
             else:
-                y = w.ffn(h, ops.silu_mul)
+                y = w.ffn(h, ops.silu_mul, ops.linear)
         return x, ctx.all_reduce(y)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from ..config import ModelConfig
 from ..plan import Plan, head_rows
@@ -65,17 +64,17 @@ class LlamaModel(DecoderStack):
         tokens, ops, eps = x.shape[0], self.ops, self.cfg.rms_norm_eps
         x, h = ops.add_rms_norm(x, delta, w.input_norm, eps)
         q_width, k_width, _ = self.qkv_split
-        qkv = F.linear(h, w.wqkv, w.bqkv)
+        qkv = ops.linear(h, w.wqkv, w.bqkv)
         # q and k are neighbours in the fused QKV output and share the rotation: one RoPE for both
         qk = ops.rope(qkv[:, :q_width + k_width].reshape(tokens, -1, self.local_head_dim), cos, sin)
         q_heads = q_width // self.local_head_dim
         q, k = qk[:, :q_heads], qk[:, q_heads:]
         v = qkv[:, q_width + k_width:].view(tokens, -1, self.local_value_dim)
         attn = ctx.attend(index, q, k, v).to(x.dtype)
-        y = ctx.all_reduce(F.linear(attn.reshape(tokens, -1), w.wo))
+        y = ctx.all_reduce(ops.linear(attn.reshape(tokens, -1), w.wo))
         if w.bo is not None:
             y = y + w.bo
         x, h = ops.add_rms_norm(x, y, w.post_norm, eps)
         with ctx.phase("ffn"):
-            y = w.mlp(h, ops.silu_mul)
+            y = w.mlp(h, ops.silu_mul, ops.linear)
         return x, ctx.all_reduce(y)

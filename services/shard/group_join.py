@@ -44,6 +44,8 @@ def join_group(config: ShardConfig):
         prefill_chunk=config.prefill_chunk,
         hopb_pieces=config.hopb_pieces,
         all_reduce=config.all_reduce,
+        exchange=config.exchange,
+        small_linear=config.small_linear,
         seed=config.seed,
         max_batch=config.max_batch_size,
     )  # the fast path's buckets cover the scheduler's batches

@@ -19,6 +19,7 @@ from services.shard.config import ShardConfig
 
 log = logging.getLogger("helix.shard")
 FAILURE_FLUSH_S = 1.0  # lets the Session stream deliver RequestFailed before the process exits
+STUCK_REPORT_S = 3.0  # the coordinator polls Status every second: it reads why before the exit
 PARENT_ENV = "HELIX_PARENT_PID"  # set by a launcher: exit if that process is gone
 
 
@@ -67,6 +68,13 @@ def run_shard(config: ShardConfig) -> int:
             os._exit(1)
         if runtime.shutdown_requested and runtime.engine is None:
             os._exit(0)  # still joining: nothing to drain, and the join could wait minutes
+        stuck = runtime.stuck_step()
+        if stuck:  # the runtime thread cannot return from a hung device wait: leave, to be restarted
+            log.error("rank %d: %s", config.rank, stuck)
+            runtime.fail_stuck(stuck)
+            time.sleep(STUCK_REPORT_S)
+            server.stop(0)
+            os._exit(1)
     health.set_serving(False)
     code = runtime.exit_code or 0
     if code != 0:

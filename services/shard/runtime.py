@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from pathlib import Path
 
 from services.proto_gen.helix.v1 import coordinator_pb2, shard_pb2
@@ -19,6 +20,15 @@ from services.shard.sessions import SessionHub
 log = logging.getLogger(__name__)
 State = shard_pb2.ShardState
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+# A group command (a step) running longer than this has hung: a peer stopped mid-step leaves this
+# rank's GPU spinning in a device-side wait (a collective inside a CUDA graph, the symm-mem
+# barrier) that no host-side timeout reaches. Generous: a step that captures a new graph compiles.
+STUCK_STEP_FACTOR = 6  # x the collective timeout
+MIN_STUCK_STEP_S = 60.0
+
+
+def stuck_step_limit_s(collective_timeout_s: float) -> float:
+    return max(MIN_STUCK_STEP_S, STUCK_STEP_FACTOR * collective_timeout_s)
 
 
 class ShardRuntime:
@@ -160,13 +170,31 @@ class ShardRuntime:
         self.exit_code = exit_code
 
     # ---- status (any thread) ------------------------------------------------------------------
+    def stuck_step(self, now_s: float | None = None) -> str | None:
+        """Why this rank's group counts as hung, or None: a group command has run past the limit."""
+        scheduler = self.scheduler
+        since = None if scheduler is None else scheduler.group_call_since_s
+        if since is None:
+            return None
+        elapsed = (time.monotonic() if now_s is None else now_s) - since
+        limit = stuck_step_limit_s(self.config.collective_timeout_s)
+        if elapsed < limit:
+            return None
+        return (f"a group step has not finished in {elapsed:.0f} s (limit {limit:.0f} s): a peer or a GPU "
+                "hung; the group must be restarted")
+
+    def fail_stuck(self, why: str) -> None:
+        """Called from the main thread while the runtime thread is stuck in the step."""
+        self._end(State.SHARD_STATE_FAILED, why, 1)
+
     def status(self) -> shard_pb2.ShardStatus:
         config = self.config
+        stuck = self.stuck_step() if self.state != State.SHARD_STATE_FAILED else None
         status = shard_pb2.ShardStatus(
             rank=config.rank,
             world_size=config.world_size,
-            state=self.state,
-            message=self.message,
+            state=State.SHARD_STATE_FAILED if stuck else self.state,
+            message=stuck or self.message,
             device=device_name(config.device, config.rank),
         )
         engine, scheduler = self.engine, self.scheduler

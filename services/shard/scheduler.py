@@ -91,6 +91,7 @@ class Scheduler:
         self._draining = False
         self._drain_deadline_s = math.inf
         self._last_broadcast_s = time.monotonic()
+        self.group_call_since_s: float | None = None  # when the group command in progress began
 
     # ---- called from other threads ------------------------------------------------------------
     def submit(self, command) -> None:
@@ -332,6 +333,7 @@ class Scheduler:
     def _on_group(self, name: str, *args, **kwargs):
         """Runs a command on every rank (GroupDriver: a broadcast, then the command itself); any error
         that is not a request refusal means the group is broken."""
+        self.group_call_since_s = time.monotonic()
         try:
             if name == "heartbeat":
                 return self.driver.heartbeat()
@@ -341,6 +343,7 @@ class Scheduler:
         except Exception as error:
             raise GroupFailure(f"{name}: {type(error).__name__}: {error}") from error
         finally:
+            self.group_call_since_s = None
             self._last_broadcast_s = time.monotonic()
 
     def _emit_tokens(self, outs: list[TokenOut]) -> None:

@@ -39,6 +39,16 @@ int64 so that large values never print as 1e+06. */}}
 {{- with .Values.engine.allReduce -}}
 {{- $args = concat $args (list "--all-reduce" .) -}}
 {{- end -}}
+{{- with .Values.engine.exchange -}}
+{{- $args = concat $args (list "--exchange" .) -}}
+{{- end -}}
+{{- $smallLinear := .Values.engine.smallLinear -}}
+{{- if kindIs "bool" $smallLinear -}}{{/* YAML reads a bare on/off as a boolean */}}
+{{- $smallLinear = ternary "on" "off" $smallLinear -}}
+{{- end -}}
+{{- with $smallLinear -}}
+{{- $args = concat $args (list "--small-linear" .) -}}
+{{- end -}}
 {{- with .Values.model.name -}}
 {{- $args = concat $args (list "--model-name" .) -}}
 {{- end -}}

@@ -1,0 +1,105 @@
+"""Micro-benchmark of the small-batch linear kernel against F.linear (cuBLAS), CUDA only.
+
+    python -m helix_core.kernels.bench_small_linear --json $OUT/small-linear.json
+
+Shapes: the projections of one llama3-8b layer on one of two tensor-parallel GPUs (qkv, o,
+gate_up, down) and half the LM head, at 1 and 8 rows. Every config is checked against F.linear
+before it is timed. Weights rotate over copies larger than the L2 cache, so each call streams
+its matrix from HBM as in a decode step; reported: weight bytes / time (TB/s), CUDA-graph time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+import torch.nn.functional as F
+
+from ..bench.probes import capture_graph, time_cuda
+from .small_linear import LinearConfig, small_linear
+
+SHAPES = {  # name: (K, N) per GPU of llama3-8b at TP = 2
+    "qkv": (4096, 3072), "o": (2048, 4096), "gate_up": (4096, 14336), "down": (7168, 4096), "lm_head": (4096, 64128),
+}
+SWEEP = [LinearConfig(block_n=bn, block_k=bk, splits=splits, num_warps=warps, num_stages=stages)
+         for bn, bk, warps, stages in ((16, 256, 4, 4), (16, 512, 4, 3), (32, 256, 4, 4), (32, 256, 8, 4),
+                                       (8, 512, 4, 4), (64, 128, 4, 4))
+         for splits in (0, 1)]
+ROTATE_BYTES = 256 << 20  # > the H200's 50 MB L2
+
+
+def _label(config: LinearConfig) -> str:
+    return (f"bn{config.block_n}/bk{config.block_k}/w{config.num_warps}/s{config.num_stages}/"
+            f"splits{'auto' if config.splits == 0 else config.splits}")
+
+
+def bench_shape(name: str, rows: int, dtype: torch.dtype, iters: int) -> dict:
+    k, n = SHAPES[name]
+    device = torch.device("cuda")
+    copies = max(2, -(-ROTATE_BYTES // (k * n * 2)))
+    weights = [torch.randn(n, k, device=device, dtype=dtype) / k ** 0.5 for _ in range(copies)]
+    x = torch.randn(rows, k, device=device, dtype=dtype)
+    nbytes = k * n * torch.tensor([], dtype=dtype).element_size()
+
+    def timed(fn) -> float:
+        def all_copies():
+            for w in weights:
+                fn(w)
+        graph = capture_graph(all_copies)
+        return time_cuda(graph.replay, iters) / copies
+
+    base = timed(lambda w: F.linear(x, w))
+    row = {"shape": name, "K": k, "N": n, "rows": rows, "weight_bytes": nbytes,
+           "cublas_s": base, "cublas_tbps": nbytes / base / 1e12, "configs": []}
+    reference = F.linear(x.float(), weights[0].float())
+    for config in SWEEP:
+        if rows > 1 and config.block_n < 16:
+            continue  # tl.dot needs 16 columns
+        entry = {"config": _label(config)}
+        try:
+            got = small_linear(x, weights[0], config).float()
+            err = ((got - reference).abs().max() / reference.abs().max()).item()
+            entry["ok"] = err < 2e-2
+            entry["rel_err"] = err
+            if entry["ok"]:
+                seconds = timed(lambda w, c=config: small_linear(x, w, c))
+                entry.update(seconds=seconds, tbps=nbytes / seconds / 1e12)
+        except Exception as error:  # noqa: BLE001 - a config that fails to compile is reported, not fatal
+            entry.update(ok=False, error=f"{type(error).__name__}: {error}"[:300])
+        row["configs"].append(entry)
+    timed_ok = [c for c in row["configs"] if c.get("seconds")]
+    best = min(timed_ok, key=lambda c: c["seconds"]) if timed_ok else None
+    row["best"] = best["config"] if best else None
+    row["best_over_cublas"] = base / best["seconds"] if best else None
+    return row
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("bench_small_linear needs CUDA", file=sys.stderr)
+        return 2
+    results = []
+    for rows in args.rows:
+        for name in args.shapes:
+            row = bench_shape(name, rows, torch.bfloat16, args.iters)
+            results.append(row)
+            best = next((c for c in row["configs"] if c["config"] == row["best"]), {})
+            print(f"{name:8s} rows {rows}: cuBLAS {row['cublas_s'] * 1e6:7.1f} us {row['cublas_tbps']:.2f} TB/s | "
+                  f"best {row['best']} {best.get('seconds', float('nan')) * 1e6:7.1f} us "
+                  f"{best.get('tbps', float('nan')):.2f} TB/s", flush=True)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "results": results},
+                      handle, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Running Triton kernels in tests: compiled on a GPU, else by Triton's CPU interpreter.
+
+TRITON_INTERPRET=1 must be set when triton is first imported (Triton decorates its own tl.*
+helpers, e.g. tl.cdiv/tl.max, at import), so `import_triton()` imports it under the variable at
+collection time and restores the variable right away; a module fixture sets it again only
+while a module's tests run (other tests and their subprocesses never see it). If another module
+imported triton earlier without it, `needs_fresh_process()` is true: the module's kernel tests
+skip and its `test_rerun_in_fresh_interpreter` runs the file again in a new process.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ON_GPU = torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET", "0") in ("", "0")
+DEVICE = torch.device("cuda" if ON_GPU else "cpu")
+_PREVIOUS_INTERPRET = os.environ.get("TRITON_INTERPRET")
+
+
+def restore_interpret_variable() -> None:
+    if _PREVIOUS_INTERPRET is None:
+        os.environ.pop("TRITON_INTERPRET", None)
+    else:
+        os.environ["TRITON_INTERPRET"] = _PREVIOUS_INTERPRET
+
+
+def import_triton() -> None:
+    if ON_GPU:
+        return
+    os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        import triton.language  # noqa: F401  (first import decides how tl.* helpers run)
+    except Exception:  # not installed: triton_available() says so
+        pass
+    finally:
+        restore_interpret_variable()
+
+
+def triton_stdlib_interpreted() -> bool:
+    import triton.language as tl
+    from triton.runtime.interpreter import InterpretedFunction
+    return isinstance(tl.cdiv, InterpretedFunction)
+
+
+def needs_fresh_process() -> bool:
+    return not ON_GPU and not triton_stdlib_interpreted()
+
+
+def kernel_test_fixtures(test_file: str, needs_fresh: bool):
+    """What a kernel test module assigns to its globals (pytest collects them by name):
+    `_interpreter_while_these_tests_run, _needs_interpreter, test_rerun_in_fresh_interpreter =
+    kernel_test_fixtures(__file__, NEEDS_FRESH_PROCESS)`."""
+
+    @pytest.fixture(autouse=True, scope="module")
+    def _interpreter_while_these_tests_run():
+        """TRITON_INTERPRET=1 for this module's tests only (kernel modules reload to match it)."""
+        if not ON_GPU:
+            os.environ["TRITON_INTERPRET"] = "1"
+        yield
+        restore_interpret_variable()
+
+    @pytest.fixture(autouse=True)
+    def _needs_interpreter(request):
+        if needs_fresh and request.node.name != "test_rerun_in_fresh_interpreter":
+            pytest.skip("triton was imported before TRITON_INTERPRET=1 was set in this process; "
+                        "test_rerun_in_fresh_interpreter runs these tests in a subprocess")
+
+    def test_rerun_in_fresh_interpreter():
+        """Only active when this process cannot interpret (see triton_interpreter.py)."""
+        if not needs_fresh:
+            pytest.skip("kernels run in this process")
+        env = dict(os.environ, TRITON_INTERPRET="1")
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test_file],
+                              env=env, capture_output=True, text=True, timeout=600, check=False)
+        assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
+        assert " passed" in proc.stdout and "failed" not in proc.stdout, proc.stdout[-4000:]
+
+    return _interpreter_while_these_tests_run, _needs_interpreter, test_rerun_in_fresh_interpreter
