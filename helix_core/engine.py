@@ -314,9 +314,9 @@ class Engine:
             return self._forward(pieces, [True] * len(seq_ids), return_logits)
         for seq_id in seq_ids:
             self.cache.grow(seq_id, self._length(seq_id) + 1)
-        logits, greedy = self.runner.step(seq_ids, feed)
+        logits, picked = self.runner.step(seq_ids, feed)
         if all(self.sequences[s].sampling.greedy for s in seq_ids):
-            return self._share_greedy(seq_ids, logits, greedy, return_logits)
+            return self._share_greedy(seq_ids, logits, picked, return_logits)
         return self._sample_and_share(seq_ids, logits, return_logits)
 
     def free(self, seq_ids: list[int]) -> None:
@@ -449,12 +449,11 @@ class Engine:
             sampled_ids = [s for (s, _), flag in zip(pieces, sample_flags) if flag]
             return self._sample_and_share(sampled_ids, logits, return_logits)
 
-    def _share_greedy(self, seq_ids, logits, tokens, return_logits) -> list[TokenOut]:
-        """The fast path already chose and broadcast greedy tokens on the device."""
-        token_ids = tokens.tolist()
-        logprobs = [0.0] * len(seq_ids)
-        if self.rank == 0:
-            logprobs = torch.log_softmax(logits, dim=-1).gather(1, tokens[:, None]).squeeze(1).tolist()
+    def _share_greedy(self, seq_ids, logits, picked, return_logits) -> list[TokenOut]:
+        """The fast path already chose and broadcast greedy tokens on the device, with their
+        logprobs (picked [2, B] float64): one read brings both to the host."""
+        token_floats, logprobs = picked.tolist()
+        token_ids = [int(t) for t in token_floats]
         outs = []
         for i, seq_id in enumerate(seq_ids):
             self.sequences[seq_id].pending_token = token_ids[i]

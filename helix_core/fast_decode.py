@@ -69,23 +69,36 @@ def paged_attention(q, key_pages, value_pages, block_table, lengths, scale, kv_h
 
 @dataclass
 class DecodeBuffers:
-    """Static inputs of one batch bucket (host fills them before each replay)."""
+    """Static inputs of one batch bucket (host fills them before each replay). The four per-row
+    vectors share one [4, B] device tensor, so a step uploads them in one copy."""
 
-    input_ids: torch.Tensor  # [B] long
-    lengths: torch.Tensor  # [B] long: tokens cached before this step = position of the new one
-    start_rank: torch.Tensor  # [B] long
-    valid: torch.Tensor  # [B] bool
+    meta: torch.Tensor  # [4, B] long: new token, its position, first KVP rank, valid (1) or padding (0)
     block_table: torch.Tensor  # [B, max_pages] int32, this rank's pages of each row's sequence
-    host_meta: torch.Tensor  # pinned [4, B] long staging of the four vectors above
+    host_meta: torch.Tensor  # pinned [4, B] long staging of `meta`
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        return self.meta[0]
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """Tokens cached before this step = the position of the new one."""
+        return self.meta[1]
+
+    @property
+    def start_rank(self) -> torch.Tensor:
+        return self.meta[2]
+
+    @property
+    def valid(self) -> torch.Tensor:
+        return self.meta[3] != 0
 
     @classmethod
     def allocate(cls, batch: int, max_pages: int, scratch_page: int, device) -> "DecodeBuffers":
-        long = dict(dtype=torch.long, device=device)
-        pin = device.type == "cuda"
-        return cls(torch.zeros(batch, **long), torch.zeros(batch, **long), torch.zeros(batch, **long),
-                   torch.zeros(batch, dtype=torch.bool, device=device),
+        host = torch.zeros(4, batch, dtype=torch.long)
+        return cls(torch.zeros(4, batch, dtype=torch.long, device=device),
                    torch.full((batch, max_pages), scratch_page, dtype=torch.int32, device=device),
-                   torch.zeros(4, batch, dtype=torch.long).pin_memory() if pin else torch.zeros(4, batch, dtype=torch.long))
+                   host.pin_memory() if device.type == "cuda" else host)
 
 
 class StepPlacement:
@@ -99,9 +112,9 @@ class StepPlacement:
         self.scratch_slot = cache.scratch_page * cache.page_size
 
     def slots_and_local_lengths(self, buf: DecodeBuffers):
-        pos, start, kvp, stage = buf.lengths, buf.start_rank, self.kvp, self.stage
+        pos, start, valid, kvp, stage = buf.lengths, buf.start_rank, buf.valid, self.kvp, self.stage
         st = pos // stage
-        mine = ((start + st) % kvp == self.rank) & buf.valid
+        mine = ((start + st) % kvp == self.rank) & valid
         local = (st // kvp) * stage + pos % stage
         page_index = (local // self.page).clamp(max=buf.block_table.shape[1] - 1)
         page_id = buf.block_table.gather(1, page_index[:, None]).squeeze(1).long()
@@ -111,7 +124,7 @@ class StepPlacement:
         first = (self.rank - start) % kvp
         owned_full = torch.where(full > first, (full - first + kvp - 1) // kvp, torch.zeros_like(full))
         partial = torch.where((rest > 0) & ((start + full) % kvp == self.rank), rest, torch.zeros_like(rest))
-        local_lengths = torch.where(buf.valid, owned_full * stage + partial, torch.zeros_like(full))
+        local_lengths = torch.where(valid, owned_full * stage + partial, torch.zeros_like(full))
         return slots, local_lengths.to(torch.int32)
 
 
@@ -251,7 +264,8 @@ class DecodeRunner:
     @torch.inference_mode()
     def step(self, seq_ids: list[int], input_tokens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """One decode step; the cache must already hold room for the new tokens. Returns the full
-        logits [len(seq_ids), V] fp32 and greedy tokens [len(seq_ids)] (device tensors)."""
+        logits [len(seq_ids), V] fp32 and `picked` [2, len(seq_ids)] float64: the greedy tokens and
+        their logprobs (device tensors; one read brings both to the host)."""
         bucket = self.bucket_for(len(seq_ids))
         buf = self._buffers.get(bucket)
         if buf is None:
@@ -263,28 +277,27 @@ class DecodeRunner:
         hint = self.length_hint(seq_ids)
         self.last_key = (bucket, hint)
         if not self.use_graphs:
-            logits, tokens = self._forward(buf, hint)
+            logits, picked = self._forward(buf, hint)
         else:
             if self.last_key not in self._graphs:
                 self._graphs[self.last_key] = self._capture(buf, hint)
-            graph, logits, tokens = self._graphs[self.last_key]
+            graph, logits, picked = self._graphs[self.last_key]
             graph.replay()
         count = len(seq_ids)
-        return logits[:count], tokens[:count]
+        return logits[:count], picked[:, :count]
 
     def _fill(self, bucket, buf: DecodeBuffers, seq_ids, input_tokens) -> None:
         cache = self.engine.cache
-        meta = buf.host_meta
-        meta.zero_()
+        meta = [[0] * bucket for _ in range(4)]
         rows = self._rows[bucket]
         for row in range(bucket):
             if row < len(seq_ids):
                 seq_id = seq_ids[row]
                 shard = cache.sequences[seq_id]
-                meta[0, row] = input_tokens[row]
-                meta[1, row] = shard.length - 1  # position of the new token (cache already grown)
-                meta[2, row] = shard.start_rank
-                meta[3, row] = 1
+                meta[0][row] = input_tokens[row]
+                meta[1][row] = shard.length - 1  # position of the new token (cache already grown)
+                meta[2][row] = shard.start_rank
+                meta[3][row] = 1
                 known_seq, uploaded = rows[row]
                 if known_seq != seq_id:
                     uploaded = 0
@@ -294,10 +307,9 @@ class DecodeRunner:
                 rows[row] = (seq_id, len(shard.pages))
             else:
                 rows[row] = (None, 0)
-        buf.input_ids.copy_(meta[0], non_blocking=True)
-        buf.lengths.copy_(meta[1], non_blocking=True)
-        buf.start_rank.copy_(meta[2], non_blocking=True)
-        buf.valid.copy_(meta[3].bool(), non_blocking=True)
+        # the previous step's tokens were read before this, so its copy from host_meta is done
+        buf.host_meta.copy_(torch.tensor(meta, dtype=torch.long))
+        buf.meta.copy_(buf.host_meta, non_blocking=True)
 
     def _forward(self, buf: DecodeBuffers, length_hint: int | None = None):
         engine = self.engine
@@ -310,7 +322,9 @@ class DecodeRunner:
                                    engine.plan.world_size)
         tokens = logits.argmax(dim=-1)
         engine.comm.broadcast(tokens, src=0)  # one decision, the same on every rank
-        return logits, tokens
+        logprobs = torch.log_softmax(logits, dim=-1).gather(1, tokens[:, None]).squeeze(1)
+        # float64 holds every token id exactly: tokens and logprobs come back in one copy
+        return logits, torch.stack([tokens.double(), logprobs.double()])
 
     def _capture(self, buf: DecodeBuffers, length_hint: int | None = None):
         side = torch.cuda.Stream()
@@ -322,5 +336,5 @@ class DecodeRunner:
         self.engine.comm.barrier()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            logits, tokens = self._forward(buf, length_hint)
-        return graph, logits, tokens
+            logits, picked = self._forward(buf, length_hint)
+        return graph, logits, picked

@@ -23,6 +23,7 @@ from .plan import Plan
 @dataclass
 class StepReport:
     max_abs_diff: float = 0.0
+    max_logprob_diff: float = 0.0  # of the chosen token's logprob (free-running checks)
     argmax_mismatches: int = 0  # where the reference's top-2 gap exceeds the tolerance
     steps: int = 0
     disagreements: list[str] = field(default_factory=list)
@@ -53,6 +54,8 @@ def check_free_running(cluster: LocalCluster, hf_model, prompts: dict[int, list[
         for i, out in enumerate(outs[seq_id]):
             ref = reference[len(prompt) - 1 + i]
             report.max_abs_diff = max(report.max_abs_diff, float((out.logits - ref).abs().max()))
+            ref_logprob = float(torch.log_softmax(ref.double(), dim=-1)[out.token_id])
+            report.max_logprob_diff = max(report.max_logprob_diff, abs(out.logprob - ref_logprob))
             if out.token_id != int(ref.argmax()):
                 report.argmax_mismatches += 1
             report.steps += 1
@@ -104,6 +107,9 @@ def main(argv=None) -> int:
     parser.add_argument("--hopb-pieces", type=int, default=2)
     parser.add_argument("--all-reduce", choices=["auto", "nccl", "symm"], default="auto")
     parser.add_argument("--exchange", choices=["auto", "all_to_all", "gather"], default="auto")
+    parser.add_argument("--small-linear", choices=["auto", "on", "off"], default="auto")
+    parser.add_argument("--batch", type=int, choices=[1, 2, 3], default=3,
+                        help="sequences decoded together (1: the batch-1 paths, e.g. the one-row linear kernel)")
     parser.add_argument("--out", help="write the JSON report here")
     parser.add_argument("--overrides", default="{}", help="JSON of tiny-model config overrides")
     args = parser.parse_args(argv)
@@ -111,6 +117,7 @@ def main(argv=None) -> int:
                                                   **json.loads(args.overrides)))
     hf = load_hf_model(model_dir, dtype=torch.float32)
     prompts = {0: list(range(3, 8)), 1: [(7 * i + 1) % 200 for i in range(23)], 2: [(5 * i + 2) % 200 for i in range(41)]}
+    prompts = dict(list(prompts.items())[-args.batch:])  # the longest ones
     ref_tokens = {s: hf_greedy(hf, p, args.steps) for s, p in prompts.items()}
     ref_logits = {s: hf_logits(hf, p + ref_tokens[s]) for s, p in prompts.items()}
     hf_low = load_hf_model(model_dir, dtype=DTYPES[args.dtype])
@@ -121,7 +128,8 @@ def main(argv=None) -> int:
     results, failed = [], False
     for spec in args.plan:
         options = EngineOptions(dtype=args.dtype, page_size=8, stage_size=16, hopb_pieces=args.hopb_pieces,
-                                all_reduce=args.all_reduce, exchange=args.exchange)
+                                all_reduce=args.all_reduce, exchange=args.exchange,
+                                small_linear=args.small_linear)
         with LocalCluster(model_dir, Plan.parse(spec), device=args.device, options=options) as cluster:
             report = check_teacher_forced(cluster, ref_logits, ref_tokens, prompts, tolerance)
             stats = cluster.stats()[0]
@@ -132,7 +140,8 @@ def main(argv=None) -> int:
                "max_abs_logit_diff": report.max_abs_diff, "decisive_argmax_mismatches": report.argmax_mismatches,
                "tolerance": tolerance, "hf_same_dtype_max_abs_diff": hf_low_deviation,
                "rank_disagreements": report.disagreements, "hopb_pieces_run": hopb,
-               "all_reduce": stats.get("all_reduce"), "exchange": stats.get("exchange"), "ok": ok}
+               "all_reduce": stats.get("all_reduce"), "exchange": stats.get("exchange"),
+               "small_linear": stats.get("small_linear"), "batch": len(prompts), "ok": ok}
         results.append(row)
         print(json.dumps(row), flush=True)
     if args.out:

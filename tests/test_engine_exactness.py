@@ -78,6 +78,7 @@ def test_static_fast_decode_path_matches_transformers(model, spec):
         report = check_free_running(cluster, hf_model(model), PROMPTS, STEPS, tolerance=1e-4)
     assert report.argmax_mismatches == 0
     assert report.max_abs_diff < 1e-4, report.max_abs_diff
+    assert report.max_logprob_diff < 1e-4, report.max_logprob_diff  # computed inside the step (graph)
 
 
 def test_hopb_on_and_off_give_the_same_tokens():

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# What the third run left unrun, for the next 2-H200 call: the engine's exactness at batch 1 with
+# the one-row linear kernel (fp32 strict, bf16 against HF-in-bf16), the gRPC TTL and a stopped
+# shard with the current defaults, and the scaled 16 x 512 example on an uncontended GPU.
+# Needs `.whl` carried (grpcio for the serving check). Results in ${OUT:-out}.
+set -u
+LOG_NAME=next source scripts/gpu_env.sh
+v() { say "helix verify $*"; timeout 120 python -m helix_core.verify --device cuda "$@" 2>&1 | grep -E '^\{|Error|error' | tee -a "$log"; }
+v --arch llama --dtype float32 --tolerance 1e-4 --steps 16 --batch 1 --plan helix:kvp=2,tpa=1 --plan tp:n=2 \
+  --out "$out/verify-batch1-llama-fp32.json"
+v --arch deepseek_v3 --dtype bfloat16 --steps 16 --batch 1 --plan helix:kvp=2,tpa=1 --out "$out/verify-batch1-dsv3-bf16.json"
+say "gRPC TTL against the engine alone, then a stopped shard"
+timeout 200 python scripts/gpu_serve_check.py --out "$out/serve-check.json" > "$out/serve-check.log" 2>&1
+grep '^{' "$out/serve-check.log" | tail -1 | tee -a "$log"
+timeout 200 python scripts/gpu_serve_check.py --out "$out/serve-stop.json" --fault stop --skip-ttl > "$out/serve-stop.log" 2>&1
+grep '^{' "$out/serve-stop.log" | tail -1 | tee -a "$log"
+say "mha16x512 scaled"
+timeout 200 python -m helix_core.bench.main --json "$out/bench-mha16.json" --shape mha16x512 --layers 8 --dtype fp16 \
+  --plans headslice:n=2,m=1 helix:kvp=2,tpa=1 headslice:n=1,m=2 --points 8x10000 --hopb 1 --steps 50 2>&1 | quiet | tee -a "$log"
+say done
