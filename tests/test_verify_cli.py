@@ -2,9 +2,9 @@
 and report what it ran."""
 import json
 
-from helix_core.verify import main
-
 from engine_fixtures import model_dir
+
+from helix_core.verify import main
 
 
 def test_verify_at_batch_one_passes_and_reports(tmp_path):

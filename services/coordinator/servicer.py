@@ -33,7 +33,11 @@ _REASONS = {
     pb.FINISH_REASON_MAX_CONTEXT: "max_context",
 }
 
-DEADLINE_SLACK_NS = 50_000_000
+# The client's deadline timer and the server's copy of the deadline (propagated as a timeout, so it
+# starts when the request's headers are read) differ by that read's delay, which went past an earlier
+# 50 ms slack on the loaded 2-core CI machine. A call that ends this close to its deadline is
+# counted as expired.
+DEADLINE_SLACK_NS = 250_000_000
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
