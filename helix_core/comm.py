@@ -74,7 +74,10 @@ class Comm:
             return "nccl (symmetric memory needs a CUDA build of torch with symm_mem)"
         if dtype not in SUPPORTED_DTYPES:
             return f"nccl (the one-shot kernel has no {dtype})"
-        self._symmetric[group] = SymmetricAllReduce(g.handle, max_numel, dtype, self.device)
+        try:
+            self._symmetric[group] = SymmetricAllReduce(g.handle, max_numel, dtype, self.device)
+        except Exception as error:  # noqa: BLE001 - e.g. GPUs without peer access: every rank fails alike
+            return f"nccl (symmetric memory failed: {type(error).__name__}: {error})"
         return "symm-mem one-shot"
 
     def _fast_sum(self, group: str, tensor: torch.Tensor):

@@ -49,7 +49,7 @@ class EngineOptions:
     decode_kernel: str = "auto"
     max_batch: int = 64  # largest decode batch bucket of the fast path
     fused_ops: bool = True  # CUDA: norms, RoPE and SiLU gates as fused (torch.compile) kernels
-    # projections of up to 16 rows (decode batches) by the Triton weight-streaming kernel
+    # one-row projections (batch-1 decode steps) by the Triton weight-streaming kernel
     # (kernels/small_linear.py): auto (CUDA) | on (also CPU, under TRITON_INTERPRET) | off (cuBLAS)
     small_linear: str = "auto"
     kv_memory_fraction: float = 0.9  # kv_pages=0: this share of the GPU memory left after the weights
@@ -207,14 +207,9 @@ class Engine:
             raise ValueError(f"all_reduce {choice!r}: choose auto, nccl or symm")
         if self.plan.world_size == 1:
             return "none (one rank)"
-        default = "nccl" if self.device.type == "cuda" else "gloo"
         if choice == "nccl":
-            return default
-        try:
-            largest = self.options.max_batch * self.cfg.hidden_size
-            return self.comm.enable_symmetric_all_reduce(largest, self.dtype)
-        except Exception as error:  # noqa: BLE001 - e.g. GPUs without peer access: every rank fails alike
-            return f"{default} (symmetric memory failed: {type(error).__name__}: {error})"
+            return "nccl" if self.device.type == "cuda" else "gloo"
+        return self.comm.enable_symmetric_all_reduce(self.options.max_batch * self.cfg.hidden_size, self.dtype)
 
     def _setup_exchange(self):
         """(GatherExchange or None, description) of the fast path's KVP exchange (a collective when
@@ -226,8 +221,7 @@ class Engine:
         if self.plan.kvp == 1:
             return None, "none (KVP = 1)"
         backend = "nccl" if self.device.type == "cuda" else "gloo"
-        fast = self.options.fast_decode == "on" or (self.options.fast_decode == "auto" and self.device.type == "cuda")
-        if choice == "all_to_all" or not fast:
+        if choice == "all_to_all" or not self._fast_path_wanted():
             return None, f"{backend} all-to-all"
         if choice == "auto" and (self.device.type != "cuda" or self.options.all_reduce == "nccl"):
             return None, f"{backend} all-to-all (auto gathers only on CUDA symmetric memory)"
@@ -242,10 +236,7 @@ class Engine:
             return None, f"{backend} all-to-all (one row's exchange is over the gather's limit)"
         symm = "all_reduce nccl: no symmetric memory"
         if self.options.all_reduce != "nccl":
-            try:
-                symm = self.comm.enable_symmetric_all_reduce(gather.numel, torch.float32, group="kvp")
-            except Exception as error:  # noqa: BLE001 - e.g. GPUs without peer access: every rank fails alike
-                symm = f"symmetric memory failed: {type(error).__name__}: {error}"
+            symm = self.comm.enable_symmetric_all_reduce(gather.numel, torch.float32, group="kvp")
         rows = f"up to {gather.max_rows} rows, then {backend} all-to-all"
         if symm == "symm-mem one-shot":
             return gather, f"gather by symm-mem one-shot sum ({rows})"
@@ -266,9 +257,13 @@ class Engine:
         # on CPU only under Triton's interpreter, asked for explicitly: the tests of the kernel path
         return mode == "on" and interpret_mode() and triton_available()
 
-    def _make_runner(self):
+    def _fast_path_wanted(self) -> bool:
+        """Decode steps take the static-shape path (DecodeRunner), whose exchange may gather."""
         mode = self.options.fast_decode
-        if mode == "off" or (mode == "auto" and self.device.type != "cuda"):
+        return not (mode == "off" or (mode == "auto" and self.device.type != "cuda"))
+
+    def _make_runner(self):
+        if not self._fast_path_wanted():
             return None
         from .fast_decode import DecodeRunner
 

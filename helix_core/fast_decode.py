@@ -7,7 +7,8 @@ KVP ranks write to a scratch page) and each sequence's local key count for the a
 The host only advances its page accounting and uploads a page-table entry when a page is added,
 so a step costs one small host-to-device copy, one graph replay and the read of the tokens.
 
-Small exchanges go as one sum over zero-padded slots instead (gather_exchange.py).
+The KVP exchange: up to GATHER_MAX_BYTES it is one sum over zero-padded slots (gather_exchange.py),
+beyond that an all-to-all.
 
 HOP-B: the batch is cut into pieces; a piece's all-to-all is issued asynchronously (it runs on
 the process group's communication stream) while the next piece's attention runs on the compute

@@ -231,9 +231,11 @@ def _phases(engine: Engine, bucket: int, job: BenchJob) -> dict:
     recv = torch.empty_like(send)
     hidden = torch.zeros(bucket, cfg.hidden_size, device=engine.device, dtype=engine.dtype)
 
+    gather = _exchange_used(engine, bucket) == "gather"
+
     def all_to_all():
         for _ in range(layers):
-            if _exchange_used(engine, bucket) == "gather":
+            if gather:
                 engine.gather_exchange.exchange(0, bucket)
             else:
                 engine.comm.all_to_all(recv, send, "kvp")

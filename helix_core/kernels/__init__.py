@@ -37,6 +37,20 @@ def interpret_mode() -> bool:
 
 
 _KERNEL_MODULES: dict = {}
+_SM_COUNT: dict[int, int] = {}
+
+
+def sm_count(device) -> int:
+    """Streaming multiprocessors of a CUDA device (cached); 8 off-GPU (interpreter), small so
+    tests exercise several splits cheaply."""
+    if device.type != "cuda":
+        return 8
+    import torch
+
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _SM_COUNT:
+        _SM_COUNT[index] = torch.cuda.get_device_properties(index).multi_processor_count
+    return _SM_COUNT[index]
 
 
 def kernel_module(name: str):

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import interpret_mode, kernel_module, triton_available
+from . import interpret_mode, kernel_module, sm_count, triton_available
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,17 +137,6 @@ class DecodeConfig:
 
 
 _OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-_SM_COUNT: dict[int, int] = {}
-
-
-def _sm_count(device: torch.device) -> int:
-    if device.type != "cuda":
-        return 8  # interpreter: small, so tests exercise several splits cheaply
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if index not in _SM_COUNT:
-        _SM_COUNT[index] = torch.cuda.get_device_properties(index).multi_processor_count
-    return _SM_COUNT[index]
-
 
 MAX_SPLITS = 256
 # from here MLA takes 64-head blocks (at 32K keys, batch 1, 16 heads win: 111 against 152 us)
@@ -272,7 +261,7 @@ def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length:
     if block_n < 16 or block_n & (block_n - 1) or block_h < 16 or block_h & (block_h - 1):
         raise ValueError("block_n and block_h must be powers of two >= 16")
     head_blocks = groups.tables(block_h, device)[0].shape[0]
-    splits = cfg.num_splits or choose_num_splits(batch, head_blocks, max_length, block_n, _sm_count(device))
+    splits = cfg.num_splits or choose_num_splits(batch, head_blocks, max_length, block_n, sm_count(device))
     return block_n, block_h, cfg.num_warps or d_warps, cfg.num_stages or d_stages, max(1, int(splits))
 
 

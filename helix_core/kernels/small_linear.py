@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import interpret_mode, kernel_module, triton_available
+from . import interpret_mode, kernel_module, sm_count, triton_available
 
 MAX_ROWS = 16  # one tl.dot row block; larger batches are GEMMs for cuBLAS
 
@@ -37,12 +37,6 @@ def usable(x: torch.Tensor, w: torch.Tensor) -> bool:
             and w.stride(1) == 1 and x.stride(1) == 1 and (x.is_cuda or interpret_mode()) and triton_available())
 
 
-def _sm_count(device: torch.device) -> int:
-    if device.type != "cuda":
-        return 8
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -51,7 +45,7 @@ def _splits(config: LinearConfig, n: int, k: int, device: torch.device) -> int:
     if config.splits:
         return max(1, min(config.splits, k // config.block_k))
     blocks = _ceil_div(n, config.block_n)
-    want = max(1, (2 * _sm_count(device)) // blocks)
+    want = max(1, (2 * sm_count(device)) // blocks)
     return max(1, min(want, k // (4 * config.block_k)))
 
 
