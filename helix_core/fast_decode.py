@@ -54,14 +54,21 @@ def paged_attention_torch(q, key_pages, value_pages, block_table, lengths, scale
 
 def paged_attention(q, key_pages, value_pages, block_table, lengths, scale, kv_head_of_q, head_groups=None,
                     value_dim=None, reduce_scores=None, out=None, lse=None, max_length=None):
-    """Decode attention over paged local keys: the Triton kernel when `head_groups` is given (CUDA)
-    and no partial-score reduction is needed, else the torch reference of it. out/lse: where the
-    kernel writes its results (e.g. the channels of a packed exchange buffer); max_length: None or a
-    bound of every row's length: the kernel's launch-config hint, the torch path's gather bound."""
-    if head_groups is not None and reduce_scores is None:
+    """Decode attention over paged local keys: the Triton kernels when `head_groups` is given (CUDA),
+    else the torch reference of them. With `reduce_scores` (partial q.k scores summed over dimension
+    slices) the sliced kernels, which hand the scores to it between the q.k and the softmax.
+    out/lse: where the kernel writes its results (e.g. the channels of a packed exchange buffer);
+    max_length: None or a bound of every row's length: the decode kernel's launch-config hint, the
+    sliced kernels' static score width and the torch path's gather bound."""
+    if head_groups is not None:
+        q = q if q.stride(-1) == 1 else q.contiguous()  # the kernels take any row/head strides
+        if reduce_scores is not None:
+            from .kernels.sliced_decode import paged_sliced_attention
+
+            return paged_sliced_attention(q, key_pages, value_pages, block_table, lengths, scale, head_groups,
+                                          reduce_scores, value_dim=value_dim, max_length=max_length, out=out, lse=lse)
         from .kernels.decode_attention import paged_decode_attention
 
-        q = q if q.stride(-1) == 1 else q.contiguous()  # the kernel takes any row/head strides
         return paged_decode_attention(q, key_pages, value_pages, block_table, lengths, scale,
                                       head_groups, value_dim=value_dim, out=out, lse=lse, max_length=max_length)
     return paged_attention_torch(q, key_pages, value_pages, block_table, lengths, scale, kv_head_of_q, value_dim,
@@ -146,9 +153,9 @@ class FastDecodeContext:
         self.pieces = max(1, min(hopb_pieces, buf.input_ids.shape[0])) if self.kvp > 1 else 1
         self.head_groups = head_groups  # None: the torch reference path
         self.reduce_scores = None
-        if self.comm.size("head_slices") > 1:  # the kernel cannot sum scores across ranks mid-softmax
+        if self.comm.size("head_slices") > 1:  # partial q.k scores summed over the dimension slices
             self.reduce_scores = lambda scores: self.comm.all_reduce(scores, "head_slices")
-        self.use_kernel = head_groups is not None and self.reduce_scores is None
+        self.use_kernel = head_groups is not None  # the kernels write into given out/lse destinations
 
     def phase(self, name: str):
         """Phases are not timed inside a captured graph (see the profiler's sampled eager steps)."""
@@ -226,13 +233,20 @@ class DecodeRunner:
             kv_of_q = engine.attention.kv_head_of_q.tolist()
             self.head_groups = as_head_groups(kv_of_q, len(kv_of_q))
         self.long_keys = self._long_context_keys()
-        # the torch path (no kernel, or partial scores summed across dimension slices) gathers keys
-        # up to a static bound per graph
+        # a static key bound per graph: the torch path gathers that many keys a row, and the sliced
+        # kernels (partial scores summed across dimension slices) all-reduce scores that wide
         self.bounded_gather = self.head_groups is None or engine.comm.size("head_slices") > 1
         self._buffers: dict[int, DecodeBuffers] = {}
         self._graphs: dict[tuple, tuple] = {}  # (bucket, length hint) -> (graph, logits, tokens)
         self._rows: dict[int, list] = {}  # bucket -> [(seq_id, pages uploaded)] per row
         self.last_key: tuple | None = None  # the graph key of the last step
+
+    @property
+    def attention_path(self) -> str:
+        """Which decode attention the steps run: "triton", "triton-sliced" (headslice, m > 1) or "torch"."""
+        if self.head_groups is None:
+            return "torch"
+        return "triton-sliced" if self.engine.comm.size("head_slices") > 1 else "triton"
 
     def _long_context_keys(self) -> int | None:
         """Local key count from which the kernel's default launch config changes (MLA), if any."""
@@ -247,7 +261,8 @@ class DecodeRunner:
     def length_hint(self, seq_ids: list[int]) -> int | None:
         """A bound of this step's local key counts, the same on every rank (from the replicated host
         accounting), or None (the pool's capacity). A graph is captured per (bucket, hint):
-        - the torch path gathers that many keys a row: a power of two, so few graphs as contexts grow;
+        - the torch path gathers that many keys a row, the sliced kernels sum scores that wide: a
+          power of two, so few graphs as contexts grow;
         - the kernel, where its launch config depends on the length (MLA), gets one graph below the
           long-context key count (hint: a bound under it) and one above (None); else always None."""
         cache = self.engine.cache

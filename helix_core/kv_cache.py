@@ -118,6 +118,19 @@ class PagedKVCache:
                     f"{self.free_pages(r)} free"
                 )
 
+    def longest_length(self, starts: list[int]) -> int:
+        """The most tokens each of these new sequences (one per start rank) can all reach together
+        in the free pages: the capacity a long-context request is admitted against."""
+        def fits(length: int) -> bool:
+            return all(sum(self._pages_for(length, s, r) for s in starts) <= self.free_pages(r)
+                       for r in range(self.placement.kvp))
+
+        low, high = 0, self.num_pages * self.page_size * self.placement.kvp + 1  # fits(low), not fits(high)
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if fits(middle) else (low, middle)
+        return low
+
     # ---- sequences --------------------------------------------------------------------------
     def add_sequence(self, seq_id: int, start_rank: int) -> None:
         if seq_id in self.sequences:

@@ -1,6 +1,7 @@
 """On 2 GPUs: the TTL a gRPC client sees against the engine alone, and a shard killed under NCCL.
 
     python scripts/gpu_serve_check.py --out $OUT/serve.json
+    python scripts/gpu_serve_check.py --out $OUT/serve.json --gpus 1     # KVP=1: the TTL check only
 
 1. Engine alone: LocalCluster (NCCL, CUDA graphs) decodes one sequence; host-visible TTL.
 2. The same checkpoint and plan behind `helix serve --device cuda`; the SDK's TTL for the same
@@ -47,10 +48,10 @@ def engine_alone_ttl(model_dir: str, spec: str, steps: int) -> float:
     return statistics.median(gaps[5:])
 
 
-def start_serve(model_dir: str, workdir: Path) -> tuple[subprocess.Popen, dict]:
+def start_serve(model_dir: str, workdir: Path, gpus: int) -> tuple[subprocess.Popen, dict]:
     ready = workdir / "ready.json"
-    cmd = [sys.executable, "-m", "services.cli", "serve", "--collective-timeout-s", "10", "--model", model_dir, "--device", DEVICE, "--shards", "2",
-           "--plan", "helix", "--kvp", "2", "--tpa", "1", "--dtype", DTYPE, "--kv-pages", "512", "--port", "0",
+    cmd = [sys.executable, "-m", "services.cli", "serve", "--collective-timeout-s", "10", "--model", model_dir, "--device", DEVICE,
+           "--shards", str(gpus), "--plan", "helix", "--kvp", str(gpus), "--tpa", "1", "--dtype", DTYPE, "--kv-pages", "512", "--port", "0",
            "--metrics-port", "0", "--shard-port", "0", "--shard-metrics-port", "0", "--ready-file", str(ready),
            "--max-restarts", "0"]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=open(workdir / "serve.log", "w"), stderr=subprocess.STDOUT)
@@ -72,7 +73,11 @@ def main() -> int:
     parser.add_argument("--fault", choices=["kill", "stop"], default="kill",
                         help="kill: SIGKILL rank 1; stop: SIGSTOP it (a hung rank: collectives must time out)")
     parser.add_argument("--skip-ttl", action="store_true", help="only the fault check")
+    parser.add_argument("--gpus", type=int, choices=[1, 2], default=2,
+                        help="1: helix KVP=1 on one GPU, the TTL check only (the fault check needs a second rank)")
     args = parser.parse_args()
+    if args.gpus == 1 and args.skip_ttl:
+        parser.error("--gpus 1 has only the TTL check")
     # `timeout` sends SIGTERM: exit through the finally below, which stops `helix serve`'s process
     # group (an orphaned shard spinning in a hung collective slowed a later benchmark 2x once)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -86,12 +91,13 @@ def main() -> int:
     size = dict(vocab_size=32000, hidden_size=2048, num_hidden_layers=8, num_attention_heads=16, num_key_value_heads=4,
                 head_dim=128, intermediate_size=8192, max_position_embeddings=8192) if DEVICE == "cuda" else {}
     model_dir = str(make_tiny_model("llama", workdir / "model", **size))
+    spec = f"helix:kvp={args.gpus},tpa=1"
     report = {"model": "random llama: 8 layers, hidden 2048, 16 q / 4 kv heads, FFN 8192, vocab 32000",
-              "plan": "helix:kvp=2,tpa=1", "device": "2 x H200, NCCL, bf16"}
+              "plan": spec, "device": f"{args.gpus} x {DEVICE}, {DTYPE}"}
     if not args.skip_ttl:
-        report["engine_alone_ttl_median_s"] = engine_alone_ttl(model_dir, "helix:kvp=2,tpa=1", args.steps)
+        report["engine_alone_ttl_median_s"] = engine_alone_ttl(model_dir, spec, args.steps)
         print(json.dumps(report), flush=True)
-    proc, ready = start_serve(model_dir, workdir)
+    proc, ready = start_serve(model_dir, workdir, args.gpus)
     try:
         client = HelixClient(ready["coordinator"], timeout_s=120)
         client.generate(PROMPT, 16)  # warm-up: graph capture, compile
@@ -100,6 +106,8 @@ def main() -> int:
             report["grpc_client_ttl_median_s"] = statistics.median(result.ttl_s[5:])
             report["grpc_over_engine"] = report["grpc_client_ttl_median_s"] / report["engine_alone_ttl_median_s"]
             print(json.dumps(report), flush=True)
+        if args.gpus == 1:
+            return 0
         # a shard dies mid-stream under NCCL
         outcome = {}
 

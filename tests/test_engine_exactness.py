@@ -125,6 +125,7 @@ KERNEL_GRID = [
     ("llama", "helix:kvp=2,tpa=1", 2),  # packed exchange buffer written by the kernel, HOP-B pieces
     ("llama", "tp:n=2", 1),
     ("deepseek_v3", "helix:kvp=2,tpa=1", 1),  # MLA: values are the latent's first dims
+    ("mha16", "headslice:n=2,m=2", 1),  # sliced kernels: q.k partials summed over 2 dim slices
 ]
 
 

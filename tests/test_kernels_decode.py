@@ -10,70 +10,18 @@ Everything skips only when triton is not importable.
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
-from triton_interpreter import (ON_GPU, import_triton, kernel_test_fixtures, needs_fresh_process,
-                                restore_interpret_variable)
-
-import_triton()
-
-from helix_core.attention import merge_partials as torch_merge_partials
-from helix_core.attention import partial_attention
-from helix_core.kernels import triton_available
-from helix_core.kv_cache import PagedKVCache, StagePlacement
-
-if not triton_available():
-    pytest.skip("triton is not importable (pip install 'helix-serve[triton]'); the Triton decode kernels "
-                "cannot be tested", allow_module_level=True)
-
-from helix_core.kernels import decode_attention as da
-
-
-def _interpreter_handles_loaded_loop_bounds() -> bool:
-    """Triton <= 3.6's interpreter calls int() on 1-element arrays, which numpy >= 2.3 refuses: loops
-    bounded by a loaded scalar (as the kernel's are) fail there. Probe once."""
-    import triton
-    import triton.language as tl
-
-    @triton.jit
-    def probe(x_ptr, y_ptr):
-        acc = 0
-        for i in range(tl.load(x_ptr)):
-            acc += i
-        tl.store(y_ptr, acc)
-
-    x = torch.tensor([4], dtype=torch.int32)
-    y = torch.zeros(1, dtype=torch.int32)
-    try:
-        probe[(1,)](x, y)
-    except Exception:
-        return False
-    return int(y) == 6
-
-
-def _probe_under_interpreter() -> bool:
-    os.environ["TRITON_INTERPRET"] = "1"  # read when @triton.jit decorates the probe
-    try:
-        return _interpreter_handles_loaded_loop_bounds()
-    finally:
-        restore_interpret_variable()
-
-
-DEVICE = torch.device("cuda" if ON_GPU else "cpu")
-NEEDS_FRESH_PROCESS = needs_fresh_process()
-if not ON_GPU and not NEEDS_FRESH_PROCESS and not _probe_under_interpreter():
-    import numpy
-    import triton
-    pytest.skip(f"the CPU interpreter of triton {triton.__version__} cannot run loops bounded by loaded scalars "
-                f"with numpy {numpy.__version__}; use triton >= 3.7 (CI installs the latest) or a GPU",
-                allow_module_level=True)
-
+from triton_interpreter import ON_GPU, kernel_test_module
 
 # module fixtures and the fresh-process rerun, collected by pytest under these names
-(_interpreter_while_these_tests_run, _needs_interpreter,
- test_rerun_in_fresh_interpreter) = kernel_test_fixtures(__file__, NEEDS_FRESH_PROCESS)
+(DEVICE, NEEDS_FRESH_PROCESS, _interpreter_while_these_tests_run, _needs_interpreter,
+ test_rerun_in_fresh_interpreter) = kernel_test_module(__file__, "the Triton decode kernels")
+
+from helix_core.attention import merge_partials as torch_merge_partials  # noqa: E402
+from helix_core.attention import partial_attention  # noqa: E402
+from helix_core.kernels import decode_attention as da  # noqa: E402
+from helix_core.kv_cache import PagedKVCache, StagePlacement  # noqa: E402
 
 
 TOL = {  # (out atol, out rtol, lse atol)
@@ -523,7 +471,7 @@ def test_out_dtype_validation():
 
 def test_bench_sweep_covers_wide_groups_and_more_splits():
     """The launch-config sweep of the kernel benchmark: the default without the fused merge, block_h 32
-    tiles for MQA-sized groups, and split counts above the default for short contexts."""
+    tiles for MQA-sized groups, and split counts above and below the default for short contexts."""
     from helix_core.kernels import bench_decode as bd
     mqa = bd.Problem(batch=1, context=64, heads=32, kv_heads=1, dk=16, dv=16, mla=False, page_size=16,
                      dtype=torch.float32, seed=0, device=DEVICE)
@@ -535,4 +483,4 @@ def test_bench_sweep_covers_wide_groups_and_more_splits():
     assert any(cfg.block_h == 32 for _, cfg in wide) and not any(cfg.block_h == 32 for _, cfg in narrow)
     base = bd._splits_used(da, gqa, da.DecodeConfig(), da.HeadGroups(gqa.kv_head_of_q), False)
     forced = sorted({cfg.num_splits for _, cfg in narrow if cfg.num_splits})
-    assert forced == [2 * base, 4 * base]
+    assert forced == [base // 4, base // 2, 2 * base, 4 * base]

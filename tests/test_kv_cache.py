@@ -80,3 +80,27 @@ def test_capacity_is_checked_per_kvp_rank_not_in_total():
     with pytest.raises(KVCapacityError, match="KVP rank 1"):
         cache.check_fits({1: 4}, {1: 1})  # a new sequence starting on full rank 1
     cache.check_fits({1: 4}, {1: 0})  # the same one starting on rank 0 fits
+
+
+@pytest.mark.parametrize("kvp,stage,page,starts", [(1, 4, 4, [0]), (2, 3, 4, [0]), (4, 16, 8, [1]),
+                                                   (4, 5, 4, [0, 1, 2]), (3, 4, 3, [2, 2])])
+def test_longest_length_is_the_last_length_that_fits(kvp, stage, page, starts):
+    """Against a token-by-token walk of the placement: the largest length every new sequence can
+    reach together, next to a resident sequence that already holds pages."""
+    cache = make_cache(kvp=kvp, pages=9, page=page, stage=stage)
+    cache.add_sequence(99, start_rank=kvp - 1)
+    cache.grow(99, 2 * stage + 1)
+    free = [cache.free_pages(r) for r in range(kvp)]
+
+    def fits(length):
+        need = [0] * kvp
+        for start in starts:
+            for rank, count in enumerate(simulate(length, start, kvp, stage)[2]):
+                need[rank] += -(-count // page)
+        return all(n <= f for n, f in zip(need, free))
+
+    expected = 0
+    while fits(expected + 1):
+        expected += 1
+    assert expected > 0
+    assert cache.longest_length(starts) == expected

@@ -3,6 +3,7 @@ and profiles from bench JSON (on synthetic rows; the real ones are in test_plann
 import itertools
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -260,18 +261,50 @@ def test_attention_kernel_class_is_the_group_size_and_head_dim_on_the_gpu():
     """The paged kernel packs the query heads of one KV head into blocks of >= 16 rows and picks its
     tiles by head dim, so its class is (group size on the GPU, head dim): g >= 2 gqa (MQA too), g = 1
     mha; TP beyond the KV heads leaves heads / t query heads on a GPU's one KV head. MLA is its own
-    class; headslice with m > 1 runs the torch fallback."""
+    class; headslice with m > 1 runs the sliced kernels over its dims of a head (the torch fallback in
+    bench rows from before them)."""
     work = Workload(32768, 2, "bf16")
 
-    def kernel(model, spec, layers=2):
-        return attention_work(load_model(model, layers), layout_of_plan(Plan.parse(spec)), work).kernel
+    def kernel(model, spec, layers=2, sliced_kernels=True):
+        return attention_work(load_model(model, layers), layout_of_plan(Plan.parse(spec)), work,
+                              sliced_kernels=sliced_kernels).kernel
 
     assert kernel("llama-3-8b", "tp:n=2") == kernel("llama-3-8b", "helix:kvp=2,tpa=1") == "gqa-d128"
     assert kernel("llama-3-8b", "tp:n=16") == "gqa-d128"  # 2 query heads on the one KV head it holds
     assert kernel("llama-3-8b", "tp:n=32") == "mha-d128"  # 1 query head on its KV head
     assert kernel("mha-16x512", "headslice:n=2,m=1") == kernel("mha-16x512", "helix:kvp=2,tpa=1") == "mha-d512"
-    assert kernel("mha-16x512", "headslice:n=2,m=4") == "fallback"
+    assert kernel("mha-16x512", "headslice:n=2,m=4") == "sliced-d128"
+    assert kernel("mha-16x512", "headslice:n=2,m=4", sliced_kernels=False) == "fallback"
     assert kernel("deepseek-r1", "helix:kvp=2,tpa=1") == "mla"
+
+
+def test_bench_rows_say_whether_headslice_ran_the_sliced_kernels():
+    """Rows written since the sliced kernels carry attention_path; a headslice m > 1 row without it
+    ran the torch path and is modelled as such (its attention is not fitted as the kernels' rate)."""
+    row = _bench_row("mha16x512", 8, "headslice:n=2,m=2", 8, 10000, 1)
+    assert attention_case(row).kernel == "fallback"
+    assert attention_case({**row, "attention_path": "triton-sliced"}).kernel == "sliced-d256"
+    old, new = predict(get_profile("h200"), row), predict(get_profile("h200"), {**row, "attention_path": "triton-sliced"})
+    assert new < old / 2
+
+
+def test_sliced_kernels_modelled_against_their_measured_time():
+    """On one H200 (docs/results/sliced-1gpu, bench_sliced / bench_decode) a rank of headslice 2x2 on
+    the 16 x 512 example (8 heads x 256 dims, 8 x 10000 keys) took 196.6 us and a rank of helix
+    KVP=4 (16 heads x 512 dims, 8 x 2500 keys), which reads the same KV bytes, 194.2 us. The model's
+    attention phase of the two (roofline: KV bytes, plus the sliced kernels' fp32 scores) must keep
+    that ratio within 5%."""
+    results = Path(__file__).resolve().parents[1] / "docs" / "results" / "sliced-1gpu"
+    sliced = json.loads((results / "sliced-2x2.json").read_text())
+    helix = json.loads((results / "helix-kvp4.json").read_text())
+    measured = sliced["configs"][0]["graph_s"] / helix["results"][0]["configs"][0]["graph_s"]
+    cfg = load_model("mha-16x512", 1)
+    work = Workload(10000, 8, "fp16")
+    no_overheads = CostOptions(comm=False, lm_head=False, hopb=False)
+    kernels = [evaluate(cfg, layout_of_plan(Plan.parse(spec)), get_profile("h200"), work, no_overheads)
+               .attention_kernel_s for spec in ("headslice:n=2,m=2", "helix:kvp=4,tpa=1")]
+    modelled = kernels[0] / kernels[1]
+    assert modelled == pytest.approx(measured, rel=0.05)
 
 
 def test_an_unseparated_kernel_class_shares_its_familys_call_time():

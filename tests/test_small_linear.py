@@ -2,18 +2,13 @@
 float64 matmul."""
 import pytest
 import torch
-from triton_interpreter import DEVICE, import_triton, kernel_test_fixtures, needs_fresh_process
+from triton_interpreter import kernel_test_module
 
-import_triton()
-
-from helix_core.kernels import triton_available  # noqa: E402
-
-if not triton_available():
-    pytest.skip("triton is not importable: the small-batch linear kernel cannot be tested", allow_module_level=True)
+# module fixtures and the fresh-process rerun, collected by pytest under these names
+(DEVICE, NEEDS_FRESH_PROCESS, _interpreter_while_these_tests_run, _needs_interpreter,
+ test_rerun_in_fresh_interpreter) = kernel_test_module(__file__, "the small-batch linear kernel")
 
 from helix_core.kernels.small_linear import LinearConfig, small_linear, usable  # noqa: E402
-
-NEEDS_FRESH_PROCESS = needs_fresh_process()
 
 CASES = [
     # rows, K, N, config: one row and several; whole and ragged tiles; one split and several
@@ -25,11 +20,6 @@ CASES = [
     (5, 200, 40, LinearConfig(block_n=32, block_k=64, splits=0)),  # splits chosen from the SM count
     (1, 1024, 40, LinearConfig()),  # the engine's one-row config
 ]
-
-
-# module fixtures and the fresh-process rerun, collected by pytest under these names
-(_interpreter_while_these_tests_run, _needs_interpreter,
- test_rerun_in_fresh_interpreter) = kernel_test_fixtures(__file__, NEEDS_FRESH_PROCESS)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -6,6 +6,11 @@ collection time and restores the variable right away; a module fixture sets it a
 while a module's tests run (other tests and their subprocesses never see it). If another module
 imported triton earlier without it, `needs_fresh_process()` is true: the module's kernel tests
 skip and its `test_rerun_in_fresh_interpreter` runs the file again in a new process.
+
+A kernel test module starts with
+    (DEVICE, NEEDS_FRESH_PROCESS, _interpreter_while_these_tests_run, _needs_interpreter,
+     test_rerun_in_fresh_interpreter) = kernel_test_module(__file__, "what these tests cover")
+and imports helix_core's kernel modules after it.
 """
 from __future__ import annotations
 
@@ -50,6 +55,47 @@ def needs_fresh_process() -> bool:
     return not ON_GPU and not triton_stdlib_interpreted()
 
 
+def skip_unless_interpreter_runs_loaded_loop_bounds(needs_fresh: bool) -> None:
+    """Skip the calling module off the GPU where Triton's interpreter cannot run loops bounded by a
+    loaded scalar, as the decode kernels' are: Triton <= 3.6 calls int() on 1-element arrays, which
+    numpy >= 2.3 refuses. Probed once here (a module that needs a fresh process probes there)."""
+    if ON_GPU or needs_fresh or _interpreter_handles_loaded_loop_bounds():
+        return
+    import numpy
+    import triton
+    pytest.skip(f"the CPU interpreter of triton {triton.__version__} cannot run loops bounded by loaded scalars "
+                f"with numpy {numpy.__version__}; use triton >= 3.7 (CI installs the latest) or a GPU",
+                allow_module_level=True)
+
+
+_LOOP_BOUNDS_OK: bool | None = None
+
+
+def _interpreter_handles_loaded_loop_bounds() -> bool:
+    global _LOOP_BOUNDS_OK
+    if _LOOP_BOUNDS_OK is None:
+        os.environ["TRITON_INTERPRET"] = "1"  # read when @triton.jit decorates the probe
+        try:
+            import triton
+            import triton.language as tl
+
+            @triton.jit
+            def probe(x_ptr, y_ptr):
+                acc = 0
+                for i in range(tl.load(x_ptr)):
+                    acc += i
+                tl.store(y_ptr, acc)
+
+            y = torch.zeros(1, dtype=torch.int32)
+            probe[(1,)](torch.tensor([4], dtype=torch.int32), y)
+            _LOOP_BOUNDS_OK = int(y) == 6
+        except Exception:
+            _LOOP_BOUNDS_OK = False
+        finally:
+            restore_interpret_variable()
+    return _LOOP_BOUNDS_OK
+
+
 def kernel_test_fixtures(test_file: str, needs_fresh: bool):
     """What a kernel test module assigns to its globals (pytest collects them by name):
     `_interpreter_while_these_tests_run, _needs_interpreter, test_rerun_in_fresh_interpreter =
@@ -80,3 +126,18 @@ def kernel_test_fixtures(test_file: str, needs_fresh: bool):
         assert " passed" in proc.stdout and "failed" not in proc.stdout, proc.stdout[-4000:]
 
     return _interpreter_while_these_tests_run, _needs_interpreter, test_rerun_in_fresh_interpreter
+
+
+def kernel_test_module(test_file: str, what: str) -> tuple:
+    """Everything a kernel test module does before its tests (see the module doc): triton imported
+    under the interpreter where there is no GPU; the module skipped where triton is not importable or
+    its interpreter cannot run the kernels' loops. -> (DEVICE, needs_fresh, the three fixtures)."""
+    import_triton()
+    from helix_core.kernels import triton_available
+
+    if not triton_available():
+        pytest.skip(f"triton is not importable (pip install 'helix-serve[triton]'): {what} cannot be tested",
+                    allow_module_level=True)
+    needs_fresh = needs_fresh_process()
+    skip_unless_interpreter_runs_loaded_loop_bounds(needs_fresh)
+    return (DEVICE, needs_fresh, *kernel_test_fixtures(test_file, needs_fresh))

@@ -16,7 +16,7 @@ import sys
 import time
 
 from ..launcher import free_port
-from .rank_worker import BenchJob, run_rank
+from .rank_worker import MAX_CONTEXT, BenchJob, run_rank
 
 COLUMNS = [("plan", "{}"), ("gpus", "{}"), ("context", "{}"), ("batch", "{}"), ("hopb_pieces", "{}"),
            ("all_reduce", "{}"), ("exchange", "{}"), ("small_linear", "{}"),
@@ -30,7 +30,7 @@ def parse_points(items: list[str]) -> tuple[tuple[int, int], ...]:
     points = []
     for item in items:
         batch, _, context = item.lower().partition("x")
-        points.append((int(batch), _tokens(context)))
+        points.append((int(batch), MAX_CONTEXT if context == "max" else _tokens(context)))
     return tuple(points)
 
 
@@ -92,7 +92,9 @@ def main(argv=None) -> int:
     parser.add_argument("--shape", default="llama3-8b")
     parser.add_argument("--layers", type=int, help="override the layer count (deepseek-mla: 4 by default)")
     parser.add_argument("--plans", nargs="+", default=["helix:kvp=2,tpa=1", "tp:n=2"])
-    parser.add_argument("--points", nargs="+", default=["1x128k"], help="BATCHxCONTEXT, e.g. 8x128k 1x1m")
+    parser.add_argument("--points", nargs="+", default=["1x128k"], help="BATCHxCONTEXT, e.g. 8x128k 1x1m; 1xmax: the longest context that fits "
+                             "(KV pool sized from free GPU memory, unless --kv-pages)")
+    parser.add_argument("--kv-pages", type=int, help="KV pages per rank (default: what the points need)")
     parser.add_argument("--dtype", default="bf16")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=5)
@@ -122,7 +124,7 @@ def main(argv=None) -> int:
                        hopb=tuple(args.hopb), steps=args.steps, warmup=args.warmup, page_size=args.page_size,
                        graphs=args.graphs == "on", device=args.device, all_reduce=args.all_reduce,
                        exchange=args.exchange, profile_dir=args.profile,
-                       small_linear=args.small_linear)
+                       small_linear=args.small_linear, kv_pages=args.kv_pages)
         new = run_job(job, Plan.parse(spec).world_size, args.timeout)
         rows += new
         print_table(new)

@@ -53,6 +53,10 @@ class BenchJob:
     exchange: str = "auto"
     small_linear: str = "auto"
     profile_dir: str | None = None  # write a per-kernel table of the captured step here (rank 0)
+    kv_pages: int | None = None  # pages per rank; None: what the points need, or free memory with a max point
+
+
+MAX_CONTEXT = -1  # a point's context: the longest its batch can reach in the KV pool
 
 
 def _time_replays(fn, iters: int) -> float:
@@ -60,6 +64,12 @@ def _time_replays(fn, iters: int) -> float:
 
 
 def _pages_needed(job: BenchJob, kvp: int) -> int:
+    """Pages per rank: as asked, else just enough for the points, else (a max point) 0, which sizes
+    the pool from the GPU memory left after the weights, as a server does."""
+    if job.kv_pages:
+        return job.kv_pages
+    if any(context == MAX_CONTEXT for _, context in job.points):
+        return 0
     placement = StagePlacement(kvp, job.stage_size)
     most = 0
     for batch, context in job.points:
@@ -102,6 +112,8 @@ def _run(rank: int, plan: Plan, device, job: BenchJob, results) -> None:
     on_gpu = device.type == "cuda"
     hbm, flops = (hbm_bandwidth(device), matmul_rate(device)) if on_gpu else (None, None)
     for batch, context in job.points:
+        if context == MAX_CONTEXT:
+            context = _longest_context(engine, batch, job)
         for hopb in (job.hopb if plan.kvp > 1 else (1,)):
             row = _run_point(engine, cfg, plan, rank, job, batch, context, hopb, hbm, flops)
             if results is not None:
@@ -112,6 +124,17 @@ def _run(rank: int, plan: Plan, device, job: BenchJob, results) -> None:
 
 def _full(dtype: str) -> str:
     return {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(dtype, dtype)
+
+
+def _longest_context(engine: Engine, batch: int, job: BenchJob) -> int:
+    """The longest context `batch` sequences can each hold in the pool, less the tokens the
+    warmup and timed steps append."""
+    engine.free(list(engine.sequences))
+    longest = engine.cache.longest_length([seq_id % engine.plan.kvp for seq_id in range(batch)])
+    context = longest - (job.warmup + job.steps + 8)
+    if context < 1:
+        raise ValueError(f"a KV pool of {engine.cache.num_pages} pages per rank holds no context for batch {batch}")
+    return context
 
 
 def _reset(engine: Engine, batch: int, context: int) -> list[int]:
@@ -159,8 +182,9 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
         "context": context, "batch": batch, "dtype": _full(job.dtype), "hopb_pieces": hopb,
         "cuda_graphs": job.graphs, "all_reduce": engine.all_reduce_impl,
         "exchange": _exchange_used(engine, bucket), "exchange_impl": engine.exchange_impl,
-        "small_linear": engine.use_small_linear,
-        "kv": "random data (no prefill)",
+        "small_linear": engine.use_small_linear, "attention_path": engine.runner.attention_path,
+        "kv": "random data (no prefill)", "kv_pool_pages_per_rank": engine.cache.num_pages,
+        "kv_pool_bytes_per_gpu": engine.cache.total_bytes(),
         "ttl_median_s": ttl, "ttl_p99_s": sorted(host)[min(len(host) - 1, int(0.99 * len(host)))],
         "ttl_device_s": device_s, "tokens_per_s": batch / ttl,
         "bytes_per_gpu": work.bytes, "weight_bytes_per_gpu": work.weight_bytes, "kv_bytes_per_gpu": work.kv_bytes,

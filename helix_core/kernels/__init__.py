@@ -11,6 +11,9 @@ Entry points (see decode_attention.py):
   HeadGroups(kv_head_of_q)               precomputed query-head grouping (no host sync per call)
   merge_partials(outs, lses)             Triton LSE merge of disjoint KV shards (KVP merge)
   decode_kernel_usable(q)                whether the fast decode path applies to this tensor
+  paged_sliced_attention(...)            (sliced_decode.py) headslice m > 1: partial q.k scores, a
+                                         caller's all-reduce of them, then softmax and P.V
+Micro-benchmarks (CUDA): bench_decode.py, bench_sliced.py, bench_small_linear.py.
 """
 from __future__ import annotations
 

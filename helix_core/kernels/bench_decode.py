@@ -38,8 +38,10 @@ GQA_WIDE_GROUP_SWEEP = [
     (64, 32, 4, 2), (64, 32, 8, 2), (128, 32, 8, 2), (32, 32, 4, 3), (64, 32, 4, 3), (128, 32, 8, 3),
     (64, 64, 8, 2),
 ]
-# (block_n, block_h, num_warps, num_stages, num_splits): more splits than the default at short contexts
-GQA_SPLIT_SWEEP = [(64, 16, 4, 2, 2), (32, 16, 4, 2, 4), (64, 16, 4, 3, 2)]  # x the default split count
+# (block_n, block_h, num_warps, num_stages, times): num_splits = times x the default split count; more
+# splits than the default at short contexts, and fewer (longer splits, a smaller merge)
+GQA_SPLIT_SWEEP = [(64, 16, 4, 2, 2), (32, 16, 4, 2, 4), (64, 16, 4, 3, 2), (64, 16, 4, 3, 0.5),
+                   (64, 16, 4, 3, 0.25), (128, 16, 4, 3, 0.5), (64, 16, 4, 4, 0.5), (128, 16, 8, 3, 0.25)]
 MLA_SWEEP = [  # the first is the default; block_h 64 puts 64 heads in one wgmma M tile (may spill)
     (32, 32, 8, 2), (32, 16, 4, 2), (16, 16, 4, 2), (32, 16, 8, 2), (16, 32, 8, 2), (32, 32, 8, 3),
     (64, 32, 8, 2), (16, 64, 8, 2), (32, 64, 8, 2), (16, 64, 8, 3), (32, 64, 8, 1), (16, 128, 8, 2),
@@ -55,7 +57,8 @@ def _fail(msg: str) -> None:
 # data
 # ---------------------------------------------------------------------------------------------
 class Problem:
-    def __init__(self, *, batch, context, heads, kv_heads, dk, dv, mla, page_size, dtype, seed, device):
+    def __init__(self, *, batch, context, heads, kv_heads, dk, dv, mla, page_size, dtype, seed, device,
+                 head_major=False):
         g = torch.Generator(device=device).manual_seed(seed)
         self.batch, self.context, self.heads, self.kv_heads = batch, context, heads, kv_heads
         self.dk, self.dv, self.mla, self.page_size, self.dtype = dk, dv, mla, page_size, dtype
@@ -70,8 +73,8 @@ class Problem:
         perm = torch.randperm(pool, generator=g, device=device)
         self.block_table = perm[: batch * pages_per_seq].view(batch, pages_per_seq).to(torch.int32).contiguous()
         self.lengths = torch.full((batch,), context, dtype=torch.int32, device=device)
-        self.key_pages = torch.zeros(pool, page_size, kv_heads, dk, dtype=dtype, device=device)
-        self.value_pages = None if mla else torch.zeros(pool, page_size, kv_heads, dv, dtype=dtype, device=device)
+        self.key_pages = _page_pool(pool, page_size, kv_heads, dk, dtype, device, head_major)
+        self.value_pages = None if mla else _page_pool(pool, page_size, kv_heads, dv, dtype, device, head_major)
         padded = pages_per_seq * page_size
         for b in range(batch):
             idx = self.block_table[b].long()
@@ -93,6 +96,15 @@ class Problem:
 
     def values_view(self):
         return self.k_bhld[..., : self.dv] if self.mla else self.v_bhld
+
+
+def _page_pool(pool, page_size, kv_heads, dim, dtype, device, head_major: bool) -> torch.Tensor:
+    """A zeroed [P, page_size, Hkv, D] pool: token-major in memory (the engine's layout: a token's
+    heads side by side), or head-major (a view of [P, Hkv, page_size, D]: each head's keys of a page
+    contiguous, as a contiguous [B, H, L, D] cache reads them)."""
+    if head_major:
+        return torch.zeros(pool, kv_heads, page_size, dim, dtype=dtype, device=device).permute(0, 2, 1, 3)
+    return torch.zeros(pool, page_size, kv_heads, dim, dtype=dtype, device=device)
 
 
 def _to_pages(x_hld: torch.Tensor, padded: int, page_size: int) -> torch.Tensor:
@@ -190,6 +202,27 @@ def fmt_rate(prob: Problem, seconds: float | None) -> str:
             f"{prob.flops() / seconds / 1e12:7.2f} TFLOP/s")
 
 
+def first_call_checked(label: str, width: int, call, prob: Problem, records: list) -> tuple[str, float] | None:
+    """The first call of a configuration, checked against the chunked reference: (check detail,
+    seconds incl. compilation), or None after printing and recording in `records` an error or a
+    failed check (never timed, so a fast wrong configuration posts no number)."""
+    try:
+        begin = time.time()
+        out, lse = call()
+        torch.cuda.synchronize()
+        seconds = time.time() - begin
+    except Exception as exc:
+        print(f"  {label:{width}s} ERROR {type(exc).__name__}: {str(exc)[:300]}")
+        records.append({"config": label, "error": f"{type(exc).__name__}: {exc}"[:500]})
+        return None
+    ok, detail = check(prob, out, lse)
+    if not ok:
+        print(f"  {label:{width}s} FAILED check: {detail}")
+        records.append({"config": label, "ok": False, "check": detail})
+        return None
+    return detail, seconds
+
+
 # ---------------------------------------------------------------------------------------------
 # one case
 # ---------------------------------------------------------------------------------------------
@@ -199,10 +232,11 @@ def run_case(args, *, batch, context, heads, kv_heads, dk, dv, mla, sweep) -> di
     device = torch.device(getattr(args, "device", "cuda"))  # "cpu" only in the scratch dry-run of the script
     dtype = DTYPES[args.dtype]
     name = (f"{'MLA' if mla else 'GQA'} B={batch} L={context} Hq={heads} Hkv={kv_heads} Dk={dk} Dv={dv} "
-            f"{args.dtype} page={args.page_size}")
+            f"{args.dtype} page={args.page_size}{' head-major' if getattr(args, 'head_major', False) else ''}")
     print(f"\n=== {name}")
     prob = Problem(batch=batch, context=context, heads=heads, kv_heads=kv_heads, dk=dk, dv=dv, mla=mla,
-                   page_size=args.page_size, dtype=dtype, seed=args.seed, device=device)
+                   page_size=args.page_size, dtype=dtype, seed=args.seed, device=device,
+                   head_major=getattr(args, "head_major", False))
     print(f"  KV read per call: {prob.kv_bytes() / 1e6:.1f} MB, attention FLOPs: {prob.flops() / 1e9:.2f} G")
     groups = da.HeadGroups(prob.kv_head_of_q)
     result = {"case": name, "mla": mla, "batch": batch, "context": context, "heads": heads, "kv_heads": kv_heads,
@@ -219,20 +253,10 @@ def run_case(args, *, batch, context, heads, kv_heads, dk, dv, mla, sweep) -> di
             return da.paged_decode_attention(prob.q, prob.key_pages, prob.value_pages, prob.block_table,
                                              prob.lengths, prob.scale, groups, value_dim=dv if mla else None,
                                              max_length=context, config=cfg)
-        try:
-            t0 = time.time()
-            out, lse = call()
-            torch.cuda.synchronize()
-            compile_s = time.time() - t0
-        except Exception as exc:
-            print(f"  {label:22s} ERROR {type(exc).__name__}: {str(exc)[:300]}")
-            result["configs"].append({"config": label, "error": f"{type(exc).__name__}: {exc}"[:500]})
+        checked = first_call_checked(label, 22, call, prob, result["configs"])
+        if checked is None:
             continue
-        ok, detail = check(prob, out, lse)
-        if not ok:
-            print(f"  {label:22s} FAILED check: {detail}")
-            result["configs"].append({"config": label, "ok": False, "check": detail})
-            continue
+        detail, compile_s = checked
         splits = _splits_used(da, prob, cfg, groups, mla)
         eager = time_eager(call, args.warmup, args.iters, args.repeats)
         graph = time_graph(call, args.iters, args.repeats) if not args.no_graph else None
@@ -311,7 +335,7 @@ def _sweep_configs(da, prob, groups, mla) -> list:
         if groups.max_group >= 32:
             table += [(*c, None) for c in GQA_WIDE_GROUP_SWEEP]
         base = _splits_used(da, prob, da.DecodeConfig(), groups, mla)
-        table += [(bn, bh, w, s, min(da.MAX_SPLITS, base * times)) for bn, bh, w, s, times in GQA_SPLIT_SWEEP]
+        table += [(bn, bh, w, s, max(1, min(da.MAX_SPLITS, int(base * times)))) for bn, bh, w, s, times in GQA_SPLIT_SWEEP]
     out = [("default/fused-merge", da.DecodeConfig(fuse_merge=True))]
     for bn, bh, w, s, splits in table:
         label = f"bn{bn}/bh{bh}/w{w}/s{s}" + (f"/splits{splits}" if splits else "")
@@ -343,6 +367,8 @@ def main(argv=None) -> int:
     p.add_argument("--mla", action="store_true", help="absorbed MLA: 128 heads, one 576-dim KV head, Dv 512")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
     p.add_argument("--page-size", type=int, default=16)
+    p.add_argument("--head-major", action="store_true",
+                   help="pages laid out [P, Hkv, page, D] in memory (default: the engine's [P, page, Hkv, D])")
     p.add_argument("--iters", type=int, default=200)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--repeats", type=int, default=5)

@@ -268,6 +268,27 @@ def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length:
 # ---------------------------------------------------------------------------------------------
 # entry points
 # ---------------------------------------------------------------------------------------------
+def check_value_pages(key_pages: torch.Tensor, value_pages: torch.Tensor, value_dim: int | None) -> int:
+    """The value dim of separate value pages, checked against the key pages and a given value_dim."""
+    if value_pages.shape[:3] != key_pages.shape[:3]:
+        raise ValueError(f"value pages {tuple(value_pages.shape)} do not match key pages {tuple(key_pages.shape)}")
+    dv = value_pages.shape[-1]
+    if value_dim is not None and value_dim != dv:
+        raise ValueError(f"value_dim {value_dim} != value pages dim {dv}")
+    return dv
+
+
+def check_layout(q, key_pages, value_pages, block_table, lengths) -> None:
+    """Unit last strides, and a block table and lengths with one row per query row."""
+    batch = q.shape[0]
+    if q.stride(-1) != 1 or key_pages.stride(-1) != 1 or value_pages.stride(-1) != 1:
+        raise ValueError("q, key_pages and value_pages need a unit stride in their last dim")
+    if block_table.dim() != 2 or block_table.shape[0] != batch:
+        raise ValueError(f"block_table must be [B={batch}, pages], got {tuple(block_table.shape)}")
+    if lengths.shape != (batch,):
+        raise ValueError(f"lengths must be [B={batch}], got {tuple(lengths.shape)}")
+
+
 def decode_kernel_usable(q: torch.Tensor) -> bool:
     """True where the engine should take the Triton path for this query: a CUDA tensor, Triton
     importable, not under the CPU interpreter, not disabled by HELIX_DISABLE_TRITON_DECODE=1."""
@@ -319,17 +340,8 @@ def paged_decode_attention(
             raise ValueError(f"value_dim {dv} must be in (0, {dk}] when values are a view of the keys")
         value_pages = key_pages  # placeholder pointer, never read
     else:
-        if value_pages.shape[:3] != key_pages.shape[:3]:
-            raise ValueError(f"value pages {tuple(value_pages.shape)} do not match key pages {tuple(key_pages.shape)}")
-        dv = value_pages.shape[-1]
-        if value_dim is not None and value_dim != dv:
-            raise ValueError(f"value_dim {value_dim} != value pages dim {dv}")
-    if q.stride(-1) != 1 or key_pages.stride(-1) != 1 or value_pages.stride(-1) != 1:
-        raise ValueError("q, key_pages and value_pages need a unit stride in their last dim")
-    if block_table.dim() != 2 or block_table.shape[0] != batch:
-        raise ValueError(f"block_table must be [B={batch}, max_pages], got {tuple(block_table.shape)}")
-    if lengths.shape != (batch,):
-        raise ValueError(f"lengths must be [B={batch}], got {tuple(lengths.shape)}")
+        dv = check_value_pages(key_pages, value_pages, value_dim)
+    check_layout(q, key_pages, value_pages, block_table, lengths)
     device = q.device
     if block_table.dtype != torch.int32:
         block_table = block_table.to(torch.int32)

@@ -47,6 +47,9 @@ class CostOptions:
     compute: bool = True  # FLOP roofline (False: memory reads only)
     lm_head: bool = True  # embedding and LM head
     hopb: bool | int = True  # True: best number of pieces; False: off; int: that many pieces
+    # headslice with m > 1 runs the Triton sliced kernels; False: the torch path engines used before
+    # them (what older bench rows measured; fit.bench_case says which)
+    sliced_kernels: bool = True
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ class Cost:
     kv_read_s: float  # HBM time of KV reads (whole step)
     weight_read_s: float  # HBM time of weight reads
     attention_s: float  # attention phases incl. projections (roofline)
+    attention_kernel_s: float  # the decode attention kernels alone
     exchange_s: float  # exposed Helix all-to-all (after HOP-B)
     collective_s: float  # all other collectives
     ffn_s: float  # post-attention projections and FFN (roofline)
@@ -202,11 +206,13 @@ def _attention_work(s: Shape, sh: Shares, work: Workload, attn_tokens: int) -> t
     return kv_read, flops
 
 
-def kernel_class(s: Shape, sh: Shares, layout: Layout) -> str:
+def kernel_class(s: Shape, sh: Shares, layout: Layout, sliced_kernels: bool = True) -> str:
     """The decode-attention kernel class one GPU runs under `layout`: what sets the kernel's achieved
     rate, so what a measured profile keys its rates by.
 
-    "fallback": headslice with m > 1 (the engine's torch path; always the roofline).
+    "sliced-d{D}": headslice with m > 1, the sliced kernels over D = head dim / m dims a head (partial
+      q.k scores to fp32, all-reduced, then softmax and P.V); "fallback" with sliced_kernels False
+      (the torch path of engines before them; always the roofline).
     "mla": the absorbed-MLA kernel (one latent KV head; 576 / 512 dims).
     "gqa-d{D}" / "mha-d{D}": the paged kernel with head dim D and g query heads per KV head on the
       GPU (g >= 2: gqa, MQA included; g = 1: mha). The kernel packs the g heads of a KV head into a
@@ -215,7 +221,7 @@ def kernel_class(s: Shape, sh: Shares, layout: Layout) -> str:
       KV bytes per second it reaches. g is per GPU: TP beyond the KV heads leaves heads / t query
       heads on the one KV head a GPU holds."""
     if layout.kind == "headslice" and layout.slices > 1:
-        return "fallback"
+        return f"sliced-d{s.score_k // layout.slices}" if sliced_kernels else "fallback"
     if s.kernel == "mla":
         return "mla"
     group = max(1, round(s.heads * sh.q / (s.kv_heads * sh.kv_heads)))
@@ -227,27 +233,28 @@ def attention_rate_kind(kernel: str) -> str | None:
     bytes/s), "flops" (absorbed MLA: FLOP/s), None (the torch fallback: roofline only)."""
     if kernel == "mla":
         return "flops"
-    if kernel == "gqa" or kernel.startswith(("gqa-", "mha-")):  # "gqa": profiles written before the split
+    if kernel == "gqa" or kernel.startswith(("gqa-", "mha-", "sliced-")):  # "gqa": profiles written before the split
         return "kv_Bps"
     return None
 
 
 @dataclass(frozen=True)
 class AttentionWork:
-    kernel: str  # kernel_class: "gqa-d128", "mha-d512", "mla", ...; "fallback" for headslice m > 1 (torch path)
+    kernel: str  # kernel_class: "gqa-d128", "mha-d512", "mla", "sliced-d256", ...; "fallback" (torch path)
     kv_bytes: float  # KV bytes one GPU reads, all layers
     flops: float  # attention FLOPs on one GPU, all layers (absorbed MLA: d_k = latent + rope, d_v = latent)
     calls: int  # attention kernel calls per step without HOP-B (one per layer)
 
 
-def attention_work(cfg: ModelConfig, layout: Layout, work: Workload, shape: Shape | None = None) -> AttentionWork:
+def attention_work(cfg: ModelConfig, layout: Layout, work: Workload, shape: Shape | None = None,
+                   sliced_kernels: bool = True) -> AttentionWork:
     """What the decode attention of one step does on the busiest GPU (what bench's attention_s times)."""
     s = shape or shape_of(cfg)
     sh = shares_of(layout, s)
     micro = math.ceil(work.batch / sh.micro)
     kv_read, flops = _attention_work(s, sh, work, math.ceil(micro / sh.attn_batch_div))
     layers = s.layers * sh.layers
-    return AttentionWork(kernel_class(s, sh, layout), kv_read * layers, flops * layers, round(layers))
+    return AttentionWork(kernel_class(s, sh, layout, sliced_kernels), kv_read * layers, flops * layers, round(layers))
 
 
 def evaluate(cfg: ModelConfig, layout: Layout, hw: HardwareProfile, work: Workload,
@@ -274,7 +281,7 @@ def evaluate(cfg: ModelConfig, layout: Layout, hw: HardwareProfile, work: Worklo
     kv_read, attn_flops = _attention_work(s, sh, work, attn_tokens)
     t_proj = roof(pre * wb, 2 * attn_tokens * pre, f_w)
     kv_traffic = kv_read * hw.kv_read_scale
-    kernel = kernel_class(s, sh, layout)
+    kernel = kernel_class(s, sh, layout, options.sliced_kernels)
     fallback = kernel == "fallback"
     rates = None if fallback else hw.attention_rates(kernel)
     call = 0.0
@@ -285,11 +292,13 @@ def evaluate(cfg: ModelConfig, layout: Layout, hw: HardwareProfile, work: Worklo
         call = rates.get("call_s", 0.0)
     else:
         if fallback:
-            # the engine's paged kernel cannot sum scores across ranks mid-softmax: its torch path
-            # gathers every cached K/V element into an fp32 copy per query head (written, then read)
-            # and makes ~12 passes over the fp32 scores
+            # the torch path of engines before the sliced kernels: it gathers every cached K/V
+            # element into an fp32 copy per query head (written, then read) and makes ~12 passes
+            # over the fp32 scores
             per_kv_head = s.heads / s.kv_heads
             kv_traffic += kv_read * 8 * per_kv_head / kb + 12 * 4.0 * B * S * s.heads / layout.attn_tp
+        elif kernel.startswith("sliced-"):  # the fp32 partial scores: written by one kernel, read by the next
+            kv_traffic += 2 * 4.0 * attn_tokens * S * s.heads / layout.attn_tp
         t_kv = roof(kv_traffic, attn_flops, f_kv)
     exch_dim = (work.exchange_values or s.score_v) + 1
     if layout.kind == "helix" and layout.kvp > 1 and comm:
@@ -340,7 +349,8 @@ def evaluate(cfg: ModelConfig, layout: Layout, hw: HardwareProfile, work: Worklo
     return Cost(
         layout=layout, batch=B, ttl_s=ttl, hopb_pieces=pieces,
         kv_read_s=s.layers * kv_read / bw, weight_read_s=weight_read / bw,
-        attention_s=s.layers * (t_proj + t_kv + pieces * call), exchange_s=s.layers * exposed,
+        attention_s=s.layers * (t_proj + t_kv + pieces * call), attention_kernel_s=s.layers * (t_kv + pieces * call),
+        exchange_s=s.layers * exposed,
         collective_s=s.layers * per_layer_coll + step_coll,
         ffn_s=s.layers * t_post + dense_layers * t_dense + s.moe_layers * t_moe + t_head,
         overhead_s=overhead, weight_bytes=held_w, kv_bytes=held_kv, hbm_bytes=hw.hbm_bytes * hw.memory_fraction,

@@ -27,7 +27,9 @@ def bench_case(row: dict):
         raise ValueError(f"bench row: plan {row['plan']} has {plan.world_size} ranks but gpus={gpus}")
     work = Workload(int(row["context"]), int(row["batch"]), str(row.get("dtype") or "bf16"),
                     row.get("kv_dtype"), ENGINE_EXCHANGE_BYTES)
-    options = CostOptions(hopb=int(row.get("hopb_pieces") or 1))
+    # rows from before the sliced kernels carry no attention_path: their headslice m > 1 ran the torch path
+    options = CostOptions(hopb=int(row.get("hopb_pieces") or 1),
+                          sliced_kernels=row.get("attention_path") == "triton-sliced")
     return cfg, layout_of_plan(plan), work, options
 
 
@@ -39,8 +41,8 @@ def predict(profile: HardwareProfile, row: dict) -> float:
 
 def attention_case(row: dict):
     """The decode attention a bench row's attention_s timed (cost.AttentionWork)."""
-    cfg, layout, work, _ = bench_case(row)
-    return attention_work(cfg, layout, work)
+    cfg, layout, work, options = bench_case(row)
+    return attention_work(cfg, layout, work, sliced_kernels=options.sliced_kernels)
 
 
 SEPARATES = 2.0  # a class's rows separate rate from per-call time when their work per call spans this factor
@@ -98,7 +100,7 @@ def fit_attention(profile: HardwareProfile, rows: list[dict]) -> HardwareProfile
 
 
 def _family(kernel: str) -> str:
-    return "mla" if kernel == "mla" else "paged"
+    return kernel if kernel == "mla" else "sliced" if kernel.startswith("sliced-") else "paged"
 
 
 def fitted_params(profile: HardwareProfile, rows: list[dict]) -> tuple[str, ...]:
@@ -146,8 +148,8 @@ def attention_kernel_s(profile: HardwareProfile, row: dict) -> float | None:
     """What the profile predicts for a row's attention_s (all layers' attention kernels, one call a
     layer, no HOP-B pieces, no projections), or None where the row's kernel class has no measured
     rates (the roofline of the cost model applies there)."""
-    cfg, layout, work, _ = bench_case(row)
-    aw = attention_work(cfg, layout, work)
+    cfg, layout, work, options = bench_case(row)
+    aw = attention_work(cfg, layout, work, sliced_kernels=options.sliced_kernels)
     rates = profile.attention_rates(aw.kernel)
     if aw.kernel == "fallback" or not rates:
         return None
