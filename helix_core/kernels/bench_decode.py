@@ -47,6 +47,11 @@ MLA_SWEEP = [  # the first is the default; block_h 64 puts 64 heads in one wgmma
     (64, 32, 8, 2), (16, 64, 8, 2), (32, 64, 8, 2), (16, 64, 8, 3), (32, 64, 8, 1), (16, 128, 8, 2),
 ]
 
+# (block_n, block_h, num_warps, num_stages, num_splits): 64-head blocks with fewer, longer splits than
+# the default's (each split writes a 64 x 512 fp32 partial, 128 KB, that the merge reads back)
+MLA_SPLIT_SWEEP = [(32, 64, 8, 2, 8), (32, 64, 8, 2, 16), (32, 64, 8, 2, 33), (32, 64, 8, 2, 66),
+                   (32, 16, 4, 2, 16), (32, 16, 4, 2, 33)]
+
 
 def _fail(msg: str) -> None:
     print(f"bench_decode: {msg}", file=sys.stderr)
@@ -329,7 +334,7 @@ def run_case(args, *, batch, context, heads, kv_heads, dk, dv, mla, sweep) -> di
 def _sweep_configs(da, prob, groups, mla) -> list:
     """Launch configs to time besides the default, for this case's head grouping and length."""
     if mla:
-        table = [(*c, None) for c in MLA_SWEEP]
+        table = [(*c, None) for c in MLA_SWEEP] + list(MLA_SPLIT_SWEEP)
     else:
         table = [(*c, None) for c in GQA_SWEEP]
         if groups.max_group >= 32:
