@@ -26,6 +26,12 @@ def test_mla_tiles_switch_at_the_long_context_key_count():
     short = resolve_launch(576, 512, groups, 4, LONG_MLA_KEYS - 1, False, DecodeConfig(), CPU)
     long = resolve_launch(576, 512, groups, 4, LONG_MLA_KEYS, False, DecodeConfig(), CPU)
     assert short[1] == 16 and long[1] == 64 and long[2] == 8
+    # the long-context default takes at most one program per SM (8 SMs off the GPU): 1 row x 2 head
+    # blocks x 4 splits, 3 rows x 2 x 1 (not 2: 12 programs would leave a second wave of 4); 64-head
+    # blocks asked for below it keep about four a SM (16 splits)
+    assert resolve_launch(576, 512, groups, 1, LONG_MLA_KEYS, False, DecodeConfig(), CPU)[4] == 4
+    assert resolve_launch(576, 512, groups, 3, LONG_MLA_KEYS, False, DecodeConfig(), CPU)[4] == 1
+    assert resolve_launch(576, 512, groups, 1, LONG_MLA_KEYS - 1, False, DecodeConfig(block_h=64), CPU)[4] == 16
     forced = resolve_launch(576, 512, groups, 4, LONG_MLA_KEYS, False, DecodeConfig(block_h=32), CPU)
     assert forced[1] == 32  # an explicit config wins
 

@@ -139,16 +139,23 @@ class DecodeConfig:
 _OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 MAX_SPLITS = 256
-# from here MLA takes 64-head blocks (at 32K keys, batch 1, 16 heads win: 111 against 152 us)
-LONG_MLA_KEYS = 131072
+# from here MLA takes 64-head blocks, at most one program per SM (one wave). H200, batch 1 x 16K keys:
+# 45.4 us against 63.3 us for 16-head blocks (shorter contexts not measured); 1 x 32K: 80.3 against
+# 109.6 us, while 64-head blocks with 4 programs per SM took 151.9 us:
+# each split writes a 64 x 512 fp32 partial (128 KB) that the merge reads back. At 4 x 128K, 17 splits
+# (136 programs on 132 SMs: a second wave of 4) took 1719 us, 16 splits 908 us (2026-12-03,
+# docs/benchmarks.md)
+LONG_MLA_KEYS = 16384
 MIN_TILES_PER_SPLIT = 4  # fewer keys than this per split and the merge overhead dominates
 
 
 def choose_num_splits(batch: int, head_blocks: int, max_length: int, block_n: int, sm_count: int,
-                      waves: int = 4) -> int:
-    """Enough programs for ~`waves` programs per SM, without splits shorter than a few tiles."""
+                      waves: int = 4, one_wave: bool = False) -> int:
+    """Enough programs for ~`waves` programs per SM, without splits shorter than a few tiles; with
+    one_wave, at most one program per SM (programs so long that a second, nearly idle wave would
+    double the time)."""
     programs = max(1, batch * head_blocks)
-    want = -(-waves * sm_count // programs)
+    want = max(1, sm_count // programs) if one_wave else -(-waves * sm_count // programs)
     tiles = -(-max(1, max_length) // block_n)
     most = max(1, tiles // MIN_TILES_PER_SPLIT)
     return int(max(1, min(want, most, MAX_SPLITS)))
@@ -252,16 +259,19 @@ def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length:
     block_a, block_t, block_dv = _tile_widths(dk, dv)
     d_bn, d_bh, d_warps, d_stages = _default_config(block_a, block_t, block_dv, groups.max_group, fp32_math)
     threshold = _long_context_keys(block_a, block_t, block_dv, groups.max_group, fp32_math)
+    one_wave = False
     if threshold is not None and max_length >= threshold:
         # long MLA contexts: 64 heads a block (wgmma-sized M) win once every split is long; H200,
         # 4 x 512K keys: 3.57 ms (164 TFLOP/s) against 7.30 ms for 16 heads
         d_bn, d_bh, d_warps, d_stages = 32, 64, 8, 2
+        one_wave = True
     block_n = cfg.block_n or d_bn
     block_h = cfg.block_h or d_bh
     if block_n < 16 or block_n & (block_n - 1) or block_h < 16 or block_h & (block_h - 1):
         raise ValueError("block_n and block_h must be powers of two >= 16")
     head_blocks = groups.tables(block_h, device)[0].shape[0]
-    splits = cfg.num_splits or choose_num_splits(batch, head_blocks, max_length, block_n, sm_count(device))
+    splits = cfg.num_splits or choose_num_splits(batch, head_blocks, max_length, block_n, sm_count(device),
+                                                 one_wave=one_wave)
     return block_n, block_h, cfg.num_warps or d_warps, cfg.num_stages or d_stages, max(1, int(splits))
 
 
