@@ -235,7 +235,7 @@ class DecodeRunner:
         self.long_keys = self._long_context_keys()
         # a static key bound per graph: the torch path gathers that many keys a row, and the sliced
         # kernels (partial scores summed across dimension slices) all-reduce scores that wide
-        self.bounded_gather = self.head_groups is None or engine.comm.size("head_slices") > 1
+        self.bounded_gather = self.attention_path != "triton"
         self._buffers: dict[int, DecodeBuffers] = {}
         self._graphs: dict[tuple, tuple] = {}  # (bucket, length hint) -> (graph, logits, tokens)
         self._rows: dict[int, list] = {}  # bucket -> [(seq_id, pages uploaded)] per row

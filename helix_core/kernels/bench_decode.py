@@ -236,12 +236,12 @@ def run_case(args, *, batch, context, heads, kv_heads, dk, dv, mla, sweep) -> di
 
     device = torch.device(getattr(args, "device", "cuda"))  # "cpu" only in the scratch dry-run of the script
     dtype = DTYPES[args.dtype]
+    head_major = getattr(args, "head_major", False)
     name = (f"{'MLA' if mla else 'GQA'} B={batch} L={context} Hq={heads} Hkv={kv_heads} Dk={dk} Dv={dv} "
-            f"{args.dtype} page={args.page_size}{' head-major' if getattr(args, 'head_major', False) else ''}")
+            f"{args.dtype} page={args.page_size}{' head-major' if head_major else ''}")
     print(f"\n=== {name}")
     prob = Problem(batch=batch, context=context, heads=heads, kv_heads=kv_heads, dk=dk, dv=dv, mla=mla,
-                   page_size=args.page_size, dtype=dtype, seed=args.seed, device=device,
-                   head_major=getattr(args, "head_major", False))
+                   page_size=args.page_size, dtype=dtype, seed=args.seed, device=device, head_major=head_major)
     print(f"  KV read per call: {prob.kv_bytes() / 1e6:.1f} MB, attention FLOPs: {prob.flops() / 1e9:.2f} G")
     groups = da.HeadGroups(prob.kv_head_of_q)
     result = {"case": name, "mla": mla, "batch": batch, "context": context, "heads": heads, "kv_heads": kv_heads,

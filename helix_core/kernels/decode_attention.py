@@ -150,12 +150,12 @@ MIN_TILES_PER_SPLIT = 4  # fewer keys than this per split and the merge overhead
 
 
 def choose_num_splits(batch: int, head_blocks: int, max_length: int, block_n: int, sm_count: int,
-                      waves: int = 4, one_wave: bool = False) -> int:
-    """Enough programs for ~`waves` programs per SM, without splits shorter than a few tiles; with
-    one_wave, at most one program per SM (programs so long that a second, nearly idle wave would
-    double the time)."""
+                      waves: int = 4) -> int:
+    """Enough programs for ~`waves` programs per SM, without splits shorter than a few tiles. Several
+    waves round up (a partial last wave is a small share); one wave rounds down, at most one program
+    per SM (programs so long that a second, nearly idle wave would double the time)."""
     programs = max(1, batch * head_blocks)
-    want = max(1, sm_count // programs) if one_wave else -(-waves * sm_count // programs)
+    want = max(1, sm_count // programs) if waves == 1 else -(-waves * sm_count // programs)
     tiles = -(-max(1, max_length) // block_n)
     most = max(1, tiles // MIN_TILES_PER_SPLIT)
     return int(max(1, min(want, most, MAX_SPLITS)))
@@ -231,6 +231,12 @@ def long_context_keys(key_dim: int, value_dim: int, max_group: int, dtype: torch
     return _long_context_keys(block_a, block_t, block_dv, max_group, dtype == torch.float32)
 
 
+def default_block_h(max_group: int) -> int:
+    """Query heads a program takes: the largest query group, padded to a power of two, in [16, 64]
+    (16: the tensor-core minimum; 64: one wgmma M tile)."""
+    return min(max(16, _next_pow2(max_group)), 64)
+
+
 def _default_config(dk_a: int, dk_t: int, dv: int, max_group: int, fp32_math: bool) -> tuple[int, int, int, int]:
     """(block_n, block_h, num_warps, num_stages) for head-part width dk_a, tail width dk_t, value width dv.
 
@@ -238,7 +244,7 @@ def _default_config(dk_a: int, dk_t: int, dv: int, max_group: int, fp32_math: bo
     sweep times the alternatives. fp32_math: fp32 cache or query (no 16-bit tensor-core operands).
     """
     width = dk_a + dk_t + dv
-    block_h = min(max(16, _next_pow2(max_group)), 64)
+    block_h = default_block_h(max_group)
     if fp32_math:
         if width >= 768:
             return 16, 16, 8, 2
@@ -259,19 +265,18 @@ def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length:
     block_a, block_t, block_dv = _tile_widths(dk, dv)
     d_bn, d_bh, d_warps, d_stages = _default_config(block_a, block_t, block_dv, groups.max_group, fp32_math)
     threshold = _long_context_keys(block_a, block_t, block_dv, groups.max_group, fp32_math)
-    one_wave = False
+    waves = 4
     if threshold is not None and max_length >= threshold:
-        # long MLA contexts: 64 heads a block (wgmma-sized M) win once every split is long; H200,
-        # 4 x 512K keys: 3.57 ms (164 TFLOP/s) against 7.30 ms for 16 heads
+        # MLA from LONG_MLA_KEYS on: 64 heads a block (wgmma-sized M) in one wave of programs (see
+        # LONG_MLA_KEYS); H200, 4 x 512K keys: 3.57 ms (164 TFLOP/s) against 7.30 ms for 16 heads
         d_bn, d_bh, d_warps, d_stages = 32, 64, 8, 2
-        one_wave = True
+        waves = 1
     block_n = cfg.block_n or d_bn
     block_h = cfg.block_h or d_bh
     if block_n < 16 or block_n & (block_n - 1) or block_h < 16 or block_h & (block_h - 1):
         raise ValueError("block_n and block_h must be powers of two >= 16")
     head_blocks = groups.tables(block_h, device)[0].shape[0]
-    splits = cfg.num_splits or choose_num_splits(batch, head_blocks, max_length, block_n, sm_count(device),
-                                                 one_wave=one_wave)
+    splits = cfg.num_splits or choose_num_splits(batch, head_blocks, max_length, block_n, sm_count(device), waves)
     return block_n, block_h, cfg.num_warps or d_warps, cfg.num_stages or d_stages, max(1, int(splits))
 
 

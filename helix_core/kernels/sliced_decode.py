@@ -31,6 +31,7 @@ from .decode_attention import (
     check_layout,
     check_value_pages,
     choose_num_splits,
+    default_block_h,
 )
 
 
@@ -41,7 +42,7 @@ def _kernels():
 def _default_config(max_group: int, widest_dim: int, fp32_math: bool) -> tuple[int, int, int, int]:
     """(block_n, block_h, num_warps, num_stages): the decode kernel's GQA defaults (each kernel here
     holds one of its two tiles, K or V, so they fit). Not yet tuned on a GPU."""
-    block_h = min(max(16, _next_pow2(max_group)), 64)
+    block_h = default_block_h(max_group)
     if fp32_math:
         return (32 if widest_dim <= 128 else 16), min(block_h, 32), 8, 2
     return (64 if widest_dim <= 256 else 32), block_h, 4, 2
