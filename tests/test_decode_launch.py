@@ -4,6 +4,8 @@ No kernel runs here: these are the host-side decisions (tile sizes, splits, whic
 """
 from types import SimpleNamespace
 
+import pytest
+
 import torch
 
 from helix_core.fast_decode import DecodeRunner
@@ -25,15 +27,28 @@ def test_mla_tiles_switch_at_the_long_context_key_count():
     groups = HeadGroups.from_group_size(128, 128)
     short = resolve_launch(576, 512, groups, 4, LONG_MLA_KEYS - 1, False, DecodeConfig(), CPU)
     long = resolve_launch(576, 512, groups, 4, LONG_MLA_KEYS, False, DecodeConfig(), CPU)
-    assert short[1] == 16 and long[1] == 64 and long[2] == 8
-    # the long-context default takes at most one program per SM (8 SMs off the GPU): 1 row x 2 head
-    # blocks x 4 splits, 3 rows x 2 x 1 (not 2: 12 programs would leave a second wave of 4); 64-head
+    assert short[1] == 16 and short[5] == 1
+    assert long[1] == 128 and long[2] == 8 and long[5] == 2  # all 128 heads, the values in two parts
+    # the long-context default takes at most one program per SM (8 SMs off the GPU): 1 row x 2 value
+    # parts x 4 splits, 3 rows x 2 x 1 (not 2: 12 programs would leave a second wave of 4); 64-head
     # blocks asked for below it keep about four a SM (16 splits)
     assert resolve_launch(576, 512, groups, 1, LONG_MLA_KEYS, False, DecodeConfig(), CPU)[4] == 4
     assert resolve_launch(576, 512, groups, 3, LONG_MLA_KEYS, False, DecodeConfig(), CPU)[4] == 1
     assert resolve_launch(576, 512, groups, 1, LONG_MLA_KEYS - 1, False, DecodeConfig(block_h=64), CPU)[4] == 16
-    forced = resolve_launch(576, 512, groups, 4, LONG_MLA_KEYS, False, DecodeConfig(block_h=32), CPU)
-    assert forced[1] == 32  # an explicit config wins
+    forced = resolve_launch(576, 512, groups, 4, LONG_MLA_KEYS, False, DecodeConfig(block_h=32, dv_parts=1), CPU)
+    assert forced[1] == 32 and forced[5] == 1  # an explicit config wins
+
+
+def test_long_context_value_parts_only_where_values_are_the_keys():
+    groups64 = HeadGroups.from_group_size(64, 64)
+    assert resolve_launch(576, 512, groups64, 1, LONG_MLA_KEYS, False, DecodeConfig(), CPU)[1:6:4] == (64, 2)
+    # separate value pages of the same widths: one part, and asking for two is an error
+    groups = HeadGroups.from_group_size(128, 128)
+    assert resolve_launch(576, 512, groups, 1, LONG_MLA_KEYS, False, DecodeConfig(), CPU, False)[5] == 1
+    with pytest.raises(ValueError, match="dv_parts=2"):
+        resolve_launch(576, 512, groups, 1, LONG_MLA_KEYS, False, DecodeConfig(dv_parts=2), CPU, False)
+    with pytest.raises(ValueError, match="dv_parts=2"):  # values not a power of two wide
+        resolve_launch(576, 480, groups, 1, 100, False, DecodeConfig(dv_parts=2), CPU)
 
 
 def _runner(long_keys, lengths, kvp=2, stage=16, bounded_gather=False):

@@ -79,7 +79,7 @@ def check(out, lse, ref_out, ref_lse, dtype, lengths):
 
 
 def run_case(*, lengths, hq, hkv, dk, dv, page_size, dtype=torch.float32, splits=None, block_h=None,
-             block_n=None, mla=False, mapping=None, seed=0, q_dtype=None, pass_as="int", fuse_merge=True):
+             block_n=None, mla=False, mapping=None, seed=0, q_dtype=None, pass_as="int", fuse_merge=True, dv_parts=1):
     gen = torch.Generator().manual_seed(seed)
     keys, values, table, lens = make_paged(lengths, 3, page_size, hkv, dk, dv, dtype, gen, shared_values=mla)
     q = torch.randn(len(lengths), hq, dk, generator=gen).to(q_dtype or dtype)
@@ -92,7 +92,8 @@ def run_case(*, lengths, hq, hkv, dk, dv, page_size, dtype=torch.float32, splits
         heads_arg = da.HeadGroups(kv_head_of_q)
     else:
         heads_arg = hq // hkv
-    cfg = da.DecodeConfig(num_splits=splits, block_h=block_h, block_n=block_n, fuse_merge=fuse_merge)
+    cfg = da.DecodeConfig(num_splits=splits, block_h=block_h, block_n=block_n, fuse_merge=fuse_merge,
+                          dv_parts=dv_parts)
     out, lse = da.paged_decode_attention(
         q.to(DEVICE), keys.to(DEVICE), None if mla else values.to(DEVICE), table.to(DEVICE), lens.to(DEVICE),
         scale, heads_arg, value_dim=dv if mla else None, config=cfg)
@@ -133,6 +134,30 @@ def test_mla_values_are_key_view(dtype):
     """MLA-shaped: one KV head, values = first Dv dims of the keys, key tail (rope) dims beyond Dv."""
     run_case(lengths=[50, 1, 0], hq=8, hkv=1, dk=40, dv=32, page_size=4, dtype=dtype, splits=4, mla=True,
              block_n=16)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("splits", [1, 3])
+def test_mla_values_in_two_parts(dtype, splits):
+    """dv_parts=2: two programs per head block, each owning half of the values; the scores use both halves and
+    the rope tail, the LSE comes from one of them (fused merge requested: it falls back to the merge kernel)."""
+    run_case(lengths=[50, 1, 0, 37], hq=8, hkv=1, dk=72, dv=64, page_size=4, dtype=dtype, splits=splits, mla=True,
+             block_n=16, dv_parts=2)
+
+
+def test_mla_values_in_two_parts_production_dims():
+    run_case(lengths=[40, 0, 17], hq=64, hkv=1, dk=576, dv=512, page_size=16, dtype=torch.bfloat16, mla=True,
+             splits=2, block_h=128, dv_parts=2)
+
+
+def test_dv_parts_needs_values_that_are_keys():
+    keys = torch.zeros(2, 4, 1, 16)
+    with pytest.raises(ValueError, match="dv_parts=2"):
+        da.paged_decode_attention(torch.zeros(1, 2, 16), keys, keys.clone(), torch.zeros(1, 2, dtype=torch.int32),
+                                  torch.ones(1, dtype=torch.int32), 1.0, 2, config=da.DecodeConfig(dv_parts=2))
+    with pytest.raises(ValueError, match="dv_parts must be 1 or 2"):
+        da.paged_decode_attention(torch.zeros(1, 2, 16), keys, None, torch.zeros(1, 2, dtype=torch.int32),
+                                  torch.ones(1, dtype=torch.int32), 1.0, 2, config=da.DecodeConfig(dv_parts=4))
 
 
 @pytest.mark.parametrize("mla", [False, True], ids=["gqa-128", "mla-576-512"])
@@ -231,6 +256,21 @@ def test_merge_partials_kernel(strided):
     low = da.merge_partials(outs.to(DEVICE), lses.to(DEVICE), out_dtype=torch.bfloat16).cpu()
     assert low.dtype == torch.bfloat16
     torch.testing.assert_close(low.float(), expect, atol=0, rtol=2 ** -7)
+
+
+def test_merge_partials_kernel_reads_parts_in_several_tiles():
+    """Many parts of a wide Dv (the split merge of MLA: 512 dims, up to 256 splits): the kernel walks the parts
+    in several [BLOCK_S, Dv] tiles, the last one ragged, with empty parts (LSE -inf, garbage output) among them."""
+    gen = torch.Generator().manual_seed(11)
+    parts, tokens, heads, dim = 21, 2, 3, 512
+    assert parts > da.MERGE_KERNEL_TILE // dim  # several tiles
+    outs = torch.randn(parts, tokens, heads, dim, generator=gen)
+    lses = torch.randn(parts, tokens, heads, generator=gen) * 4
+    lses[::5] = float("-inf")
+    outs[::5] = float("nan")  # an empty split's output is never written: it must weigh nothing
+    expect = torch_merge_partials(outs.nan_to_num(0.0), lses)
+    got = da.merge_partials(outs.to(DEVICE), lses.to(DEVICE)).cpu()
+    torch.testing.assert_close(got, expect, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("mla", [False, True])

@@ -20,7 +20,9 @@ Stage 1 (`_decode_split_kernel`), grid (head blocks, splits, batch):
   Head dims: the key dims are read as a head part [0, BLOCK_A) and, when Dk is wider than the
   value dim (MLA: 512 + 64 rope dims), a tail part [BLOCK_A, Dk). When values are the first Dv
   dims of the keys (MLA), the value tile *is* the head part of the key tile: each byte is read
-  once.
+  once. DV_PARTS = 2 (MLA only): two programs share a head block and a split, each owning one half
+  of the values (its accumulator is half as wide, so 64 heads fit one warpgroup's registers); both
+  compute the full scores from their own half, the other half and the tail.
 Stage 2 (`_merge_kernel`), grid (rows0, rows1): LSE-weighted merge of partials laid out with
   arbitrary strides; used for the splits when not FUSED and, reused, for the KVP merge of shards.
 Outputs are stored in the dtype of the final `out` (fp32, or 16-bit to save the caller a cast);
@@ -64,12 +66,13 @@ def _decode_split_kernel(
     stride_fob, stride_foh, stride_flb, stride_flh,  # FOUT, FLSE
     DK: tl.constexpr, DV: tl.constexpr,
     BLOCK_A: tl.constexpr, BLOCK_T: tl.constexpr, HAS_TAIL: tl.constexpr, BLOCK_DV: tl.constexpr,
-    VALUES_ARE_KEYS: tl.constexpr, QK_FP32: tl.constexpr,
+    VALUES_ARE_KEYS: tl.constexpr, QK_FP32: tl.constexpr, DV_PARTS: tl.constexpr,
     PAGE_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
     FINAL: tl.constexpr, UPCAST: tl.constexpr,
     FUSED: tl.constexpr, MERGE_H: tl.constexpr, MERGE_S: tl.constexpr, MERGE_LS: tl.constexpr,
 ):
-    grp = tl.program_id(0)
+    grp = tl.program_id(0) // DV_PARTS
+    part = tl.program_id(0) % DV_PARTS  # which BLOCK_A-wide slice of the values this program owns
     split = tl.program_id(1)
     b = tl.program_id(2)
 
@@ -84,16 +87,23 @@ def _decode_split_kernel(
     start = split * per_split
     end = tl.minimum(start + per_split, length)
 
-    offs_a = tl.arange(0, BLOCK_A)
-    offs_v = tl.arange(0, BLOCK_DV)
+    # key dims: the own part [own, own + BLOCK_A) (the value tile when values are keys), with two value
+    # parts the other part [other, other + BLOCK_A), then the tail [DV_PARTS * BLOCK_A, DK)
+    own = part * BLOCK_A
+    offs_a = own + tl.arange(0, BLOCK_A)
+    offs_v = own + tl.arange(0, BLOCK_DV)
     q_base = Q + b.to(tl.int64) * stride_qb + heads[:, None] * stride_qh
     q_a = tl.load(q_base + offs_a[None, :], mask=h_ok[:, None] & (offs_a[None, :] < DK), other=0.0)
     if QK_FP32:
         q_a = q_a.to(tl.float32)
+    if DV_PARTS == 2:
+        offs_o = (1 - part) * BLOCK_A + tl.arange(0, BLOCK_A)
+        q_o = tl.load(q_base + offs_o[None, :], mask=h_ok[:, None] & (offs_o[None, :] < DK), other=0.0)
     if HAS_TAIL:
         offs_t = tl.arange(0, BLOCK_T)
-        t_ok = (BLOCK_A + offs_t) < DK
-        q_t = tl.load(q_base + BLOCK_A + offs_t[None, :], mask=h_ok[:, None] & t_ok[None, :], other=0.0)
+        t_ok = (DV_PARTS * BLOCK_A + offs_t) < DK
+        q_t = tl.load(q_base + DV_PARTS * BLOCK_A + offs_t[None, :], mask=h_ok[:, None] & t_ok[None, :],
+                      other=0.0)
         if QK_FP32:
             q_t = q_t.to(tl.float32)
 
@@ -114,9 +124,13 @@ def _decode_split_kernel(
             qk = _mm(q_a, tl.trans(k_a.to(tl.float32)), UPCAST)
         else:
             qk = _mm(q_a, tl.trans(k_a), UPCAST)
-        if HAS_TAIL:
-            k_t = tl.load(K + k_row[:, None] + BLOCK_A + offs_t[None, :], mask=n_ok[:, None] & t_ok[None, :],
+        if DV_PARTS == 2:
+            k_o = tl.load(K + k_row[:, None] + offs_o[None, :], mask=n_ok[:, None] & (offs_o[None, :] < DK),
                           other=0.0)
+            qk += _mm(q_o, tl.trans(k_o), UPCAST)
+        if HAS_TAIL:
+            k_t = tl.load(K + k_row[:, None] + DV_PARTS * BLOCK_A + offs_t[None, :],
+                          mask=n_ok[:, None] & t_ok[None, :], other=0.0)
             if QK_FP32:
                 qk += _mm(q_t, tl.trans(k_t.to(tl.float32)), UPCAST)
             else:
@@ -143,10 +157,11 @@ def _decode_split_kernel(
     o_ptr = OUT + b.to(tl.int64) * stride_ob + heads[:, None] * stride_oh + split * stride_os + offs_v[None, :]
     tl.store(o_ptr, out.to(OUT.dtype.element_ty), mask=h_ok[:, None] & (offs_v[None, :] < DV))
     l_ptr = LSE + b.to(tl.int64) * stride_lb + heads * stride_lh + split * stride_ls
+    l_ok = h_ok & ((offs_h * 0 + part) == 0)  # the value parts' LSEs are the same up to rounding: one writes it
     if FINAL:
-        tl.store(l_ptr, lse2 * 0.6931471805599453, mask=h_ok)
+        tl.store(l_ptr, lse2 * 0.6931471805599453, mask=l_ok)
     else:
-        tl.store(l_ptr, lse2, mask=h_ok)
+        tl.store(l_ptr, lse2, mask=l_ok)
 
     if FUSED:
         # every thread's partial stores precede the (releasing) counter increment
@@ -227,9 +242,12 @@ def _merge_kernel(
     stride_pl_p, stride_pl_0, stride_pl_1,
     stride_o_0, stride_o_1,
     stride_l_0, stride_l_1,
-    DV: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_P: tl.constexpr, LSE_IN_LOG2: tl.constexpr,
+    DV: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_S: tl.constexpr,
+    LSE_IN_LOG2: tl.constexpr,
 ):
-    """out[r0, r1] = sum_p w_p out_p / sum_p w_p with w_p = exp(lse_p - max); lse = log sum exp."""
+    """out[r0, r1] = sum_p w_p out_p / sum_p w_p with w_p = exp(lse_p - max); lse = log sum exp.
+    The partial outputs are read BLOCK_S parts at a time ([BLOCK_S, BLOCK_DV] tiles), so a program keeps
+    many loads in flight rather than one part's row per dependent step."""
     r0 = tl.program_id(0).to(tl.int64)
     r1 = tl.program_id(1).to(tl.int64)
     offs_p = tl.arange(0, BLOCK_P)
@@ -243,18 +261,21 @@ def _merge_kernel(
 
     offs_d = tl.arange(0, BLOCK_DV)
     d_ok = offs_d < DV
-    po_base = PART_OUT + r0 * stride_po_0 + r1 * stride_po_1 + offs_d
-    acc = tl.zeros([BLOCK_DV], tl.float32)
-    for p in range(num_parts):
-        lse_p = tl.load(pl_base + p * stride_pl_p).to(tl.float32)
+    offs_s = tl.arange(0, BLOCK_S)
+    po_base = PART_OUT + r0 * stride_po_0 + r1 * stride_po_1 + offs_d[None, :]
+    acc = tl.zeros([BLOCK_S, BLOCK_DV], tl.float32)  # reduced after the loop (see _merge_block)
+    for p0 in range(0, num_parts, BLOCK_S):
+        p = p0 + offs_s
+        p_ok = p < num_parts
+        lse_p = tl.load(pl_base + p * stride_pl_p, mask=p_ok, other=float("-inf")).to(tl.float32)
         if not LSE_IN_LOG2:
             lse_p = lse_p * 1.4426950408889634
         w = tl.exp2(lse_p - safe)
-        o = tl.load(po_base + p * stride_po_p, mask=d_ok, other=0.0).to(tl.float32)
-        acc += tl.where(w > 0.0, o * w, 0.0)  # a part with no keys may hold garbage: weight 0
+        o = tl.load(po_base + p[:, None] * stride_po_p, mask=p_ok[:, None] & d_ok[None, :], other=0.0)
+        acc += tl.where(w[:, None] > 0.0, o.to(tl.float32) * w[:, None], 0.0)  # a part with no keys: weight 0
 
     has = total > 0.0
-    out = acc / tl.where(has, total, 1.0)
+    out = tl.sum(acc, 0) / tl.where(has, total, 1.0)
     lse = tl.where(has, (safe + tl.log2(tl.where(has, total, 1.0))) * 0.6931471805599453, float("-inf"))
     tl.store(OUT + r0 * stride_o_0 + r1 * stride_o_1 + offs_d, out.to(OUT.dtype.element_ty), mask=d_ok)
     tl.store(LSE + r0 * stride_l_0 + r1 * stride_l_1, lse)

@@ -51,6 +51,12 @@ MLA_SWEEP = [  # the first is the default; block_h 64 puts 64 heads in one wgmma
 # the default's (each split writes a 64 x 512 fp32 partial, 128 KB, that the merge reads back)
 MLA_SPLIT_SWEEP = [(32, 64, 8, 2, 8), (32, 64, 8, 2, 16), (32, 64, 8, 2, 33), (32, 64, 8, 2, 66),
                    (32, 16, 4, 2, 16), (32, 16, 4, 2, 33)]
+# (block_n, block_h, num_warps, num_stages, waves, dv_parts): the values in one part or in two (each program
+# a [block_h, 256] accumulator), with splits for `waves` programs per SM. The first is the long-context
+# default before the value parts (64 heads, one part); H200 4 x 128K: 915 us, against 673 us for
+# (32, 128, 8, 2, 1, 2), 929-1615 us for 64-head blocks in two parts (2026-12-03)
+MLA_PARTS_SWEEP = [(32, 64, 8, 2, 1, 1), (32, 128, 8, 2, 1, 2), (16, 128, 8, 3, 1, 2), (16, 128, 16, 2, 1, 2),
+                   (32, 128, 16, 2, 1, 2), (16, 128, 16, 3, 1, 2), (16, 128, 8, 2, 1, 2), (32, 128, 8, 2, 2, 2)]
 
 
 def _fail(msg: str) -> None:
@@ -251,7 +257,8 @@ def run_case(args, *, batch, context, heads, kv_heads, dk, dv, mla, sweep) -> di
     default = da.DecodeConfig()
     configs = [("default", default)]
     if sweep:
-        configs += _sweep_configs(da, prob, groups, mla)
+        configs += [c for c in _sweep_configs(da, prob, groups, mla) if getattr(args, "only", None) in (None, "")
+                    or args.only in c[0]]
     best = None
     for label, cfg in configs:
         def call(cfg=cfg):
@@ -344,14 +351,23 @@ def _sweep_configs(da, prob, groups, mla) -> list:
     out = [("default/fused-merge", da.DecodeConfig(fuse_merge=True))]
     for bn, bh, w, s, splits in table:
         label = f"bn{bn}/bh{bh}/w{w}/s{s}" + (f"/splits{splits}" if splits else "")
-        config = da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits)
+        config = da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits, dv_parts=1)
         out.append((label, config))
+    if mla:
+        sms = da.sm_count(prob.q.device)
+        for bn, bh, w, s, waves, parts in MLA_PARTS_SWEEP:
+            programs = prob.batch * parts * -(-prob.heads // bh)
+            splits = max(1, min(da.MAX_SPLITS, waves * sms // programs, prob.context // (bn * da.MIN_TILES_PER_SPLIT)))
+            out.append((f"bn{bn}/bh{bh}/w{w}/s{s}/splits{splits}/p{parts}",
+                        da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits,
+                                        dv_parts=parts)))
     return out
 
 
 def _splits_used(da, prob, cfg, groups, mla) -> int:
     fp32_math = prob.key_pages.dtype == torch.float32
-    return da.resolve_launch(prob.dk, prob.dv, groups, prob.batch, prob.context, fp32_math, cfg, prob.q.device)[4]
+    return da.resolve_launch(prob.dk, prob.dv, groups, prob.batch, prob.context, fp32_math, cfg, prob.q.device,
+                             values_are_keys=mla)[4]
 
 
 SUITE = [  # (batch, context, heads, kv_heads, dk, dv, mla)
@@ -379,6 +395,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-sweep", action="store_true", help="time only the default launch config")
+    p.add_argument("--only", default=None, help="sweep only the configs whose label contains this (e.g. /p2)")
     p.add_argument("--no-graph", action="store_true", help="skip the CUDA-graph timing")
     p.add_argument("--no-baseline", action="store_true", help="skip Helix's torch gather + partial_attention path")
     p.add_argument("--suite", action="store_true", help="GQA and MLA at 128K x1 and 8K x batch, with sweeps")

@@ -130,6 +130,9 @@ class DecodeConfig:
     num_warps: int | None = None
     num_stages: int | None = None
     num_splits: int | None = None  # force the number of KV splits (else chosen from length and SMs)
+    # values split over this many programs (1 or 2; 2 only where the values are the keys' first Dv dims,
+    # Dv a power of two, as in MLA): each holds half the accumulator and recomputes the scores
+    dv_parts: int | None = None
     # merge the splits in the split kernel's last program (one launch, not two). Off by default: on an
     # H200 (GQA 32K keys, batch 1, CUDA graph) it took 48.9 us against 46.5 us for the separate merge
     # kernel, whose B x Hq programs merge in parallel where the fused one merges a head block serially
@@ -168,6 +171,8 @@ FUSED_MERGE_MAX_BYTES = 256 * 1024
 # merge loop free of spills on sm_90 (Triton 3.6: GQA 4-32 heads a block x 128); LSE elements per load
 MERGE_TILE_PER_WARP = 1024
 MERGE_LSE_TILE = 2048
+# partial-output elements (parts x Dv) the merge kernel reads per step: 32 a thread at Dv 128 (4 warps)
+MERGE_KERNEL_TILE = 4096
 COUNTERS_MIN = 1 << 15  # counter slots allocated at least (batch x head blocks), 128 KB
 
 _COUNTERS: dict[str, torch.Tensor] = {}
@@ -259,25 +264,35 @@ def _default_config(dk_a: int, dk_t: int, dv: int, max_group: int, fp32_math: bo
 
 
 def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length: int, fp32_math: bool,
-                   cfg: DecodeConfig, device: torch.device) -> tuple[int, int, int, int, int]:
-    """(block_n, block_h, num_warps, num_stages, num_splits) of a call: cfg's fields where set, else
-    the defaults for these head widths, group size and (for MLA) context length."""
+                   cfg: DecodeConfig, device: torch.device, values_are_keys: bool = True,
+                   ) -> tuple[int, int, int, int, int, int]:
+    """(block_n, block_h, num_warps, num_stages, num_splits, dv_parts) of a call: cfg's fields where set,
+    else the defaults for these head widths, group size and (for MLA) context length."""
     block_a, block_t, block_dv = _tile_widths(dk, dv)
     d_bn, d_bh, d_warps, d_stages = _default_config(block_a, block_t, block_dv, groups.max_group, fp32_math)
+    d_parts = 1
     threshold = _long_context_keys(block_a, block_t, block_dv, groups.max_group, fp32_math)
     waves = 4
     if threshold is not None and max_length >= threshold:
-        # MLA from LONG_MLA_KEYS on: 64 heads a block (wgmma-sized M) in one wave of programs (see
-        # LONG_MLA_KEYS); H200, 4 x 512K keys: 3.57 ms (164 TFLOP/s) against 7.30 ms for 16 heads
-        d_bn, d_bh, d_warps, d_stages = 32, 64, 8, 2
+        # MLA from LONG_MLA_KEYS on: up to 128 heads a block (two wgmma M tiles) and the values in two
+        # parts, so each program's accumulator is 128 x 256 over 8 warps; one wave of programs (see
+        # LONG_MLA_KEYS)
+        d_bn, d_bh, d_warps, d_stages = 32, min(128, _next_pow2(groups.max_group)), 8, 2
+        d_parts = 2 if values_are_keys and dv == block_dv and dv % 32 == 0 else 1
         waves = 1
     block_n = cfg.block_n or d_bn
     block_h = cfg.block_h or d_bh
+    dv_parts = cfg.dv_parts or d_parts
     if block_n < 16 or block_n & (block_n - 1) or block_h < 16 or block_h & (block_h - 1):
         raise ValueError("block_n and block_h must be powers of two >= 16")
-    head_blocks = groups.tables(block_h, device)[0].shape[0]
-    splits = cfg.num_splits or choose_num_splits(batch, head_blocks, max_length, block_n, sm_count(device), waves)
-    return block_n, block_h, cfg.num_warps or d_warps, cfg.num_stages or d_stages, max(1, int(splits))
+    if dv_parts not in (1, 2):
+        raise ValueError(f"dv_parts must be 1 or 2, got {dv_parts}")
+    if dv_parts == 2 and not (values_are_keys and dv == block_dv and dv % 32 == 0):
+        raise ValueError("dv_parts=2 needs values that are the keys' first Dv dims, Dv a power of two >= 32")
+    programs = groups.tables(block_h, device)[0].shape[0] * dv_parts  # per (split, sequence)
+    splits = cfg.num_splits or choose_num_splits(batch, programs, max_length, block_n, sm_count(device), waves)
+    return (block_n, block_h, cfg.num_warps or d_warps, cfg.num_stages or d_stages, max(1, int(splits)),
+            dv_parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,18 +386,20 @@ def paged_decode_attention(
     if groups.max_kv_head >= num_kv_heads:
         raise ValueError(f"kv_head_of_q refers to KV head {groups.max_kv_head} of {num_kv_heads}")
 
-    block_a, block_t, block_dv = _tile_widths(dk, dv)
-    has_tail = block_t > 0
-    if values_are_keys:
-        assert block_dv == block_a
-
     if max_length is None:
         max_length = block_table.shape[1] * page_size
     cfg = config or DecodeConfig()
     qk_fp32 = q.dtype != key_pages.dtype
     fp32_math = qk_fp32 or key_pages.dtype == torch.float32
-    block_n, block_h, num_warps, num_stages, num_splits = resolve_launch(
-        dk, dv, groups, batch, max_length, fp32_math, cfg, device)
+    block_n, block_h, num_warps, num_stages, num_splits, dv_parts = resolve_launch(
+        dk, dv, groups, batch, max_length, fp32_math, cfg, device, values_are_keys)
+    block_a, block_t, block_dv = _tile_widths(dk, dv)
+    if dv_parts == 2:  # each program's own value half is the head part; the other half is read beside it
+        block_a = block_dv = dv // 2
+        block_t = max(16, _next_pow2(dk - dv)) if dk > dv else 0
+    has_tail = block_t > 0
+    if values_are_keys:
+        assert block_dv == block_a
     block_t = block_t or 16  # the kernel's tail tile when there is no tail (never read)
     group_kv, group_heads = groups.tables(block_h, device)
     head_blocks = group_kv.shape[0]
@@ -405,7 +422,7 @@ def paged_decode_attention(
 
     common = dict(
         DK=dk, DV=dv, BLOCK_A=block_a, BLOCK_T=block_t, HAS_TAIL=has_tail, BLOCK_DV=block_dv,
-        VALUES_ARE_KEYS=values_are_keys, QK_FP32=qk_fp32, PAGE_SIZE=page_size, BLOCK_N=block_n,
+        VALUES_ARE_KEYS=values_are_keys, QK_FP32=qk_fp32, DV_PARTS=dv_parts, PAGE_SIZE=page_size, BLOCK_N=block_n,
         BLOCK_H=block_h, UPCAST=mod.INTERPRET, num_warps=num_warps, num_stages=num_stages,
     )
 
@@ -413,7 +430,7 @@ def paged_decode_attention(
         """One launch of the split kernel. One split: part_out/part_lse are the final out/lse. Several:
         it writes the partials [B, Hq, S, ...] and, given the counters, merges them into out/lse."""
         final, fused = splits == 1, counters is not None
-        mod._decode_split_kernel[(head_blocks, splits, batch)](
+        mod._decode_split_kernel[(head_blocks * dv_parts, splits, batch)](
             q, key_pages, value_pages, block_table, lengths, group_kv, group_heads, part_out, part_lse,
             out, lse, counters if fused else lengths,  # placeholders when not fused: never touched
             float(scale) * mod.LOG2E, splits,
@@ -437,7 +454,7 @@ def paged_decode_attention(
     merge = _merge_tiles(block_h, groups.max_group, block_dv, num_warps)
     merge_bytes = num_splits * merge[0] * dv * 4  # what the last program of a head block reads
     counters = None
-    if cfg.fuse_merge and merge_bytes <= FUSED_MERGE_MAX_BYTES:
+    if cfg.fuse_merge and merge_bytes <= FUSED_MERGE_MAX_BYTES and dv_parts == 1:  # one counter per head block
         counters = _merge_counters(device, batch * head_blocks)
     if counters is not None:
         split_kernel(mid_out, mid_lse, num_splits, counters=counters, merge=merge)
@@ -454,14 +471,15 @@ def _launch_merge(mod, part_out: torch.Tensor, part_lse: torch.Tensor, out: torc
     unit last stride) into out [R0, R1, D] and natural-log lse [R0, R1]: one program per (R0, R1)."""
     parts, rows0, rows1, dim = part_out.shape
     block_dv = max(16, _next_pow2(dim))
+    block_p = max(2, _next_pow2(parts))
     mod._merge_kernel[(rows0, rows1)](
         part_out, part_lse, out, lse, parts,
         part_out.stride(0), part_out.stride(1), part_out.stride(2),
         part_lse.stride(0), part_lse.stride(1), part_lse.stride(2),
         out.stride(0), out.stride(1),
         lse.stride(0), lse.stride(1),
-        DV=dim, BLOCK_DV=block_dv, BLOCK_P=max(2, _next_pow2(parts)), LSE_IN_LOG2=lse_in_log2,
-        num_warps=4 if block_dv <= 256 else 8,
+        DV=dim, BLOCK_DV=block_dv, BLOCK_P=block_p, BLOCK_S=min(block_p, max(1, MERGE_KERNEL_TILE // block_dv)),
+        LSE_IN_LOG2=lse_in_log2, num_warps=4 if block_dv <= 256 else 8,
     )
 
 
