@@ -142,12 +142,12 @@ class DecodeConfig:
 _OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 MAX_SPLITS = 256
-# from here MLA takes 64-head blocks, at most one program per SM (one wave). H200, batch 1 x 16K keys:
-# 45.4 us against 63.3 us for 16-head blocks (shorter contexts not measured); 1 x 32K: 80.3 against
-# 109.6 us, while 64-head blocks with 4 programs per SM took 151.9 us:
-# each split writes a 64 x 512 fp32 partial (128 KB) that the merge reads back. At 4 x 128K, 17 splits
-# (136 programs on 132 SMs: a second wave of 4) took 1719 us, 16 splits 908 us (2026-12-03,
-# docs/benchmarks.md)
+# from here MLA takes large head blocks, at most one program per SM (one wave); each split writes a
+# [heads, 512] fp32 partial that the merge reads back, so many short splits cost more than they give.
+# H200 (2026-12-03, docs/benchmarks.md), 64-head blocks in one part: 1 x 16K 45.4 us against 63.3 for
+# 16-head blocks (shorter contexts not measured), 1 x 32K 80.3 against 151.9 us with 4 programs per
+# SM; since 128-head blocks with the values in two parts: 36.6 / 62.5 / 184.1 / 674.5 us at 1 x 16K,
+# 1 x 32K, 1 x 128K, 4 x 128K against 44.5 / 79.3 / 246.8 / 922.1 us
 LONG_MLA_KEYS = 16384
 MIN_TILES_PER_SPLIT = 4  # fewer keys than this per split and the merge overhead dominates
 
@@ -274,8 +274,9 @@ def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length:
     threshold = _long_context_keys(block_a, block_t, block_dv, groups.max_group, fp32_math)
     waves = 4
     if threshold is not None and max_length >= threshold:
-        # MLA from LONG_MLA_KEYS on: up to 128 heads a block (two wgmma M tiles) and the values in two
-        # parts, so each program's accumulator is 128 x 256 over 8 warps; one wave of programs (see
+        # MLA from LONG_MLA_KEYS on: up to 128 heads a block (a wgmma M tile per warpgroup) and the values
+        # in two parts, so each program's accumulator is 128 x 256 over 8 warps (235 registers on sm_90,
+        # no spills; one part: 254, and both warpgroups computed the same scores); one wave (see
         # LONG_MLA_KEYS)
         d_bn, d_bh, d_warps, d_stages = 32, min(128, _next_pow2(groups.max_group)), 8, 2
         d_parts = 2 if values_are_keys and dv == block_dv and dv % 32 == 0 else 1
@@ -293,6 +294,23 @@ def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length:
     splits = cfg.num_splits or choose_num_splits(batch, programs, max_length, block_n, sm_count(device), waves)
     return (block_n, block_h, cfg.num_warps or d_warps, cfg.num_stages or d_stages, max(1, int(splits)),
             dv_parts)
+
+
+def split_kernel_constants(dk: int, dv: int, values_are_keys: bool, qk_fp32: bool, dv_parts: int, page_size: int,
+                           block_n: int, block_h: int, num_warps: int, num_stages: int, upcast: bool) -> dict:
+    """The split kernel's compile-time arguments and launch options for one resolved config (the launcher
+    and `sm90_report` build the same kernel from them)."""
+    block_a, block_t, block_dv = _tile_widths(dk, dv)
+    if dv_parts == 2:  # each program's own value half is the head part; the other half is read beside it
+        block_a = block_dv = dv // 2
+        block_t = max(16, _next_pow2(dk - dv)) if dk > dv else 0
+    if values_are_keys:
+        assert block_dv == block_a
+    return dict(
+        DK=dk, DV=dv, BLOCK_A=block_a, BLOCK_T=block_t or 16, HAS_TAIL=block_t > 0, BLOCK_DV=block_dv,
+        VALUES_ARE_KEYS=values_are_keys, QK_FP32=qk_fp32, DV_PARTS=dv_parts, PAGE_SIZE=page_size, BLOCK_N=block_n,
+        BLOCK_H=block_h, UPCAST=upcast, num_warps=num_warps, num_stages=num_stages,
+    )  # BLOCK_T 16 without a tail: the kernel's tail tile is then never read
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,14 +411,9 @@ def paged_decode_attention(
     fp32_math = qk_fp32 or key_pages.dtype == torch.float32
     block_n, block_h, num_warps, num_stages, num_splits, dv_parts = resolve_launch(
         dk, dv, groups, batch, max_length, fp32_math, cfg, device, values_are_keys)
-    block_a, block_t, block_dv = _tile_widths(dk, dv)
-    if dv_parts == 2:  # each program's own value half is the head part; the other half is read beside it
-        block_a = block_dv = dv // 2
-        block_t = max(16, _next_pow2(dk - dv)) if dk > dv else 0
-    has_tail = block_t > 0
-    if values_are_keys:
-        assert block_dv == block_a
-    block_t = block_t or 16  # the kernel's tail tile when there is no tail (never read)
+    common = split_kernel_constants(dk, dv, values_are_keys, qk_fp32, dv_parts, page_size, block_n, block_h,
+                                    num_warps, num_stages, mod.INTERPRET)
+    block_dv = common["BLOCK_DV"]
     group_kv, group_heads = groups.tables(block_h, device)
     head_blocks = group_kv.shape[0]
 
@@ -419,12 +432,6 @@ def paged_decode_attention(
         raise ValueError(f"lse must be fp32 [{batch}, {num_q_heads}]")
     if batch == 0 or num_q_heads == 0:
         return out, lse
-
-    common = dict(
-        DK=dk, DV=dv, BLOCK_A=block_a, BLOCK_T=block_t, HAS_TAIL=has_tail, BLOCK_DV=block_dv,
-        VALUES_ARE_KEYS=values_are_keys, QK_FP32=qk_fp32, DV_PARTS=dv_parts, PAGE_SIZE=page_size, BLOCK_N=block_n,
-        BLOCK_H=block_h, UPCAST=mod.INTERPRET, num_warps=num_warps, num_stages=num_stages,
-    )
 
     def split_kernel(part_out, part_lse, splits, counters=None, merge=(2, 2, 2)):
         """One launch of the split kernel. One split: part_out/part_lse are the final out/lse. Several:

@@ -1,0 +1,172 @@
+"""What ptxas says about a decode-kernel launch config, compiled for Hopper (sm_90a) on any machine.
+
+No GPU needed: Triton compiles the kernel for a named target and its bundled ptxas assembles it.
+The report (registers a thread, spill bytes, shared memory, tensor-core and async-copy instructions)
+is what decides the MLA tiles (docs/benchmarks.md, 2026-12-03): a 64 x 512 fp32 accumulator over
+8 warps takes 254 registers; 128 heads with the values in two parts 235 and no spills.
+
+    python -m helix_core.kernels.sm90_report                      # the default configs of the bench shapes
+    python -m helix_core.kernels.sm90_report --mla --config 32,128,8,2,2   # block_n,block_h,warps,stages,dv_parts
+
+Arguments are specialized the way Triton's launcher specializes them for the engine's tensors:
+pointers and the page / row strides divisible by 16; the per-split LSE strides not.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+
+ARCH = 90
+SHARED_LIMIT = 232448  # bytes of shared memory one block may use on sm_90 (227 KB)
+_POINTER_TYPES = {"BLOCK_TABLE": "*i32", "LENGTHS": "*i32", "GROUP_KV": "*i32", "GROUP_HEADS": "*i32",
+                  "COUNTERS": "*i32", "OUT": "*fp32", "LSE": "*fp32", "FOUT": "*fp32", "FLSE": "*fp32"}
+_NOT_ALIGNED = {"qk_scale", "num_splits", "stride_lh", "stride_ls", "stride_flh"}  # splits: any count
+
+
+@dataclass(frozen=True)
+class KernelReport:
+    registers: int
+    spill_bytes: int
+    shared_bytes: int
+    wgmma: int  # Hopper warpgroup MMA instructions in the PTX
+    mma_sync: int  # Ampere-style MMA instructions
+    cp_async: int  # asynchronous global-to-shared copies (software-pipelined loads)
+
+    def fits(self) -> bool:
+        return self.spill_bytes == 0 and self.shared_bytes <= SHARED_LIMIT
+
+
+def _ptxas_candidates() -> list[str]:
+    import triton
+
+    found = glob.glob(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas*"))
+    return sorted(found, key=lambda p: "blackwell" not in p)  # the newest first: it reads the newest PTX
+
+
+def _assemble(ptx: str) -> str:
+    """ptxas -v output for the PTX, from the first bundled ptxas that accepts its version."""
+    errors = []
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "kernel.ptx")
+        with open(src, "w") as fh:
+            fh.write(ptx)
+        for ptxas in _ptxas_candidates():
+            run = subprocess.run([ptxas, "-v", f"--gpu-name=sm_{ARCH}a", src, "-o", os.path.join(tmp, "k.o")],
+                                 capture_output=True, text=True, timeout=300)
+            if run.returncode == 0:
+                return run.stderr + run.stdout
+            errors.append(f"{os.path.basename(ptxas)}: {run.stderr.strip()[-300:]}")
+    raise RuntimeError("no bundled ptxas assembled the kernel: " + " | ".join(errors or ["none found"]))
+
+
+def decode_kernel_report(dk: int, dv: int, *, values_are_keys: bool, block_n: int, block_h: int, num_warps: int,
+                         num_stages: int, dv_parts: int = 1, page_size: int = 16, dtype: str = "bf16"
+                         ) -> KernelReport:
+    """Compile the split kernel of `paged_decode_attention` for one launch config and assemble it."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from .decode_attention import split_kernel_constants
+
+    from . import interpret_mode, kernel_module
+
+    if interpret_mode():  # triton.language's own jit helpers (tl.cdiv) are then interpreter functions
+        raise RuntimeError("unset TRITON_INTERPRET to compile kernels for sm_90")
+    kernel = kernel_module("_triton_decode")._decode_split_kernel
+    consts = split_kernel_constants(dk, dv, values_are_keys, False, dv_parts, page_size, block_n, block_h,
+                                    num_warps, num_stages, upcast=False)
+    options = {"num_warps": consts.pop("num_warps"), "num_stages": consts.pop("num_stages")}
+    consts.update(FINAL=False, FUSED=False, MERGE_H=2, MERGE_S=2, MERGE_LS=2)
+    names = kernel.arg_names
+    signature, attrs = {}, {}
+    for index, name in enumerate(names):
+        if name in consts:
+            signature[name] = "constexpr"
+            continue
+        if name in ("Q", "K", "V"):
+            signature[name] = f"*{dtype}"
+        else:
+            signature[name] = _POINTER_TYPES.get(name, "fp32" if name == "qk_scale" else "i32")
+        if name not in _NOT_ALIGNED:
+            attrs[(index,)] = [["tt.divisibility", 16]]
+    missing = set(consts) - set(names)
+    if missing:
+        raise ValueError(f"constants the kernel does not take: {sorted(missing)}")
+    source = ASTSource(fn=kernel, signature=signature, attrs=attrs,
+                       constexprs={(names.index(k),): v for k, v in consts.items()})
+    compiled = triton.compile(source, target=GPUTarget("cuda", ARCH, 32), options=options)
+    ptx = compiled.asm["ptx"]
+    info = _assemble(ptx)
+    registers = re.search(r"Used (\d+) registers", info)
+    spills = re.search(r"(\d+) bytes spill stores", info)
+    if registers is None:
+        raise RuntimeError(f"no register count in the ptxas report: {info[-500:]}")
+    return KernelReport(registers=int(registers.group(1)), spill_bytes=int(spills.group(1)) if spills else 0,
+                        shared_bytes=int(compiled.metadata.shared), wgmma=ptx.count("wgmma.mma_async"),
+                        mma_sync=len(re.findall(r"\bmma\.sync", ptx)), cp_async=ptx.count("cp.async.cg"))
+
+
+# the bench shapes: llama3-8b's GQA (group 4, 128 dims) and DeepSeek-V3's absorbed MLA (128 heads, 576 / 512)
+SHAPES = {"gqa": dict(dk=128, dv=128, values_are_keys=False, heads=32, kv_heads=8),
+          "mla": dict(dk=576, dv=512, values_are_keys=True, heads=128, kv_heads=1)}
+
+
+def default_configs(shape: str) -> list[tuple[str, tuple[int, int, int, int, int]]]:
+    """(label, (block_n, block_h, num_warps, num_stages, dv_parts)) of the defaults `resolve_launch`
+    picks for a shape: one per side of the long-context switch where there is one."""
+    import torch
+
+    from .decode_attention import DecodeConfig, HeadGroups, long_context_keys, resolve_launch
+
+    spec = SHAPES[shape]
+    groups = HeadGroups.from_group_size(spec["heads"], spec["heads"] // spec["kv_heads"])
+    switch = long_context_keys(spec["dk"], spec["dv"], groups.max_group, torch.bfloat16)
+    lengths = [("", 131072)] if switch is None else [("short", switch - 1), ("long", switch)]
+    out = []
+    for label, length in lengths:
+        bn, bh, warps, stages, _, parts = resolve_launch(spec["dk"], spec["dv"], groups, 1, length, False,
+                                                         DecodeConfig(), torch.device("cpu"), spec["values_are_keys"])
+        out.append((f"{shape} default{' ' + label if label else ''}", (bn, bh, warps, stages, parts)))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--mla", action="store_true", help="the absorbed-MLA shape (default: GQA 128 dims)")
+    p.add_argument("--config", action="append", default=[],
+                   help="block_n,block_h,num_warps,num_stages[,dv_parts]; repeatable (default: the defaults)")
+    args = p.parse_args(argv)
+    shape = "mla" if args.mla else "gqa"
+    spec = SHAPES[shape]
+    configs = []
+    for text in args.config:
+        values = tuple(int(v) for v in text.split(","))
+        if len(values) not in (4, 5):
+            p.error(f"--config {text}: give block_n,block_h,num_warps,num_stages[,dv_parts]")
+        configs.append((text, values if len(values) == 5 else values + (1,)))
+    configs = configs or default_configs(shape)
+    failed = 0
+    print(f"{'config':28s} regs  spill  shared_KB  wgmma  mma.sync  cp.async")
+    for label, (bn, bh, warps, stages, parts) in configs:
+        try:
+            r = decode_kernel_report(spec["dk"], spec["dv"], values_are_keys=spec["values_are_keys"], block_n=bn,
+                                     block_h=bh, num_warps=warps, num_stages=stages, dv_parts=parts)
+        except Exception as exc:  # e.g. ptxas out of registers for a config
+            failed += 1
+            print(f"{label:28s} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            continue
+        failed += not r.fits()
+        print(f"{label:28s} {r.registers:4d} {r.spill_bytes:6d} {r.shared_bytes / 1024:10.1f} {r.wgmma:6d} "
+              f"{r.mma_sync:9d} {r.cp_async:9d}{'' if r.fits() else '  (spills or over the shared limit)'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The decode kernel's default launch configs, compiled for Hopper (sm_90a) without a GPU.
+
+Triton compiles for a named target and its bundled ptxas assembles the result, so CI checks what a
+GPU run would find first: a default that spills registers or needs more shared memory than a block
+may have. Compiled in a child process: the kernel tests turn Triton's interpreter on, under which
+Triton cannot compile for a GPU.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("triton")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SNIPPET = """
+import json, sys
+from dataclasses import asdict
+from helix_core.kernels import sm90_report as r
+out = {}
+for shape in ("gqa", "mla"):
+    spec = r.SHAPES[shape]
+    for label, (bn, bh, warps, stages, parts) in r.default_configs(shape):
+        out[label] = asdict(r.decode_kernel_report(spec["dk"], spec["dv"], values_are_keys=spec["values_are_keys"],
+                                                   block_n=bn, block_h=bh, num_warps=warps, num_stages=stages,
+                                                   dv_parts=parts))
+# the long-context MLA tile before the value parts: 64 heads, one 64 x 512 accumulator over 8 warps
+out["mla one part"] = asdict(r.decode_kernel_report(576, 512, values_are_keys=True, block_n=32, block_h=64,
+                                                    num_warps=8, num_stages=2, dv_parts=1))
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(tmp_path_factory.mktemp("triton-cache"))  # compile for real, not from a cache
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    run = subprocess.run([sys.executable, "-c", SNIPPET], capture_output=True, text=True, env=env, timeout=600)
+    if "no bundled ptxas" in run.stderr:
+        pytest.skip("this Triton has no ptxas bundled")
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_default_configs_fit_an_sm90_block(reports):
+    from helix_core.kernels.sm90_report import SHARED_LIMIT
+
+    assert set(reports) == {"gqa default", "mla default short", "mla default long", "mla one part"}
+    for label, r in reports.items():
+        if label == "mla one part":
+            continue
+        assert r["spill_bytes"] == 0, (label, r)
+        assert r["registers"] <= 255 and r["shared_bytes"] <= SHARED_LIMIT, (label, r)
+        assert r["cp_async"] > 0, (label, r)  # the KV loads are software-pipelined
+
+
+def test_long_context_mla_uses_hopper_tensor_cores_with_registers_to_spare(reports):
+    long, one_part = reports["mla default long"], reports["mla one part"]
+    assert long["wgmma"] > 0 and long["mma_sync"] == 0  # 128 heads: warpgroup MMA, not the Ampere path
+    # why the values are in two parts: one part's accumulator takes (nearly) every register
+    assert one_part["registers"] >= 250
+    assert long["registers"] < one_part["registers"]
+    assert reports["gqa default"]["mma_sync"] > 0  # 16-row head blocks: below the 64-row wgmma tile
