@@ -17,34 +17,49 @@ CPU = torch.device("cpu")
 
 
 def test_only_absorbed_mla_shapes_change_config_with_the_context():
-    assert long_context_keys(576, 512, 128, torch.bfloat16) == LONG_MLA_KEYS  # DeepSeek-V3: 128 heads, one latent
+    assert long_context_keys(576, 512, 64, torch.bfloat16) == LONG_MLA_KEYS  # 64 heads a latent (TP-sharded)
+    # DeepSeek-V3's 128 heads over the latent: one config at every length, so one graph
+    assert long_context_keys(576, 512, 128, torch.bfloat16) is None
+    assert long_context_keys(576, 512, 128, torch.bfloat16, values_are_keys=False) == LONG_MLA_KEYS
     assert long_context_keys(576, 512, 16, torch.bfloat16) is None  # few heads a latent: no 64-head tiles
-    assert long_context_keys(576, 512, 128, torch.float32) is None  # fp32 math keeps its own tiles
+    assert long_context_keys(576, 512, 64, torch.float32) is None  # fp32 math keeps its own tiles
     assert long_context_keys(128, 128, 32, torch.bfloat16) is None  # GQA / MQA
 
 
 def test_mla_tiles_switch_at_the_long_context_key_count():
-    groups = HeadGroups.from_group_size(128, 128)
+    groups = HeadGroups.from_group_size(64, 64)
     short = resolve_launch(576, 512, groups, 4, LONG_MLA_KEYS - 1, False, DecodeConfig(), CPU)
     long = resolve_launch(576, 512, groups, 4, LONG_MLA_KEYS, False, DecodeConfig(), CPU)
     assert short[1] == 16 and short[5] == 1
-    assert long[1] == 128 and long[2] == 8 and long[5] == 2  # all 128 heads, the values in two parts
-    # the long-context default takes at most one program per SM (8 SMs off the GPU): 1 row x 2 value
-    # parts x 4 splits, 3 rows x 2 x 1 (not 2: 12 programs would leave a second wave of 4); 64-head
-    # blocks asked for below it keep about four a SM (16 splits)
-    assert resolve_launch(576, 512, groups, 1, LONG_MLA_KEYS, False, DecodeConfig(), CPU)[4] == 4
-    assert resolve_launch(576, 512, groups, 3, LONG_MLA_KEYS, False, DecodeConfig(), CPU)[4] == 1
-    assert resolve_launch(576, 512, groups, 1, LONG_MLA_KEYS - 1, False, DecodeConfig(block_h=64), CPU)[4] == 16
+    assert long[1] == 64 and long[2] == 8 and long[5] == 1
+    # the long-context default takes at most one program per SM (8 SMs off the GPU): 1 row x 1 head
+    # block x 8 splits, 3 rows x 1 x 2 (not 3: 9 programs would leave a second wave of 1); 64-head
+    # blocks asked for below it keep about four a SM (32 splits)
+    assert resolve_launch(576, 512, groups, 1, LONG_MLA_KEYS, False, DecodeConfig(), CPU)[4] == 8
+    assert resolve_launch(576, 512, groups, 3, LONG_MLA_KEYS, False, DecodeConfig(), CPU)[4] == 2
+    assert resolve_launch(576, 512, groups, 1, LONG_MLA_KEYS - 1, False, DecodeConfig(block_h=64), CPU)[4] == 32
     forced = resolve_launch(576, 512, groups, 4, LONG_MLA_KEYS, False, DecodeConfig(block_h=32, dv_parts=1), CPU)
     assert forced[1] == 32 and forced[5] == 1  # an explicit config wins
 
 
-def test_long_context_value_parts_only_where_values_are_the_keys():
-    groups64 = HeadGroups.from_group_size(64, 64)
-    assert resolve_launch(576, 512, groups64, 1, LONG_MLA_KEYS, False, DecodeConfig(), CPU)[1:6:4] == (64, 2)
-    # separate value pages of the same widths: one part, and asking for two is an error
+def test_many_heads_a_latent_take_value_parts_at_every_length():
     groups = HeadGroups.from_group_size(128, 128)
-    assert resolve_launch(576, 512, groups, 1, LONG_MLA_KEYS, False, DecodeConfig(), CPU, False)[5] == 1
+    for length in (100, LONG_MLA_KEYS - 1, LONG_MLA_KEYS, 10 ** 6):
+        block_n, block_h, warps, stages, splits, parts = resolve_launch(576, 512, groups, 1, length, False,
+                                                                       DecodeConfig(), CPU)
+        assert (block_n, block_h, warps, parts) == (32, 128, 8, 2)
+        # one wave: 2 programs a split on 8 SMs, at most 4 splits; short rows keep >= 4 tiles a split
+        assert splits == min(4, max(1, -(-length // 32) // 4))
+    # 96 heads: still one 128-head block (32 rows masked); 3 rows x 2 parts: one split
+    assert resolve_launch(576, 512, HeadGroups.from_group_size(96, 96), 3, 10 ** 5, False, DecodeConfig(), CPU
+                          )[1:6:4] == (128, 2)
+
+
+def test_value_parts_only_where_values_are_the_keys():
+    # separate value pages of the same widths: the 64-head tiles from the long-context count, one part
+    groups = HeadGroups.from_group_size(128, 128)
+    assert resolve_launch(576, 512, groups, 1, LONG_MLA_KEYS, False, DecodeConfig(), CPU, False)[1:6:4] == (64, 1)
+    assert resolve_launch(576, 512, groups, 1, 100, False, DecodeConfig(), CPU, False)[1:6:4] == (16, 1)
     with pytest.raises(ValueError, match="dv_parts=2"):
         resolve_launch(576, 512, groups, 1, LONG_MLA_KEYS, False, DecodeConfig(dv_parts=2), CPU, False)
     with pytest.raises(ValueError, match="dv_parts=2"):  # values not a power of two wide

@@ -5,6 +5,7 @@ GPU run would find first: a default that spills registers or needs more shared m
 may have. Compiled in a child process: the kernel tests turn Triton's interpreter on, under which
 Triton cannot compile for a GPU.
 """
+import importlib.util
 import json
 import os
 import subprocess
@@ -12,7 +13,8 @@ import sys
 
 import pytest
 
-pytest.importorskip("triton")
+if importlib.util.find_spec("triton") is None:  # not imported here: the kernel tests set the interpreter first
+    pytest.skip("triton is not installed", allow_module_level=True)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -21,7 +23,7 @@ import json, sys
 from dataclasses import asdict
 from helix_core.kernels import sm90_report as r
 out = {}
-for shape in ("gqa", "mla"):
+for shape in ("gqa", "mla", "mla-64"):
     spec = r.SHAPES[shape]
     for label, (bn, bh, warps, stages, parts) in r.default_configs(shape):
         out[label] = asdict(r.decode_kernel_report(spec["dk"], spec["dv"], values_are_keys=spec["values_are_keys"],
@@ -49,19 +51,29 @@ def reports(tmp_path_factory):
 def test_default_configs_fit_an_sm90_block(reports):
     from helix_core.kernels.sm90_report import SHARED_LIMIT
 
-    assert set(reports) == {"gqa default", "mla default short", "mla default long", "mla one part"}
+    assert set(reports) == {"gqa default", "mla default", "mla-64 default short", "mla-64 default long",
+                            "mla one part"}
     for label, r in reports.items():
-        if label == "mla one part":
-            continue
+        if label in ("mla one part", "mla-64 default long"):
+            continue  # below
         assert r["spill_bytes"] == 0, (label, r)
         assert r["registers"] <= 255 and r["shared_bytes"] <= SHARED_LIMIT, (label, r)
         assert r["cp_async"] > 0, (label, r)  # the KV loads are software-pipelined
 
 
-def test_long_context_mla_uses_hopper_tensor_cores_with_registers_to_spare(reports):
-    long, one_part = reports["mla default long"], reports["mla one part"]
+def test_mla_uses_hopper_tensor_cores_with_registers_to_spare(reports):
+    long, one_part = reports["mla default"], reports["mla one part"]
     assert long["wgmma"] > 0 and long["mma_sync"] == 0  # 128 heads: warpgroup MMA, not the Ampere path
     # why the values are in two parts: one part's accumulator takes (nearly) every register
     assert one_part["registers"] >= 250
     assert long["registers"] < one_part["registers"]
     assert reports["gqa default"]["mma_sync"] > 0  # 16-row head blocks: below the 64-row wgmma tile
+
+
+def test_tp_sharded_mla_tile_is_at_the_register_limit(reports):
+    """64 heads a GPU (deepseek-mla under TP=2) keep the one-part 64-head tile, the fastest measured for
+    them (922 us at 4 x 128K against 1109-1615 us in two parts, H200); it holds a 64 x 512 accumulator in
+    254 registers with Triton 3.6 and spills 132 bytes with Triton 3.9: a Triton upgrade needs a new sweep."""
+    tp = reports["mla-64 default long"]
+    assert tp == reports["mla one part"]  # the same tile
+    assert tp["registers"] >= 250 and tp["shared_bytes"] <= 232448 and tp["wgmma"] > 0

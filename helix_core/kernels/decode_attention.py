@@ -142,7 +142,8 @@ class DecodeConfig:
 _OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 MAX_SPLITS = 256
-# from here MLA takes large head blocks, at most one program per SM (one wave); each split writes a
+# from here MLA with 64 heads a latent takes 64-head blocks (more heads: 128-head blocks with the values in
+# two parts at every length), at most one program per SM (one wave); each split writes a
 # [heads, 512] fp32 partial that the merge reads back, so many short splits cost more than they give.
 # H200 (2026-12-03, docs/benchmarks.md), 64-head blocks in one part: 1 x 16K 45.4 us against 63.3 for
 # 16-head blocks (shorter contexts not measured), 1 x 32K 80.3 against 151.9 us with 4 programs per
@@ -221,19 +222,26 @@ def _tile_widths(dk: int, dv: int) -> tuple[int, int, int]:
     return block_a, block_t, max(16, _next_pow2(dv))
 
 
-def _long_context_keys(dk_a: int, dk_t: int, dv: int, max_group: int, fp32_math: bool) -> int | None:
-    """Keys per sequence from which the default launch config changes (absorbed MLA: 64-head blocks),
-    or None where it does not depend on the length."""
+def _mla_tiles(dk_a: int, dk_t: int, dv: int, max_group: int, fp32_math: bool, values_are_keys: bool) -> str | None:
+    """The absorbed-MLA launch family of a shape (16-bit math, 576 + 512-wide heads, many heads a latent):
+    "parts": more than 64 heads a latent with the values as keys: 128-head blocks, the values in two
+      parts, at every length (H200: 16 x 8K 187 us against 435 for 16-head blocks, 1 x 4K a tie);
+    "wide": 64 heads (TP-sharded MLA) or separate values: 64-head blocks from LONG_MLA_KEYS on (two
+      parts of 64 heads lost: 1109-1615 against 922 us at 4 x 128K); None: not MLA-shaped."""
     if fp32_math or dk_a + dk_t + dv < 768 or max_group < 64:
         return None
-    return LONG_MLA_KEYS
+    if max_group > 64 and values_are_keys and dv % 32 == 0:
+        return "parts"
+    return "wide"
 
 
-def long_context_keys(key_dim: int, value_dim: int, max_group: int, dtype: torch.dtype) -> int | None:
+def long_context_keys(key_dim: int, value_dim: int, max_group: int, dtype: torch.dtype,
+                      values_are_keys: bool = True) -> int | None:
     """For callers that capture the kernel's launch (CUDA graphs): the key count from which the default
     launch config changes, so they can keep one graph for each side of it; None: no such count."""
     block_a, block_t, block_dv = _tile_widths(key_dim, value_dim)
-    return _long_context_keys(block_a, block_t, block_dv, max_group, dtype == torch.float32)
+    tiles = _mla_tiles(block_a, block_t, block_dv, max_group, dtype == torch.float32, values_are_keys)
+    return LONG_MLA_KEYS if tiles == "wide" else None
 
 
 def default_block_h(max_group: int) -> int:
@@ -271,15 +279,16 @@ def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length:
     block_a, block_t, block_dv = _tile_widths(dk, dv)
     d_bn, d_bh, d_warps, d_stages = _default_config(block_a, block_t, block_dv, groups.max_group, fp32_math)
     d_parts = 1
-    threshold = _long_context_keys(block_a, block_t, block_dv, groups.max_group, fp32_math)
+    tiles = _mla_tiles(block_a, block_t, block_dv, groups.max_group, fp32_math, values_are_keys and dv == block_dv)
     waves = 4
-    if threshold is not None and max_length >= threshold:
-        # MLA from LONG_MLA_KEYS on: up to 128 heads a block (a wgmma M tile per warpgroup) and the values
-        # in two parts, so each program's accumulator is 128 x 256 over 8 warps (235 registers on sm_90,
-        # no spills; one part: 254, and both warpgroups computed the same scores); one wave (see
-        # LONG_MLA_KEYS)
-        d_bn, d_bh, d_warps, d_stages = 32, min(128, _next_pow2(groups.max_group)), 8, 2
-        d_parts = 2 if values_are_keys and dv == block_dv and dv % 32 == 0 else 1
+    if tiles == "parts":
+        # 128 heads a block (a wgmma M tile per warpgroup) and the values in two parts, so each program's
+        # accumulator is 128 x 256 over 8 warps (235 registers on sm_90, no spills; one 64 x 512 part:
+        # 254, and both warpgroups computed the same scores); one wave (see LONG_MLA_KEYS)
+        d_bn, d_bh, d_warps, d_stages, d_parts = 32, 128, 8, 2, 2
+        waves = 1
+    elif tiles == "wide" and max_length >= LONG_MLA_KEYS:  # 64 heads a block in one wave
+        d_bn, d_bh, d_warps, d_stages = 32, 64, 8, 2
         waves = 1
     block_n = cfg.block_n or d_bn
     block_h = cfg.block_h or d_bh

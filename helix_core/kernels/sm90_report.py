@@ -6,7 +6,7 @@ is what decides the MLA tiles (docs/benchmarks.md, 2026-12-03): a 64 x 512 fp32 
 8 warps takes 254 registers; 128 heads with the values in two parts 235 and no spills.
 
     python -m helix_core.kernels.sm90_report                      # the default configs of the bench shapes
-    python -m helix_core.kernels.sm90_report --mla --config 32,128,8,2,2   # block_n,block_h,warps,stages,dv_parts
+    python -m helix_core.kernels.sm90_report --shape mla --config 32,128,8,2,2   # block_n,block_h,warps,stages,dv_parts
 
 Arguments are specialized the way Triton's launcher specializes them for the engine's tensors:
 pointers and the page / row strides divisible by 16; the per-split LSE strides not.
@@ -113,9 +113,11 @@ def decode_kernel_report(dk: int, dv: int, *, values_are_keys: bool, block_n: in
                         mma_sync=len(re.findall(r"\bmma\.sync", ptx)), cp_async=ptx.count("cp.async.cg"))
 
 
-# the bench shapes: llama3-8b's GQA (group 4, 128 dims) and DeepSeek-V3's absorbed MLA (128 heads, 576 / 512)
+# the bench shapes: llama3-8b's GQA (group 4, 128 dims), DeepSeek-V3's absorbed MLA (128 heads, 576 / 512)
+# and its TP=2 shard (64 heads a GPU)
 SHAPES = {"gqa": dict(dk=128, dv=128, values_are_keys=False, heads=32, kv_heads=8),
-          "mla": dict(dk=576, dv=512, values_are_keys=True, heads=128, kv_heads=1)}
+          "mla": dict(dk=576, dv=512, values_are_keys=True, heads=128, kv_heads=1),
+          "mla-64": dict(dk=576, dv=512, values_are_keys=True, heads=64, kv_heads=1)}
 
 
 def default_configs(shape: str) -> list[tuple[str, tuple[int, int, int, int, int]]]:
@@ -139,11 +141,12 @@ def default_configs(shape: str) -> list[tuple[str, tuple[int, int, int, int, int
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--mla", action="store_true", help="the absorbed-MLA shape (default: GQA 128 dims)")
+    p.add_argument("--shape", choices=sorted(SHAPES), default="gqa",
+                   help="gqa: 32 q / 8 KV heads x 128; mla: 128 heads over a 576 / 512 latent; mla-64: 64 heads")
     p.add_argument("--config", action="append", default=[],
                    help="block_n,block_h,num_warps,num_stages[,dv_parts]; repeatable (default: the defaults)")
     args = p.parse_args(argv)
-    shape = "mla" if args.mla else "gqa"
+    shape = args.shape
     spec = SHAPES[shape]
     configs = []
     for text in args.config:
