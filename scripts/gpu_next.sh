@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # What the third run left unrun, for the next 2-H200 call: the engine's exactness at batch 1 with
 # the one-row linear kernel (fp32 strict, bf16 against HF-in-bf16), the gRPC TTL and a stopped
-# shard with the current defaults, and the scaled 16 x 512 example on an uncontended GPU.
+# shard with the current defaults, the scaled 16 x 512 example on an uncontended GPU (headslice m = 2
+# now on the sliced kernels: the planner predicts 3.53 ms for 2x2-like ranks against helix's 4.52), and
+# the deepseek-mla target with the two-part MLA tiles of 2026-12-03 (one GPU's attention under helix
+# KVP=2 measured at 0.73x TP=2's; the step estimated at about 0.79, unmeasured).
 # Needs `.whl` carried (grpcio for the serving check). Results in ${OUT:-out}.
 set -u
 LOG_NAME=next source scripts/gpu_env.sh
@@ -17,4 +20,7 @@ grep '^{' "$out/serve-stop.log" | tail -1 | tee -a "$log"
 say "mha16x512 scaled"
 timeout 200 python -m helix_core.bench.main --json "$out/bench-mha16.json" --shape mha16x512 --layers 8 --dtype fp16 \
   --plans headslice:n=2,m=1 helix:kvp=2,tpa=1 headslice:n=1,m=2 --points 8x10000 --hopb 1 --steps 50 2>&1 | quiet | tee -a "$log"
+say "deepseek-mla 4 layers, 4 x 1M, helix KVP=2 against TP=2"
+timeout 300 python -m helix_core.bench.main --json "$out/bench-mla-2gpu.json" --shape deepseek-mla --layers 4 \
+  --plans helix:kvp=2,tpa=1 tp:n=2 --points 4x1m --hopb 1 2>&1 | quiet | grep -E "^\||shape" | tee -a "$log"
 say done
