@@ -4,7 +4,7 @@ Per layer, on the busiest GPU:
   attention   q/k/v projections (replicated over KVP under Helix) + the KV shard read, as a roofline
               of HBM bytes and matmul FLOPs, or, when the profile has measured rates for the
               attention kernel class (kernel_class: the paged kernel per group size and head dim,
-              e.g. "gqa-d128", "mha-d512"; absorbed MLA, "mla"), max(KV bytes / achieved B/s,
+              e.g. "gqa-d128", "mha-d512"; absorbed MLA, "mla" / "mla-parts"), max(KV bytes / achieved B/s,
               FLOPs / achieved FLOP/s) + a fixed time per kernel call;
   exchange    Helix: one all-to-all over KVP of B x H/TPA x (value dim + 1) partials; HOP-B cuts the
               batch into p pieces so piece i's all-to-all overlaps piece i+1's attention;
@@ -206,6 +206,9 @@ def _attention_work(s: Shape, sh: Shares, work: Workload, attn_tokens: int) -> t
     return kv_read, flops
 
 
+MLA_ONE_PART_MAX_HEADS = 64  # query heads a GPU up to which the MLA kernel keeps one 64-head part
+
+
 def kernel_class(s: Shape, sh: Shares, layout: Layout, sliced_kernels: bool = True) -> str:
     """The decode-attention kernel class one GPU runs under `layout`: what sets the kernel's achieved
     rate, so what a measured profile keys its rates by.
@@ -213,7 +216,10 @@ def kernel_class(s: Shape, sh: Shares, layout: Layout, sliced_kernels: bool = Tr
     "sliced-d{D}": headslice with m > 1, the sliced kernels over D = head dim / m dims a head (partial
       q.k scores to fp32, all-reduced, then softmax and P.V); "fallback" with sliced_kernels False
       (the torch path of engines before them; always the roofline).
-    "mla": the absorbed-MLA kernel (one latent KV head; 576 / 512 dims).
+    "mla-parts" / "mla": the absorbed-MLA kernel (one latent KV head; 576 / 512 dims) with more than 64
+      query heads on the GPU (128-head tiles, the values in two parts; H200: 223 TFLOP/s for 128 heads
+      at 4 x 512K keys) or at most 64 (64-head tiles, one part: 163 TFLOP/s for 64 heads at 4 x 1M),
+      so KVP, which keeps every head on a GPU, and TP, which divides them, run at different rates.
     "gqa-d{D}" / "mha-d{D}": the paged kernel with head dim D and g query heads per KV head on the
       GPU (g >= 2: gqa, MQA included; g = 1: mha). The kernel packs the g heads of a KV head into a
       block of BLOCK_H >= 16 rows (the tensor-core minimum), so g = 1 leaves 15 of 16 rows padding,
@@ -223,7 +229,7 @@ def kernel_class(s: Shape, sh: Shares, layout: Layout, sliced_kernels: bool = Tr
     if layout.kind == "headslice" and layout.slices > 1:
         return f"sliced-d{s.score_k // layout.slices}" if sliced_kernels else "fallback"
     if s.kernel == "mla":
-        return "mla"
+        return "mla-parts" if s.heads * sh.q > MLA_ONE_PART_MAX_HEADS else "mla"
     group = max(1, round(s.heads * sh.q / (s.kv_heads * sh.kv_heads)))
     return f"{'mha' if group == 1 else 'gqa'}-d{s.score_k}"
 
@@ -231,7 +237,7 @@ def kernel_class(s: Shape, sh: Shares, layout: Layout, sliced_kernels: bool = Tr
 def attention_rate_kind(kernel: str) -> str | None:
     """What bounds a kernel class's achieved rate: "kv_Bps" (the paged kernel is memory-bound: KV
     bytes/s), "flops" (absorbed MLA: FLOP/s), None (the torch fallback: roofline only)."""
-    if kernel == "mla":
+    if kernel.startswith("mla"):
         return "flops"
     if kernel == "gqa" or kernel.startswith(("gqa-", "mha-", "sliced-")):  # "gqa": profiles written before the split
         return "kv_Bps"

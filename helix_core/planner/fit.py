@@ -100,7 +100,7 @@ def fit_attention(profile: HardwareProfile, rows: list[dict]) -> HardwareProfile
 
 
 def _family(kernel: str) -> str:
-    return kernel if kernel == "mla" else "sliced" if kernel.startswith("sliced-") else "paged"
+    return "mla" if kernel.startswith("mla") else "sliced" if kernel.startswith("sliced-") else "paged"
 
 
 def fitted_params(profile: HardwareProfile, rows: list[dict]) -> tuple[str, ...]:

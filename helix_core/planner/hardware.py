@@ -51,7 +51,7 @@ class HardwareProfile:
     layer_overhead_s: float = 0.0  # fixed cost per layer and step (kernel launches)
     seq_layer_overhead_s: float = 0.0  # per sequence, layer and step
     memory_fraction: float = 0.9  # share of HBM the weights and the KV cache may fill
-    # achieved decode-attention rates per kernel class (cost.kernel_class: "gqa-d128", "mha-d512", "mla",
+    # achieved decode-attention rates per kernel class (cost.kernel_class: "gqa-d128", "mha-d512", "mla", "mla-parts",
     # ...), measured: {"kv_Bps": KV bytes read per s, "flops": attention FLOP/s, "call_s": fixed time per
     # kernel call}; a class listed here costs max(KV bytes / kv_Bps, FLOPs / flops) + call_s per layer
     # (a missing rate: the HBM / matmul roofline); a class not listed, and every class of a public
@@ -76,6 +76,8 @@ class HardwareProfile:
         rates = self.attention.get(kernel)
         if not rates and kernel.startswith(("gqa-", "mha-")):
             rates = self.attention.get("gqa")
+        if not rates and kernel == "mla-parts":  # written before MLA's two-part tiles had a class
+            rates = self.attention.get("mla")
         return rates or None
 
     def latency(self, group: int) -> float:
