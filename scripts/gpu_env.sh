@@ -8,3 +8,15 @@ out=${OUT:-out}; mkdir -p "$out"
 log="$out/${LOG_NAME:-run}.log"
 quiet() { grep -v -E "frame #|TCPStore|^\s*$|RoPE scaling factor|W[0-9]+ .*ProcessGroupNCCL|Exception raised from|resource_tracker|warnings.warn"; }
 say() { echo "== $(date +%T) $*" | tee -a "$log"; }
+# kernel_points NAME SECONDS "BxL ..." ARGS...: bench_decode at each batch x keys point with ARGS, its
+# table rows into $log, JSON to $out/kernel-NAME-BxL.json
+kernel_points() {
+  local name=$1 limit=$2 points=$3 point
+  shift 3
+  for point in $points; do
+    say "bench_decode $name $point $*"
+    timeout "$limit" python -m helix_core.kernels.bench_decode --batch "${point%x*}" --context "${point#*x}" \
+      --no-baseline "$@" --json "$out/kernel-$name-$point.json" 2>&1 \
+      | grep -E "^===|  (default |bn|best|torch)" | sed -E 's/\| check ok.*//' | tee -a "$log"
+  done
+}

@@ -8,12 +8,7 @@ keep() { grep -E "^===|  (default |bn32/bh64/w8/s2 |bn32/bh16/w4/s2 |best)" | se
 say "bench_decode MLA 1 x 16384, sweep"
 timeout 120 python -m helix_core.kernels.bench_decode --mla --batch 1 --context 16384 --no-baseline --iters 60 \
   --repeats 3 --json "$out/kernel-mla-1x16384.json" 2>&1 | keep
-for point in "1 32768" "1 131072" "4 131072"; do
-  set -- $point
-  say "bench_decode MLA $1 x $2, default"
-  timeout 90 python -m helix_core.kernels.bench_decode --mla --batch $1 --context $2 --no-baseline --no-sweep \
-    --iters 60 --repeats 3 --json "$out/kernel-mla-default-$1x$2.json" 2>&1 | keep
-done
+kernel_points mla-default 90 "1x32768 1x131072 4x131072" --mla --no-sweep --iters 60 --repeats 3
 say "helix bench deepseek-mla, 4 layers, one GPU"
 timeout 200 python -m helix_core.bench.main --shape deepseek-mla --layers 4 --plans helix:kvp=1,tpa=1 \
   --points 1x32k 4x128k --hopb 1 --steps 100 --json "$out/bench-mla-1gpu.json" 2>&1 | quiet | grep -E "^\||shape" | tee -a "$log"

@@ -6,16 +6,6 @@ set -u
 LOG_NAME=mla-parts source scripts/gpu_env.sh
 say "kernel tests on the GPU"
 timeout 150 python -m pytest -q -p no:cacheprovider tests/test_kernels_decode.py -x 2>&1 | tail -3 | tee -a "$log"
-keep() { grep -E "^===|  (default |bn|best)" | sed -E 's/\| check ok.*//' | tee -a "$log"; }
-for point in "4 131072" "1 32768"; do
-  set -- $point
-  say "bench_decode MLA $1 x $2, dv_parts=2 sweep"
-  timeout 130 python -m helix_core.kernels.bench_decode --mla --batch $1 --context $2 --no-baseline --only /p \
-    --iters 60 --repeats 3 --json "$out/kernel-mla-parts-$1x$2.json" 2>&1 | keep
-done
-for ctx in 32768 131072; do
-  say "bench_decode GQA batch 1 x $ctx (tiled merge kernel), sweep"
-  timeout 90 python -m helix_core.kernels.bench_decode --batch 1 --context $ctx --no-baseline --iters 100 --repeats 3 \
-    --json "$out/kernel-gqa-tiledmerge-$ctx.json" 2>&1 | grep -E "^===|  (default |bn|best|torch)" | sed -E 's/\| check ok.*//' | tee -a "$log"
-done
+kernel_points mla-parts 130 "4x131072 1x32768" --mla --only /p --iters 60 --repeats 3
+kernel_points gqa-tiledmerge 90 "1x32768 1x131072" --iters 100 --repeats 3
 say done

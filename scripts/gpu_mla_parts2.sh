@@ -8,13 +8,7 @@ LOG_NAME=mla-parts2 source scripts/gpu_env.sh
 say "kernel tests on the GPU"
 timeout 150 python -m pytest -q -p no:cacheprovider tests/test_kernels_decode.py tests/test_decode_launch.py -x 2>&1 \
   | tail -3 | tee -a "$log"
-keep() { grep -E "^===|  (default |bn|best)" | sed -E 's/\| check ok.*//' | tee -a "$log"; }
-for point in "4 131072" "1 131072" "1 32768" "1 16384"; do
-  set -- $point
-  say "bench_decode MLA $1 x $2, value-parts sweep"
-  timeout 90 python -m helix_core.kernels.bench_decode --mla --batch $1 --context $2 --no-baseline --only /p \
-    --iters 60 --repeats 3 --json "$out/kernel-mla-parts2-$1x$2.json" 2>&1 | keep
-done
+kernel_points mla-parts2 90 "4x131072 1x131072 1x32768 1x16384" --mla --only /p --iters 60 --repeats 3
 say "helix bench deepseek-mla, 4 layers, one GPU"
 timeout 200 python -m helix_core.bench.main --shape deepseek-mla --layers 4 --plans helix:kvp=1,tpa=1 \
   --points 1x32k 4x128k --hopb 1 --steps 100 --json "$out/bench-mla-1gpu-parts.json" 2>&1 | quiet \

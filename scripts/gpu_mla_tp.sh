@@ -8,17 +8,7 @@ LOG_NAME=mla-tp source scripts/gpu_env.sh
 say "kernel tests on the GPU"
 timeout 150 python -m pytest -q -p no:cacheprovider tests/test_kernels_decode.py tests/test_decode_launch.py \
   tests/test_kernel_sm90.py -x 2>&1 | tail -3 | tee -a "$log"
-keep() { grep -E "^===|  (default |bn|best)" | sed -E 's/\| check ok.*//' | tee -a "$log"; }
-for point in "1 4096" "1 8192" "16 8192" "32 4096"; do
-  set -- $point
-  say "bench_decode MLA $1 x $2, default"
-  timeout 40 python -m helix_core.kernels.bench_decode --mla --batch $1 --context $2 --no-baseline --no-sweep \
-    --iters 100 --repeats 3 --json "$out/kernel-mla-default-$1x$2.json" 2>&1 | keep
-done
-say "helix KVP=2 rank: 128 heads, 4 x 512K"
-timeout 120 python -m helix_core.kernels.bench_decode --mla --batch 4 --context 524288 --no-baseline --only /p \
-  --iters 20 --repeats 3 --json "$out/kernel-mla-helix-4x512k.json" 2>&1 | keep
-say "TP=2 rank: 64 heads, 4 x 1M"
-timeout 200 python -m helix_core.kernels.bench_decode --mla --heads 64 --batch 4 --context 1048576 --no-baseline \
-  --iters 20 --repeats 3 --json "$out/kernel-mla-tp-4x1m.json" 2>&1 | keep
+kernel_points mla-default 40 "1x4096 1x8192 16x8192 32x4096" --mla --no-sweep --iters 100 --repeats 3
+kernel_points mla-helix 120 "4x524288" --mla --only /p --iters 20 --repeats 3  # helix KVP=2 rank: 128 heads
+kernel_points mla-tp 200 "4x1048576" --mla --heads 64 --iters 20 --repeats 3  # TP=2 rank: 64 heads
 say done
