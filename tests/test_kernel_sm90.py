@@ -32,6 +32,9 @@ for shape in ("gqa", "mla", "mla-64"):
 # the long-context MLA tile before the value parts: 64 heads, one 64 x 512 accumulator over 8 warps
 out["mla one part"] = asdict(r.decode_kernel_report(576, 512, values_are_keys=True, block_n=32, block_h=64,
                                                     num_warps=8, num_stages=2, dv_parts=1))
+# the split merge: GQA's 128 values over 66 splits (batch 1 x 128K), MLA's 512 over 16 (4 x 128K)
+out["merge 128 x 66"] = asdict(r.merge_kernel_report(128, 66))
+out["merge 512 x 16"] = asdict(r.merge_kernel_report(512, 16))
 print(json.dumps(out))
 """
 
@@ -52,13 +55,14 @@ def test_default_configs_fit_an_sm90_block(reports):
     from helix_core.kernels.sm90_report import SHARED_LIMIT
 
     assert set(reports) == {"gqa default", "mla default", "mla-64 default short", "mla-64 default long",
-                            "mla one part"}
+                            "mla one part", "merge 128 x 66", "merge 512 x 16"}
     for label, r in reports.items():
         if label in ("mla one part", "mla-64 default long"):
             continue  # below
         assert r["spill_bytes"] == 0, (label, r)
         assert r["registers"] <= 255 and r["shared_bytes"] <= SHARED_LIMIT, (label, r)
-        assert r["cp_async"] > 0, (label, r)  # the KV loads are software-pipelined
+        if not label.startswith("merge"):
+            assert r["cp_async"] > 0, (label, r)  # the KV loads are software-pipelined
 
 
 def test_mla_uses_hopper_tensor_cores_with_registers_to_spare(reports):

@@ -486,17 +486,22 @@ def _launch_merge(mod, part_out: torch.Tensor, part_lse: torch.Tensor, out: torc
     """LSE-weighted merge of partials part_out [P, R0, R1, D] / part_lse [P, R0, R1] (any strides,
     unit last stride) into out [R0, R1, D] and natural-log lse [R0, R1]: one program per (R0, R1)."""
     parts, rows0, rows1, dim = part_out.shape
-    block_dv = max(16, _next_pow2(dim))
-    block_p = max(2, _next_pow2(parts))
     mod._merge_kernel[(rows0, rows1)](
         part_out, part_lse, out, lse, parts,
         part_out.stride(0), part_out.stride(1), part_out.stride(2),
         part_lse.stride(0), part_lse.stride(1), part_lse.stride(2),
         out.stride(0), out.stride(1),
         lse.stride(0), lse.stride(1),
-        DV=dim, BLOCK_DV=block_dv, BLOCK_P=block_p, BLOCK_S=min(block_p, max(1, MERGE_KERNEL_TILE // block_dv)),
-        LSE_IN_LOG2=lse_in_log2, num_warps=4 if block_dv <= 256 else 8,
+        **merge_kernel_constants(dim, parts, lse_in_log2),
     )
+
+
+def merge_kernel_constants(dim: int, parts: int, lse_in_log2: bool) -> dict:
+    """The merge kernel's compile-time arguments and warps for `parts` partials of `dim` values."""
+    block_dv = max(16, _next_pow2(dim))
+    block_p = max(2, _next_pow2(parts))
+    return dict(DV=dim, BLOCK_DV=block_dv, BLOCK_P=block_p, BLOCK_S=min(block_p, max(1, MERGE_KERNEL_TILE // block_dv)),
+                LSE_IN_LOG2=lse_in_log2, num_warps=4 if block_dv <= 256 else 8)
 
 
 def merge_partials(outs: torch.Tensor, lses: torch.Tensor,

@@ -69,36 +69,52 @@ def decode_kernel_report(dk: int, dv: int, *, values_are_keys: bool, block_n: in
                          num_stages: int, dv_parts: int = 1, page_size: int = 16, dtype: str = "bf16"
                          ) -> KernelReport:
     """Compile the split kernel of `paged_decode_attention` for one launch config and assemble it."""
+    from .decode_attention import split_kernel_constants
+
+    consts = split_kernel_constants(dk, dv, values_are_keys, False, dv_parts, page_size, block_n, block_h,
+                                    num_warps, num_stages, upcast=False)
+    options = {"num_warps": consts.pop("num_warps"), "num_stages": consts.pop("num_stages")}
+    consts.update(FINAL=False, FUSED=False, MERGE_H=2, MERGE_S=2, MERGE_LS=2)
+    types = dict(_POINTER_TYPES, Q=f"*{dtype}", K=f"*{dtype}", V=f"*{dtype}", qk_scale="fp32")
+    return _report("_decode_split_kernel", consts, options, types, _NOT_ALIGNED)
+
+
+def merge_kernel_report(dv: int, parts: int) -> KernelReport:
+    """The split merge of `paged_decode_attention` (`_launch_merge`'s config) for Dv value dims and `parts`
+    splits, on partials laid out [B, H, parts, Dv]."""
+    from .decode_attention import merge_kernel_constants
+
+    consts = merge_kernel_constants(dv, parts, lse_in_log2=True)
+    options = {"num_warps": consts.pop("num_warps"), "num_stages": 3}
+    types = {"PART_OUT": "*fp32", "PART_LSE": "*fp32", "OUT": "*fp32", "LSE": "*fp32"}
+    return _report("_merge_kernel", consts, options, types,
+                   {"num_parts", "stride_pl_p", "stride_pl_0", "stride_pl_1", "stride_l_0", "stride_l_1"})
+
+
+def _report(name: str, consts: dict, options: dict, types: dict, not_aligned: set) -> KernelReport:
+    """Compile kernel `name` of _triton_decode with these constants for sm_90a; arguments not in `types`
+    are i32, and all but `not_aligned` are specialized as multiples of 16."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
-
-    from .decode_attention import split_kernel_constants
 
     from . import interpret_mode, kernel_module
 
     if interpret_mode():  # triton.language's own jit helpers (tl.cdiv) are then interpreter functions
         raise RuntimeError("unset TRITON_INTERPRET to compile kernels for sm_90")
-    kernel = kernel_module("_triton_decode")._decode_split_kernel
-    consts = split_kernel_constants(dk, dv, values_are_keys, False, dv_parts, page_size, block_n, block_h,
-                                    num_warps, num_stages, upcast=False)
-    options = {"num_warps": consts.pop("num_warps"), "num_stages": consts.pop("num_stages")}
-    consts.update(FINAL=False, FUSED=False, MERGE_H=2, MERGE_S=2, MERGE_LS=2)
+    kernel = getattr(kernel_module("_triton_decode"), name)
     names = kernel.arg_names
-    signature, attrs = {}, {}
-    for index, name in enumerate(names):
-        if name in consts:
-            signature[name] = "constexpr"
-            continue
-        if name in ("Q", "K", "V"):
-            signature[name] = f"*{dtype}"
-        else:
-            signature[name] = _POINTER_TYPES.get(name, "fp32" if name == "qk_scale" else "i32")
-        if name not in _NOT_ALIGNED:
-            attrs[(index,)] = [["tt.divisibility", 16]]
     missing = set(consts) - set(names)
     if missing:
-        raise ValueError(f"constants the kernel does not take: {sorted(missing)}")
+        raise ValueError(f"constants {name} does not take: {sorted(missing)}")
+    signature, attrs = {}, {}
+    for index, arg in enumerate(names):
+        if arg in consts:
+            signature[arg] = "constexpr"
+            continue
+        signature[arg] = types.get(arg, "i32")
+        if arg not in not_aligned:
+            attrs[(index,)] = [["tt.divisibility", 16]]
     source = ASTSource(fn=kernel, signature=signature, attrs=attrs,
                        constexprs={(names.index(k),): v for k, v in consts.items()})
     compiled = triton.compile(source, target=GPUTarget("cuda", ARCH, 32), options=options)
