@@ -52,11 +52,12 @@ MLA_SWEEP = [  # the first is the default; block_h 64 puts 64 heads in one wgmma
 MLA_SPLIT_SWEEP = [(32, 64, 8, 2, 8), (32, 64, 8, 2, 16), (32, 64, 8, 2, 33), (32, 64, 8, 2, 66),
                    (32, 16, 4, 2, 16), (32, 16, 4, 2, 33)]
 # (block_n, block_h, num_warps, num_stages, waves, dv_parts): the values in one part or in two (each program
-# a [block_h, 256] accumulator), with splits for `waves` programs per SM. The first is the long-context
-# default before the value parts (64 heads, one part); H200 4 x 128K: 915 us, against 673 us for
-# (32, 128, 8, 2, 1, 2), 929-1615 us for 64-head blocks in two parts (2026-12-03)
+# a [block_h, 256] accumulator), with splits for `waves` programs per SM (below 1: fewer programs than
+# SMs). The first is the long-context default before the value parts (64 heads, one part); H200 4 x 128K:
+# 915 us, against 673 us for (32, 128, 8, 2, 1, 2), 929-1615 us for 64-head blocks in two parts (2026-12-03)
 MLA_PARTS_SWEEP = [(32, 64, 8, 2, 1, 1), (32, 128, 8, 2, 1, 2), (16, 128, 8, 3, 1, 2), (16, 128, 16, 2, 1, 2),
-                   (32, 128, 16, 2, 1, 2), (16, 128, 16, 3, 1, 2), (16, 128, 8, 2, 1, 2), (32, 128, 8, 2, 2, 2)]
+                   (32, 128, 16, 2, 1, 2), (16, 128, 16, 3, 1, 2), (16, 128, 8, 2, 1, 2), (32, 128, 8, 2, 2, 2),
+                   (32, 128, 8, 2, 0.25, 2), (32, 128, 8, 2, 0.0625, 2)]  # fewer splits: each reads the 147 KB q tile
 
 
 def _fail(msg: str) -> None:
@@ -357,7 +358,7 @@ def _sweep_configs(da, prob, groups, mla) -> list:
         sms = da.sm_count(prob.q.device)
         for bn, bh, w, s, waves, parts in MLA_PARTS_SWEEP:
             programs = prob.batch * parts * -(-prob.heads // bh)
-            splits = max(1, min(da.MAX_SPLITS, waves * sms // programs, prob.context // (bn * da.MIN_TILES_PER_SPLIT)))
+            splits = max(1, min(da.MAX_SPLITS, int(waves * sms) // programs, prob.context // (bn * da.MIN_TILES_PER_SPLIT)))
             out.append((f"bn{bn}/bh{bh}/w{w}/s{s}/splits{splits}/p{parts}",
                         da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits,
                                         dv_parts=parts)))
