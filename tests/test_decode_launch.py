@@ -64,6 +64,9 @@ def test_value_parts_only_where_values_are_the_keys():
         resolve_launch(576, 512, groups, 1, LONG_MLA_KEYS, False, DecodeConfig(dv_parts=2), CPU, False)
     with pytest.raises(ValueError, match="dv_parts=2"):  # values not a power of two wide
         resolve_launch(576, 480, groups, 1, 100, False, DecodeConfig(dv_parts=2), CPU)
+    # such values keep one part, and the graph hint knows the config then changes with the length
+    assert long_context_keys(576, 480, 128, torch.bfloat16) == LONG_MLA_KEYS
+    assert resolve_launch(576, 480, groups, 1, LONG_MLA_KEYS, False, DecodeConfig(), CPU)[1:6:4] == (64, 1)
 
 
 def _runner(long_keys, lengths, kvp=2, stage=16, bounded_gather=False):

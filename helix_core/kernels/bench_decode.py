@@ -356,9 +356,9 @@ def _sweep_configs(da, prob, groups, mla) -> list:
         out.append((label, config))
     if mla:
         sms = da.sm_count(prob.q.device)
-        for bn, bh, w, s, waves, parts in MLA_PARTS_SWEEP:
-            programs = prob.batch * parts * -(-prob.heads // bh)
-            splits = max(1, min(da.MAX_SPLITS, int(waves * sms) // programs, prob.context // (bn * da.MIN_TILES_PER_SPLIT)))
+        for bn, bh, w, s, waves, parts in MLA_PARTS_SWEEP:  # one wave of `waves x SMs` program slots
+            splits = da.choose_num_splits(prob.batch, parts * -(-prob.heads // bh), prob.context, bn,
+                                          int(waves * sms), waves=1)
             out.append((f"bn{bn}/bh{bh}/w{w}/s{s}/splits{splits}/p{parts}",
                         da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits,
                                         dv_parts=parts)))

@@ -222,7 +222,13 @@ def _tile_widths(dk: int, dv: int) -> tuple[int, int, int]:
     return block_a, block_t, max(16, _next_pow2(dv))
 
 
-def _mla_tiles(dk_a: int, dk_t: int, dv: int, max_group: int, fp32_math: bool, values_are_keys: bool) -> str | None:
+def _value_parts_fit(values_are_keys: bool, dv: int) -> bool:
+    """Whether the values can be split into two parts (dv_parts=2): they are the keys' first Dv dims and
+    Dv is a power of two >= 32, so each part is a whole tile."""
+    return values_are_keys and dv >= 32 and dv & (dv - 1) == 0
+
+
+def _mla_tiles(dk_a: int, dk_t: int, dv: int, max_group: int, fp32_math: bool, two_parts: bool) -> str | None:
     """The absorbed-MLA launch family of a shape (16-bit math, 576 + 512-wide heads, many heads a latent):
     "parts": more than 64 heads a latent with the values as keys: 128-head blocks, the values in two
       parts, at every length (H200: 16 x 8K 187 us against 435 for 16-head blocks, 1 x 4K a tie);
@@ -230,7 +236,7 @@ def _mla_tiles(dk_a: int, dk_t: int, dv: int, max_group: int, fp32_math: bool, v
       parts of 64 heads lost: 1109-1615 against 922 us at 4 x 128K); None: not MLA-shaped."""
     if fp32_math or dk_a + dk_t + dv < 768 or max_group < 64:
         return None
-    if max_group > 64 and values_are_keys and dv % 32 == 0:
+    if max_group > 64 and two_parts:
         return "parts"
     return "wide"
 
@@ -240,7 +246,8 @@ def long_context_keys(key_dim: int, value_dim: int, max_group: int, dtype: torch
     """For callers that capture the kernel's launch (CUDA graphs): the key count from which the default
     launch config changes, so they can keep one graph for each side of it; None: no such count."""
     block_a, block_t, block_dv = _tile_widths(key_dim, value_dim)
-    tiles = _mla_tiles(block_a, block_t, block_dv, max_group, dtype == torch.float32, values_are_keys)
+    tiles = _mla_tiles(block_a, block_t, block_dv, max_group, dtype == torch.float32,
+                       _value_parts_fit(values_are_keys, value_dim))
     return LONG_MLA_KEYS if tiles == "wide" else None
 
 
@@ -279,7 +286,8 @@ def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length:
     block_a, block_t, block_dv = _tile_widths(dk, dv)
     d_bn, d_bh, d_warps, d_stages = _default_config(block_a, block_t, block_dv, groups.max_group, fp32_math)
     d_parts = 1
-    tiles = _mla_tiles(block_a, block_t, block_dv, groups.max_group, fp32_math, values_are_keys and dv == block_dv)
+    two_parts = _value_parts_fit(values_are_keys, dv)
+    tiles = _mla_tiles(block_a, block_t, block_dv, groups.max_group, fp32_math, two_parts)
     waves = 4
     if tiles == "parts":
         # 128 heads a block (a wgmma M tile per warpgroup) and the values in two parts, so each program's
@@ -297,7 +305,7 @@ def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length:
         raise ValueError("block_n and block_h must be powers of two >= 16")
     if dv_parts not in (1, 2):
         raise ValueError(f"dv_parts must be 1 or 2, got {dv_parts}")
-    if dv_parts == 2 and not (values_are_keys and dv == block_dv and dv % 32 == 0):
+    if dv_parts == 2 and not two_parts:
         raise ValueError("dv_parts=2 needs values that are the keys' first Dv dims, Dv a power of two >= 32")
     programs = groups.tables(block_h, device)[0].shape[0] * dv_parts  # per (split, sequence)
     splits = cfg.num_splits or choose_num_splits(batch, programs, max_length, block_n, sm_count(device), waves)
