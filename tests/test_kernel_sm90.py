@@ -35,6 +35,10 @@ out["mla one part"] = asdict(r.decode_kernel_report(576, 512, values_are_keys=Tr
 # the split merge: GQA's 128 values over 66 splits (batch 1 x 128K), MLA's 512 over 16 (4 x 128K)
 out["merge 128 x 66"] = asdict(r.merge_kernel_report(128, 66))
 out["merge 512 x 16"] = asdict(r.merge_kernel_report(512, 16))
+# programmatic dependent launch: the split kernel lets the merge start, the merge waits for its writes
+out["gqa pdl"] = asdict(r.decode_kernel_report(128, 128, values_are_keys=False, block_n=64, block_h=16,
+                                               num_warps=4, num_stages=2, pdl=True))
+out["merge 128 x 66 pdl"] = asdict(r.merge_kernel_report(128, 66, pdl=True))
 print(json.dumps(out))
 """
 
@@ -55,7 +59,7 @@ def test_default_configs_fit_an_sm90_block(reports):
     from helix_core.kernels.sm90_report import SHARED_LIMIT
 
     assert set(reports) == {"gqa default", "mla default", "mla-64 default short", "mla-64 default long",
-                            "mla one part", "merge 128 x 66", "merge 512 x 16"}
+                            "mla one part", "merge 128 x 66", "merge 512 x 16", "gqa pdl", "merge 128 x 66 pdl"}
     for label, r in reports.items():
         if label in ("mla one part", "mla-64 default long"):
             continue  # below
@@ -81,3 +85,12 @@ def test_tp_sharded_mla_tile_is_at_the_register_limit(reports):
     tp = reports["mla-64 default long"]
     assert tp == reports["mla one part"]  # the same tile
     assert tp["registers"] >= 250 and tp["shared_bytes"] <= 232448 and tp["wgmma"] > 0
+
+
+def test_pdl_variants_carry_grid_dependency_control(reports):
+    """Only the PDL variants hold griddepcontrol instructions, and they cost the kernels nothing else."""
+    for plain, pdl in (("gqa default", "gqa pdl"), ("merge 128 x 66", "merge 128 x 66 pdl")):
+        assert reports[plain]["griddepcontrol"] == 0, plain
+        assert reports[pdl]["griddepcontrol"] >= 1, pdl
+        assert reports[pdl]["spill_bytes"] == 0
+        assert reports[pdl]["shared_bytes"] == reports[plain]["shared_bytes"]

@@ -79,7 +79,8 @@ def check(out, lse, ref_out, ref_lse, dtype, lengths):
 
 
 def run_case(*, lengths, hq, hkv, dk, dv, page_size, dtype=torch.float32, splits=None, block_h=None,
-             block_n=None, mla=False, mapping=None, seed=0, q_dtype=None, pass_as="int", fuse_merge=True, dv_parts=1):
+             block_n=None, mla=False, mapping=None, seed=0, q_dtype=None, pass_as="int", fuse_merge=True, dv_parts=1,
+             pdl=None):
     gen = torch.Generator().manual_seed(seed)
     keys, values, table, lens = make_paged(lengths, 3, page_size, hkv, dk, dv, dtype, gen, shared_values=mla)
     q = torch.randn(len(lengths), hq, dk, generator=gen).to(q_dtype or dtype)
@@ -93,7 +94,7 @@ def run_case(*, lengths, hq, hkv, dk, dv, page_size, dtype=torch.float32, splits
     else:
         heads_arg = hq // hkv
     cfg = da.DecodeConfig(num_splits=splits, block_h=block_h, block_n=block_n, fuse_merge=fuse_merge,
-                          dv_parts=dv_parts)
+                          dv_parts=dv_parts, pdl=pdl)
     out, lse = da.paged_decode_attention(
         q.to(DEVICE), keys.to(DEVICE), None if mla else values.to(DEVICE), table.to(DEVICE), lens.to(DEVICE),
         scale, heads_arg, value_dim=dv if mla else None, config=cfg)
@@ -338,6 +339,19 @@ def test_rejects_bad_shapes():
         da.paged_decode_attention(q[:, :, :8], keys, None, table, lens, 1.0, 2)
 
 
+def test_programmatic_dependent_launch_only_where_supported():
+    """PDL (the merge launched while the split kernel runs) needs compiled Triton on an sm_90+ GPU: asked
+    for elsewhere it is refused; left to the default it is used only there, with the same result."""
+    case = dict(lengths=[70, 33], hq=4, hkv=2, dk=16, dv=16, page_size=8, splits=3, fuse_merge=False)
+    supported = da.pdl_usable(torch.device(DEVICE))
+    assert supported == (ON_GPU and torch.cuda.get_device_capability()[0] >= 9)
+    if not supported:
+        with pytest.raises(ValueError, match="pdl=True"):
+            run_case(**case, pdl=True)
+    run_case(**case, pdl=None)  # run_case checks against the fp32 reference
+    run_case(**case, pdl=False)
+
+
 def test_decode_kernel_usable_only_on_cuda(monkeypatch):
     q = torch.zeros(1, 1, 16, device=DEVICE)
     assert da.decode_kernel_usable(q) == ON_GPU
@@ -520,6 +534,7 @@ def test_bench_sweep_covers_wide_groups_and_more_splits():
     wide = bd._sweep_configs(da, mqa, da.HeadGroups(mqa.kv_head_of_q), mla=False)
     narrow = bd._sweep_configs(da, gqa, da.HeadGroups(gqa.kv_head_of_q), mla=False)
     assert wide[0][1].fuse_merge is True and wide[0][1].block_n is None
+    assert wide[1][1] == da.DecodeConfig(pdl=False)  # the merge launched after the split kernel, not early
     assert any(cfg.block_h == 32 for _, cfg in wide) and not any(cfg.block_h == 32 for _, cfg in narrow)
     base = bd._splits_used(da, gqa, da.DecodeConfig(), da.HeadGroups(gqa.kv_head_of_q), False)
     forced = sorted({cfg.num_splits for _, cfg in narrow if cfg.num_splits})

@@ -25,6 +25,9 @@ Stage 1 (`_decode_split_kernel`), grid (head blocks, splits, batch):
   compute the full scores from their own half, the other half and the tail.
 Stage 2 (`_merge_kernel`), grid (rows0, rows1): LSE-weighted merge of partials laid out with
   arbitrary strides; used for the splits when not FUSED and, reused, for the KVP merge of shards.
+  PDL (sm_90+, the split merge only): the split kernel lets its dependent launch at its start and the
+  merge kernel, launched with programmatic stream serialization, waits for the split kernel's writes
+  (griddepcontrol), so the merge's launch and scheduling overlap the split kernel's last wave.
 Outputs are stored in the dtype of the final `out` (fp32, or 16-bit to save the caller a cast);
 partials and LSEs stay fp32.
 """
@@ -33,6 +36,12 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 from triton import knobs
+
+try:  # grid dependency control (programmatic dependent launch, sm_90+): Triton 3.4+
+    from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+    HAS_GDC = True
+except ImportError:  # pragma: no cover - older Triton: PDL stays off
+    HAS_GDC = False
 
 INTERPRET = bool(knobs.runtime.interpret)
 
@@ -70,7 +79,10 @@ def _decode_split_kernel(
     PAGE_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
     FINAL: tl.constexpr, UPCAST: tl.constexpr,
     FUSED: tl.constexpr, MERGE_H: tl.constexpr, MERGE_S: tl.constexpr, MERGE_LS: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
+    if PDL:  # the merge kernel, launched as a programmatic dependent, may start its programs now
+        gdc_launch_dependents()
     grp = tl.program_id(0) // DV_PARTS
     part = tl.program_id(0) % DV_PARTS  # which BLOCK_A-wide slice of the values this program owns
     split = tl.program_id(1)
@@ -243,15 +255,19 @@ def _merge_kernel(
     stride_o_0, stride_o_1,
     stride_l_0, stride_l_1,
     DV: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_S: tl.constexpr,
-    LSE_IN_LOG2: tl.constexpr,
+    LSE_IN_LOG2: tl.constexpr, PDL: tl.constexpr = False,
 ):
     """out[r0, r1] = sum_p w_p out_p / sum_p w_p with w_p = exp(lse_p - max); lse = log sum exp.
     The partial outputs are read BLOCK_S parts at a time ([BLOCK_S, BLOCK_DV] tiles), so a program keeps
-    many loads in flight rather than one part's row per dependent step."""
+    many loads in flight rather than one part's row per dependent step.
+    PDL: launched as a programmatic dependent of the split kernel, so its programs are resident before
+    that kernel ends; they wait here until all of its writes are visible."""
     r0 = tl.program_id(0).to(tl.int64)
     r1 = tl.program_id(1).to(tl.int64)
     offs_p = tl.arange(0, BLOCK_P)
     pl_base = PART_LSE + r0 * stride_pl_0 + r1 * stride_pl_1
+    if PDL:
+        gdc_wait()
     lses = tl.load(pl_base + offs_p * stride_pl_p, mask=offs_p < num_parts, other=float("-inf")).to(tl.float32)
     if not LSE_IN_LOG2:
         lses = lses * 1.4426950408889634

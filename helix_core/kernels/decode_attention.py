@@ -137,6 +137,9 @@ class DecodeConfig:
     # H200 (GQA 32K keys, batch 1, CUDA graph) it took 48.9 us against 46.5 us for the separate merge
     # kernel, whose B x Hq programs merge in parallel where the fused one merges a head block serially
     fuse_merge: bool = False
+    # launch the split merge as a programmatic dependent of the split kernel (PDL: sm_90+, Triton with
+    # griddepcontrol); None: wherever the device and Triton support it
+    pdl: bool | None = None
 
 
 _OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -354,6 +357,14 @@ def check_layout(q, key_pages, value_pages, block_table, lengths) -> None:
         raise ValueError(f"lengths must be [B={batch}], got {tuple(lengths.shape)}")
 
 
+def pdl_usable(device: torch.device) -> bool:
+    """Programmatic dependent launch is possible here: compiled Triton (not the interpreter) with grid
+    dependency control, on a CUDA device of compute capability 9.0 or newer."""
+    if device.type != "cuda" or interpret_mode() or not _kernels().HAS_GDC:
+        return False
+    return torch.cuda.get_device_capability(device)[0] >= 9
+
+
 def decode_kernel_usable(q: torch.Tensor) -> bool:
     """True where the engine should take the Triton path for this query: a CUDA tensor, Triton
     importable, not under the CPU interpreter, not disabled by HELIX_DISABLE_TRITON_DECODE=1."""
@@ -450,6 +461,10 @@ def paged_decode_attention(
     if batch == 0 or num_q_heads == 0:
         return out, lse
 
+    pdl = num_splits > 1 and (cfg.pdl if cfg.pdl is not None else True) and pdl_usable(device)
+    if cfg.pdl and not pdl and num_splits > 1:
+        raise ValueError("DecodeConfig(pdl=True) needs compiled Triton with griddepcontrol on an sm_90+ GPU")
+
     def split_kernel(part_out, part_lse, splits, counters=None, merge=(2, 2, 2)):
         """One launch of the split kernel. One split: part_out/part_lse are the final out/lse. Several:
         it writes the partials [B, Hq, S, ...] and, given the counters, merges them into out/lse."""
@@ -466,7 +481,7 @@ def paged_decode_attention(
             part_lse.stride(0), part_lse.stride(1), 0 if final else part_lse.stride(2),
             out.stride(0), out.stride(1), lse.stride(0), lse.stride(1),
             FINAL=final, FUSED=fused, MERGE_H=merge[0], MERGE_S=merge[1], MERGE_LS=merge[2],
-            **common,
+            PDL=pdl and not fused, **common,
         )
 
     if num_splits == 1:
@@ -485,14 +500,17 @@ def paged_decode_attention(
         return out, lse
 
     split_kernel(mid_out, mid_lse, num_splits)
-    _launch_merge(mod, mid_out.permute(2, 0, 1, 3), mid_lse.permute(2, 0, 1), out, lse, lse_in_log2=True)
+    _launch_merge(mod, mid_out.permute(2, 0, 1, 3), mid_lse.permute(2, 0, 1), out, lse, lse_in_log2=True,
+                  pdl=pdl)
     return out, lse
 
 
 def _launch_merge(mod, part_out: torch.Tensor, part_lse: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
-                  lse_in_log2: bool) -> None:
+                  lse_in_log2: bool, pdl: bool = False) -> None:
     """LSE-weighted merge of partials part_out [P, R0, R1, D] / part_lse [P, R0, R1] (any strides,
-    unit last stride) into out [R0, R1, D] and natural-log lse [R0, R1]: one program per (R0, R1)."""
+    unit last stride) into out [R0, R1, D] and natural-log lse [R0, R1]: one program per (R0, R1).
+    pdl: launched as a programmatic dependent of the kernel just before it (the split kernel, which
+    lets it start early); it waits for that kernel's writes before reading."""
     parts, rows0, rows1, dim = part_out.shape
     mod._merge_kernel[(rows0, rows1)](
         part_out, part_lse, out, lse, parts,
@@ -500,16 +518,17 @@ def _launch_merge(mod, part_out: torch.Tensor, part_lse: torch.Tensor, out: torc
         part_lse.stride(0), part_lse.stride(1), part_lse.stride(2),
         out.stride(0), out.stride(1),
         lse.stride(0), lse.stride(1),
-        **merge_kernel_constants(dim, parts, lse_in_log2),
+        **merge_kernel_constants(dim, parts, lse_in_log2, pdl),
     )
 
 
-def merge_kernel_constants(dim: int, parts: int, lse_in_log2: bool) -> dict:
-    """The merge kernel's compile-time arguments and warps for `parts` partials of `dim` values."""
+def merge_kernel_constants(dim: int, parts: int, lse_in_log2: bool, pdl: bool = False) -> dict:
+    """The merge kernel's compile-time arguments and launch options for `parts` partials of `dim` values
+    (pdl: a programmatic dependent launch; Triton compiles that variant apart)."""
     block_dv = max(16, _next_pow2(dim))
     block_p = max(2, _next_pow2(parts))
     return dict(DV=dim, BLOCK_DV=block_dv, BLOCK_P=block_p, BLOCK_S=min(block_p, max(1, MERGE_KERNEL_TILE // block_dv)),
-                LSE_IN_LOG2=lse_in_log2, num_warps=4 if block_dv <= 256 else 8)
+                LSE_IN_LOG2=lse_in_log2, PDL=pdl, num_warps=4 if block_dv <= 256 else 8, launch_pdl=pdl)
 
 
 def merge_partials(outs: torch.Tensor, lses: torch.Tensor,

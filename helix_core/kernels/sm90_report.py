@@ -37,6 +37,7 @@ class KernelReport:
     wgmma: int  # Hopper warpgroup MMA instructions in the PTX
     mma_sync: int  # Ampere-style MMA instructions
     cp_async: int  # asynchronous global-to-shared copies (software-pipelined loads)
+    griddepcontrol: int  # programmatic-dependent-launch instructions (launch_dependents / wait)
 
     def fits(self) -> bool:
         return self.spill_bytes == 0 and self.shared_bytes <= SHARED_LIMIT
@@ -66,26 +67,27 @@ def _assemble(ptx: str) -> str:
 
 
 def decode_kernel_report(dk: int, dv: int, *, values_are_keys: bool, block_n: int, block_h: int, num_warps: int,
-                         num_stages: int, dv_parts: int = 1, page_size: int = 16, dtype: str = "bf16"
-                         ) -> KernelReport:
-    """Compile the split kernel of `paged_decode_attention` for one launch config and assemble it."""
+                         num_stages: int, dv_parts: int = 1, page_size: int = 16, dtype: str = "bf16",
+                         pdl: bool = False) -> KernelReport:
+    """Compile the split kernel of `paged_decode_attention` for one launch config and assemble it
+    (pdl: the variant that lets a programmatic-dependent merge launch early)."""
     from .decode_attention import split_kernel_constants
 
     consts = split_kernel_constants(dk, dv, values_are_keys, False, dv_parts, page_size, block_n, block_h,
                                     num_warps, num_stages, upcast=False)
     options = {"num_warps": consts.pop("num_warps"), "num_stages": consts.pop("num_stages")}
-    consts.update(FINAL=False, FUSED=False, MERGE_H=2, MERGE_S=2, MERGE_LS=2)
+    consts.update(FINAL=False, FUSED=False, MERGE_H=2, MERGE_S=2, MERGE_LS=2, PDL=pdl)
     types = dict(_POINTER_TYPES, Q=f"*{dtype}", K=f"*{dtype}", V=f"*{dtype}", qk_scale="fp32")
     return _report("_decode_split_kernel", consts, options, types, _NOT_ALIGNED)
 
 
-def merge_kernel_report(dv: int, parts: int) -> KernelReport:
+def merge_kernel_report(dv: int, parts: int, pdl: bool = False) -> KernelReport:
     """The split merge of `paged_decode_attention` (`_launch_merge`'s config) for Dv value dims and `parts`
-    splits, on partials laid out [B, H, parts, Dv]."""
+    splits, on partials laid out [B, H, parts, Dv] (pdl: launched as a programmatic dependent)."""
     from .decode_attention import merge_kernel_constants
 
-    consts = merge_kernel_constants(dv, parts, lse_in_log2=True)
-    options = {"num_warps": consts.pop("num_warps"), "num_stages": 3}
+    consts = merge_kernel_constants(dv, parts, lse_in_log2=True, pdl=pdl)
+    options = {"num_warps": consts.pop("num_warps"), "num_stages": 3, "launch_pdl": consts.pop("launch_pdl")}
     types = {"PART_OUT": "*fp32", "PART_LSE": "*fp32", "OUT": "*fp32", "LSE": "*fp32"}
     return _report("_merge_kernel", consts, options, types,
                    {"num_parts", "stride_pl_p", "stride_pl_0", "stride_pl_1", "stride_l_0", "stride_l_1"})
@@ -126,7 +128,8 @@ def _report(name: str, consts: dict, options: dict, types: dict, not_aligned: se
         raise RuntimeError(f"no register count in the ptxas report: {info[-500:]}")
     return KernelReport(registers=int(registers.group(1)), spill_bytes=int(spills.group(1)) if spills else 0,
                         shared_bytes=int(compiled.metadata.shared), wgmma=ptx.count("wgmma.mma_async"),
-                        mma_sync=len(re.findall(r"\bmma\.sync", ptx)), cp_async=ptx.count("cp.async.cg"))
+                        mma_sync=len(re.findall(r"\bmma\.sync", ptx)), cp_async=ptx.count("cp.async.cg"),
+                        griddepcontrol=ptx.count("griddepcontrol."))
 
 
 # the bench shapes: llama3-8b's GQA (group 4, 128 dims), DeepSeek-V3's absorbed MLA (128 heads, 576 / 512)
