@@ -138,7 +138,10 @@ class DecodeConfig:
     # kernel, whose B x Hq programs merge in parallel where the fused one merges a head block serially
     fuse_merge: bool = False
     # launch the split merge as a programmatic dependent of the split kernel (PDL: sm_90+, Triton with
-    # griddepcontrol); None: wherever the device and Triton support it
+    # griddepcontrol), so its launch overlaps the split kernel's end. None: where supported, except for the
+    # MLA-shaped launches. H200 (CUDA graph, 2026-12-03): GQA batch 1 x 32K 43.9 against 44.8 us, x 128K
+    # 133.9 against 134.6, 8 x 64K a tie; MLA 128 heads 1 x 32K 66.4 against 62.6 us (its one wave of
+    # 216 KB programs leaves no room for the merge's programs early), 4 x 128K a tie
     pdl: bool | None = None
 
 
@@ -461,7 +464,9 @@ def paged_decode_attention(
     if batch == 0 or num_q_heads == 0:
         return out, lse
 
-    pdl = num_splits > 1 and (cfg.pdl if cfg.pdl is not None else True) and pdl_usable(device)
+    pdl_default = _mla_tiles(*_tile_widths(dk, dv), groups.max_group, fp32_math,
+                             _value_parts_fit(values_are_keys, dv)) is None
+    pdl = num_splits > 1 and (pdl_default if cfg.pdl is None else cfg.pdl) and pdl_usable(device)
     if cfg.pdl and not pdl and num_splits > 1:
         raise ValueError("DecodeConfig(pdl=True) needs compiled Triton with griddepcontrol on an sm_90+ GPU")
 
