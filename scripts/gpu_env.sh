@@ -17,6 +17,6 @@ kernel_points() {
     say "bench_decode $name $point $*"
     timeout "$limit" python -m helix_core.kernels.bench_decode --batch "${point%x*}" --context "${point#*x}" \
       --no-baseline "$@" --json "$out/kernel-$name-$point.json" 2>&1 \
-      | grep -E "^===|  (default |bn|best|torch)" | sed -E 's/\| check ok.*//' | tee -a "$log"
+      | grep -E "^===|  (default|bn|best|torch)" | sed -E 's/\| check ok.*//' | tee -a "$log"
   done
 }

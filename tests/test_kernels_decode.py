@@ -80,7 +80,7 @@ def check(out, lse, ref_out, ref_lse, dtype, lengths):
 
 def run_case(*, lengths, hq, hkv, dk, dv, page_size, dtype=torch.float32, splits=None, block_h=None,
              block_n=None, mla=False, mapping=None, seed=0, q_dtype=None, pass_as="int", fuse_merge=True, dv_parts=1,
-             pdl=None):
+             pdl=None, pages_ahead=False):
     gen = torch.Generator().manual_seed(seed)
     keys, values, table, lens = make_paged(lengths, 3, page_size, hkv, dk, dv, dtype, gen, shared_values=mla)
     q = torch.randn(len(lengths), hq, dk, generator=gen).to(q_dtype or dtype)
@@ -94,7 +94,7 @@ def run_case(*, lengths, hq, hkv, dk, dv, page_size, dtype=torch.float32, splits
     else:
         heads_arg = hq // hkv
     cfg = da.DecodeConfig(num_splits=splits, block_h=block_h, block_n=block_n, fuse_merge=fuse_merge,
-                          dv_parts=dv_parts, pdl=pdl)
+                          dv_parts=dv_parts, pdl=pdl, pages_ahead=pages_ahead)
     out, lse = da.paged_decode_attention(
         q.to(DEVICE), keys.to(DEVICE), None if mla else values.to(DEVICE), table.to(DEVICE), lens.to(DEVICE),
         scale, heads_arg, value_dim=dv if mla else None, config=cfg)
@@ -117,6 +117,14 @@ GQA_CASES = [
 @pytest.mark.parametrize("lengths,hq,hkv,dk,dv,page_size,splits", GQA_CASES)
 def test_gqa_fp32(lengths, hq, hkv, dk, dv, page_size, splits):
     run_case(lengths=lengths, hq=hq, hkv=hkv, dk=dk, dv=dv, page_size=page_size, splits=splits, block_n=16)
+
+
+@pytest.mark.parametrize("lengths,hq,hkv,dk,dv,page_size,splits", GQA_CASES)
+def test_block_table_read_a_tile_ahead(lengths, hq, hkv, dk, dv, page_size, splits):
+    """The variant that reads the next tile's pages one iteration early: page boundaries inside and across
+    tiles, the last tile's look-ahead past the split's end, empty rows and splits."""
+    run_case(lengths=lengths, hq=hq, hkv=hkv, dk=dk, dv=dv, page_size=page_size, splits=splits, block_n=16,
+             pages_ahead=True)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

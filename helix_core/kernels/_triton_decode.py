@@ -79,7 +79,7 @@ def _decode_split_kernel(
     PAGE_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
     FINAL: tl.constexpr, UPCAST: tl.constexpr,
     FUSED: tl.constexpr, MERGE_H: tl.constexpr, MERGE_S: tl.constexpr, MERGE_LS: tl.constexpr,
-    PDL: tl.constexpr = False,
+    PDL: tl.constexpr = False, PAGES_AHEAD: tl.constexpr = False,
 ):
     if PDL:  # the merge kernel, launched as a programmatic dependent, may start its programs now
         gdc_launch_dependents()
@@ -124,10 +124,18 @@ def _decode_split_kernel(
     acc = tl.zeros([BLOCK_H, BLOCK_DV], tl.float32)
 
     bt_row = BLOCK_TABLE + b.to(tl.int64) * stride_btb
+    if PAGES_AHEAD:
+        first = start + tl.arange(0, BLOCK_N)
+        page_next = tl.load(bt_row + first // PAGE_SIZE, mask=first < end, other=0)
     for n0 in range(start, end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         n_ok = offs_n < end
-        page = tl.load(bt_row + offs_n // PAGE_SIZE, mask=n_ok, other=0).to(tl.int64)
+        if PAGES_AHEAD:  # this tile's pages were read last iteration: its K/V loads wait on no other load
+            page = page_next.to(tl.int64)
+            ahead = offs_n + BLOCK_N
+            page_next = tl.load(bt_row + ahead // PAGE_SIZE, mask=ahead < end, other=0)
+        else:
+            page = tl.load(bt_row + offs_n // PAGE_SIZE, mask=n_ok, other=0).to(tl.int64)
         slot = offs_n % PAGE_SIZE
         k_row = page * stride_kp + slot * stride_ks + kv_head * stride_kh  # [BLOCK_N]
         k_a = tl.load(K + k_row[:, None] + offs_a[None, :], mask=n_ok[:, None] & (offs_a[None, :] < DK),

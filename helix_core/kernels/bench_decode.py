@@ -350,7 +350,8 @@ def _sweep_configs(da, prob, groups, mla) -> list:
         base = _splits_used(da, prob, da.DecodeConfig(), groups, mla)
         table += [(bn, bh, w, s, max(1, min(da.MAX_SPLITS, int(base * times)))) for bn, bh, w, s, times in GQA_SPLIT_SWEEP]
     out = [("default/fused-merge", da.DecodeConfig(fuse_merge=True)),
-           ("default/no-pdl", da.DecodeConfig(pdl=False))]  # the merge launched after the split kernel ends
+           ("default/no-pdl", da.DecodeConfig(pdl=False)),
+           ("default/pages-ahead", da.DecodeConfig(pages_ahead=True))]  # the merge launched after the split kernel ends
     for bn, bh, w, s, splits in table:
         label = f"bn{bn}/bh{bh}/w{w}/s{s}" + (f"/splits{splits}" if splits else "")
         config = da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits, dv_parts=1)
