@@ -79,7 +79,7 @@ def _decode_split_kernel(
     PAGE_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
     FINAL: tl.constexpr, UPCAST: tl.constexpr,
     FUSED: tl.constexpr, MERGE_H: tl.constexpr, MERGE_S: tl.constexpr, MERGE_LS: tl.constexpr,
-    PDL: tl.constexpr = False, PAGES_AHEAD: tl.constexpr = False,
+    PDL: tl.constexpr = False, PAGES_AHEAD: tl.constexpr = 0,
 ):
     if PDL:  # the merge kernel, launched as a programmatic dependent, may start its programs now
         gdc_launch_dependents()
@@ -124,16 +124,23 @@ def _decode_split_kernel(
     acc = tl.zeros([BLOCK_H, BLOCK_DV], tl.float32)
 
     bt_row = BLOCK_TABLE + b.to(tl.int64) * stride_btb
-    if PAGES_AHEAD:
+    if PAGES_AHEAD > 0:  # the block-table entries of the next PAGES_AHEAD tiles, read before they are needed
         first = start + tl.arange(0, BLOCK_N)
         page_next = tl.load(bt_row + first // PAGE_SIZE, mask=first < end, other=0)
+        if PAGES_AHEAD > 1:
+            second = first + BLOCK_N
+            page_after = tl.load(bt_row + second // PAGE_SIZE, mask=second < end, other=0)
     for n0 in range(start, end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         n_ok = offs_n < end
-        if PAGES_AHEAD:  # this tile's pages were read last iteration: its K/V loads wait on no other load
+        if PAGES_AHEAD > 0:  # this tile's pages were read in an earlier iteration
             page = page_next.to(tl.int64)
-            ahead = offs_n + BLOCK_N
-            page_next = tl.load(bt_row + ahead // PAGE_SIZE, mask=ahead < end, other=0)
+            ahead = offs_n + PAGES_AHEAD * BLOCK_N
+            if PAGES_AHEAD > 1:
+                page_next = page_after
+                page_after = tl.load(bt_row + ahead // PAGE_SIZE, mask=ahead < end, other=0)
+            else:
+                page_next = tl.load(bt_row + ahead // PAGE_SIZE, mask=ahead < end, other=0)
         else:
             page = tl.load(bt_row + offs_n // PAGE_SIZE, mask=n_ok, other=0).to(tl.int64)
         slot = offs_n % PAGE_SIZE

@@ -143,9 +143,9 @@ class DecodeConfig:
     # 133.9 against 134.6, 8 x 64K a tie; MLA 128 heads 1 x 32K 66.4 against 62.6 us (its one wave of
     # 216 KB programs leaves no room for the merge's programs early), 4 x 128K a tie
     pdl: bool | None = None
-    # read the block-table entries of the next tile one iteration ahead (an experiment: the K/V loads then
-    # depend on no load of their own iteration)
-    pages_ahead: bool = False
+    # read the block-table entries of tiles this many iterations ahead (0, 1, 2; an experiment: the K/V
+    # loads then depend on no load of their own iteration)
+    pages_ahead: int = 0
 
 
 _OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -489,7 +489,7 @@ def paged_decode_attention(
             part_lse.stride(0), part_lse.stride(1), 0 if final else part_lse.stride(2),
             out.stride(0), out.stride(1), lse.stride(0), lse.stride(1),
             FINAL=final, FUSED=fused, MERGE_H=merge[0], MERGE_S=merge[1], MERGE_LS=merge[2],
-            PDL=pdl and not fused, PAGES_AHEAD=cfg.pages_ahead, **common,
+            PDL=pdl and not fused, PAGES_AHEAD=int(cfg.pages_ahead), **common,
         )
 
     if num_splits == 1:

@@ -76,7 +76,7 @@ def decode_kernel_report(dk: int, dv: int, *, values_are_keys: bool, block_n: in
     consts = split_kernel_constants(dk, dv, values_are_keys, False, dv_parts, page_size, block_n, block_h,
                                     num_warps, num_stages, upcast=False)
     options = {"num_warps": consts.pop("num_warps"), "num_stages": consts.pop("num_stages")}
-    consts.update(FINAL=False, FUSED=False, MERGE_H=2, MERGE_S=2, MERGE_LS=2, PDL=pdl, PAGES_AHEAD=False)
+    consts.update(FINAL=False, FUSED=False, MERGE_H=2, MERGE_S=2, MERGE_LS=2, PDL=pdl, PAGES_AHEAD=0)
     types = dict(_POINTER_TYPES, Q=f"*{dtype}", K=f"*{dtype}", V=f"*{dtype}", qk_scale="fp32")
     return _report("_decode_split_kernel", consts, options, types, _NOT_ALIGNED)
 
