@@ -25,10 +25,13 @@ from helix_core.kernels import sm90_report as r
 out = {}
 for shape in ("gqa", "mla", "mla-64"):
     spec = r.SHAPES[shape]
-    for label, (bn, bh, warps, stages, parts) in r.default_configs(shape):
+    for label, (bn, bh, warps, stages, parts, ahead) in r.default_configs(shape):
         out[label] = asdict(r.decode_kernel_report(spec["dk"], spec["dv"], values_are_keys=spec["values_are_keys"],
                                                    block_n=bn, block_h=bh, num_warps=warps, num_stages=stages,
-                                                   dv_parts=parts))
+                                                   dv_parts=parts, pages_ahead=ahead))
+# GQA's default stages without the block table read ahead: Triton does not multi-buffer the K/V loads
+out["gqa not ahead"] = asdict(r.decode_kernel_report(128, 128, values_are_keys=False, block_n=64, block_h=16,
+                                                     num_warps=4, num_stages=3, pages_ahead=0))
 # the long-context MLA tile before the value parts: 64 heads, one 64 x 512 accumulator over 8 warps
 out["mla one part"] = asdict(r.decode_kernel_report(576, 512, values_are_keys=True, block_n=32, block_h=64,
                                                     num_warps=8, num_stages=2, dv_parts=1))
@@ -37,7 +40,7 @@ out["merge 128 x 66"] = asdict(r.merge_kernel_report(128, 66))
 out["merge 512 x 16"] = asdict(r.merge_kernel_report(512, 16))
 # programmatic dependent launch: the split kernel lets the merge start, the merge waits for its writes
 out["gqa pdl"] = asdict(r.decode_kernel_report(128, 128, values_are_keys=False, block_n=64, block_h=16,
-                                               num_warps=4, num_stages=2, pdl=True))
+                                               num_warps=4, num_stages=3, pdl=True, pages_ahead=1))
 out["merge 128 x 66 pdl"] = asdict(r.merge_kernel_report(128, 66, pdl=True))
 print(json.dumps(out))
 """
@@ -59,7 +62,8 @@ def test_default_configs_fit_an_sm90_block(reports):
     from helix_core.kernels.sm90_report import SHARED_LIMIT
 
     assert set(reports) == {"gqa default", "mla default", "mla-64 default short", "mla-64 default long",
-                            "mla one part", "merge 128 x 66", "merge 512 x 16", "gqa pdl", "merge 128 x 66 pdl"}
+                            "mla one part", "merge 128 x 66", "merge 512 x 16", "gqa pdl", "merge 128 x 66 pdl",
+                            "gqa not ahead"}
     for label, r in reports.items():
         if label in ("mla one part", "mla-64 default long"):
             continue  # below
@@ -94,3 +98,14 @@ def test_pdl_variants_carry_grid_dependency_control(reports):
         assert reports[pdl]["griddepcontrol"] >= 1, pdl
         assert reports[pdl]["spill_bytes"] == 0
         assert reports[pdl]["shared_bytes"] == reports[plain]["shared_bytes"]
+
+
+def test_gqa_default_multi_buffers_kv_tiles(reports):
+    """Why GQA reads the block table a tile ahead: only then do three stages give two K/V buffers (two
+    64-key x 128-dim bf16 K and V tiles are 64 KB); with the tile's own block-table load in the way, Triton
+    keeps one buffer (32 KB) whatever the stage count."""
+    ahead, not_ahead = reports["gqa default"], reports["gqa not ahead"]
+    tile_pair = 2 * 64 * 128 * 2
+    assert ahead["shared_bytes"] >= 2 * tile_pair
+    assert tile_pair <= not_ahead["shared_bytes"] < 2 * tile_pair
+    assert ahead["cp_async"] > not_ahead["cp_async"]

@@ -42,11 +42,11 @@ GQA_WIDE_GROUP_SWEEP = [
 # splits than the default at short contexts, and fewer (longer splits, a smaller merge)
 GQA_SPLIT_SWEEP = [(64, 16, 4, 2, 2), (32, 16, 4, 2, 4), (64, 16, 4, 3, 2), (64, 16, 4, 3, 0.5),
                    (64, 16, 4, 3, 0.25), (128, 16, 4, 3, 0.5), (64, 16, 4, 4, 0.5), (128, 16, 8, 3, 0.25)]
-# (block_n, block_h, num_warps, num_stages, times) with the block table read a tile ahead, which lets
-# Triton multi-buffer the K/V tiles (sm_90 shared memory: bn64 s4 104 KB against 39 KB without)
-GQA_AHEAD_SWEEP = [(64, 16, 4, 3, 1), (64, 16, 4, 4, 1), (128, 16, 4, 3, 1), (32, 16, 4, 4, 1), (64, 16, 4, 3, 0.5),
-                   (64, 16, 4, 4, 0.5), (128, 16, 4, 3, 0.5), (64, 16, 4, 4, 0.25), (128, 16, 4, 4, 0.25),
-                   (64, 16, 8, 4, 0.5), (128, 16, 8, 3, 0.25)]
+# (block_n, num_warps, num_stages, times) with the block table read a tile ahead, which lets Triton
+# multi-buffer the K/V tiles (sm_90 shared memory: bn64 s4 104 KB against 39 KB without); the default's
+# head block; num_splits = times x the default's (two programs a SM), so 2 is the old four a SM
+GQA_AHEAD_SWEEP = [(64, 4, 4, 1), (128, 4, 3, 1), (32, 4, 4, 1), (64, 4, 3, 2), (64, 4, 4, 2), (64, 4, 3, 0.5),
+                   (64, 4, 4, 0.5), (128, 4, 4, 0.5), (64, 8, 4, 1), (128, 8, 3, 0.5)]
 MLA_SWEEP = [  # the first is the default; block_h 64 puts 64 heads in one wgmma M tile (may spill)
     (32, 32, 8, 2), (32, 16, 4, 2), (16, 16, 4, 2), (32, 16, 8, 2), (16, 32, 8, 2), (32, 32, 8, 3),
     (64, 32, 8, 2), (16, 64, 8, 2), (32, 64, 8, 2), (16, 64, 8, 3), (32, 64, 8, 1), (16, 128, 8, 2),
@@ -355,17 +355,19 @@ def _sweep_configs(da, prob, groups, mla) -> list:
         base = _splits_used(da, prob, da.DecodeConfig(), groups, mla)
         table += [(bn, bh, w, s, max(1, min(da.MAX_SPLITS, int(base * times)))) for bn, bh, w, s, times in GQA_SPLIT_SWEEP]
     out = [("default/fused-merge", da.DecodeConfig(fuse_merge=True)),
-           ("default/no-pdl", da.DecodeConfig(pdl=False)),
-           ("default/ahead1", da.DecodeConfig(pages_ahead=1))]  # the merge launched after the split kernel ends
-    for bn, bh, w, s, splits in table:
-        label = f"bn{bn}/bh{bh}/w{w}/s{s}" + (f"/splits{splits}" if splits else "")
-        config = da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits, dv_parts=1)
+           ("default/no-pdl", da.DecodeConfig(pdl=False)),  # the merge launched after the split kernel ends
+           ("default/ahead0", da.DecodeConfig(pages_ahead=0))]  # each tile's block-table load in its iteration
+    for bn, bh, w, s, splits in table:  # GQA: the earlier sweeps' tables, with the block table read in-tile
+        label = f"bn{bn}/bh{bh}/w{w}/s{s}" + (f"/splits{splits}" if splits else "") + ("" if mla else "/ahead0")
+        config = da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits, dv_parts=1,
+                                 pages_ahead=None if mla else 0)
         out.append((label, config))
     if not mla:
-        for bn, bh, w, s, times in GQA_AHEAD_SWEEP:
+        block_h = da.default_block_h(groups.max_group)
+        for bn, w, s, times in GQA_AHEAD_SWEEP:
             splits = max(1, min(da.MAX_SPLITS, int(base * times)))
-            out.append((f"bn{bn}/bh{bh}/w{w}/s{s}/splits{splits}/ahead1",
-                        da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits,
+            out.append((f"bn{bn}/bh{block_h}/w{w}/s{s}/splits{splits}/ahead1",
+                        da.DecodeConfig(block_n=bn, block_h=block_h, num_warps=w, num_stages=s, num_splits=splits,
                                         dv_parts=1, pages_ahead=1)))
     if mla:
         sms = da.sm_count(prob.q.device)

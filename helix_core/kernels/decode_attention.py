@@ -27,6 +27,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -143,9 +144,10 @@ class DecodeConfig:
     # 133.9 against 134.6, 8 x 64K a tie; MLA 128 heads 1 x 32K 66.4 against 62.6 us (its one wave of
     # 216 KB programs leaves no room for the merge's programs early), 4 x 128K a tie
     pdl: bool | None = None
-    # read the block-table entries of tiles this many iterations ahead (0, 1, 2; an experiment: the K/V
-    # loads then depend on no load of their own iteration)
-    pages_ahead: int = 0
+    # read the block-table entries of tiles this many iterations ahead (0, 1, 2), so a tile's K/V loads
+    # depend on no load of their own iteration and Triton can multi-buffer them. None: 1 for GQA-sized
+    # heads (measured faster), 0 for MLA (compute-bound; not measured). 2 compiles without async copies.
+    pages_ahead: int | None = None
 
 
 _OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -165,10 +167,11 @@ MIN_TILES_PER_SPLIT = 4  # fewer keys than this per split and the merge overhead
 def choose_num_splits(batch: int, head_blocks: int, max_length: int, block_n: int, sm_count: int,
                       waves: int = 4) -> int:
     """Enough programs for ~`waves` programs per SM, without splits shorter than a few tiles. Several
-    waves round up (a partial last wave is a small share); one wave rounds down, at most one program
-    per SM (programs so long that a second, nearly idle wave would double the time)."""
+    waves round up (a partial last wave is a small share); one or two round down: configs sized so that
+    that many programs are resident on an SM at once, all programs in one go (a second, nearly idle wave
+    of long programs would double the time)."""
     programs = max(1, batch * head_blocks)
-    want = max(1, sm_count // programs) if waves == 1 else -(-waves * sm_count // programs)
+    want = max(1, waves * sm_count // programs) if waves <= 2 else -(-waves * sm_count // programs)
     tiles = -(-max(1, max_length) // block_n)
     most = max(1, tiles // MIN_TILES_PER_SPLIT)
     return int(max(1, min(want, most, MAX_SPLITS)))
@@ -282,23 +285,39 @@ def _default_config(dk_a: int, dk_t: int, dv: int, max_group: int, fp32_math: bo
         return 32, 16, 4, 2  # against 161 us for 32 heads and 8 warps, 152-178 us for 64 heads
     if width >= 384:
         return 32, block_h, 4, 2
-    # three pipeline stages won at 32K keys, batch 1 (45.2 against 49.3 us) but cost 35% at
-    # 8 x 64K keys in the llama3-8b step (H200): two stay the default
-    return 64, block_h, 4, 2
+    # three stages with the block table read a tile ahead (see resolve_launch): two K/V buffers, 72 KB
+    return 64, block_h, 4, 3
+
+
+class Launch(NamedTuple):
+    block_n: int
+    block_h: int
+    num_warps: int
+    num_stages: int
+    num_splits: int
+    dv_parts: int
+    pages_ahead: int
 
 
 def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length: int, fp32_math: bool,
-                   cfg: DecodeConfig, device: torch.device, values_are_keys: bool = True,
-                   ) -> tuple[int, int, int, int, int, int]:
-    """(block_n, block_h, num_warps, num_stages, num_splits, dv_parts) of a call: cfg's fields where set,
-    else the defaults for these head widths, group size and (for MLA) context length."""
+                   cfg: DecodeConfig, device: torch.device, values_are_keys: bool = True) -> Launch:
+    """The launch config of a call: cfg's fields where set, else the defaults for these head widths,
+    group size and (for MLA) context length."""
     block_a, block_t, block_dv = _tile_widths(dk, dv)
     d_bn, d_bh, d_warps, d_stages = _default_config(block_a, block_t, block_dv, groups.max_group, fp32_math)
     d_parts = 1
     two_parts = _value_parts_fit(values_are_keys, dv)
     tiles = _mla_tiles(block_a, block_t, block_dv, groups.max_group, fp32_math, two_parts)
-    waves = 4
-    if tiles == "parts":
+    waves, d_ahead = 4, 0
+    if tiles is None and not fp32_math and block_a + block_t + block_dv < 384:
+        # GQA-sized heads: a tile's K/V loads wait on its block-table load unless that is read a tile
+        # earlier; then Triton multi-buffers them (sm_90: 72 KB at 64 keys x 3 stages against 39 KB,
+        # one buffer, at any stage count without). Two programs per SM, all resident at once. H200,
+        # batch 1, CUDA graph: 41.1 / 129.4 / 477.7 us at 32K / 128K / 512K keys, 8 x 64K 477.2 us,
+        # against 44.0 / 133.9 / 484.9 / 495.7 us with two stages, four programs a SM (SDPA: 42.7,
+        # 128.5, 469.3, 472.2 us in the same run)
+        d_ahead, waves = 1, 2
+    elif tiles == "parts":
         # 128 heads a block (a wgmma M tile per warpgroup) and the values in two parts, so each program's
         # accumulator is 128 x 256 over 8 warps (235 registers on sm_90, no spills; one 64 x 512 part:
         # 254, and both warpgroups computed the same scores); one wave (see LONG_MLA_KEYS)
@@ -318,8 +337,11 @@ def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length:
         raise ValueError("dv_parts=2 needs values that are the keys' first Dv dims, Dv a power of two >= 32")
     programs = groups.tables(block_h, device)[0].shape[0] * dv_parts  # per (split, sequence)
     splits = cfg.num_splits or choose_num_splits(batch, programs, max_length, block_n, sm_count(device), waves)
-    return (block_n, block_h, cfg.num_warps or d_warps, cfg.num_stages or d_stages, max(1, int(splits)),
-            dv_parts)
+    ahead = d_ahead if cfg.pages_ahead is None else int(cfg.pages_ahead)
+    if ahead not in (0, 1, 2):
+        raise ValueError(f"pages_ahead must be 0, 1 or 2, got {ahead}")
+    return Launch(block_n, block_h, cfg.num_warps or d_warps, cfg.num_stages or d_stages, max(1, int(splits)),
+                  dv_parts, ahead)
 
 
 def split_kernel_constants(dk: int, dv: int, values_are_keys: bool, qk_fp32: bool, dv_parts: int, page_size: int,
@@ -443,7 +465,7 @@ def paged_decode_attention(
     cfg = config or DecodeConfig()
     qk_fp32 = q.dtype != key_pages.dtype
     fp32_math = qk_fp32 or key_pages.dtype == torch.float32
-    block_n, block_h, num_warps, num_stages, num_splits, dv_parts = resolve_launch(
+    block_n, block_h, num_warps, num_stages, num_splits, dv_parts, pages_ahead = resolve_launch(
         dk, dv, groups, batch, max_length, fp32_math, cfg, device, values_are_keys)
     common = split_kernel_constants(dk, dv, values_are_keys, qk_fp32, dv_parts, page_size, block_n, block_h,
                                     num_warps, num_stages, mod.INTERPRET)
@@ -489,7 +511,7 @@ def paged_decode_attention(
             part_lse.stride(0), part_lse.stride(1), 0 if final else part_lse.stride(2),
             out.stride(0), out.stride(1), lse.stride(0), lse.stride(1),
             FINAL=final, FUSED=fused, MERGE_H=merge[0], MERGE_S=merge[1], MERGE_LS=merge[2],
-            PDL=pdl and not fused, PAGES_AHEAD=int(cfg.pages_ahead), **common,
+            PDL=pdl and not fused, PAGES_AHEAD=pages_ahead, **common,
         )
 
     if num_splits == 1:

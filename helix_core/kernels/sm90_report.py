@@ -7,6 +7,7 @@ is what decides the MLA tiles (docs/benchmarks.md, 2026-12-03): a 64 x 512 fp32 
 
     python -m helix_core.kernels.sm90_report                      # the default configs of the bench shapes
     python -m helix_core.kernels.sm90_report --shape mla --config 32,128,8,2,2   # block_n,block_h,warps,stages,dv_parts
+    python -m helix_core.kernels.sm90_report --config 64,16,4,3,1,1   # GQA, the block table read a tile ahead
 
 Arguments are specialized the way Triton's launcher specializes them for the engine's tensors:
 pointers and the page / row strides divisible by 16; the per-split LSE strides not.
@@ -68,7 +69,7 @@ def _assemble(ptx: str) -> str:
 
 def decode_kernel_report(dk: int, dv: int, *, values_are_keys: bool, block_n: int, block_h: int, num_warps: int,
                          num_stages: int, dv_parts: int = 1, page_size: int = 16, dtype: str = "bf16",
-                         pdl: bool = False) -> KernelReport:
+                         pdl: bool = False, pages_ahead: int = 0) -> KernelReport:
     """Compile the split kernel of `paged_decode_attention` for one launch config and assemble it
     (pdl: the variant that lets a programmatic-dependent merge launch early)."""
     from .decode_attention import split_kernel_constants
@@ -76,7 +77,7 @@ def decode_kernel_report(dk: int, dv: int, *, values_are_keys: bool, block_n: in
     consts = split_kernel_constants(dk, dv, values_are_keys, False, dv_parts, page_size, block_n, block_h,
                                     num_warps, num_stages, upcast=False)
     options = {"num_warps": consts.pop("num_warps"), "num_stages": consts.pop("num_stages")}
-    consts.update(FINAL=False, FUSED=False, MERGE_H=2, MERGE_S=2, MERGE_LS=2, PDL=pdl, PAGES_AHEAD=0)
+    consts.update(FINAL=False, FUSED=False, MERGE_H=2, MERGE_S=2, MERGE_LS=2, PDL=pdl, PAGES_AHEAD=pages_ahead)
     types = dict(_POINTER_TYPES, Q=f"*{dtype}", K=f"*{dtype}", V=f"*{dtype}", qk_scale="fp32")
     return _report("_decode_split_kernel", consts, options, types, _NOT_ALIGNED)
 
@@ -140,7 +141,7 @@ SHAPES = {"gqa": dict(dk=128, dv=128, values_are_keys=False, heads=32, kv_heads=
 
 
 def default_configs(shape: str) -> list[tuple[str, tuple[int, int, int, int, int]]]:
-    """(label, (block_n, block_h, num_warps, num_stages, dv_parts)) of the defaults `resolve_launch`
+    """(label, (block_n, block_h, num_warps, num_stages, dv_parts, pages_ahead)) of the defaults `resolve_launch`
     picks for a shape: one per side of the long-context switch where there is one."""
     import torch
 
@@ -152,9 +153,11 @@ def default_configs(shape: str) -> list[tuple[str, tuple[int, int, int, int, int
     lengths = [("", 131072)] if switch is None else [("short", switch - 1), ("long", switch)]
     out = []
     for label, length in lengths:
-        bn, bh, warps, stages, _, parts = resolve_launch(spec["dk"], spec["dv"], groups, 1, length, False,
-                                                         DecodeConfig(), torch.device("cpu"), spec["values_are_keys"])
-        out.append((f"{shape} default{' ' + label if label else ''}", (bn, bh, warps, stages, parts)))
+        launch = resolve_launch(spec["dk"], spec["dv"], groups, 1, length, False, DecodeConfig(), torch.device("cpu"),
+                                spec["values_are_keys"])
+        out.append((f"{shape} default{' ' + label if label else ''}",
+                    (launch.block_n, launch.block_h, launch.num_warps, launch.num_stages, launch.dv_parts,
+                     launch.pages_ahead)))
     return out
 
 
@@ -163,23 +166,23 @@ def main(argv=None) -> int:
     p.add_argument("--shape", choices=sorted(SHAPES), default="gqa",
                    help="gqa: 32 q / 8 KV heads x 128; mla: 128 heads over a 576 / 512 latent; mla-64: 64 heads")
     p.add_argument("--config", action="append", default=[],
-                   help="block_n,block_h,num_warps,num_stages[,dv_parts]; repeatable (default: the defaults)")
+                   help="block_n,block_h,num_warps,num_stages[,dv_parts[,pages_ahead]]; repeatable (default: the defaults)")
     args = p.parse_args(argv)
     shape = args.shape
     spec = SHAPES[shape]
     configs = []
     for text in args.config:
         values = tuple(int(v) for v in text.split(","))
-        if len(values) not in (4, 5):
-            p.error(f"--config {text}: give block_n,block_h,num_warps,num_stages[,dv_parts]")
-        configs.append((text, values if len(values) == 5 else values + (1,)))
+        if len(values) not in (4, 5, 6):
+            p.error(f"--config {text}: give block_n,block_h,num_warps,num_stages[,dv_parts[,pages_ahead]]")
+        configs.append((text, values + (1, 0)[len(values) - 4:]))
     configs = configs or default_configs(shape)
     failed = 0
     print(f"{'config':28s} regs  spill  shared_KB  wgmma  mma.sync  cp.async")
-    for label, (bn, bh, warps, stages, parts) in configs:
+    for label, (bn, bh, warps, stages, parts, ahead) in configs:
         try:
             r = decode_kernel_report(spec["dk"], spec["dv"], values_are_keys=spec["values_are_keys"], block_n=bn,
-                                     block_h=bh, num_warps=warps, num_stages=stages, dv_parts=parts)
+                                     block_h=bh, num_warps=warps, num_stages=stages, dv_parts=parts, pages_ahead=ahead)
         except Exception as exc:  # e.g. ptxas out of registers for a config
             failed += 1
             print(f"{label:28s} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
