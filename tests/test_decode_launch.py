@@ -47,7 +47,7 @@ def test_many_heads_a_latent_take_value_parts_at_every_length():
     for length in (100, LONG_MLA_KEYS - 1, LONG_MLA_KEYS, 10 ** 6):
         block_n, block_h, warps, stages, splits, parts, ahead = resolve_launch(576, 512, groups, 1, length, False,
                                                                               DecodeConfig(), CPU)
-        assert (block_n, block_h, warps, parts, ahead) == (32, 128, 8, 2, 0)
+        assert (block_n, block_h, warps, parts, ahead) == (32, 128, 8, 2, False)
         # one wave: 2 programs a split on 8 SMs, at most 4 splits; short rows keep >= 4 tiles a split
         assert splits == min(4, max(1, -(-length // 32) // 4))
     # 96 heads: still one 128-head block (32 rows masked); 3 rows x 2 parts: one split
@@ -73,16 +73,14 @@ def test_gqa_reads_the_block_table_a_tile_ahead_with_two_programs_a_sm():
     groups = HeadGroups.from_group_size(32, 4)  # llama3-8b: 8 KV heads, a 16-head block each
     launch = resolve_launch(128, 128, groups, 1, 131072, False, DecodeConfig(), CPU)
     # 8 SMs off the GPU: two programs a SM, rounded down (16 // 8 head blocks)
-    assert launch == (64, 16, 4, 3, 2, 1, 1)
+    assert launch == (64, 16, 4, 3, 2, 1, True)
     assert resolve_launch(128, 128, groups, 3, 131072, False, DecodeConfig(), CPU).num_splits == 1  # 16 // 24
     # fp32 math keeps its tiles and the in-tile block-table load; MLA is not GQA-sized; explicit values win
-    assert resolve_launch(128, 128, groups, 1, 131072, True, DecodeConfig(), CPU).pages_ahead == 0
+    assert resolve_launch(128, 128, groups, 1, 131072, True, DecodeConfig(), CPU).pages_ahead is False
     assert resolve_launch(576, 512, HeadGroups.from_group_size(16, 16), 1, 4096, False, DecodeConfig(), CPU
-                          ).pages_ahead == 0
-    assert resolve_launch(128, 128, groups, 1, 131072, False, DecodeConfig(pages_ahead=0, num_stages=2), CPU
-                          )[3:7:3] == (2, 0)
-    with pytest.raises(ValueError, match="pages_ahead"):
-        resolve_launch(128, 128, groups, 1, 131072, False, DecodeConfig(pages_ahead=3), CPU)
+                          ).pages_ahead is False
+    assert resolve_launch(128, 128, groups, 1, 131072, False, DecodeConfig(pages_ahead=False, num_stages=2), CPU
+                          )[3:7:3] == (2, False)
 
 
 def _runner(long_keys, lengths, kvp=2, stage=16, bounded_gather=False):

@@ -31,7 +31,7 @@ for shape in ("gqa", "mla", "mla-64"):
                                                    dv_parts=parts, pages_ahead=ahead))
 # GQA's default stages without the block table read ahead: Triton does not multi-buffer the K/V loads
 out["gqa not ahead"] = asdict(r.decode_kernel_report(128, 128, values_are_keys=False, block_n=64, block_h=16,
-                                                     num_warps=4, num_stages=3, pages_ahead=0))
+                                                     num_warps=4, num_stages=3, pages_ahead=False))
 # the long-context MLA tile before the value parts: 64 heads, one 64 x 512 accumulator over 8 warps
 out["mla one part"] = asdict(r.decode_kernel_report(576, 512, values_are_keys=True, block_n=32, block_h=64,
                                                     num_warps=8, num_stages=2, dv_parts=1))
@@ -40,7 +40,7 @@ out["merge 128 x 66"] = asdict(r.merge_kernel_report(128, 66))
 out["merge 512 x 16"] = asdict(r.merge_kernel_report(512, 16))
 # programmatic dependent launch: the split kernel lets the merge start, the merge waits for its writes
 out["gqa pdl"] = asdict(r.decode_kernel_report(128, 128, values_are_keys=False, block_n=64, block_h=16,
-                                               num_warps=4, num_stages=3, pdl=True, pages_ahead=1))
+                                               num_warps=4, num_stages=3, pdl=True, pages_ahead=True))
 out["merge 128 x 66 pdl"] = asdict(r.merge_kernel_report(128, 66, pdl=True))
 print(json.dumps(out))
 """

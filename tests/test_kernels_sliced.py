@@ -142,10 +142,12 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("ahead", [False, True], ids=["in-tile", "pages-ahead"])
 @pytest.mark.parametrize("lengths,hq,hkv,head_dim,value_dim,page_size,slices,splits", CASES)
-def test_fp32_slices_match_dense_reference(lengths, hq, hkv, head_dim, value_dim, page_size, slices, splits):
+def test_fp32_slices_match_dense_reference(lengths, hq, hkv, head_dim, value_dim, page_size, slices, splits, ahead):
+    """Both kernels, with each tile's block-table entries read in its iteration or one iteration ahead."""
     prob = Problem(lengths, hq, hkv, head_dim, value_dim, page_size, slices, torch.float32)
-    check(prob, run_slices(prob, DecodeConfig(num_splits=splits, block_n=16)), torch.float32)
+    check(prob, run_slices(prob, DecodeConfig(num_splits=splits, block_n=16, pages_ahead=ahead)), torch.float32)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

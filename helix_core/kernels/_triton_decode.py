@@ -61,6 +61,32 @@ def _mm(a, b, UPCAST: tl.constexpr):
 
 
 @triton.jit
+def _first_tile_pages(bt_row, start, end, PAGE_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, AHEAD: tl.constexpr):
+    """The block-table entries of a program's first tile when they are read a tile ahead (else unused)."""
+    offs = start + tl.arange(0, BLOCK_N)
+    if AHEAD:
+        return tl.load(bt_row + offs // PAGE_SIZE, mask=offs < end, other=0)
+    else:
+        return offs * 0
+
+
+@triton.jit
+def _tile_pages(bt_row, offs_n, end, page_next, PAGE_SIZE: tl.constexpr, BLOCK_N: tl.constexpr,
+                AHEAD: tl.constexpr):
+    """(pages of the tile's keys offs_n as int64, the value to pass as page_next for the next tile).
+    AHEAD: this tile's entries were read an iteration earlier (page_next) and the next tile's are read
+    now, so the tile's K/V loads depend on no load of their own iteration and Triton multi-buffers them
+    (sm_90: with the entries read in-tile it keeps one K/V buffer at any stage count). Entries past
+    `end` read as page 0 and are masked by the caller."""
+    if AHEAD:
+        ahead = offs_n + BLOCK_N
+        return page_next.to(tl.int64), tl.load(bt_row + ahead // PAGE_SIZE, mask=ahead < end, other=0)
+    else:
+        page = tl.load(bt_row + offs_n // PAGE_SIZE, mask=offs_n < end, other=0)
+        return page.to(tl.int64), page_next
+
+
+@triton.jit
 def _decode_split_kernel(
     Q, K, V, BLOCK_TABLE, LENGTHS, GROUP_KV, GROUP_HEADS, OUT, LSE,
     FOUT, FLSE, COUNTERS,  # FUSED only: final out [B, Hq, Dv] / lse [B, Hq], counters [B * head blocks]
@@ -79,7 +105,7 @@ def _decode_split_kernel(
     PAGE_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
     FINAL: tl.constexpr, UPCAST: tl.constexpr,
     FUSED: tl.constexpr, MERGE_H: tl.constexpr, MERGE_S: tl.constexpr, MERGE_LS: tl.constexpr,
-    PDL: tl.constexpr = False, PAGES_AHEAD: tl.constexpr = 0,
+    PDL: tl.constexpr = False, PAGES_AHEAD: tl.constexpr = False,
 ):
     if PDL:  # the merge kernel, launched as a programmatic dependent, may start its programs now
         gdc_launch_dependents()
@@ -124,25 +150,11 @@ def _decode_split_kernel(
     acc = tl.zeros([BLOCK_H, BLOCK_DV], tl.float32)
 
     bt_row = BLOCK_TABLE + b.to(tl.int64) * stride_btb
-    if PAGES_AHEAD > 0:  # the block-table entries of the next PAGES_AHEAD tiles, read before they are needed
-        first = start + tl.arange(0, BLOCK_N)
-        page_next = tl.load(bt_row + first // PAGE_SIZE, mask=first < end, other=0)
-        if PAGES_AHEAD > 1:
-            second = first + BLOCK_N
-            page_after = tl.load(bt_row + second // PAGE_SIZE, mask=second < end, other=0)
+    page_next = _first_tile_pages(bt_row, start, end, PAGE_SIZE, BLOCK_N, PAGES_AHEAD)
     for n0 in range(start, end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         n_ok = offs_n < end
-        if PAGES_AHEAD > 0:  # this tile's pages were read in an earlier iteration
-            page = page_next.to(tl.int64)
-            ahead = offs_n + PAGES_AHEAD * BLOCK_N
-            if PAGES_AHEAD > 1:
-                page_next = page_after
-                page_after = tl.load(bt_row + ahead // PAGE_SIZE, mask=ahead < end, other=0)
-            else:
-                page_next = tl.load(bt_row + ahead // PAGE_SIZE, mask=ahead < end, other=0)
-        else:
-            page = tl.load(bt_row + offs_n // PAGE_SIZE, mask=n_ok, other=0).to(tl.int64)
+        page, page_next = _tile_pages(bt_row, offs_n, end, page_next, PAGE_SIZE, BLOCK_N, PAGES_AHEAD)
         slot = offs_n % PAGE_SIZE
         k_row = page * stride_kp + slot * stride_ks + kv_head * stride_kh  # [BLOCK_N]
         k_a = tl.load(K + k_row[:, None] + offs_a[None, :], mask=n_ok[:, None] & (offs_a[None, :] < DK),

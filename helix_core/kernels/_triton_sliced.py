@@ -13,7 +13,8 @@ runs in three parts, the middle one a collective:
 Both kernels run on a grid (head blocks, splits, batch): a head block is up to BLOCK_H query heads
 that read the same KV head, so each K or V tile is loaded once for the whole GQA group; a split is
 a contiguous chunk of a row's keys, a multiple of BLOCK_N long, so a long context spreads over
-the whole GPU. Pages come from the block table per token: page size and BLOCK_N are independent.
+the whole GPU. Pages come from the block table per token: page size and BLOCK_N are independent;
+PAGES_AHEAD reads a tile's entries an iteration early, as the decode kernel does.
 """
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ INTERPRET = bool(knobs.runtime.interpret)
 
 LOG2E = 1.4426950408889634
 
-# the decode kernels' dot with fp32 accumulation (and the interpreter's 16-bit workaround), from
-# the module built in the same interpret mode as this one
-_mm = kernel_module("_triton_decode")._mm
+# the decode kernels' dot with fp32 accumulation (and the interpreter's 16-bit workaround) and block-table
+# reads, from the module built in the same interpret mode as this one
+_decode = kernel_module("_triton_decode")
+_mm, _first_tile_pages, _tile_pages = _decode._mm, _decode._first_tile_pages, _decode._tile_pages
 
 
 @triton.jit
@@ -62,6 +64,7 @@ def _partial_scores_kernel(
     stride_sb, stride_sh,  # SCORES [B, Hq, num_keys], unit last stride
     DK: tl.constexpr, BLOCK_DK: tl.constexpr, QK_FP32: tl.constexpr,
     PAGE_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr, UPCAST: tl.constexpr,
+    PAGES_AHEAD: tl.constexpr = False,
 ):
     b, split, kv_head, heads, h_ok, start, end = _program_rows(GROUP_KV, GROUP_HEADS, LENGTHS, num_splits,
                                                                num_keys, BLOCK_N, BLOCK_H)
@@ -75,10 +78,11 @@ def _partial_scores_kernel(
 
     bt_row = BLOCK_TABLE + b.to(tl.int64) * stride_btb
     s_rows = SCORES + b.to(tl.int64) * stride_sb + heads[:, None] * stride_sh  # [BLOCK_H, 1]
+    page_next = _first_tile_pages(bt_row, start, end, PAGE_SIZE, BLOCK_N, PAGES_AHEAD)
     for n0 in range(start, end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         n_ok = offs_n < end
-        page = tl.load(bt_row + offs_n // PAGE_SIZE, mask=n_ok, other=0).to(tl.int64)
+        page, page_next = _tile_pages(bt_row, offs_n, end, page_next, PAGE_SIZE, BLOCK_N, PAGES_AHEAD)
         k_row = page * stride_kp + (offs_n % PAGE_SIZE) * stride_ks + kv_head * stride_kh
         k = tl.load(K + k_row[:, None] + offs_d[None, :], mask=n_ok[:, None] & d_ok[None, :], other=0.0)
         if QK_FP32:
@@ -99,7 +103,7 @@ def _softmax_values_kernel(
     stride_lb, stride_lh, stride_ls,  # LSE [B, Hq, S]
     DV: tl.constexpr, BLOCK_DV: tl.constexpr,
     PAGE_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
-    FINAL: tl.constexpr, UPCAST: tl.constexpr,
+    FINAL: tl.constexpr, UPCAST: tl.constexpr, PAGES_AHEAD: tl.constexpr = False,
 ):
     b, split, kv_head, heads, h_ok, start, end = _program_rows(GROUP_KV, GROUP_HEADS, LENGTHS, num_splits,
                                                                num_keys, BLOCK_N, BLOCK_H)
@@ -112,6 +116,7 @@ def _softmax_values_kernel(
 
     bt_row = BLOCK_TABLE + b.to(tl.int64) * stride_btb
     s_rows = SCORES + b.to(tl.int64) * stride_sb + heads[:, None] * stride_sh
+    page_next = _first_tile_pages(bt_row, start, end, PAGE_SIZE, BLOCK_N, PAGES_AHEAD)
     for n0 in range(start, end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         n_ok = offs_n < end
@@ -125,7 +130,7 @@ def _softmax_values_kernel(
         alpha = tl.exp2(m_i - m_new)
         p = tl.exp2(qk - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
-        page = tl.load(bt_row + offs_n // PAGE_SIZE, mask=n_ok, other=0).to(tl.int64)
+        page, page_next = _tile_pages(bt_row, offs_n, end, page_next, PAGE_SIZE, BLOCK_N, PAGES_AHEAD)
         v_row = page * stride_vp + (offs_n % PAGE_SIZE) * stride_vs + kv_head * stride_vh
         v = tl.load(V + v_row[:, None] + offs_v[None, :], mask=n_ok[:, None] & v_ok[None, :], other=0.0)
         acc = acc * alpha[:, None] + _mm(p.to(v.dtype), v, UPCAST)

@@ -356,11 +356,11 @@ def _sweep_configs(da, prob, groups, mla) -> list:
         table += [(bn, bh, w, s, max(1, min(da.MAX_SPLITS, int(base * times)))) for bn, bh, w, s, times in GQA_SPLIT_SWEEP]
     out = [("default/fused-merge", da.DecodeConfig(fuse_merge=True)),
            ("default/no-pdl", da.DecodeConfig(pdl=False)),  # the merge launched after the split kernel ends
-           ("default/ahead0", da.DecodeConfig(pages_ahead=0))]  # each tile's block-table load in its iteration
+           ("default/ahead0", da.DecodeConfig(pages_ahead=False))]  # each tile's block-table load in its iteration
     for bn, bh, w, s, splits in table:  # GQA: the earlier sweeps' tables, with the block table read in-tile
         label = f"bn{bn}/bh{bh}/w{w}/s{s}" + (f"/splits{splits}" if splits else "") + ("" if mla else "/ahead0")
         config = da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits, dv_parts=1,
-                                 pages_ahead=None if mla else 0)
+                                 pages_ahead=None if mla else False)
         out.append((label, config))
     if not mla:
         block_h = da.default_block_h(groups.max_group)
@@ -368,7 +368,7 @@ def _sweep_configs(da, prob, groups, mla) -> list:
             splits = max(1, min(da.MAX_SPLITS, int(base * times)))
             out.append((f"bn{bn}/bh{block_h}/w{w}/s{s}/splits{splits}/ahead1",
                         da.DecodeConfig(block_n=bn, block_h=block_h, num_warps=w, num_stages=s, num_splits=splits,
-                                        dv_parts=1, pages_ahead=1)))
+                                        dv_parts=1, pages_ahead=True)))
     if mla:
         sms = da.sm_count(prob.q.device)
         for bn, bh, w, s, waves, parts in MLA_PARTS_SWEEP:  # one wave of `waves x SMs` program slots

@@ -144,10 +144,10 @@ class DecodeConfig:
     # 133.9 against 134.6, 8 x 64K a tie; MLA 128 heads 1 x 32K 66.4 against 62.6 us (its one wave of
     # 216 KB programs leaves no room for the merge's programs early), 4 x 128K a tie
     pdl: bool | None = None
-    # read the block-table entries of tiles this many iterations ahead (0, 1, 2), so a tile's K/V loads
-    # depend on no load of their own iteration and Triton can multi-buffer them. None: 1 for GQA-sized
-    # heads (measured faster), 0 for MLA (compute-bound; not measured). 2 compiles without async copies.
-    pages_ahead: int | None = None
+    # read a tile's block-table entries an iteration ahead, so its K/V loads depend on no load of their own
+    # iteration and Triton can multi-buffer them. None: on for GQA-sized heads (measured faster), off for
+    # MLA (compute-bound; not measured)
+    pages_ahead: bool | None = None
 
 
 _OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -296,7 +296,7 @@ class Launch(NamedTuple):
     num_stages: int
     num_splits: int
     dv_parts: int
-    pages_ahead: int
+    pages_ahead: bool
 
 
 def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length: int, fp32_math: bool,
@@ -308,7 +308,7 @@ def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length:
     d_parts = 1
     two_parts = _value_parts_fit(values_are_keys, dv)
     tiles = _mla_tiles(block_a, block_t, block_dv, groups.max_group, fp32_math, two_parts)
-    waves, d_ahead = 4, 0
+    waves, d_ahead = 4, False
     if tiles is None and not fp32_math and block_a + block_t + block_dv < 384:
         # GQA-sized heads: a tile's K/V loads wait on its block-table load unless that is read a tile
         # earlier; then Triton multi-buffers them (sm_90: 72 KB at 64 keys x 3 stages against 39 KB,
@@ -316,7 +316,7 @@ def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length:
         # batch 1, CUDA graph: 41.1 / 129.4 / 477.7 us at 32K / 128K / 512K keys, 8 x 64K 477.2 us,
         # against 44.0 / 133.9 / 484.9 / 495.7 us with two stages, four programs a SM (SDPA: 42.7,
         # 128.5, 469.3, 472.2 us in the same run)
-        d_ahead, waves = 1, 2
+        d_ahead, waves = True, 2
     elif tiles == "parts":
         # 128 heads a block (a wgmma M tile per warpgroup) and the values in two parts, so each program's
         # accumulator is 128 x 256 over 8 warps (235 registers on sm_90, no spills; one 64 x 512 part:
@@ -337,9 +337,7 @@ def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length:
         raise ValueError("dv_parts=2 needs values that are the keys' first Dv dims, Dv a power of two >= 32")
     programs = groups.tables(block_h, device)[0].shape[0] * dv_parts  # per (split, sequence)
     splits = cfg.num_splits or choose_num_splits(batch, programs, max_length, block_n, sm_count(device), waves)
-    ahead = d_ahead if cfg.pages_ahead is None else int(cfg.pages_ahead)
-    if ahead not in (0, 1, 2):
-        raise ValueError(f"pages_ahead must be 0, 1 or 2, got {ahead}")
+    ahead = d_ahead if cfg.pages_ahead is None else bool(cfg.pages_ahead)
     return Launch(block_n, block_h, cfg.num_warps or d_warps, cfg.num_stages or d_stages, max(1, int(splits)),
                   dv_parts, ahead)
 

@@ -73,7 +73,8 @@ def paged_sliced_attention(
       same tensor); CUDA-graph capturable (no host sync). None: this rank holds whole heads.
     max_length: host-side bound of `lengths` that sets S (see the module doc); rows longer than S
       see only their first S keys.
-    config: block_n / block_h / num_warps / num_stages / num_splits (splits of each row's keys, both kernels).
+    config: block_n / block_h / num_warps / num_stages / num_splits (splits of each row's keys, both kernels)
+      / pages_ahead (the block table read a tile ahead; off by default here).
     out/lse: optional destinations (out fp32/bf16/fp16 with a unit last stride; lse fp32).
     """
     if value_pages is None:
@@ -121,6 +122,7 @@ def paged_sliced_attention(
     if block_n < 16 or block_n & (block_n - 1) or block_h < 16 or block_h & (block_h - 1):
         raise ValueError("block_n and block_h must be powers of two >= 16")
     launch = dict(PAGE_SIZE=page_size, BLOCK_N=block_n, BLOCK_H=block_h, UPCAST=mod.INTERPRET,
+                  PAGES_AHEAD=bool(cfg.pages_ahead),  # not measured here yet: off unless asked for
                   num_warps=cfg.num_warps or d_warps, num_stages=cfg.num_stages or d_stages)
     group_kv, group_heads = head_groups.tables(block_h, device)
     head_blocks = group_kv.shape[0]

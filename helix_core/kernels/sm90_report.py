@@ -69,7 +69,7 @@ def _assemble(ptx: str) -> str:
 
 def decode_kernel_report(dk: int, dv: int, *, values_are_keys: bool, block_n: int, block_h: int, num_warps: int,
                          num_stages: int, dv_parts: int = 1, page_size: int = 16, dtype: str = "bf16",
-                         pdl: bool = False, pages_ahead: int = 0) -> KernelReport:
+                         pdl: bool = False, pages_ahead: bool = False) -> KernelReport:
     """Compile the split kernel of `paged_decode_attention` for one launch config and assemble it
     (pdl: the variant that lets a programmatic-dependent merge launch early)."""
     from .decode_attention import split_kernel_constants
@@ -77,7 +77,7 @@ def decode_kernel_report(dk: int, dv: int, *, values_are_keys: bool, block_n: in
     consts = split_kernel_constants(dk, dv, values_are_keys, False, dv_parts, page_size, block_n, block_h,
                                     num_warps, num_stages, upcast=False)
     options = {"num_warps": consts.pop("num_warps"), "num_stages": consts.pop("num_stages")}
-    consts.update(FINAL=False, FUSED=False, MERGE_H=2, MERGE_S=2, MERGE_LS=2, PDL=pdl, PAGES_AHEAD=pages_ahead)
+    consts.update(FINAL=False, FUSED=False, MERGE_H=2, MERGE_S=2, MERGE_LS=2, PDL=pdl, PAGES_AHEAD=bool(pages_ahead))
     types = dict(_POINTER_TYPES, Q=f"*{dtype}", K=f"*{dtype}", V=f"*{dtype}", qk_scale="fp32")
     return _report("_decode_split_kernel", consts, options, types, _NOT_ALIGNED)
 
