@@ -383,12 +383,18 @@ def check_layout(q, key_pages, value_pages, block_table, lengths) -> None:
         raise ValueError(f"lengths must be [B={batch}], got {tuple(lengths.shape)}")
 
 
+_CAPABILITY: dict[int, tuple[int, int]] = {}
+
+
 def pdl_usable(device: torch.device) -> bool:
     """Programmatic dependent launch is possible here: compiled Triton (not the interpreter) with grid
     dependency control, on a CUDA device of compute capability 9.0 or newer."""
     if device.type != "cuda" or interpret_mode() or not _kernels().HAS_GDC:
         return False
-    return torch.cuda.get_device_capability(device)[0] >= 9
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _CAPABILITY:  # asked once per device: this runs on every decode call
+        _CAPABILITY[index] = torch.cuda.get_device_capability(index)
+    return _CAPABILITY[index][0] >= 9
 
 
 def decode_kernel_usable(q: torch.Tensor) -> bool:

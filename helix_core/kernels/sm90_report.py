@@ -77,7 +77,8 @@ def decode_kernel_report(dk: int, dv: int, *, values_are_keys: bool, block_n: in
     consts = split_kernel_constants(dk, dv, values_are_keys, False, dv_parts, page_size, block_n, block_h,
                                     num_warps, num_stages, upcast=False)
     options = {"num_warps": consts.pop("num_warps"), "num_stages": consts.pop("num_stages")}
-    consts.update(FINAL=False, FUSED=False, MERGE_H=2, MERGE_S=2, MERGE_LS=2, PDL=pdl, PAGES_AHEAD=bool(pages_ahead))
+    consts.update(FINAL=False, FUSED=False, MERGE_H=2, MERGE_S=2, MERGE_LS=2, PDL=pdl,
+                  PAGES_AHEAD=bool(pages_ahead))
     types = dict(_POINTER_TYPES, Q=f"*{dtype}", K=f"*{dtype}", V=f"*{dtype}", qk_scale="fp32")
     return _report("_decode_split_kernel", consts, options, types, _NOT_ALIGNED)
 
@@ -166,7 +167,8 @@ def main(argv=None) -> int:
     p.add_argument("--shape", choices=sorted(SHAPES), default="gqa",
                    help="gqa: 32 q / 8 KV heads x 128; mla: 128 heads over a 576 / 512 latent; mla-64: 64 heads")
     p.add_argument("--config", action="append", default=[],
-                   help="block_n,block_h,num_warps,num_stages[,dv_parts[,pages_ahead]]; repeatable (default: the defaults)")
+                   help="block_n,block_h,num_warps,num_stages[,dv_parts[,pages_ahead]]; repeatable "
+                        "(default: the defaults)")
     args = p.parse_args(argv)
     shape = args.shape
     spec = SHAPES[shape]
