@@ -39,13 +39,16 @@ def _kernels():
     return kernel_module("_triton_sliced")
 
 
-def _default_config(max_group: int, widest_dim: int, fp32_math: bool) -> tuple[int, int, int, int]:
-    """(block_n, block_h, num_warps, num_stages): the decode kernel's GQA defaults (each kernel here
-    holds one of its two tiles, K or V, so they fit). Not yet tuned on a GPU."""
+def _default_config(max_group: int, widest_dim: int, fp32_math: bool) -> tuple[int, int, int, int, bool]:
+    """(block_n, block_h, num_warps, num_stages, pages_ahead). 16-bit: as the decode kernel's GQA default,
+    the block table read a tile ahead with three stages (two K or V buffers) and two programs a SM; H200,
+    batch 8 x 10000 keys, fp16 (docs/benchmarks.md, third session): a 2 x 2 rank (8 heads x 256 dims)
+    171.1 against 193.6 us, a 1 x 4 rank (16 x 128) 192.9 against 219.6 us for the earlier default
+    (two stages, four programs a SM)."""
     block_h = default_block_h(max_group)
     if fp32_math:
-        return (32 if widest_dim <= 128 else 16), min(block_h, 32), 8, 2
-    return (64 if widest_dim <= 256 else 32), block_h, 4, 2
+        return (32 if widest_dim <= 128 else 16), min(block_h, 32), 8, 2, False
+    return (64 if widest_dim <= 256 else 32), block_h, 4, 3, True
 
 
 def paged_sliced_attention(
@@ -74,7 +77,7 @@ def paged_sliced_attention(
     max_length: host-side bound of `lengths` that sets S (see the module doc); rows longer than S
       see only their first S keys.
     config: block_n / block_h / num_warps / num_stages / num_splits (splits of each row's keys, both kernels)
-      / pages_ahead (the block table read a tile ahead; off by default here).
+      / pages_ahead (the block table read a tile ahead; on by default in 16-bit).
     out/lse: optional destinations (out fp32/bf16/fp16 with a unit last stride; lse fp32).
     """
     if value_pages is None:
@@ -117,19 +120,19 @@ def paged_sliced_attention(
     cfg = config or DecodeConfig()
     qk_fp32 = q.dtype != key_pages.dtype
     fp32_math = qk_fp32 or key_pages.dtype == torch.float32 or value_pages.dtype == torch.float32
-    d_bn, d_bh, d_warps, d_stages = _default_config(head_groups.max_group, max(dk, dv), fp32_math)
+    d_bn, d_bh, d_warps, d_stages, d_ahead = _default_config(head_groups.max_group, max(dk, dv), fp32_math)
     block_n, block_h = cfg.block_n or d_bn, cfg.block_h or d_bh
     if block_n < 16 or block_n & (block_n - 1) or block_h < 16 or block_h & (block_h - 1):
         raise ValueError("block_n and block_h must be powers of two >= 16")
     launch = dict(PAGE_SIZE=page_size, BLOCK_N=block_n, BLOCK_H=block_h, UPCAST=mod.INTERPRET,
-                  PAGES_AHEAD=bool(cfg.pages_ahead),  # not measured here yet: off unless asked for
+                  PAGES_AHEAD=d_ahead if cfg.pages_ahead is None else bool(cfg.pages_ahead),
                   num_warps=cfg.num_warps or d_warps, num_stages=cfg.num_stages or d_stages)
     group_kv, group_heads = head_groups.tables(block_h, device)
     head_blocks = group_kv.shape[0]
     # both kernels split each row's keys so that long contexts fill the GPU; from the static bound,
     # so a captured graph keeps its grid
     splits = max(1, int(cfg.num_splits or choose_num_splits(batch, head_blocks, num_keys, block_n,
-                                                             sm_count(device))))
+                                                             sm_count(device), waves=2 if d_ahead else 4)))
 
     # every rank of the slice group sums the same [B, Hq, S]; columns past a row's length stay unwritten
     scores = torch.empty(batch, num_q_heads, num_keys, dtype=torch.float32, device=device)
