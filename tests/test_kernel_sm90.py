@@ -42,6 +42,10 @@ out["merge 512 x 16"] = asdict(r.merge_kernel_report(512, 16))
 out["gqa pdl"] = asdict(r.decode_kernel_report(128, 128, values_are_keys=False, block_n=64, block_h=16,
                                                num_warps=4, num_stages=3, pdl=True, pages_ahead=True))
 out["merge 128 x 66 pdl"] = asdict(r.merge_kernel_report(128, 66, pdl=True))
+# headslice's sliced kernels on a 2 x 2 rank of the 16 x 512 example (256 dims a slice), fp16
+for kernel in ("scores", "values"):
+    out[f"sliced {kernel}"] = asdict(r.sliced_kernel_report(kernel, 256))
+    out[f"sliced {kernel} not ahead"] = asdict(r.sliced_kernel_report(kernel, 256, pages_ahead=False))
 print(json.dumps(out))
 """
 
@@ -63,7 +67,8 @@ def test_default_configs_fit_an_sm90_block(reports):
 
     assert set(reports) == {"gqa default", "mla default", "mla-64 default short", "mla-64 default long",
                             "mla one part", "merge 128 x 66", "merge 512 x 16", "gqa pdl", "merge 128 x 66 pdl",
-                            "gqa not ahead"}
+                            "gqa not ahead", "sliced scores", "sliced scores not ahead", "sliced values",
+                            "sliced values not ahead"}
     for label, r in reports.items():
         if label in ("mla one part", "mla-64 default long"):
             continue  # below
@@ -109,3 +114,13 @@ def test_gqa_default_multi_buffers_kv_tiles(reports):
     assert ahead["shared_bytes"] >= 2 * tile_pair
     assert tile_pair <= not_ahead["shared_bytes"] < 2 * tile_pair
     assert ahead["cp_async"] > not_ahead["cp_async"]
+
+
+def test_sliced_kernels_multi_buffer_by_default(reports):
+    """The same for headslice's kernels, each holding one 64-key x 256-dim fp16 tile (K or V, 32 KB)."""
+    tile = 64 * 256 * 2
+    for kernel in ("scores", "values"):
+        ahead, not_ahead = reports[f"sliced {kernel}"], reports[f"sliced {kernel} not ahead"]
+        assert ahead["shared_bytes"] >= 2 * tile, kernel
+        assert tile <= not_ahead["shared_bytes"] < 2 * tile, kernel
+        assert ahead["cp_async"] > not_ahead["cp_async"], kernel

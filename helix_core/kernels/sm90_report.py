@@ -95,8 +95,33 @@ def merge_kernel_report(dv: int, parts: int, pdl: bool = False) -> KernelReport:
                    {"num_parts", "stride_pl_p", "stride_pl_0", "stride_pl_1", "stride_l_0", "stride_l_1"})
 
 
-def _report(name: str, consts: dict, options: dict, types: dict, not_aligned: set) -> KernelReport:
-    """Compile kernel `name` of _triton_decode with these constants for sm_90a; arguments not in `types`
+def sliced_kernel_report(kernel: str, dim: int, *, max_group: int = 1, page_size: int = 16, dtype: str = "fp16",
+                         pages_ahead: bool | None = None) -> KernelReport:
+    """One of headslice's sliced kernels ("scores": partial q.k over `dim` key dims; "values": softmax and
+    P.V over `dim` value dims) with `paged_sliced_attention`'s default config for that width (pages_ahead:
+    override the block-table mode)."""
+    from .decode_attention import DecodeConfig, _next_pow2
+    from .sliced_decode import sliced_launch
+
+    _, _, consts = sliced_launch(DecodeConfig(pages_ahead=pages_ahead), max_group, dim, dtype == "fp32",
+                                 page_size, upcast=False)
+    options = {"num_warps": consts.pop("num_warps"), "num_stages": consts.pop("num_stages")}
+    pointers = {"BLOCK_TABLE": "*i32", "LENGTHS": "*i32", "GROUP_KV": "*i32", "GROUP_HEADS": "*i32",
+                "SCORES": "*fp32"}
+    if kernel == "scores":
+        consts.update(DK=dim, BLOCK_DK=max(16, _next_pow2(dim)), QK_FP32=False)
+        types = dict(pointers, Q=f"*{dtype}", K=f"*{dtype}")
+        return _report("_partial_scores_kernel", consts, options, types, {"num_splits", "num_keys"},
+                       module="_triton_sliced")
+    consts.update(DV=dim, BLOCK_DV=max(16, _next_pow2(dim)), FINAL=False)
+    types = dict(pointers, V=f"*{dtype}", OUT="*fp32", LSE="*fp32", qk_scale="fp32")
+    return _report("_softmax_values_kernel", consts, options, types,
+                   {"qk_scale", "num_splits", "num_keys", "stride_lh", "stride_ls"}, module="_triton_sliced")
+
+
+def _report(name: str, consts: dict, options: dict, types: dict, not_aligned: set,
+            module: str = "_triton_decode") -> KernelReport:
+    """Compile kernel `name` of `module` with these constants for sm_90a; arguments not in `types`
     are i32, and all but `not_aligned` are specialized as multiples of 16."""
     import triton
     from triton.backends.compiler import GPUTarget
@@ -106,7 +131,7 @@ def _report(name: str, consts: dict, options: dict, types: dict, not_aligned: se
 
     if interpret_mode():  # triton.language's own jit helpers (tl.cdiv) are then interpreter functions
         raise RuntimeError("unset TRITON_INTERPRET to compile kernels for sm_90")
-    kernel = getattr(kernel_module("_triton_decode"), name)
+    kernel = getattr(kernel_module(module), name)
     names = kernel.arg_names
     missing = set(consts) - set(names)
     if missing:
