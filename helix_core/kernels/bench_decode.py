@@ -47,6 +47,9 @@ GQA_SPLIT_SWEEP = [(64, 16, 4, 2, 2), (32, 16, 4, 2, 4), (64, 16, 4, 3, 2), (64,
 # head block; num_splits = times x the default's (two programs a SM), so 2 is the old four a SM
 GQA_AHEAD_SWEEP = [(64, 4, 4, 1), (128, 4, 3, 1), (32, 4, 4, 1), (64, 4, 3, 2), (64, 4, 4, 2), (64, 4, 3, 0.5),
                    (64, 4, 4, 0.5), (128, 4, 4, 0.5), (64, 8, 4, 1), (128, 8, 3, 0.5)]
+# heads of 256-512 dims (e.g. the 16 x 512 example's helix rank), whose defaults still read the block table
+# in-tile: 32 x 512 fp16 K and V tiles take 64 KB a stage (sm_90: 148 KB at three stages with the look-ahead)
+WIDE_AHEAD_SWEEP = [(32, 4, 2, 1), (32, 4, 3, 1), (32, 4, 3, 0.5), (16, 4, 4, 1), (16, 4, 4, 0.5), (32, 8, 3, 0.5)]
 MLA_SWEEP = [  # the first is the default; block_h 64 puts 64 heads in one wgmma M tile (may spill)
     (32, 32, 8, 2), (32, 16, 4, 2), (16, 16, 4, 2), (32, 16, 8, 2), (16, 32, 8, 2), (32, 32, 8, 3),
     (64, 32, 8, 2), (16, 64, 8, 2), (32, 64, 8, 2), (16, 64, 8, 3), (32, 64, 8, 1), (16, 128, 8, 2),
@@ -364,7 +367,7 @@ def _sweep_configs(da, prob, groups, mla) -> list:
         out.append((label, config))
     if not mla:
         block_h = da.default_block_h(groups.max_group)
-        for bn, w, s, times in GQA_AHEAD_SWEEP:
+        for bn, w, s, times in (GQA_AHEAD_SWEEP if prob.dk + prob.dv < 384 else WIDE_AHEAD_SWEEP):
             splits = max(1, min(da.MAX_SPLITS, int(base * times)))
             out.append((f"bn{bn}/bh{block_h}/w{w}/s{s}/splits{splits}/ahead1",
                         da.DecodeConfig(block_n=bn, block_h=block_h, num_warps=w, num_stages=s, num_splits=splits,
