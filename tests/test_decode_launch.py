@@ -45,9 +45,9 @@ def test_mla_tiles_switch_at_the_long_context_key_count():
 def test_many_heads_a_latent_take_value_parts_at_every_length():
     groups = HeadGroups.from_group_size(128, 128)
     for length in (100, LONG_MLA_KEYS - 1, LONG_MLA_KEYS, 10 ** 6):
-        block_n, block_h, warps, stages, splits, parts, ahead = resolve_launch(576, 512, groups, 1, length, False,
-                                                                              DecodeConfig(), CPU)
-        assert (block_n, block_h, warps, parts, ahead) == (32, 128, 8, 2, False)
+        block_n, block_h, warps, stages, splits, parts, ahead, pdl = resolve_launch(576, 512, groups, 1, length,
+                                                                                   False, DecodeConfig(), CPU)
+        assert (block_n, block_h, warps, parts, ahead, pdl) == (32, 128, 8, 2, False, False)
         # one wave: 2 programs a split on 8 SMs, at most 4 splits; short rows keep >= 4 tiles a split
         assert splits == min(4, max(1, -(-length // 32) // 4))
     # 96 heads: still one 128-head block (32 rows masked); 3 rows x 2 parts: one split
@@ -73,7 +73,7 @@ def test_gqa_reads_the_block_table_a_tile_ahead_with_two_programs_a_sm():
     groups = HeadGroups.from_group_size(32, 4)  # llama3-8b: 8 KV heads, a 16-head block each
     launch = resolve_launch(128, 128, groups, 1, 131072, False, DecodeConfig(), CPU)
     # 8 SMs off the GPU: two programs a SM, rounded down (16 // 8 head blocks)
-    assert launch == (64, 16, 4, 3, 2, 1, True)
+    assert launch == (64, 16, 4, 3, 2, 1, True, True)  # PDL wanted for GQA
     assert resolve_launch(128, 128, groups, 3, 131072, False, DecodeConfig(), CPU).num_splits == 1  # 16 // 24
     # fp32 math keeps its tiles and the in-tile block-table load; MLA is not GQA-sized; explicit values win
     assert resolve_launch(128, 128, groups, 1, 131072, True, DecodeConfig(), CPU).pages_ahead is False

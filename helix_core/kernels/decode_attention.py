@@ -297,6 +297,7 @@ class Launch(NamedTuple):
     num_splits: int
     dv_parts: int
     pages_ahead: bool
+    pdl: bool  # wanted for the split merge (the launcher also needs a device and Triton that support it)
 
 
 def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length: int, fp32_math: bool,
@@ -338,8 +339,9 @@ def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length:
     programs = groups.tables(block_h, device)[0].shape[0] * dv_parts  # per (split, sequence)
     splits = cfg.num_splits or choose_num_splits(batch, programs, max_length, block_n, sm_count(device), waves)
     ahead = d_ahead if cfg.pages_ahead is None else bool(cfg.pages_ahead)
+    pdl = tiles is None if cfg.pdl is None else bool(cfg.pdl)  # default: not for the MLA-shaped launches
     return Launch(block_n, block_h, cfg.num_warps or d_warps, cfg.num_stages or d_stages, max(1, int(splits)),
-                  dv_parts, ahead)
+                  dv_parts, ahead, pdl)
 
 
 def split_kernel_constants(dk: int, dv: int, values_are_keys: bool, qk_fp32: bool, dv_parts: int, page_size: int,
@@ -469,7 +471,7 @@ def paged_decode_attention(
     cfg = config or DecodeConfig()
     qk_fp32 = q.dtype != key_pages.dtype
     fp32_math = qk_fp32 or key_pages.dtype == torch.float32
-    block_n, block_h, num_warps, num_stages, num_splits, dv_parts, pages_ahead = resolve_launch(
+    block_n, block_h, num_warps, num_stages, num_splits, dv_parts, pages_ahead, want_pdl = resolve_launch(
         dk, dv, groups, batch, max_length, fp32_math, cfg, device, values_are_keys)
     common = split_kernel_constants(dk, dv, values_are_keys, qk_fp32, dv_parts, page_size, block_n, block_h,
                                     num_warps, num_stages, mod.INTERPRET)
@@ -493,9 +495,7 @@ def paged_decode_attention(
     if batch == 0 or num_q_heads == 0:
         return out, lse
 
-    pdl_default = _mla_tiles(*_tile_widths(dk, dv), groups.max_group, fp32_math,
-                             _value_parts_fit(values_are_keys, dv)) is None
-    pdl = num_splits > 1 and (pdl_default if cfg.pdl is None else cfg.pdl) and pdl_usable(device)
+    pdl = num_splits > 1 and want_pdl and pdl_usable(device)
     if cfg.pdl and not pdl and num_splits > 1:
         raise ValueError("DecodeConfig(pdl=True) needs compiled Triton with griddepcontrol on an sm_90+ GPU")
 
