@@ -23,7 +23,8 @@ import torch
 from .bench_decode import DTYPES, Problem, first_call_checked, time_eager, time_graph
 
 SWEEP = [(64, 16, 4, 2), (32, 16, 4, 2), (128, 16, 4, 2), (64, 16, 8, 2), (64, 16, 4, 3), (32, 16, 8, 3)]
-# (block_n, block_h, num_warps, num_stages, times the default splits) with the block table read a tile ahead
+# (block_n, block_h, num_warps, num_stages, times the splits of four programs a SM) with the block table read a
+# tile ahead
 AHEAD_SWEEP = [(64, 16, 4, 2, 1), (64, 16, 4, 3, 1), (32, 16, 4, 3, 1), (64, 16, 4, 3, 0.5), (32, 16, 4, 4, 0.5),
                (64, 16, 4, 4, 0.5)]
 
@@ -87,7 +88,7 @@ def run(args) -> dict:
         configs += [(f"bn{bn}/bh{bh}/w{w}/s{s}", da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s))
                     for bn, bh, w, s in SWEEP]
         base = da.choose_num_splits(args.batch, len(groups.tables(16, device)[0]), args.context, 64,
-                                    da.sm_count(device))  # the default's splits at 64-key tiles (both kernels)
+                                    da.sm_count(device))  # four programs a SM at 64-key tiles (the old default)
         for bn, bh, w, s, times in AHEAD_SWEEP:
             splits = max(1, int(base * times))
             configs.append((f"bn{bn}/bh{bh}/w{w}/s{s}/splits{splits}/ahead1",

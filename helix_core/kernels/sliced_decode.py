@@ -52,14 +52,14 @@ def _default_config(max_group: int, widest_dim: int, fp32_math: bool) -> tuple[i
 
 
 def sliced_launch(cfg: DecodeConfig, max_group: int, widest_dim: int, fp32_math: bool, page_size: int,
-                  upcast: bool) -> tuple[int, int, dict]:
-    """(block_n, block_h, the compile-time arguments and launch options both kernels share): cfg's fields
-    where set, else the defaults (the launcher and `sm90_report` build the same kernels from them)."""
+                  upcast: bool) -> dict:
+    """The compile-time arguments and launch options both kernels share: cfg's fields where set, else the
+    defaults (the launcher and `sm90_report` build the same kernels from them)."""
     d_bn, d_bh, d_warps, d_stages, d_ahead = _default_config(max_group, widest_dim, fp32_math)
     block_n, block_h = cfg.block_n or d_bn, cfg.block_h or d_bh
     if block_n < 16 or block_n & (block_n - 1) or block_h < 16 or block_h & (block_h - 1):
         raise ValueError("block_n and block_h must be powers of two >= 16")
-    return block_n, block_h, dict(
+    return dict(
         PAGE_SIZE=page_size, BLOCK_N=block_n, BLOCK_H=block_h, UPCAST=upcast,
         PAGES_AHEAD=d_ahead if cfg.pages_ahead is None else bool(cfg.pages_ahead),
         num_warps=cfg.num_warps or d_warps, num_stages=cfg.num_stages or d_stages)
@@ -134,13 +134,12 @@ def paged_sliced_attention(
     cfg = config or DecodeConfig()
     qk_fp32 = q.dtype != key_pages.dtype
     fp32_math = qk_fp32 or key_pages.dtype == torch.float32 or value_pages.dtype == torch.float32
-    block_n, block_h, launch = sliced_launch(cfg, head_groups.max_group, max(dk, dv), fp32_math, page_size,
-                                             mod.INTERPRET)
-    group_kv, group_heads = head_groups.tables(block_h, device)
+    launch = sliced_launch(cfg, head_groups.max_group, max(dk, dv), fp32_math, page_size, mod.INTERPRET)
+    group_kv, group_heads = head_groups.tables(launch["BLOCK_H"], device)
     head_blocks = group_kv.shape[0]
     # both kernels split each row's keys so that long contexts fill the GPU; from the static bound,
     # so a captured graph keeps its grid
-    splits = max(1, int(cfg.num_splits or choose_num_splits(batch, head_blocks, num_keys, block_n,
+    splits = max(1, int(cfg.num_splits or choose_num_splits(batch, head_blocks, num_keys, launch["BLOCK_N"],
                                                              sm_count(device),
                                                              waves=2 if launch["PAGES_AHEAD"] else 4)))
 

@@ -103,7 +103,7 @@ def sliced_kernel_report(kernel: str, dim: int, *, max_group: int = 1, page_size
     from .decode_attention import DecodeConfig, _next_pow2
     from .sliced_decode import sliced_launch
 
-    _, _, consts = sliced_launch(DecodeConfig(pages_ahead=pages_ahead), max_group, dim, dtype == "fp32",
+    consts = sliced_launch(DecodeConfig(pages_ahead=pages_ahead), max_group, dim, dtype == "fp32",
                                  page_size, upcast=False)
     options = {"num_warps": consts.pop("num_warps"), "num_stages": consts.pop("num_stages")}
     pointers = {"BLOCK_TABLE": "*i32", "LENGTHS": "*i32", "GROUP_KV": "*i32", "GROUP_HEADS": "*i32",
