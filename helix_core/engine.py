@@ -19,6 +19,7 @@ from .checkpoint import CheckpointReader
 from .comm import Comm
 from .config import ModelConfig
 from .kv_cache import PagedKVCache, StagePlacement
+from .launched_steps import LaunchedStep
 from .models import build_model
 from .models.ops import EAGER
 from .plan import Plan
@@ -52,6 +53,10 @@ class EngineOptions:
     # one-row projections (batch-1 decode steps) by the Triton weight-streaming kernel
     # (kernels/small_linear.py): auto (CUDA) | on (also CPU, under TRITON_INTERPRET) | off (cuBLAS)
     small_linear: str = "auto"
+    # fusions of the decode step's small kernels into their neighbours: the batch-1 residual add + norm
+    # and SiLU gate inside the projection kernel (with small_linear), the fast path's RoPE + KV append
+    # as one kernel (with the decode kernel): auto | off (benchmarks: the step without them)
+    decode_fusions: str = "auto"
     kv_memory_fraction: float = 0.9  # kv_pages=0: this share of the GPU memory left after the weights
     # all-reduces over all N of up to max_batch x hidden elements: symm (torch symmetric-memory one-shot
     # kernel over NVLink P2P; CUDA, bf16/fp32), nccl, or auto (symm where it can run, else NCCL/gloo)
@@ -113,6 +118,9 @@ class _Sequence:
     start_rank: int
     sampling: SamplingParams
     pending_token: int | None = None  # sampled, not yet fed back
+    # or the next token is still on the device: row `token_row` of launched step `token_ticket`
+    token_ticket: int | None = None
+    token_row: int = -1
 
 
 _UNTIMED = contextlib.nullcontext()
@@ -128,7 +136,9 @@ class _StepContext:
         """Times `name` when the step is profiled (see Engine.profiler); a shared no-op otherwise."""
         return _UNTIMED if self._profiler is None else self._profiler.phase(name)
 
-    def attend(self, layer, q, k, v, value_dim=None):
+    def attend(self, layer, q, k, v, value_dim=None, rotary=None):
+        if rotary is not None:
+            q, k = rotary.rotate(q, k)
         return self._attention(layer, self._batch, q, k, v, value_dim, phase=self.phase)
 
     def all_reduce(self, x):
@@ -154,10 +164,16 @@ class Engine:
 
             ops = compiled_ops()
         self.use_small_linear = self._kernel_wanted("small_linear", options.small_linear)
+        if options.decode_fusions not in ("auto", "off"):
+            raise ValueError(f"decode_fusions {options.decode_fusions!r}: choose auto or off")
+        self.use_fusions = options.decode_fusions == "auto"
         if self.use_small_linear:
-            from .models.ops import small_batch_linear
+            from .models.ops import one_row_gated_linear, one_row_norm_linear, small_batch_linear
 
             ops = dataclasses.replace(ops, linear=small_batch_linear)
+            if self.use_fusions:
+                ops = dataclasses.replace(ops, fused_norm_linear=one_row_norm_linear,
+                                          fused_gated_linear=one_row_gated_linear)
         self.model = build_model(self.cfg, plan, rank, self.reader, source.load, ops)
         coords = plan.coords(rank)
         shard = self.model.shard
@@ -183,6 +199,9 @@ class Engine:
         self.gather_exchange, self.exchange_impl = self._setup_exchange()
         self.use_decode_kernel = self._kernel_wanted("decode_kernel", options.decode_kernel)
         self.runner = self._make_runner()
+        self._launched: dict[int, LaunchedStep] = {}  # ticket -> a decode step not finished yet
+        self._next_ticket = 0
+        self._feedback_ticket: int | None = None  # the launched step whose tokens runner.feedback holds
 
     def _pages_that_fit(self, elements_per_token_per_layer: int) -> int:
         """KV pool from the GPU memory left after the weights, the same on every rank (the minimum)."""
@@ -291,28 +310,97 @@ class Engine:
         """One new token for each sequence. `input_tokens` replaces the sampled tokens fed back
         (teacher forcing). `profile` times this step's phases with `self.profiler`; rank 0 decides
         it and the flag travels with the command, so that every rank times the same steps."""
+        if not (profile and self.profiler is not None):
+            return self.decode_finish(self.decode_launch(seq_ids, input_tokens, return_logits))
+        if self._launched:
+            raise RuntimeError("a profiled decode step needs the launched ones finished first")
         self._validate_decode(seq_ids, input_tokens)
-        feed = input_tokens or [self.sequences[s].pending_token for s in seq_ids]
-        if self.profiler is None:
-            return self._decode_step(seq_ids, feed, return_logits)
-        self.profiler.begin_step(profile=profile)
+        self.profiler.begin_step(profile=True)
         try:
             # a profiled step runs the general path: phases cannot be timed inside a CUDA graph
-            return self._decode_step(seq_ids, feed, return_logits, allow_fast=not profile)
+            return self._general_step(seq_ids, self._host_feed(seq_ids, input_tokens), return_logits)
         finally:
             self.profiler.end_step()
 
-    def _decode_step(self, seq_ids, feed, return_logits, allow_fast: bool = True) -> list[TokenOut]:
-        """The static-shape fast path (CUDA graphs on GPU) when it applies, else the general step."""
-        if not allow_fast or self.runner is None or self.runner.bucket_for(len(seq_ids)) is None:
-            pieces = [(s, [t]) for s, t in zip(seq_ids, feed)]
-            return self._forward(pieces, [True] * len(seq_ids), return_logits)
+    @torch.inference_mode()
+    def decode_launch(self, seq_ids: list[int], input_tokens: list[int] | None = None,
+                      return_logits: bool = False) -> int:
+        """Enqueue one decode step (as `decode`) and return its ticket without waiting for its tokens;
+        `decode_finish(ticket)` reads them. A sequence of the last launched step takes its new token
+        from that step's output on the device, so the next step can be launched before this one is
+        finished (launched_steps.py). Tickets count up from 0 on every rank alike."""
+        self._validate_decode(seq_ids, input_tokens)
+        if self.profiler is not None and not self._launched:
+            self.profiler.begin_step(profile=False)  # a step as the host sees it: token to token
+        ticket, self._next_ticket = self._next_ticket, self._next_ticket + 1
+        if self.runner is None or self.runner.bucket_for(len(seq_ids)) is None:
+            step = LaunchedStep(seq_ids, outs=self._general_step(seq_ids, self._host_feed(seq_ids, input_tokens),
+                                                                 return_logits))
+        else:
+            step = self._launch_fast(ticket, seq_ids, input_tokens, return_logits)
+        self._launched[ticket] = step
+        return ticket
+
+    @torch.inference_mode()
+    def decode_finish(self, ticket: int) -> list[TokenOut]:
+        """Wait for launched step `ticket` and return its tokens (sequences freed since get theirs too,
+        which nothing feeds back)."""
+        step = self._launched.pop(ticket, None)
+        if step is None:
+            raise RequestError(f"no launched decode step {ticket} (finished already, or never launched)")
+        try:
+            if step.outs is not None:
+                return step.outs
+            tokens, logprobs = step.wait()
+            outs = []
+            for i, seq_id in enumerate(step.seq_ids):
+                seq = self.sequences.get(seq_id)
+                if seq is not None and seq.token_ticket == ticket:  # not fed to a later step on the device
+                    seq.pending_token, seq.token_ticket = tokens[i], None
+                logits = step.logits[i].float().cpu() if step.logits is not None else None
+                outs.append(TokenOut(seq_id, tokens[i], logprobs[i], logits))
+            return outs
+        finally:
+            if self.profiler is not None:
+                self.profiler.end_step()
+                if self._launched:
+                    self.profiler.begin_step(profile=False)
+
+    def _launch_fast(self, ticket: int, seq_ids, input_tokens, return_logits) -> LaunchedStep:
+        """The static-shape fast path (CUDA graphs on GPU): enqueue the step and the copy of its tokens."""
+        host_tokens, token_rows = [], []
+        for i, seq_id in enumerate(seq_ids):
+            seq = self.sequences[seq_id]
+            on_device = input_tokens is None and seq.pending_token is None  # validated: in runner.feedback
+            host_tokens.append(None if on_device else (input_tokens[i] if input_tokens else seq.pending_token))
+            token_rows.append(seq.token_row if on_device else -1)
         for seq_id in seq_ids:
             self.cache.grow(seq_id, self._length(seq_id) + 1)
-        logits, picked = self.runner.step(seq_ids, feed)
-        if all(self.sequences[s].sampling.greedy for s in seq_ids):
-            return self._share_greedy(seq_ids, logits, picked, return_logits)
-        return self._sample_and_share(seq_ids, logits, return_logits)
+        logits, picked = self.runner.step(seq_ids, host_tokens, token_rows)
+        if not all(self.sequences[s].sampling.greedy for s in seq_ids):
+            picked = self._sample_shared(seq_ids, logits)
+            self.runner.feedback[: len(seq_ids)].copy_(picked[0].long())
+        for row, seq_id in enumerate(seq_ids):
+            seq = self.sequences[seq_id]
+            seq.pending_token, seq.token_ticket, seq.token_row = None, ticket, row
+        self._feedback_ticket = ticket
+        return LaunchedStep.enqueue_copy(seq_ids, picked, logits if return_logits and self.rank == 0 else None)
+
+    def _host_feed(self, seq_ids, input_tokens) -> list[int]:
+        """Each sequence's new token on the host (a token still on the device is read from it)."""
+        if input_tokens is not None:
+            return list(input_tokens)
+        feed = []
+        for seq_id in seq_ids:
+            seq = self.sequences[seq_id]
+            if seq.pending_token is None:  # validated: the runner's feedback holds it
+                seq.pending_token, seq.token_ticket = int(self.runner.feedback[seq.token_row]), None
+            feed.append(seq.pending_token)
+        return feed
+
+    def _general_step(self, seq_ids, feed, return_logits) -> list[TokenOut]:
+        pieces = [(s, [t]) for s, t in zip(seq_ids, feed)]
+        return self._forward(pieces, [True] * len(seq_ids), return_logits)
 
     def free(self, seq_ids: list[int]) -> None:
         for seq_id in seq_ids:
@@ -390,7 +478,11 @@ class Engine:
             if seq is None:
                 raise RequestError(f"unknown sequence {seq_id}")
             if seq.pending_token is None and input_tokens is None:
-                raise RequestError(f"sequence {seq_id} has no sampled token yet: finish its prefill first")
+                if seq.token_ticket is None:
+                    raise RequestError(f"sequence {seq_id} has no sampled token yet: finish its prefill first")
+                if seq.token_ticket != self._feedback_ticket:
+                    raise RequestError(f"sequence {seq_id}'s next token is in launched decode step "
+                                       f"{seq.token_ticket}, not in the last one: finish that step first")
         self._check_room({s: self._length(s) + 1 for s in seq_ids}, {})
 
     def _check_token_ids(self, ids, what: str) -> None:
@@ -444,21 +536,9 @@ class Engine:
             sampled_ids = [s for (s, _), flag in zip(pieces, sample_flags) if flag]
             return self._sample_and_share(sampled_ids, logits, return_logits)
 
-    def _share_greedy(self, seq_ids, logits, picked, return_logits) -> list[TokenOut]:
-        """The fast path already chose and broadcast greedy tokens on the device, with their
-        logprobs (picked [2, B] float64): one read brings both to the host."""
-        token_floats, logprobs = picked.tolist()
-        token_ids = [int(t) for t in token_floats]
-        outs = []
-        for i, seq_id in enumerate(seq_ids):
-            self.sequences[seq_id].pending_token = token_ids[i]
-            outs.append(TokenOut(seq_id, token_ids[i], logprobs[i],
-                                 logits[i].float().cpu() if return_logits and self.rank == 0 else None))
-        return outs
-
-    def _sample_and_share(self, seq_ids, logits, return_logits) -> list[TokenOut]:
-        count = len(seq_ids)
-        shared = torch.zeros(2, count, dtype=torch.float64, device=self.device)
+    def _sample_shared(self, seq_ids, logits) -> torch.Tensor:
+        """Rank 0 samples; every rank gets [2, B] float64 on the device: the tokens and their logprobs."""
+        shared = torch.zeros(2, len(seq_ids), dtype=torch.float64, device=self.device)
         if self.rank == 0:
             params = [self.sequences[s].sampling for s in seq_ids]
             positions = [self._length(s) for s in seq_ids]
@@ -466,11 +546,16 @@ class Engine:
             shared[0] = result.token_ids.to(torch.float64)
             shared[1] = result.logprobs.to(torch.float64)
         self.comm.broadcast(shared, src=0)  # one sampled token, the same on every rank
-        token_ids = shared[0].long().tolist()
+        return shared
+
+    def _sample_and_share(self, seq_ids, logits, return_logits) -> list[TokenOut]:
+        token_floats, logprobs = self._sample_shared(seq_ids, logits).tolist()  # one read for both
         outs = []
-        for i, (seq_id, token) in enumerate(zip(seq_ids, token_ids)):
-            self.sequences[seq_id].pending_token = token
-            outs.append(TokenOut(seq_id, token, float(shared[1, i]),
+        for i, seq_id in enumerate(seq_ids):
+            token = int(token_floats[i])
+            seq = self.sequences[seq_id]
+            seq.pending_token, seq.token_ticket = token, None
+            outs.append(TokenOut(seq_id, token, logprobs[i],
                                  logits[i].cpu() if return_logits and self.rank == 0 else None))
         return outs
 

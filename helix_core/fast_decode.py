@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from .attention import merge_partials
+from .kernels.rope_append import rope_and_append, rope_append_usable
 from .kv_cache import PagedKVCache
 from .sharded_attention import exchange_packed, start_exchange
 
@@ -77,15 +78,16 @@ def paged_attention(q, key_pages, value_pages, block_table, lengths, scale, kv_h
 
 @dataclass
 class DecodeBuffers:
-    """Static inputs of one batch bucket (host fills them before each replay). The four per-row
-    vectors share one [4, B] device tensor, so a step uploads them in one copy."""
+    """Static inputs of one batch bucket (host fills them before each replay). The per-row vectors
+    share one [5, B] device tensor, so a step uploads them in one copy."""
 
-    meta: torch.Tensor  # [4, B] long: new token, its position, first KVP rank, valid (1) or padding (0)
+    # [5, B] long: new token (from the host), its position, first KVP rank, valid (1) or padding (0),
+    # and where the token comes from instead: a row of the previous step's output (-1: the host's)
+    meta: torch.Tensor
     block_table: torch.Tensor  # [B, max_pages] int32, this rank's pages of each row's sequence
-    host_meta: torch.Tensor  # pinned [4, B] long staging of `meta`
 
     @property
-    def input_ids(self) -> torch.Tensor:
+    def host_tokens(self) -> torch.Tensor:
         return self.meta[0]
 
     @property
@@ -101,12 +103,21 @@ class DecodeBuffers:
     def valid(self) -> torch.Tensor:
         return self.meta[3] != 0
 
+    @property
+    def token_source(self) -> torch.Tensor:
+        return self.meta[4]
+
     @classmethod
     def allocate(cls, batch: int, max_pages: int, scratch_page: int, device) -> "DecodeBuffers":
-        host = torch.zeros(4, batch, dtype=torch.long)
-        return cls(torch.zeros(4, batch, dtype=torch.long, device=device),
-                   torch.full((batch, max_pages), scratch_page, dtype=torch.int32, device=device),
-                   host.pin_memory() if device.type == "cuda" else host)
+        return cls(torch.zeros(5, batch, dtype=torch.long, device=device),
+                   torch.full((batch, max_pages), scratch_page, dtype=torch.int32, device=device))
+
+
+def _staged(values: list, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A host tensor to copy to `device` without blocking: pinned on CUDA (torch's caching host
+    allocator keeps the block until the copy is done), so the copy queues behind a step in flight."""
+    host = torch.tensor(values, dtype=dtype)
+    return host.pin_memory() if device.type == "cuda" else host
 
 
 class StepPlacement:
@@ -150,12 +161,13 @@ class FastDecodeContext:
         attention = engine.attention
         self.kvp, self.out_heads, self.scale = attention.kvp, attention.out_heads, attention.scale
         self.kv_head_of_q = attention.kv_head_of_q
-        self.pieces = max(1, min(hopb_pieces, buf.input_ids.shape[0])) if self.kvp > 1 else 1
+        self.pieces = max(1, min(hopb_pieces, buf.meta.shape[1])) if self.kvp > 1 else 1
         self.head_groups = head_groups  # None: the torch reference path
         self.reduce_scores = None
         if self.comm.size("head_slices") > 1:  # partial q.k scores summed over the dimension slices
             self.reduce_scores = lambda scores: self.comm.all_reduce(scores, "head_slices")
         self.use_kernel = head_groups is not None  # the kernels write into given out/lse destinations
+        self.fuse_append = self.use_kernel and engine.use_fusions  # RoPE + KV append in one kernel
 
     def phase(self, name: str):
         """Phases are not timed inside a captured graph (see the profiler's sampled eager steps)."""
@@ -164,14 +176,20 @@ class FastDecodeContext:
     def all_reduce(self, x):
         return self.comm.all_reduce(x, "all")
 
-    def attend(self, layer, q, k, v, value_dim=None):
+    def attend(self, layer, q, k, v, value_dim=None, rotary=None):
         cache = self.cache
         keys = cache.keys[layer]
-        keys.view(-1, *keys.shape[-2:]).index_copy_(0, self.slots, k.to(keys.dtype))
-        values = None
-        if cache.values is not None:
-            values = cache.values[layer]
-            values.view(-1, *values.shape[-2:]).index_copy_(0, self.slots, v.to(values.dtype))
+        values = None if cache.values is None else cache.values[layer]
+        key_rows = keys.view(-1, *keys.shape[-2:])
+        value_rows = None if values is None else values.view(-1, *values.shape[-2:])
+        if rotary is not None and self.fuse_append and rope_append_usable(q, k, v, key_rows, value_rows):
+            q = rope_and_append(q, k, v, rotary.cos, rotary.sin, self.slots, key_rows, value_rows)
+        else:
+            if rotary is not None:
+                q, k = rotary.rotate(q, k)
+            key_rows.index_copy_(0, self.slots, k.to(keys.dtype))
+            if values is not None:
+                value_rows.index_copy_(0, self.slots, v.to(values.dtype))
         batch = q.shape[0]
         bounds = [(p * batch // self.pieces, (p + 1) * batch // self.pieces) for p in range(self.pieces)]
         dv = value_dim if values is None else values.shape[-1]
@@ -239,6 +257,9 @@ class DecodeRunner:
         self._buffers: dict[int, DecodeBuffers] = {}
         self._graphs: dict[tuple, tuple] = {}  # (bucket, length hint) -> (graph, logits, tokens)
         self._rows: dict[int, list] = {}  # bucket -> [(seq_id, pages uploaded)] per row
+        # the last step's tokens by row, on the device: where a step enqueued before the previous
+        # one's tokens are read takes its new tokens from
+        self.feedback = torch.zeros(self.buckets[-1], dtype=torch.long, device=engine.device)
         self.last_key: tuple | None = None  # the graph key of the last step
 
     @property
@@ -278,10 +299,15 @@ class DecodeRunner:
         return next((b for b in self.buckets if b >= batch), None)
 
     @torch.inference_mode()
-    def step(self, seq_ids: list[int], input_tokens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """One decode step; the cache must already hold room for the new tokens. Returns the full
-        logits [len(seq_ids), V] fp32 and `picked` [2, len(seq_ids)] float64: the greedy tokens and
-        their logprobs (device tensors; one read brings both to the host)."""
+    def step(self, seq_ids: list[int], host_tokens: list[int | None],
+             token_rows: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One decode step; the cache must already hold room for the new tokens. A row's new token is
+        host_tokens[i], or, where token_rows[i] >= 0, row token_rows[i] of the previous step's output
+        (still on the device: the step can be enqueued before that one's tokens are read). Returns the
+        full logits [len(seq_ids), V] fp32 and `picked` [2, len(seq_ids)] float64: the greedy tokens
+        and their logprobs (device tensors, the graph's own outputs: read or copy them before the next
+        step). The greedy tokens are also the next step's `feedback`; a caller that samples otherwise
+        writes its tokens there (`feedback[:len(seq_ids)]`)."""
         bucket = self.bucket_for(len(seq_ids))
         buf = self._buffers.get(bucket)
         if buf is None:
@@ -289,7 +315,7 @@ class DecodeRunner:
             buf = self._buffers[bucket] = DecodeBuffers.allocate(bucket, cache.num_pages, cache.scratch_page,
                                                                  self.engine.device)
             self._rows[bucket] = [(None, 0)] * bucket
-        self._fill(bucket, buf, seq_ids, input_tokens)
+        self._fill(bucket, buf, seq_ids, host_tokens, token_rows or [-1] * len(seq_ids))
         hint = self.length_hint(seq_ids)
         self.last_key = (bucket, hint)
         if not self.use_graphs:
@@ -302,15 +328,18 @@ class DecodeRunner:
         count = len(seq_ids)
         return logits[:count], picked[:, :count]
 
-    def _fill(self, bucket, buf: DecodeBuffers, seq_ids, input_tokens) -> None:
-        cache = self.engine.cache
-        meta = [[0] * bucket for _ in range(4)]
+    def _fill(self, bucket, buf: DecodeBuffers, seq_ids, host_tokens, token_rows) -> None:
+        cache, device = self.engine.cache, self.engine.device
+        meta = [[0] * bucket for _ in range(4)] + [[-1] * bucket]
         rows = self._rows[bucket]
         for row in range(bucket):
             if row < len(seq_ids):
                 seq_id = seq_ids[row]
                 shard = cache.sequences[seq_id]
-                meta[0][row] = input_tokens[row]
+                if token_rows[row] >= 0:
+                    meta[4][row] = token_rows[row]
+                else:
+                    meta[0][row] = host_tokens[row]
                 meta[1][row] = shard.length - 1  # position of the new token (cache already grown)
                 meta[2][row] = shard.start_rank
                 meta[3][row] = 1
@@ -318,26 +347,27 @@ class DecodeRunner:
                 if known_seq != seq_id:
                     uploaded = 0
                 if len(shard.pages) > uploaded:
-                    new = torch.tensor(shard.pages[uploaded:], dtype=torch.int32)
-                    buf.block_table[row, uploaded:len(shard.pages)].copy_(new, non_blocking=False)
+                    new = _staged(shard.pages[uploaded:], torch.int32, device)
+                    buf.block_table[row, uploaded:len(shard.pages)].copy_(new, non_blocking=True)
                 rows[row] = (seq_id, len(shard.pages))
             else:
                 rows[row] = (None, 0)
-        # the previous step's tokens were read before this, so its copy from host_meta is done
-        buf.host_meta.copy_(torch.tensor(meta, dtype=torch.long))
-        buf.meta.copy_(buf.host_meta, non_blocking=True)
+        buf.meta.copy_(_staged(meta, torch.long, device), non_blocking=True)
 
     def _forward(self, buf: DecodeBuffers, length_hint: int | None = None):
         engine = self.engine
         slots, local_lengths = self.placement.slots_and_local_lengths(buf)
         ctx = FastDecodeContext(engine, buf, slots, local_lengths, engine.options.hopb_pieces, self.head_groups,
                                 length_hint)
-        hidden = engine.model.forward(buf.input_ids, buf.lengths, ctx)
+        source = buf.token_source
+        input_ids = torch.where(source >= 0, self.feedback[source.clamp(min=0)], buf.host_tokens)
+        hidden = engine.model.forward(input_ids, buf.lengths, ctx)
         vocab = engine.model.vocab
         logits = vocab.full_logits(vocab.local_logits(hidden), lambda t: engine.comm.all_gather(t),
                                    engine.plan.world_size)
         tokens = logits.argmax(dim=-1)
         engine.comm.broadcast(tokens, src=0)  # one decision, the same on every rank
+        self.feedback[: tokens.shape[0]].copy_(tokens)  # the next step's tokens, if it takes them from here
         logprobs = torch.log_softmax(logits, dim=-1).gather(1, tokens[:, None]).squeeze(1)
         # float64 holds every token id exactly: tokens and logprobs come back in one copy
         return logits, torch.stack([tokens.double(), logprobs.double()])

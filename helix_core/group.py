@@ -12,7 +12,7 @@ from .engine import Engine
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("prefill", "decode", "free", "stats", "gather_stats", "agreement")
+COMMANDS = ("prefill", "decode", "decode_launch", "decode_finish", "free", "stats", "gather_stats", "agreement")
 SHUTDOWN = "shutdown"
 HEARTBEAT = "heartbeat"
 HEARTBEAT_INTERVAL_S = 5.0  # well under comm.CONTROL_TIMEOUT_S

@@ -143,6 +143,13 @@ class LocalCluster:
     def decode(self, seq_ids, input_tokens=None, return_logits: bool = False):
         return self._call("decode", seq_ids, input_tokens=input_tokens, return_logits=return_logits)
 
+    def decode_launch(self, seq_ids, input_tokens=None, return_logits: bool = False) -> int:
+        """Enqueue a decode step on every rank; its ticket (see Engine.decode_launch)."""
+        return self._call("decode_launch", seq_ids, input_tokens=input_tokens, return_logits=return_logits)
+
+    def decode_finish(self, ticket: int):
+        return self._call("decode_finish", ticket)
+
     def free(self, seq_ids) -> None:
         self._call("free", seq_ids)
 
@@ -153,12 +160,24 @@ class LocalCluster:
     def agreement(self) -> dict:
         return self._call("agreement")
 
-    def generate(self, items, max_new_tokens: int, return_logits: bool = False):
-        """Prefill the prompts, then decode until each has `max_new_tokens` tokens (all in lockstep)."""
+    def generate(self, items, max_new_tokens: int, return_logits: bool = False, pipelined: bool = False):
+        """Prefill the prompts, then decode until each has `max_new_tokens` tokens (all in lockstep).
+        pipelined: launch each step before the previous one is finished, as the shard server does."""
         outs = {item.seq_id: [tok] for item, tok in zip(items, self.prefill(items, return_logits))}
         ids = [item.seq_id for item in items]
+        in_flight = None
         for _ in range(max_new_tokens - 1):
-            for tok in self.decode(ids, return_logits=return_logits):
+            if not pipelined:
+                for tok in self.decode(ids, return_logits=return_logits):
+                    outs[tok.seq_id].append(tok)
+                continue
+            ticket = self.decode_launch(ids, return_logits=return_logits)
+            if in_flight is not None:
+                for tok in self.decode_finish(in_flight):
+                    outs[tok.seq_id].append(tok)
+            in_flight = ticket
+        if in_flight is not None:
+            for tok in self.decode_finish(in_flight):
                 outs[tok.seq_id].append(tok)
         return outs
 

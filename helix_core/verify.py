@@ -44,9 +44,11 @@ def hf_greedy(hf_model, prompt: list[int], steps: int) -> list[int]:
 
 
 def check_free_running(cluster: LocalCluster, hf_model, prompts: dict[int, list[int]], steps: int,
-                       tolerance: float) -> StepReport:
-    """Greedy decode on the cluster; every step's logits and token against HF on the same tokens."""
-    outs = cluster.generate([PrefillItem(s, p) for s, p in prompts.items()], steps, return_logits=True)
+                       tolerance: float, pipelined: bool = False) -> StepReport:
+    """Greedy decode on the cluster; every step's logits and token against HF on the same tokens.
+    pipelined: each step launched before the previous one is finished (Engine.decode_launch)."""
+    outs = cluster.generate([PrefillItem(s, p) for s, p in prompts.items()], steps, return_logits=True,
+                            pipelined=pipelined)
     report = StepReport()
     for seq_id, prompt in prompts.items():
         generated = [o.token_id for o in outs[seq_id]]

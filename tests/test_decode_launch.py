@@ -113,3 +113,14 @@ def test_torch_path_gathers_up_to_a_power_of_two_bound():
     placement = StagePlacement(2, 16)
     for length in range(1, 400):  # the bound holds for every start rank
         assert max(placement.local_count(length, start, rank) for start in (0, 1) for rank in (0, 1)) <= hint([length])
+
+
+def test_wide_heads_take_three_stages_and_two_programs_a_sm():
+    """MHA 16 x 512 (the headslice reference example's helix rank) keeps 32-key tiles and its in-tile
+    block-table read (measured faster for it), with three stages and two programs a SM."""
+    groups = HeadGroups.from_group_size(16, 1)
+    launch = resolve_launch(512, 512, groups, 8, 5000, False, DecodeConfig(), CPU, values_are_keys=False)
+    assert launch[:4] == (32, 16, 4, 3) and not launch.pages_ahead and launch.pdl
+    assert launch.num_splits == 1  # 8 SMs off the GPU: 16 programs over 8 rows x 1 head block, rounded down
+    fp32 = resolve_launch(512, 512, groups, 8, 5000, True, DecodeConfig(), CPU, False)
+    assert fp32.num_stages == 2 and not fp32.pages_ahead  # fp32 math keeps its tiles

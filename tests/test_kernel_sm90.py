@@ -23,7 +23,7 @@ import json, sys
 from dataclasses import asdict
 from helix_core.kernels import sm90_report as r
 out = {}
-for shape in ("gqa", "mla", "mla-64"):
+for shape in ("gqa", "mla", "mla-64", "mha512"):
     spec = r.SHAPES[shape]
     for label, (bn, bh, warps, stages, parts, ahead) in r.default_configs(shape):
         out[label] = asdict(r.decode_kernel_report(spec["dk"], spec["dv"], values_are_keys=spec["values_are_keys"],
@@ -46,6 +46,11 @@ out["merge 128 x 66 pdl"] = asdict(r.merge_kernel_report(128, 66, pdl=True))
 for kernel in ("scores", "values"):
     out[f"sliced {kernel}"] = asdict(r.sliced_kernel_report(kernel, 256))
     out[f"sliced {kernel} not ahead"] = asdict(r.sliced_kernel_report(kernel, 256, pages_ahead=False))
+# the one-row projection kernel, with and without PDL, each way of building its input; RoPE + KV append
+for mode in ("plain", "gated", "norm"):
+    out[f"row {mode}"] = asdict(r.row_kernel_report(mode, pdl=False))
+    out[f"row {mode} pdl"] = asdict(r.row_kernel_report(mode, pdl=True))
+out["rope append"] = asdict(r.rope_append_report())
 print(json.dumps(out))
 """
 
@@ -68,13 +73,14 @@ def test_default_configs_fit_an_sm90_block(reports):
     assert set(reports) == {"gqa default", "mla default", "mla-64 default short", "mla-64 default long",
                             "mla one part", "merge 128 x 66", "merge 512 x 16", "gqa pdl", "merge 128 x 66 pdl",
                             "gqa not ahead", "sliced scores", "sliced scores not ahead", "sliced values",
-                            "sliced values not ahead"}
+                            "sliced values not ahead", "rope append", "mha512 default",
+                            *(f"row {mode}{pdl}" for mode in ("plain", "gated", "norm") for pdl in ("", " pdl"))}
     for label, r in reports.items():
         if label in ("mla one part", "mla-64 default long"):
             continue  # below
         assert r["spill_bytes"] == 0, (label, r)
         assert r["registers"] <= 255 and r["shared_bytes"] <= SHARED_LIMIT, (label, r)
-        if not label.startswith("merge"):
+        if not label.startswith(("merge", "row", "rope")):
             assert r["cp_async"] > 0, (label, r)  # the KV loads are software-pipelined
 
 
@@ -103,6 +109,15 @@ def test_pdl_variants_carry_grid_dependency_control(reports):
         assert reports[pdl]["griddepcontrol"] >= 1, pdl
         assert reports[pdl]["spill_bytes"] == 0
         assert reports[pdl]["shared_bytes"] == reports[plain]["shared_bytes"]
+
+
+def test_one_row_projections_wait_for_the_previous_kernel_only_with_pdl(reports):
+    """The PDL variant of the one-row kernel lets its dependent launch and waits once (after its first
+    weight tile); the fused inputs cost no spills."""
+    for mode in ("plain", "gated", "norm"):
+        plain, pdl = reports[f"row {mode}"], reports[f"row {mode} pdl"]
+        assert plain["griddepcontrol"] == 0 and pdl["griddepcontrol"] == 2, mode
+        assert plain["spill_bytes"] == 0 and pdl["spill_bytes"] == 0, mode
 
 
 def test_gqa_default_multi_buffers_kv_tiles(reports):

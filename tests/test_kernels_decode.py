@@ -129,6 +129,12 @@ def test_block_table_read_in_tile_or_ahead(lengths, hq, hkv, dk, dv, page_size, 
              dtype=torch.bfloat16, pages_ahead=ahead)
 
 
+def test_wide_heads_with_their_default_launch():
+    """MHA heads of 256 dims (K and V 512 wide together) take the wide-head default: 32-key tiles, three
+    stages; pages smaller than a tile, a ragged last tile."""
+    run_case(lengths=[45, 3], hq=2, hkv=2, dk=256, dv=256, page_size=8, splits=2, dtype=torch.float16)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision(dtype):
     run_case(lengths=[45, 0, 9], hq=8, hkv=2, dk=32, dv=32, page_size=8, dtype=dtype, splits=3, block_n=16)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 pytest.register_assert_rewrite("serving_fixtures")
-from serving_fixtures import hf_greedy, prompt_of  # noqa: E402
+from serving_fixtures import hf_greedy, prompt_of, wait_until  # noqa: E402
 
 from helix_core.comm import Comm  # noqa: E402
 from helix_core.engine import Engine, EngineOptions  # noqa: E402
@@ -75,10 +75,11 @@ def test_max_sequence_tokens_is_the_longest_that_fits():
 class _Harness:
     """A scheduler thread over a 1-rank engine, and the events of one session."""
 
-    def __init__(self, model_dir, **scheduler_options):
+    def __init__(self, model_dir, engine_options: dict | None = None, **scheduler_options):
         plan = Plan.helix(kvp=1, tpa=1)
         device = torch.device("cpu")
-        options = EngineOptions(page_size=PAGE, stage_size=PAGE, kv_pages=KV_PAGES, prefill_chunk=32)
+        options = EngineOptions(page_size=PAGE, stage_size=PAGE, kv_pages=KV_PAGES, prefill_chunk=32,
+                                **(engine_options or {}))
         self.engine = Engine(str(model_dir), plan, 0, Comm(plan, 0, device), device, options)
         self.metrics = ShardMetrics.create(shard_rank=0, include_process_metrics=False)
         self.hub = SessionHub()
@@ -102,13 +103,14 @@ class _Harness:
         self.thread.start()
         self.log: list[tuple[str, str, object]] = []  # (kind, request id, payload) in arrival order
 
-    def admit(self, request_id, prompt, max_new_tokens, deadline_unix_ns=0):
+    def admit(self, request_id, prompt, max_new_tokens, deadline_unix_ns=0, stop_token_ids=()):
         admit = shard_pb2.Admit(
             request_id=request_id,
             prompt_token_ids=prompt,
             max_new_tokens=max_new_tokens,
             return_logprobs=True,
             deadline_unix_ns=deadline_unix_ns,
+            stop_token_ids=list(stop_token_ids),
         )
         self.scheduler.submit(AdmitCommand(self.session.session_id, admit, time.monotonic()))
 
@@ -259,5 +261,30 @@ def test_a_full_waiting_queue_refuses_more(llama_dir):
         assert "wait" in harness.ending("refused").message
         harness.events_until(lambda: harness.ended("running") and harness.ended("waiting"))
         assert harness.ending("waiting").reason == Reason.FINISH_REASON_LENGTH
+    finally:
+        harness.stop()
+
+
+def test_pipelined_steps_stop_exactly_at_stop_tokens_and_max_new_tokens(llama_dir):
+    """With the static-shape path (fast_decode on, as on a GPU) each decode step is launched before the
+    previous one is finished, its tokens fed back on the device. A request that meets its stop token
+    was already launched once more: that token is dropped, its KV freed; the others stay exact."""
+    harness = _Harness(llama_dir, engine_options=dict(fast_decode="on", max_batch=8))
+    try:
+        first, second = prompt_of(10, salt=5), prompt_of(14, salt=6)
+        expected, _ = hf_greedy(llama_dir, first, 12)
+        stop_at = next(i for i in range(3, 12) if expected[i] not in expected[:i])  # its first occurrence
+        harness.admit("a", first, 12, stop_token_ids=[expected[stop_at]])
+        harness.admit("b", second, 9)
+        harness.events_until(lambda: harness.ended("a") and harness.ended("b"))
+        assert [t.token_id for t in harness.tokens("a")] == expected[: stop_at + 1]
+        assert [t.index for t in harness.tokens("a")] == list(range(stop_at + 1))
+        assert harness.ending("a").reason == Reason.FINISH_REASON_STOP_TOKEN
+        assert harness.ending("a").generated_tokens == stop_at + 1
+        _assert_exact(harness, "b", llama_dir, second, 9)
+        assert harness.ending("b").reason == Reason.FINISH_REASON_LENGTH
+        # the step launched after a's stop token is finished without waiting for new work
+        wait_until(lambda: not harness.engine._launched, 10, "the last launched step to be finished")
+        assert harness.engine.cache.pages_used_per_rank() == [0]
     finally:
         harness.stop()

@@ -8,7 +8,7 @@ from triton_interpreter import kernel_test_module
 (DEVICE, NEEDS_FRESH_PROCESS, _interpreter_while_these_tests_run, _needs_interpreter,
  test_rerun_in_fresh_interpreter) = kernel_test_module(__file__, "the small-batch linear kernel")
 
-from helix_core.kernels.small_linear import LinearConfig, small_linear, usable  # noqa: E402
+from helix_core.kernels.small_linear import LinearConfig, gated_linear, norm_linear, small_linear, usable  # noqa: E402,E501
 
 CASES = [
     # rows, K, N, config: one row and several; whole and ragged tiles; one split and several
@@ -19,6 +19,9 @@ CASES = [
     (16, 384, 48, LinearConfig(block_n=16, block_k=64, splits=3)),
     (5, 200, 40, LinearConfig(block_n=32, block_k=64, splits=0)),  # splits chosen from the SM count
     (1, 1024, 40, LinearConfig()),  # the engine's one-row config
+    (1, 1000, 40, LinearConfig(block_n=8, block_k=128, ahead=True)),  # each tile loaded a tile early, ragged K
+    (1, 1000, 40, LinearConfig(block_n=8, block_k=128, ahead=False)),
+    (1, 512, 64, LinearConfig(block_n=16, block_k=128, splits=2, ahead=True)),
 ]
 
 
@@ -44,3 +47,109 @@ def test_refuses_what_it_cannot_run():
     assert not usable(x[:2].to(torch.bfloat16), w)  # mixed dtypes
     with pytest.raises(ValueError, match="do not fit"):
         small_linear(x, w)
+
+
+def _close(y, ref, dtype):
+    """fp32 accumulation; the output is rounded to its dtype, and a fused input value may round the
+    other way than the reference's (fp32 sums in another order): relative to |ref| + 1."""
+    tol = 1e-4 if dtype == torch.float32 else 1e-2
+    return ((y.double() - ref).abs() / (ref.abs() + 1.0)).max().item() < tol
+
+
+FUSED_CASES = [
+    # K, N, config: whole tiles, ragged tiles, several K splits, the engine's one-row config
+    (512, 64, LinearConfig(block_n=16, block_k=128, splits=1)),
+    (300, 50, LinearConfig(block_n=16, block_k=64, splits=2)),
+    (512, 64, LinearConfig(block_n=16, block_k=128, splits=4)),
+    (1024, 40, LinearConfig()),
+    (300, 50, LinearConfig(block_n=16, block_k=64, splits=2, ahead=True)),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("k,n,config", FUSED_CASES)
+def test_gated_input_matches_the_hf_mlp(k, n, config, dtype):
+    """The down projection of Hugging Face's gated MLP: act_fn(gate) * up in the model's dtype."""
+    gen = torch.Generator().manual_seed(k + n)
+    gate_up = (2 * torch.randn(1, 2 * k, generator=gen)).to(dtype)
+    w = torch.randn(n, k, generator=gen).to(dtype)
+    y = gated_linear(gate_up.to(DEVICE), w.to(DEVICE), config)
+    gate, up = gate_up.chunk(2, dim=-1)
+    hidden = torch.nn.functional.silu(gate) * up  # eager CPU, in dtype: what HF computes
+    ref = hidden.double() @ w.double().T
+    assert y.shape == (1, n) and y.dtype == dtype
+    assert _close(y.cpu(), ref, dtype)
+
+
+@pytest.mark.parametrize("with_delta", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("k,n,config", FUSED_CASES)
+def test_norm_input_matches_hf_rmsnorm(k, n, config, dtype, with_delta):
+    """The residual add, then Hugging Face's LlamaRMSNorm, then the projection; the residual comes
+    back too."""
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    gen = torch.Generator().manual_seed(7 * k + n)
+    x = (3 * torch.randn(1, k, generator=gen)).to(dtype)
+    delta = torch.randn(1, k, generator=gen).to(dtype) if with_delta else None
+    norm = LlamaRMSNorm(k, eps=1e-5).to(dtype)
+    with torch.no_grad():
+        norm.weight.copy_((1 + 0.3 * torch.randn(k, generator=gen)).to(dtype))
+    w = torch.randn(n, k, generator=gen).to(dtype)
+    total, y = norm_linear(x.to(DEVICE), None if delta is None else delta.to(DEVICE),
+                           norm.weight.detach().to(DEVICE), 1e-5, w.to(DEVICE), config)
+    ref_total = x if delta is None else x + delta
+    with torch.no_grad():
+        ref = norm(ref_total).double() @ w.double().T
+    assert torch.equal(total.cpu(), ref_total)  # the residual stream is stored exactly
+    assert y.shape == (1, n) and y.dtype == dtype
+    assert _close(y.cpu(), ref, dtype)
+
+
+def test_fused_inputs_take_one_row_only():
+    w = torch.randn(32, 64, device=DEVICE)
+    with pytest.raises(ValueError, match="do not fit"):
+        gated_linear(torch.randn(2, 128, device=DEVICE), w)
+    with pytest.raises(ValueError, match="do not fit"):
+        gated_linear(torch.randn(1, 64, device=DEVICE), w)  # not [gate | up]
+    with pytest.raises(ValueError, match="do not fit"):
+        norm_linear(torch.randn(2, 64, device=DEVICE), None, torch.ones(64, device=DEVICE), 1e-5, w)
+
+
+def test_batch_one_steps_fuse_the_norms_and_the_gate_into_the_projections(monkeypatch):
+    """One rank in this process, so spies see the kernel calls: at batch 1 every Llama layer's two
+    norms and its SiLU gate run inside the projection kernels (fp32; without CUDA graphs, whose
+    replays would not call the spies), and the tokens and logits still match HF's."""
+    from collections import Counter
+
+    import helix_core.kernels.small_linear as small_linear
+    from helix_core.comm import Comm
+    from helix_core.engine import Engine, EngineOptions, PrefillItem
+    from helix_core.plan import Plan
+    from helix_core.verify import hf_logits
+
+    from engine_fixtures import PROMPTS, hf_model, model_dir
+
+    calls = Counter()
+    for name in ("norm_linear", "gated_linear"):
+        def spy(*args, _real=getattr(small_linear, name), _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+        monkeypatch.setattr(small_linear, name, spy)
+    plan, device = Plan.helix(1, 1), torch.device(DEVICE)
+    options = EngineOptions(page_size=8, stage_size=16, prefill_chunk=16, fast_decode="on", decode_kernel="on",
+                            small_linear="on", max_batch=4, cuda_graphs=False)
+    engine = Engine(model_dir("llama"), plan, 0, Comm(plan, 0, device), device, options)
+    prompt, steps = PROMPTS[2], 4
+    outs = engine.prefill([PrefillItem(0, prompt)], return_logits=True)
+    assert calls["norm_linear"] == 0  # a prompt's many rows are a GEMM, not fused
+    for _ in range(steps):
+        outs += engine.decode([0], return_logits=True)
+    layers = engine.cfg.num_layers
+    assert calls == {"norm_linear": 2 * layers * steps, "gated_linear": layers * steps}
+    tokens = [out.token_id for out in outs]
+    reference = hf_logits(hf_model("llama"), prompt + tokens)
+    for i, out in enumerate(outs):
+        ref = reference[len(prompt) - 1 + i]
+        assert out.token_id == int(ref.argmax())
+        assert float((out.logits - ref).abs().max()) < 1e-4

@@ -19,8 +19,9 @@ from ..launcher import free_port
 from .rank_worker import MAX_CONTEXT, BenchJob, run_rank
 
 COLUMNS = [("plan", "{}"), ("gpus", "{}"), ("context", "{}"), ("batch", "{}"), ("hopb_pieces", "{}"),
-           ("all_reduce", "{}"), ("exchange", "{}"), ("small_linear", "{}"),
-           ("ttl_median_s", "{:.3e}"), ("ttl_p99_s", "{:.3e}"), ("ttl_device_s", "{:.3e}"), ("tokens_per_s", "{:.1f}"),
+           ("all_reduce", "{}"), ("exchange", "{}"), ("small_linear", "{}"), ("fusions", "{}"),
+           ("ttl_median_s", "{:.3e}"), ("ttl_p99_s", "{:.3e}"), ("ttl_one_at_a_time_s", "{:.3e}"),
+           ("ttl_device_s", "{:.3e}"), ("tokens_per_s", "{:.1f}"),
            ("bytes_per_gpu", "{:.3e}"), ("flops_per_gpu", "{:.3e}"), ("roofline_s", "{:.3e}"), ("pct_roofline", "{:.0%}"),
            ("attention_s", "{:.2e}"), ("all_to_all_s", "{:.2e}"), ("all_reduce_s", "{:.2e}"),
            ("compute_only_s", "{:.2e}"), ("exposed_comm_s", "{:.2e}"), ("attention_verified", "{}")]
@@ -110,6 +111,9 @@ def main(argv=None) -> int:
                              "where it runs); auto: gather for small exchanges where symm memory runs")
     parser.add_argument("--small-linear", choices=["auto", "on", "off"], default="auto",
                         help="decode-batch projections by the Triton weight-streaming kernel (auto: CUDA)")
+    parser.add_argument("--fusions", choices=["auto", "off"], default="auto",
+                        help="batch-1 norms and SiLU gate inside the projection kernel, RoPE + KV append as one "
+                             "kernel (off: the step without them)")
     parser.add_argument("--profile", metavar="DIR", help="also write a per-kernel table of each captured step here")
     parser.add_argument("--peer", choices=["hf"], help="also time HF transformers (static cache, one GPU)")
     parser.add_argument("--timeout", type=float, default=540.0, help="seconds per plan")
@@ -124,7 +128,7 @@ def main(argv=None) -> int:
                        hopb=tuple(args.hopb), steps=args.steps, warmup=args.warmup, page_size=args.page_size,
                        graphs=args.graphs == "on", device=args.device, all_reduce=args.all_reduce,
                        exchange=args.exchange, profile_dir=args.profile,
-                       small_linear=args.small_linear, kv_pages=args.kv_pages)
+                       small_linear=args.small_linear, fusions=args.fusions, kv_pages=args.kv_pages)
         new = run_job(job, Plan.parse(spec).world_size, args.timeout)
         rows += new
         print_table(new)

@@ -52,11 +52,18 @@ class BenchJob:
     all_reduce: str = "auto"
     exchange: str = "auto"
     small_linear: str = "auto"
+    fusions: str = "auto"  # EngineOptions.decode_fusions
     profile_dir: str | None = None  # write a per-kernel table of the captured step here (rank 0)
     kv_pages: int | None = None  # pages per rank; None: what the points need, or free memory with a max point
 
 
 MAX_CONTEXT = -1  # a point's context: the longest its batch can reach in the KV pool
+
+
+def _decoded_per_point(job) -> int:
+    """Tokens a point's sequences grow by: the warm-up, the steps one at a time, then the launched ones
+    (two more than the steps), and a margin."""
+    return job.warmup + 2 * job.steps + 2 + 8
 
 
 def _time_replays(fn, iters: int) -> float:
@@ -73,7 +80,7 @@ def _pages_needed(job: BenchJob, kvp: int) -> int:
     placement = StagePlacement(kvp, job.stage_size)
     most = 0
     for batch, context in job.points:
-        length = context + job.warmup + job.steps + 8
+        length = context + _decoded_per_point(job)
         per_rank = max(placement.local_count(length, s % kvp, r) for s in range(batch) for r in range(kvp))
         most = max(most, batch * (-(-per_rank // job.page_size) + 1))
     return most
@@ -104,7 +111,8 @@ def _run(rank: int, plan: Plan, device, job: BenchJob, results) -> None:
                             kv_pages=_pages_needed(job, plan.kvp), fast_decode="on",
                             cuda_graphs=job.graphs and device.type == "cuda",
                             max_batch=max(b for b, _ in job.points), all_reduce=job.all_reduce,
-                            exchange=job.exchange, small_linear=job.small_linear)
+                            exchange=job.exchange, small_linear=job.small_linear,
+                            decode_fusions=job.fusions)
     engine = Engine(ModelSource.random(cfg, DTYPES[_full(job.dtype)], device), plan, rank, comm, device, options)
     for pool in (engine.cache.keys, engine.cache.values):
         if pool is not None:
@@ -131,7 +139,7 @@ def _longest_context(engine: Engine, batch: int, job: BenchJob) -> int:
     warmup and timed steps append."""
     engine.free(list(engine.sequences))
     longest = engine.cache.longest_length([seq_id % engine.plan.kvp for seq_id in range(batch)])
-    context = longest - (job.warmup + job.steps + 8)
+    context = longest - _decoded_per_point(job)
     if context < 1:
         raise ValueError(f"a KV pool of {engine.cache.num_pages} pages per rank holds no context for batch {batch}")
     return context
@@ -149,6 +157,22 @@ def _reset(engine: Engine, batch: int, context: int) -> list[int]:
     return ids
 
 
+def _pipelined_intervals(engine: Engine, ids: list[int], steps: int) -> list[float]:
+    """Host time between consecutive steps' tokens when each step is launched before the previous one
+    is finished, as the shard server runs them (Engine.decode_launch)."""
+    in_flight = engine.decode_launch(ids)
+    intervals, last = [], None
+    for _ in range(steps + 1):
+        launched = engine.decode_launch(ids)
+        engine.decode_finish(in_flight)
+        now = time.perf_counter()
+        if last is not None:
+            intervals.append(now - last)
+        last, in_flight = now, launched
+    engine.decode_finish(in_flight)
+    return intervals
+
+
 def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch: int, context: int, hopb: int,
                hbm: float, flops: float) -> dict:
     engine.options = dataclasses.replace(engine.options, hopb_pieces=hopb)
@@ -158,11 +182,12 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
     for _ in range(job.warmup):
         engine.decode(ids)
     engine.comm.barrier()
-    host = []
+    one_at_a_time = []
     for _ in range(job.steps):
         begin = time.perf_counter()
         engine.decode(ids)
-        host.append(time.perf_counter() - begin)
+        one_at_a_time.append(time.perf_counter() - begin)
+    host = _pipelined_intervals(engine, ids, job.steps)
     bucket = engine.runner.bucket_for(batch)
     device_s = _time_replays(engine.runner._graphs[engine.runner.last_key][0].replay, job.steps) if graphs else None
     phases = _phases(engine, bucket, job) if graphs else {}
@@ -182,10 +207,12 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
         "context": context, "batch": batch, "dtype": _full(job.dtype), "hopb_pieces": hopb,
         "cuda_graphs": job.graphs, "all_reduce": engine.all_reduce_impl,
         "exchange": _exchange_used(engine, bucket), "exchange_impl": engine.exchange_impl,
-        "small_linear": engine.use_small_linear, "attention_path": engine.runner.attention_path,
+        "small_linear": engine.use_small_linear, "fusions": engine.use_fusions,
+        "attention_path": engine.runner.attention_path,
         "kv": "random data (no prefill)", "kv_pool_pages_per_rank": engine.cache.num_pages,
         "kv_pool_bytes_per_gpu": engine.cache.total_bytes(),
         "ttl_median_s": ttl, "ttl_p99_s": sorted(host)[min(len(host) - 1, int(0.99 * len(host)))],
+        "ttl_one_at_a_time_s": statistics.median(one_at_a_time),
         "ttl_device_s": device_s, "tokens_per_s": batch / ttl,
         "bytes_per_gpu": work.bytes, "weight_bytes_per_gpu": work.weight_bytes, "kv_bytes_per_gpu": work.kv_bytes,
         "flops_per_gpu": work.flops, "hbm_Bps_measured": hbm, "matmul_flops_measured": flops,

@@ -56,6 +56,27 @@ def sm_count(device) -> int:
     return _SM_COUNT[index]
 
 
+_PDL_BY_DEVICE: dict[int, bool] = {}
+
+
+def pdl_usable(device) -> bool:
+    """Programmatic dependent launch is possible here: compiled Triton (not the interpreter) with grid
+    dependency control (Triton 3.4+), on a CUDA device of compute capability 9.0 or newer."""
+    if device.type != "cuda" or interpret_mode() or not triton_available():
+        return False
+    import torch
+
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _PDL_BY_DEVICE:  # asked once per device: this runs on every decode call
+        try:
+            from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait  # noqa: F401
+            has_gdc = True
+        except ImportError:
+            has_gdc = False
+        _PDL_BY_DEVICE[index] = has_gdc and torch.cuda.get_device_capability(index)[0] >= 9
+    return _PDL_BY_DEVICE[index]
+
+
 def kernel_module(name: str):
     """The module of @triton.jit kernels `helix_core.kernels.<name>`, imported on first use and
     re-imported when TRITON_INTERPRET changed since (its INTERPRET records how it was built)."""

@@ -1,13 +1,24 @@
-"""Triton kernel of the small-batch linear layer y = x @ W^T (imported lazily: needs triton).
+"""Triton kernels of the small-batch linear layer y = x @ W^T (imported lazily: needs triton).
 
 A decode step multiplies a few rows (the batch) by each weight matrix: pure weight streaming.
 One program owns BLOCK_N output columns (BLOCK_N rows of W, contiguous along K) and one chunk of
-K (split-K), and walks it in BLOCK_K tiles:
-- one row (DOT=False): fp32 products accumulated elementwise in a [BLOCK_N, BLOCK_K] tile and
-  summed once at the end (no tensor-core padding of a single row to 16);
-- several rows (DOT=True): tl.dot of the [BLOCK_M, BLOCK_K] rows against the W tile.
-With one split the result is stored in y's dtype; with several, fp32 partials [splits, M, N]
-are stored and summed by the caller in split order (deterministic).
+K (split-K), and walks it in BLOCK_K tiles. With one split the result is stored in y's dtype;
+with several, fp32 partials [splits, M, N] are stored and summed by the caller in split order
+(deterministic).
+
+- `_rows_kernel` (several rows): tl.dot of the [BLOCK_M, BLOCK_K] rows against the W tile.
+- `_row_kernel` (one row): fp32 products accumulated elementwise in a [BLOCK_N, BLOCK_K] tile and
+  summed once at the end (no tensor-core padding of a single row to 16). It can build its input
+  row itself, so the elementwise kernel before a projection disappears from the step:
+    INPUT_PLAIN  x as given;
+    INPUT_GATED  x = silu(gate) * up from a gate_up row [gate | up] (the MLP's down projection);
+    INPUT_NORM   x = rms_norm(a + b) * norm_weight, Hugging Face's rounding (the statistics in
+                 fp32, the normalized row and its product with the weight rounded to the row's
+                 dtype); program (0, 0) also stores the residual a + b.
+  PDL (sm_90+): launched as a programmatic dependent of the kernel before it, a program loads its
+  first W tile (weights are never written by a step) before it waits for that kernel, so the
+  launch and the first loads hide under the previous kernel's tail; and it lets its own
+  dependent launch at once. Nothing is read from or written to activations before the wait.
 """
 from __future__ import annotations
 
@@ -15,14 +26,25 @@ import triton
 import triton.language as tl
 from triton import knobs
 
+try:  # grid dependency control (programmatic dependent launch, sm_90+): Triton 3.4+
+    from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+except ImportError:  # pragma: no cover - older Triton: the launcher keeps PDL off (kernels.pdl_usable)
+    pass
+
+from . import kernel_module
+
 INTERPRET = bool(knobs.runtime.interpret)
+_round = kernel_module("_triton_common").round_to  # built in this module's mode (compiled or interpreted)
+
+INPUT_PLAIN = 0
+INPUT_GATED = 1
+INPUT_NORM = 2
 
 
 @triton.jit
-def _gemv_kernel(x_ptr, w_ptr, y_ptr, M, N, K, k_per_split,
+def _rows_kernel(x_ptr, w_ptr, y_ptr, M, N, K, k_per_split,
                  stride_xm, stride_wn, stride_ys, stride_ym,
-                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                 DOT: tl.constexpr, EVEN: tl.constexpr, UPCAST: tl.constexpr):
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, UPCAST: tl.constexpr):
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -30,32 +52,98 @@ def _gemv_kernel(x_ptr, w_ptr, y_ptr, M, N, K, k_per_split,
     k_start = pid_k * k_per_split
     k_stop = tl.minimum(k_start + k_per_split, K)
     w_rows = w_ptr + offs_n[:, None] * stride_wn
-    if DOT:
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    else:
-        tile = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(k_start, k_stop, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
-        if EVEN:
-            w = tl.load(w_rows + offs_k[None, :])
+        w = tl.load(w_rows + offs_k[None, :], mask=(offs_n[:, None] < N) & (offs_k[None, :] < k_stop), other=0.0)
+        x_mask = (offs_m[:, None] < M) & (offs_k[None, :] < k_stop)
+        x = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :], mask=x_mask, other=0.0)
+        if UPCAST:  # the CPU interpreter multiplies 16-bit tiles as raw bits; fp32 products are exact
+            acc += tl.dot(x.to(tl.float32), tl.trans(w.to(tl.float32)), input_precision="ieee")
         else:
-            w = tl.load(w_rows + offs_k[None, :], mask=(offs_n[:, None] < N) & (offs_k[None, :] < k_stop), other=0.0)
-        if DOT:
-            x_mask = (offs_m[:, None] < M) & (offs_k[None, :] < k_stop)
-            x = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :], mask=x_mask, other=0.0)
-            if UPCAST:  # the CPU interpreter multiplies 16-bit tiles as raw bits; fp32 products are exact
-                acc += tl.dot(x.to(tl.float32), tl.trans(w.to(tl.float32)), input_precision="ieee")
-            else:
-                acc += tl.dot(x, tl.trans(w), input_precision="ieee")  # fp32 weights: no tf32
-        else:
-            if EVEN:
-                x = tl.load(x_ptr + offs_k)
-            else:
-                x = tl.load(x_ptr + offs_k, mask=offs_k < k_stop, other=0.0)
-            tile += w.to(tl.float32) * x.to(tl.float32)[None, :]
-    y_base = y_ptr + pid_k * stride_ys
-    if DOT:
-        y_mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
-        tl.store(y_base + offs_m[:, None] * stride_ym + offs_n[None, :], acc.to(y_ptr.dtype.element_ty), mask=y_mask)
+            acc += tl.dot(x, tl.trans(w), input_precision="ieee")  # fp32 weights: no tf32
+    y_mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
+    tl.store(y_ptr + pid_k * stride_ys + offs_m[:, None] * stride_ym + offs_n[None, :],
+             acc.to(y_ptr.dtype.element_ty), mask=y_mask)
+
+
+@triton.jit
+def _load_w(w_rows, offs_n, offs_k, N, k_stop, EVEN: tl.constexpr):
+    if EVEN:
+        return tl.load(w_rows + offs_k[None, :])
+    return tl.load(w_rows + offs_k[None, :], mask=(offs_n[:, None] < N) & (offs_k[None, :] < k_stop), other=0.0)
+
+
+@triton.jit
+def _residual(a_ptr, b_ptr, offs_k, mask_k, HAS_B: tl.constexpr, RTNE_BY_BITS: tl.constexpr):
+    """a + b rounded to the row's dtype, as the eager add computes it."""
+    a = tl.load(a_ptr + offs_k, mask=mask_k, other=0.0)
+    if HAS_B:
+        b = tl.load(b_ptr + offs_k, mask=mask_k, other=0.0)
+        a = _round(a.to(tl.float32) + b.to(tl.float32), a_ptr.dtype.element_ty, RTNE_BY_BITS)
+    return a
+
+
+@triton.jit
+def _input_tile(a_ptr, b_ptr, norm_ptr, offs_k, mask_k, K, inv_rms,
+                INPUT: tl.constexpr, HAS_B: tl.constexpr, RTNE_BY_BITS: tl.constexpr):
+    """The input row's values at offs_k, in fp32 (see the module docstring for the modes)."""
+    dtype = a_ptr.dtype.element_ty
+    if INPUT == 1:  # silu(gate) * up; silu as x / (1 + exp(-x)) in fp32, each product rounded
+        gate = tl.load(a_ptr + offs_k, mask=mask_k, other=0.0).to(tl.float32)
+        up = tl.load(a_ptr + K + offs_k, mask=mask_k, other=0.0)
+        act = _round(gate / (1.0 + tl.exp(-gate)), dtype, RTNE_BY_BITS)
+        return _round(act.to(tl.float32) * up.to(tl.float32), dtype, RTNE_BY_BITS).to(tl.float32)
+    elif INPUT == 2:
+        total = _residual(a_ptr, b_ptr, offs_k, mask_k, HAS_B, RTNE_BY_BITS).to(tl.float32)
+        weight = tl.load(norm_ptr + offs_k, mask=mask_k, other=0.0)
+        normed = _round(total * inv_rms, dtype, RTNE_BY_BITS)
+        return _round(weight.to(tl.float32) * normed.to(tl.float32), dtype, RTNE_BY_BITS).to(tl.float32)
     else:
-        tl.store(y_base + offs_n, tl.sum(tile, axis=1).to(y_ptr.dtype.element_ty), mask=offs_n < N)
+        return tl.load(a_ptr + offs_k, mask=mask_k, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _row_kernel(a_ptr, b_ptr, norm_ptr, total_ptr, w_ptr, y_ptr, N, K, k_per_split, stride_wn, stride_ys, eps,
+                BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, EVEN: tl.constexpr,
+                INPUT: tl.constexpr, HAS_B: tl.constexpr, PDL: tl.constexpr, RTNE_BY_BITS: tl.constexpr,
+                AHEAD: tl.constexpr = False):
+    """AHEAD: each W tile's load is issued a tile early (a loop-carried register tile), so a program keeps
+    two tiles in flight; the loop has no dot for Triton's pipeliner to stage through shared memory."""
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    if PDL:  # the next kernel, if a programmatic dependent, may start its programs now
+        gdc_launch_dependents()
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    k_start = pid_k * k_per_split
+    k_stop = tl.minimum(k_start + k_per_split, K)
+    w_rows = w_ptr + offs_n[:, None] * stride_wn
+    offs_k = k_start + tl.arange(0, BLOCK_K)
+    w_first = _load_w(w_rows, offs_n, offs_k, N, k_stop, EVEN)  # before the wait: weights are constant
+    if AHEAD:
+        w_next = _load_w(w_rows, offs_n, offs_k + BLOCK_K, N, k_stop, False)  # masked: past the end, nothing
+    if PDL:
+        gdc_wait()  # the previous kernel's writes (this row) are visible from here on
+    inv_rms = 0.0
+    if INPUT == 2:  # the norm's statistics over the whole row, which every program needs
+        squares = tl.zeros((BLOCK_K,), dtype=tl.float32)
+        for r0 in range(0, K, BLOCK_K):
+            offs_r = r0 + tl.arange(0, BLOCK_K)
+            total = _residual(a_ptr, b_ptr, offs_r, offs_r < K, HAS_B, RTNE_BY_BITS)
+            if (pid_n == 0) & (pid_k == 0):
+                tl.store(total_ptr + offs_r, total, mask=offs_r < K)
+            squares += total.to(tl.float32) * total.to(tl.float32)
+        inv_rms = 1.0 / tl.sqrt(tl.sum(squares) / K + eps)
+    tile = w_first.to(tl.float32) * _input_tile(a_ptr, b_ptr, norm_ptr, offs_k, offs_k < k_stop, K, inv_rms,
+                                                INPUT, HAS_B, RTNE_BY_BITS)[None, :]
+    for k0 in range(k_start + BLOCK_K, k_stop, BLOCK_K):
+        offs_k = k0 + tl.arange(0, BLOCK_K)
+        if AHEAD:
+            w = w_next
+            w_next = _load_w(w_rows, offs_n, offs_k + BLOCK_K, N, k_stop, False)
+        else:
+            w = _load_w(w_rows, offs_n, offs_k, N, k_stop, EVEN)
+        tile += w.to(tl.float32) * _input_tile(a_ptr, b_ptr, norm_ptr, offs_k, offs_k < k_stop, K, inv_rms,
+                                               INPUT, HAS_B, RTNE_BY_BITS)[None, :]
+    y = _round(tl.sum(tile, axis=1), y_ptr.dtype.element_ty, RTNE_BY_BITS)
+    tl.store(y_ptr + pid_k * stride_ys + offs_n, y, mask=offs_n < N)

@@ -19,19 +19,25 @@ import torch.nn.functional as F
 from ..bench.probes import capture_graph, time_cuda
 from .small_linear import LinearConfig, small_linear
 
-SHAPES = {  # name: (K, N) per GPU of llama3-8b at TP = 2
+SHAPES = {  # name: (K, N) per GPU of llama3-8b at TP = 2, then on one GPU
     "qkv": (4096, 3072), "o": (2048, 4096), "gate_up": (4096, 14336), "down": (7168, 4096), "lm_head": (4096, 64128),
+    "qkv-1gpu": (4096, 6144), "o-1gpu": (4096, 4096), "gate_up-1gpu": (4096, 28672), "down-1gpu": (14336, 4096),
 }
 SWEEP = [LinearConfig(block_n=bn, block_k=bk, splits=splits, num_warps=warps, num_stages=stages)
          for bn, bk, warps, stages in ((16, 256, 4, 4), (16, 512, 4, 3), (32, 256, 4, 4), (32, 256, 8, 4),
                                        (8, 512, 4, 4), (64, 128, 4, 4))
          for splits in (0, 1)]
+# one row: the default without PDL, and each weight tile loaded a tile early (two in flight a program)
+ONE_ROW_SWEEP = [LinearConfig(pdl=False), LinearConfig(ahead=True), LinearConfig(block_k=256, ahead=True),
+                 LinearConfig(block_n=16, block_k=256, ahead=True), LinearConfig(num_warps=8, ahead=True),
+                 LinearConfig(block_n=16, block_k=512, ahead=True), LinearConfig(block_k=1024)]
 ROTATE_BYTES = 256 << 20  # > the H200's 50 MB L2
 
 
 def _label(config: LinearConfig) -> str:
     return (f"bn{config.block_n}/bk{config.block_k}/w{config.num_warps}/s{config.num_stages}/"
-            f"splits{'auto' if config.splits == 0 else config.splits}")
+            f"splits{'auto' if config.splits == 0 else config.splits}"
+            + ("/ahead" if config.ahead else "") + ("/no-pdl" if config.pdl is False else ""))
 
 
 def bench_shape(name: str, rows: int, dtype: torch.dtype, iters: int) -> dict:
@@ -53,7 +59,7 @@ def bench_shape(name: str, rows: int, dtype: torch.dtype, iters: int) -> dict:
     row = {"shape": name, "K": k, "N": n, "rows": rows, "weight_bytes": nbytes,
            "cublas_s": base, "cublas_tbps": nbytes / base / 1e12, "configs": []}
     reference = F.linear(x.float(), weights[0].float())
-    for config in SWEEP:
+    for config in [LinearConfig()] + SWEEP + (ONE_ROW_SWEEP if rows == 1 else []):
         if rows > 1 and config.block_n < 16:
             continue  # tl.dot needs 16 columns
         entry = {"config": _label(config)}
@@ -91,9 +97,12 @@ def main(argv=None) -> int:
             row = bench_shape(name, rows, torch.bfloat16, args.iters)
             results.append(row)
             best = next((c for c in row["configs"] if c["config"] == row["best"]), {})
-            print(f"{name:8s} rows {rows}: cuBLAS {row['cublas_s'] * 1e6:7.1f} us {row['cublas_tbps']:.2f} TB/s | "
-                  f"best {row['best']} {best.get('seconds', float('nan')) * 1e6:7.1f} us "
-                  f"{best.get('tbps', float('nan')):.2f} TB/s", flush=True)
+            default = row["configs"][0]
+            print(f"{name:12s} rows {rows}: cuBLAS {row['cublas_s'] * 1e6:7.1f} us {row['cublas_tbps']:.2f} TB/s | "
+                  f"default {default.get('seconds', float('nan')) * 1e6:7.1f} us "
+                  f"{default.get('tbps', float('nan')):.2f} TB/s | best {row['best']} "
+                  f"{best.get('seconds', float('nan')) * 1e6:7.1f} us {best.get('tbps', float('nan')):.2f} TB/s",
+                  flush=True)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "results": results},

@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import torch
 
-from . import interpret_mode, kernel_module, sm_count, triton_available
+from . import interpret_mode, kernel_module, pdl_usable, sm_count, triton_available
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,7 +310,8 @@ def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length:
     two_parts = _value_parts_fit(values_are_keys, dv)
     tiles = _mla_tiles(block_a, block_t, block_dv, groups.max_group, fp32_math, two_parts)
     waves, d_ahead = 4, False
-    if tiles is None and not fp32_math and block_a + block_t + block_dv < 384:
+    wide = block_a + block_t + block_dv >= 384
+    if tiles is None and not fp32_math and not wide:
         # GQA-sized heads: a tile's K/V loads wait on its block-table load unless that is read a tile
         # earlier; then Triton multi-buffers them (sm_90: 72 KB at 64 keys x 3 stages against 39 KB,
         # one buffer, at any stage count without). Two programs per SM, all resident at once. H200,
@@ -318,6 +319,11 @@ def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length:
         # against 44.0 / 133.9 / 484.9 / 495.7 us with two stages, four programs a SM (SDPA: 42.7,
         # 128.5, 469.3, 472.2 us in the same run)
         d_ahead, waves = True, 2
+    elif tiles is None and not fp32_math and not values_are_keys:
+        # wide MHA heads (16 x 512, fp16, 8 x 5000 / 8 x 2500 keys): three stages and two programs a SM,
+        # 317.2 / 169.0 us against 366.6 / 195.9 us with two stages and four; the block table read
+        # ahead took 326.5 / 173.7 us in the same call, so it stays in-tile here
+        waves, d_stages = 2, 3
     elif tiles == "parts":
         # 128 heads a block (a wgmma M tile per warpgroup) and the values in two parts, so each program's
         # accumulator is 128 x 256 over 8 warps (235 registers on sm_90, no spills; one 64 x 512 part:
@@ -383,20 +389,6 @@ def check_layout(q, key_pages, value_pages, block_table, lengths) -> None:
         raise ValueError(f"block_table must be [B={batch}, pages], got {tuple(block_table.shape)}")
     if lengths.shape != (batch,):
         raise ValueError(f"lengths must be [B={batch}], got {tuple(lengths.shape)}")
-
-
-_CAPABILITY: dict[int, tuple[int, int]] = {}
-
-
-def pdl_usable(device: torch.device) -> bool:
-    """Programmatic dependent launch is possible here: compiled Triton (not the interpreter) with grid
-    dependency control, on a CUDA device of compute capability 9.0 or newer."""
-    if device.type != "cuda" or interpret_mode() or not _kernels().HAS_GDC:
-        return False
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if index not in _CAPABILITY:  # asked once per device: this runs on every decode call
-        _CAPABILITY[index] = torch.cuda.get_device_capability(index)
-    return _CAPABILITY[index][0] >= 9
 
 
 def decode_kernel_usable(q: torch.Tensor) -> bool:

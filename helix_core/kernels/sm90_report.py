@@ -119,6 +119,35 @@ def sliced_kernel_report(kernel: str, dim: int, *, max_group: int = 1, page_size
                    {"qk_scale", "num_splits", "num_keys", "stride_lh", "stride_ls"}, module="_triton_sliced")
 
 
+def row_kernel_report(input_mode: str = "plain", *, pdl: bool = True, block_n: int = 8, block_k: int = 512,
+                      num_warps: int = 4, num_stages: int = 4, dtype: str = "bf16", ahead: bool = False) -> KernelReport:
+    """The one-row projection kernel of kernels/small_linear.py (input_mode: plain, gated or norm),
+    unsplit, on whole tiles."""
+    from . import kernel_module
+
+    mod = kernel_module("_triton_gemv")
+    mode = {"plain": mod.INPUT_PLAIN, "gated": mod.INPUT_GATED, "norm": mod.INPUT_NORM}[input_mode]
+    consts = dict(BLOCK_N=block_n, BLOCK_K=block_k, EVEN=True, INPUT=mode, HAS_B=input_mode == "norm", PDL=pdl,
+                  RTNE_BY_BITS=False, AHEAD=ahead)
+    options = {"num_warps": num_warps, "num_stages": num_stages, "launch_pdl": pdl}
+    types = {name: f"*{dtype}" for name in ("a_ptr", "b_ptr", "norm_ptr", "total_ptr", "w_ptr", "y_ptr")}
+    types["eps"] = "fp32"
+    return _report("_row_kernel", consts, options, types, {"eps", "stride_ys"}, module="_triton_gemv")
+
+
+def rope_append_report(dim: int = 128, value_dim: int = 128, dtype: str = "bf16") -> KernelReport:
+    """The fast path's RoPE + KV append kernel (kernels/rope_append.py) for heads of `dim` dims."""
+    from .decode_attention import _next_pow2
+    from .rope_append import BLOCK_H
+
+    consts = dict(HALF=dim // 2, BLOCK_H=BLOCK_H, BLOCK_HALF=_next_pow2(dim // 2), BLOCK_DV=_next_pow2(value_dim),
+                  RTNE_BY_BITS=False)
+    types = {name: f"*{dtype}" for name in ("q_ptr", "k_ptr", "v_ptr", "q_out_ptr", "key_ptr", "value_ptr")}
+    types.update(cos_ptr="*fp32", sin_ptr="*fp32", slot_ptr="*i64")
+    return _report("_rope_append_kernel", consts, {"num_warps": 4, "num_stages": 1}, types, set(),
+                   module="_triton_rope_append")
+
+
 def _report(name: str, consts: dict, options: dict, types: dict, not_aligned: set,
             module: str = "_triton_decode") -> KernelReport:
     """Compile kernel `name` of `module` with these constants for sm_90a; arguments not in `types`
@@ -160,10 +189,11 @@ def _report(name: str, consts: dict, options: dict, types: dict, not_aligned: se
 
 
 # the bench shapes: llama3-8b's GQA (group 4, 128 dims), DeepSeek-V3's absorbed MLA (128 heads, 576 / 512)
-# and its TP=2 shard (64 heads a GPU)
+# and its TP=2 shard (64 heads a GPU), the 16 x 512 MHA example
 SHAPES = {"gqa": dict(dk=128, dv=128, values_are_keys=False, heads=32, kv_heads=8),
           "mla": dict(dk=576, dv=512, values_are_keys=True, heads=128, kv_heads=1),
-          "mla-64": dict(dk=576, dv=512, values_are_keys=True, heads=64, kv_heads=1)}
+          "mla-64": dict(dk=576, dv=512, values_are_keys=True, heads=64, kv_heads=1),
+          "mha512": dict(dk=512, dv=512, values_are_keys=False, heads=16, kv_heads=16)}
 
 
 def default_configs(shape: str) -> list[tuple[str, tuple[int, int, int, int, int]]]:
@@ -190,7 +220,8 @@ def default_configs(shape: str) -> list[tuple[str, tuple[int, int, int, int, int
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shape", choices=sorted(SHAPES), default="gqa",
-                   help="gqa: 32 q / 8 KV heads x 128; mla: 128 heads over a 576 / 512 latent; mla-64: 64 heads")
+                   help="gqa: 32 q / 8 KV heads x 128; mla: 128 heads over a 576 / 512 latent; mla-64: 64 heads; "
+                        "mha512: 16 heads x 512")
     p.add_argument("--config", action="append", default=[],
                    help="block_n,block_h,num_warps,num_stages[,dv_parts[,pages_ahead]]; repeatable "
                         "(default: the defaults)")

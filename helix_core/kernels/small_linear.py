@@ -1,12 +1,17 @@
 """y = x @ W^T for the few rows of a decode step, as a weight-streaming Triton kernel.
 
-    y = small_linear(x, w)            # x [M, K], w [N, K] (row-major, as F.linear takes it)
+    y = small_linear(x, w)                              # x [M, K], w [N, K] (as F.linear takes it)
+    y = gated_linear(gate_up, w)                        # one row: silu(gate) * up, then @ w^T
+    total, y = norm_linear(x, delta, norm_w, eps, w)    # one row: rms_norm(x + delta) @ w^T
 
 At batch 1 cuBLAS reads the weights of a sharded llama3-8b layer at 2.3-3.6 TB/s on an H200,
 and its split-K down projection adds a reduction kernel; this kernel spreads 8-row blocks of W
 over every SM and reads them at 2.6-4.0 TB/s (docs/benchmarks.md). fp32 accumulation; the output
 in x's dtype. From 2 rows on cuBLAS is as fast or faster (measured), so the engine uses this for
-one row only (models/ops.py); `usable` says where it can run at all.
+one row only (models/ops.py); `usable` says where it can run at all. For one row the kernel also
+builds its input (the MLP's SiLU gate, the residual add and RMSNorm before a projection), and on
+sm_90+ is launched as a programmatic dependent (PDL) of the kernel before it, streaming its first
+weights while that one finishes (see _triton_gemv.py).
 """
 from __future__ import annotations
 
@@ -14,9 +19,11 @@ from dataclasses import dataclass
 
 import torch
 
-from . import interpret_mode, kernel_module, sm_count, triton_available
+from . import interpret_mode, kernel_module, pdl_usable, sm_count, triton_available
 
 MAX_ROWS = 16  # one tl.dot row block; larger batches are GEMMs for cuBLAS
+AHEAD_MAX_PROGRAMS_PER_SM = 4
+_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
 
 @dataclass(frozen=True)
@@ -29,11 +36,20 @@ class LinearConfig:
     splits: int = 1  # K chunks; 0: enough for about two programs per SM
     num_warps: int = 4
     num_stages: int = 4
+    pdl: bool | None = None  # one row: None = where the device and Triton support it
+    # one row: load each weight tile a tile early (two tiles in flight a program, 96 registers instead of
+    # 72). None: where the grid has at most AHEAD_MAX_PROGRAMS_PER_SM programs a SM. H200, one row, bf16:
+    # o 2048 x 4096 5.3 against 5.8 us, down 7168 x 4096 15.9 / 16.5, their one-GPU sizes 9.5 / 10.5 and
+    # 30.1 / 30.9, qkv 4096 x 3072 8.1 / 8.5; but gate_up 4096 x 14336 30.3 / 29.1 and qkv 4096 x 6144
+    # 16.2 / 13.8, whose many programs hide the latency better with more of them resident
+    ahead: bool | None = None
 
 
-def usable(x: torch.Tensor, w: torch.Tensor) -> bool:
-    return (x.dim() == 2 and w.dim() == 2 and x.shape[0] <= MAX_ROWS and x.shape[1] == w.shape[1]
-            and x.dtype == w.dtype and x.dtype in (torch.bfloat16, torch.float16, torch.float32)
+def usable(x: torch.Tensor, w: torch.Tensor, in_features: int | None = None) -> bool:
+    """x [M, in_features] (default: K) against w [N, K], where the kernel runs."""
+    width = w.shape[1] if in_features is None else in_features
+    return (x.dim() == 2 and w.dim() == 2 and x.shape[0] <= MAX_ROWS and x.shape[1] == width
+            and x.dtype == w.dtype and x.dtype in _DTYPES
             and w.stride(1) == 1 and x.stride(1) == 1 and (x.is_cuda or interpret_mode()) and triton_available())
 
 
@@ -49,35 +65,83 @@ def _splits(config: LinearConfig, n: int, k: int, device: torch.device) -> int:
     return max(1, min(want, k // (4 * config.block_k)))
 
 
+def _refuse(what: str, x: torch.Tensor, w: torch.Tensor) -> ValueError:
+    return ValueError(f"{what}: x {tuple(x.shape)} {x.dtype} and w {tuple(w.shape)} {w.dtype} do not fit the kernel "
+                      f"(at most {MAX_ROWS} rows, one for the fused inputs; unit last strides, same dtype)")
+
+
 def small_linear(x: torch.Tensor, w: torch.Tensor, config: LinearConfig = LinearConfig()) -> torch.Tensor:
     """x [M, K] @ w[N, K]^T -> [M, N] in x's dtype (M <= MAX_ROWS; see `usable`)."""
     if not usable(x, w):
-        raise ValueError(f"small_linear: x {tuple(x.shape)} {x.dtype} and w {tuple(w.shape)} {w.dtype} "
-                         f"do not fit the kernel (at most {MAX_ROWS} rows, unit last strides, same dtype)")
+        raise _refuse("small_linear", x, w)
+    if x.shape[0] == 1:
+        return _one_row(x, None, None, w, config, input_mode="plain")
     mod = kernel_module("_triton_gemv")
     rows, k = x.shape
     n = w.shape[0]
-    splits = _splits(config, n, k, x.device)
-    # every split but the last covers a whole number of K tiles
-    k_per_split = _ceil_div(_ceil_div(k, splits), config.block_k) * config.block_k
-    splits = _ceil_div(k, k_per_split)
-    dot = rows > 1
-    block_m = 16 if dot else 1
-    even = (not dot) and n % config.block_n == 0 and k % k_per_split == 0
-    if splits == 1:
-        y = torch.empty(rows, n, dtype=x.dtype, device=x.device)
-        stride_ys = 0
-    else:
-        y = torch.empty(splits, rows, n, dtype=torch.float32, device=x.device)
-        stride_ys = y.stride(0)
-    grid = (_ceil_div(n, config.block_n), splits)
-    mod._gemv_kernel[grid](
+    splits, k_per_split = _split_k(config, n, k, x.device)
+    y = torch.empty(rows, n, dtype=x.dtype, device=x.device) if splits == 1 else \
+        torch.empty(splits, rows, n, dtype=torch.float32, device=x.device)
+    mod._rows_kernel[(_ceil_div(n, config.block_n), splits)](
         x, w, y, rows, n, k, k_per_split,
-        x.stride(0), w.stride(0), stride_ys, y.stride(-2),
-        BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
-        DOT=dot, EVEN=even, UPCAST=interpret_mode(),
+        x.stride(0), w.stride(0), y.stride(0) if splits > 1 else 0, y.stride(-2),
+        BLOCK_M=16, BLOCK_N=config.block_n, BLOCK_K=config.block_k, UPCAST=interpret_mode(),
         num_warps=config.num_warps, num_stages=config.num_stages,
     )
-    if splits == 1:
-        return y
-    return y.sum(dim=0).to(x.dtype)
+    return y if splits == 1 else y.sum(dim=0).to(x.dtype)
+
+
+def gated_linear(gate_up: torch.Tensor, w: torch.Tensor, config: LinearConfig = LinearConfig()) -> torch.Tensor:
+    """One row: (silu(gate) * up) @ w^T, where gate_up [1, 2K] holds the gate, then the up values
+    (the gated MLP's fused projection), w [N, K]. The SiLU gate is computed as the kernel reads it."""
+    if gate_up.shape[0] != 1 or not usable(gate_up, w, 2 * w.shape[1]):
+        raise _refuse("gated_linear", gate_up, w)
+    return _one_row(gate_up, None, None, w, config, input_mode="gated")
+
+
+def norm_linear(x: torch.Tensor, delta: torch.Tensor | None, norm_weight: torch.Tensor, eps: float,
+                w: torch.Tensor, config: LinearConfig = LinearConfig()) -> tuple[torch.Tensor, torch.Tensor]:
+    """One row: (x + delta, rms_norm(x + delta) @ w^T) with Hugging Face's RMSNorm; delta None adds
+    nothing. x, delta [1, K], norm_weight [K], w [N, K]."""
+    if not norm_linear_usable(x, delta, norm_weight, w):
+        raise _refuse("norm_linear", x, w)
+    total = torch.empty_like(x)
+    return total, _one_row(x, delta, (norm_weight, eps, total), w, config, input_mode="norm")
+
+
+def norm_linear_usable(x: torch.Tensor, delta: torch.Tensor | None, norm_weight: torch.Tensor,
+                       w: torch.Tensor) -> bool:
+    return (x.dim() == 2 and x.shape[0] == 1 and usable(x, w) and x.is_contiguous()
+            and (delta is None or (delta.shape == x.shape and delta.dtype == x.dtype and delta.is_contiguous()))
+            and norm_weight.shape == (x.shape[1],) and norm_weight.dtype == x.dtype and norm_weight.is_contiguous())
+
+
+def _split_k(config: LinearConfig, n: int, k: int, device) -> tuple[int, int]:
+    """(splits, K per split): every split but the last covers a whole number of K tiles."""
+    splits = _splits(config, n, k, device)
+    k_per_split = _ceil_div(_ceil_div(k, splits), config.block_k) * config.block_k
+    return _ceil_div(k, k_per_split), k_per_split
+
+
+def _one_row(a, b, norm, w, config: LinearConfig, input_mode: str) -> torch.Tensor:
+    mod = kernel_module("_triton_gemv")
+    n, k = w.shape
+    splits, k_per_split = _split_k(config, n, k, a.device)
+    even = n % config.block_n == 0 and k % k_per_split == 0
+    pdl = pdl_usable(a.device) if config.pdl is None else bool(config.pdl)
+    if pdl and not pdl_usable(a.device):
+        raise ValueError("LinearConfig(pdl=True) needs compiled Triton with griddepcontrol on an sm_90+ GPU")
+    y = torch.empty(1, n, dtype=a.dtype, device=a.device) if splits == 1 else \
+        torch.empty(splits, 1, n, dtype=torch.float32, device=a.device)
+    norm_weight, eps, total = norm if norm is not None else (a, 0.0, a)  # unused pointers: any tensor
+    programs = _ceil_div(n, config.block_n) * splits
+    ahead = programs <= AHEAD_MAX_PROGRAMS_PER_SM * sm_count(a.device) if config.ahead is None else config.ahead
+    mode = {"plain": mod.INPUT_PLAIN, "gated": mod.INPUT_GATED, "norm": mod.INPUT_NORM}[input_mode]
+    mod._row_kernel[(_ceil_div(n, config.block_n), splits)](
+        a, a if b is None else b, norm_weight, total, w, y, n, k, k_per_split, w.stride(0),
+        y.stride(0) if splits > 1 else 0, eps,
+        BLOCK_N=config.block_n, BLOCK_K=config.block_k, EVEN=even, INPUT=mode, HAS_B=b is not None, PDL=pdl,
+        RTNE_BY_BITS=interpret_mode(), AHEAD=ahead,
+        num_warps=config.num_warps, num_stages=config.num_stages, launch_pdl=pdl,
+    )
+    return y if splits == 1 else y.sum(dim=0).to(a.dtype)

@@ -11,11 +11,27 @@ from ..checkpoint import CheckpointReader
 from ..plan import Plan, split_even
 
 
+@dataclass(frozen=True)
+class Rotary:
+    """RoPE (rotate-half layout) still to be applied to a layer's q and k, handed to
+    LayerContext.attend: a context that stores k with a kernel may rotate it on the way."""
+
+    cos: torch.Tensor  # [T, D] fp32
+    sin: torch.Tensor
+    apply: Callable  # apply(x [T, H, D], cos, sin) -> x rotated, in x's dtype
+
+    def rotate(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.apply(q, self.cos, self.sin), self.apply(k, self.cos, self.sin)
+
+
 class LayerContext(Protocol):
     """What a model layer needs from the parallel runtime; the model math knows nothing else."""
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None,
-               value_dim: int | None = None) -> torch.Tensor: ...
+               value_dim: int | None = None, rotary: Rotary | None = None) -> torch.Tensor:
+        """Attention of q over the cache after appending k (and v). rotary: q and k are not yet
+        rotated; the context applies it (Rotary.rotate, or fused with the append)."""
+        ...
 
     def all_reduce(self, x: torch.Tensor) -> torch.Tensor: ...
 
@@ -39,12 +55,11 @@ class GatedMLP:
     gate_up: torch.Tensor  # [2 * I_local, hidden]: the gate rows, then the up rows
     down: torch.Tensor  # [hidden, I_local]
 
-    def __call__(self, x: torch.Tensor, silu_mul=None, linear=F.linear) -> torch.Tensor:
-        h = linear(x, self.gate_up)
-        if silu_mul is None:
-            gate, up = h.chunk(2, dim=-1)
-            return linear(F.silu(gate) * up, self.down)
-        return linear(silu_mul(h), self.down)
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """In eager torch (the MoE experts); a dense FFN runs its two projections through the model's
+        Ops (add_norm_linear, gated_linear), which may fuse the norm and the gate into them."""
+        gate, up = F.linear(x, self.gate_up).chunk(2, dim=-1)
+        return F.linear(F.silu(gate) * up, self.down)
 
     @classmethod
     def load(cls, reader: CheckpointReader, prefix: str, rows: tuple[int, int], load) -> "GatedMLP":

@@ -12,7 +12,7 @@ import torch
 
 from ..config import ModelConfig
 from ..plan import Plan, head_rows
-from .common import DecoderStack, GatedMLP, LayerContext
+from .common import DecoderStack, GatedMLP, LayerContext, Rotary
 from .ops import EAGER, Ops
 
 
@@ -62,19 +62,17 @@ class LlamaModel(DecoderStack):
 
     def _layer(self, index, w: LlamaLayer, x, delta, cos, sin, ctx: LayerContext):
         tokens, ops, eps = x.shape[0], self.ops, self.cfg.rms_norm_eps
-        x, h = ops.add_rms_norm(x, delta, w.input_norm, eps)
+        x, qkv = ops.add_norm_linear(x, delta, w.input_norm, eps, w.wqkv, w.bqkv)
         q_width, k_width, _ = self.qkv_split
-        qkv = ops.linear(h, w.wqkv, w.bqkv)
-        # q and k are neighbours in the fused QKV output and share the rotation: one RoPE for both
-        qk = ops.rope(qkv[:, :q_width + k_width].reshape(tokens, -1, self.local_head_dim), cos, sin)
-        q_heads = q_width // self.local_head_dim
-        q, k = qk[:, :q_heads], qk[:, q_heads:]
+        q = qkv[:, :q_width].view(tokens, -1, self.local_head_dim)
+        k = qkv[:, q_width:q_width + k_width].view(tokens, -1, self.local_head_dim)
         v = qkv[:, q_width + k_width:].view(tokens, -1, self.local_value_dim)
-        attn = ctx.attend(index, q, k, v).to(x.dtype)
+        # the context rotates q and k, on the decode fast path in the kernel that appends k and v
+        attn = ctx.attend(index, q, k, v, rotary=Rotary(cos, sin, ops.rope)).to(x.dtype)
         y = ctx.all_reduce(ops.linear(attn.reshape(tokens, -1), w.wo))
         if w.bo is not None:
             y = y + w.bo
-        x, h = ops.add_rms_norm(x, y, w.post_norm, eps)
         with ctx.phase("ffn"):
-            y = w.mlp(h, ops.silu_mul, ops.linear)
+            x, gate_up = ops.add_norm_linear(x, y, w.post_norm, eps, w.mlp.gate_up)
+            y = ops.gated_linear(gate_up, w.mlp.down)
         return x, ctx.all_reduce(y)

@@ -32,15 +32,39 @@ def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
     return F.silu(gate) * up
 
 
+def _one_row(x: torch.Tensor) -> bool:
+    return x.dim() == 2 and x.shape[0] == 1
+
+
 def small_batch_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """F.linear; a single row (a batch-1 decode step) by the weight-streaming Triton kernel, which
     beat cuBLAS there on an H200 while cuBLAS was as fast or faster from 2 rows on."""
     from ..kernels.small_linear import small_linear, usable
 
-    if x.dim() != 2 or x.shape[0] != 1 or not usable(x, weight):
+    if not _one_row(x) or not usable(x, weight):
         return F.linear(x, weight, bias)
     y = small_linear(x, weight)
     return y if bias is None else y + bias
+
+
+def one_row_norm_linear(x, delta, norm_weight, eps, weight, bias=None):
+    """Ops.fused_norm_linear of a batch-1 step: the weight-streaming kernel builds rms_norm(x + delta)
+    as it reads it (kernels/small_linear.py); None where it does not apply."""
+    from ..kernels.small_linear import norm_linear, norm_linear_usable
+
+    if not _one_row(x) or not norm_linear_usable(x, delta, norm_weight, weight):
+        return None
+    total, y = norm_linear(x, delta, norm_weight, eps, weight)
+    return total, (y if bias is None else y + bias)
+
+
+def one_row_gated_linear(gate_up, weight):
+    """Ops.fused_gated_linear of a batch-1 step: the SiLU gate built as the kernel reads its input."""
+    from ..kernels.small_linear import gated_linear, usable
+
+    if not _one_row(gate_up) or not usable(gate_up, weight, 2 * weight.shape[1]):
+        return None
+    return gated_linear(gate_up, weight)
 
 
 @dataclass(frozen=True)
@@ -50,6 +74,28 @@ class Ops:
     rope: Callable = apply_rope
     silu_mul: Callable = silu_mul
     linear: Callable = F.linear
+    # fusions of a norm or gate into the projection after it: they return None where they do not
+    # apply, and the composition of the ops above runs instead
+    fused_norm_linear: Callable | None = None
+    fused_gated_linear: Callable | None = None
+
+    def add_norm_linear(self, x, delta, norm_weight, eps: float, weight, bias=None):
+        """(x + delta, linear(rms_norm(x + delta), weight, bias)): a residual add, the norm after
+        it and the projection of the normed row."""
+        if self.fused_norm_linear is not None:
+            fused = self.fused_norm_linear(x, delta, norm_weight, eps, weight, bias)
+            if fused is not None:
+                return fused
+        x, h = self.add_rms_norm(x, delta, norm_weight, eps)
+        return x, self.linear(h, weight, bias)
+
+    def gated_linear(self, gate_up, weight):
+        """linear(silu(gate) * up, weight) of a [gate | up] row: a gated MLP's down projection."""
+        if self.fused_gated_linear is not None:
+            fused = self.fused_gated_linear(gate_up, weight)
+            if fused is not None:
+                return fused
+        return self.linear(self.silu_mul(gate_up), weight)
 
 
 EAGER = Ops()

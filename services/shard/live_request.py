@@ -22,7 +22,8 @@ class LiveRequest:
     reservation: list[int] | None = None  # KV pages held per KVP rank once admitted
     admitted_s: float | None = None
     prefilled: int = 0  # prompt tokens in the cache
-    generated: int = 0
+    generated: int = 0  # tokens emitted
+    in_flight: int = 0  # tokens of launched decode steps not finished yet (0 or 1)
     prefill_s: float = 0.0  # time of the prefill steps it took part in
 
     @property
@@ -32,6 +33,11 @@ class LiveRequest:
     @property
     def prefill_done(self) -> bool:
         return self.prefilled == len(self.prompt)
+
+    def last_token_launched(self, max_context_tokens: int) -> bool:
+        """Its launched steps already bring it to max_new_tokens or the context limit: launch no more."""
+        reached = self.generated + self.in_flight
+        return reached >= self.max_new_tokens or len(self.prompt) + reached >= max_context_tokens
 
     @property
     def total_tokens(self) -> int:

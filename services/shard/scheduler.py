@@ -10,7 +10,11 @@ round trip to the coordinator. Each iteration:
      reserve the KV pages of prompt + max_new_tokens (services/shard/admission.py);
   4. prefill at most `prefill_budget` prompt tokens: a long prompt goes in chunks, so running
      streams wait at most one chunk's forward pass per token;
-  5. decode one token for every running request;
+  5. launch the decode step of one token for every running request, then finish the step launched
+     in the previous iteration and stream its tokens: the next step is queued on the device while
+     the host reads and sends the last one's (Engine.decode_launch), so the device never waits for
+     this loop. A request launched after its stop token (known only when that step finishes)
+     generates one token too many, which is dropped; max_new_tokens is never overshot;
   6. free the KV of finished and cancelled requests, then report them.
 """
 
@@ -92,6 +96,7 @@ class Scheduler:
         self._drain_deadline_s = math.inf
         self._last_broadcast_s = time.monotonic()
         self.group_call_since_s: float | None = None  # when the group command in progress began
+        self._in_flight: tuple[int, list[LiveRequest]] | None = None  # launched decode step, its requests
 
     # ---- called from other threads ------------------------------------------------------------
     def submit(self, command) -> None:
@@ -113,6 +118,7 @@ class Scheduler:
         try:
             while self._iterate():
                 pass
+            self._finish_in_flight()
             self.driver.shutdown()
         except GroupFailure as failure:
             self.failure = str(failure)
@@ -143,7 +149,7 @@ class Scheduler:
         return True
 
     def _take_commands(self) -> None:
-        block = not (self.waiting or self.active or self._draining)
+        block = not (self.waiting or self.active or self._draining or self._in_flight)
         while True:
             try:
                 if block:
@@ -303,18 +309,48 @@ class Scheduler:
         self._emit_tokens(outs)
 
     def _decode(self) -> None:
-        running = [request for request in self.active.values() if request.prefill_done]
-        if not running:
-            return
         every = self.profile_every_n_steps
         profile = every > 0 and self.decode_steps % every == 0
-        # the step's time and count are recorded on every rank by the engine's profiler hooks
-        outs = self._engine_step("decode", running, [request.seq_id for request in running], profile=profile)
-        if outs is None:
+        running = self._to_decode()
+        if profile or not running:
+            self._finish_in_flight()  # a profiled step runs alone, on the host's tokens
+            running = self._to_decode()
+        if not running:
             return
+        ids = [request.seq_id for request in running]
+        # the step's time and count are recorded on every rank by the engine's profiler hooks
+        if profile:
+            outs = self._engine_step("decode", running, ids, profile=True)
+            if outs is not None:
+                self._count_step(running)
+                self._emit_tokens(outs)
+            return
+        ticket = self._engine_step("decode_launch", running, ids)
+        if ticket is None:
+            return
+        self._count_step(running)
+        for request in running:
+            request.in_flight += 1
+        self._finish_in_flight()
+        self._in_flight = (ticket, running)
+
+    def _to_decode(self) -> list[LiveRequest]:
+        return [r for r in self.active.values() if r.prefill_done and not r.last_token_launched(self.max_context_tokens)]
+
+    def _count_step(self, running: list[LiveRequest]) -> None:
         self.metrics.batch_size.set(len(running))
         self.decode_steps += 1
-        self._emit_tokens(outs)
+
+    def _finish_in_flight(self) -> None:
+        """Read the launched decode step's tokens and stream them."""
+        if self._in_flight is None:
+            return
+        (ticket, requests), self._in_flight = self._in_flight, None
+        outs = self._engine_step("decode_finish", requests, ticket)
+        for request in requests:
+            request.in_flight -= 1
+        if outs is not None:
+            self._emit_tokens(outs)
 
     def _engine_step(self, name: str, requests: list[LiveRequest], *args, **kwargs) -> list[TokenOut] | None:
         """Runs an engine command on the group. A refusal (validation, identical on every rank and

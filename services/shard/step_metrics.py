@@ -2,7 +2,9 @@
 
 Engine.decode calls its profiler's begin_step / end_step on every rank (followers too, whose loop
 lives in helix_core.group), so wrapping the phase profiler is where each shard counts and times
-its own decode steps.
+its own decode steps. Launched steps (Engine.decode_launch, which the scheduler uses) overlap on
+the device; for them a step is timed as the host sees it, from the previous step's tokens (or
+its launch, when none was in flight) to this step's.
 """
 
 from __future__ import annotations

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# One H200: the decode step's fusions (batch-1 norms and SiLU gate inside the one-row projection kernel,
+# PDL between those kernels, RoPE + KV append in one kernel). Kernel tests compiled on the GPU; the
+# one-GPU steps with and without them (same call); exactness against HF with CUDA graphs at batch 1
+# (where the fused projections run) and 3; the gRPC TTL with the pipelined scheduler; then the wide-head
+# look-ahead sweep (gpu_wide_ahead.sh).
+set -u
+LOG_NAME=fusions source scripts/gpu_env.sh
+say "kernel tests (compiled)"
+timeout 300 python -m pytest -q -p no:cacheprovider tests/test_small_linear.py tests/test_rope_append.py tests/test_pipelined_decode.py 2>&1 \
+  | tail -3 | tee -a "$log"
+for fusions in auto off; do
+  say "helix bench llama3-8b one GPU, fusions $fusions"
+  timeout 150 python -m helix_core.bench.main --shape llama3-8b --plans helix:kvp=1,tpa=1 --points 1x128k 1x8k \
+    --hopb 1 --steps 100 --fusions $fusions --json "$out/bench-llama-1gpu-fusions.json" 2>&1 | quiet \
+    | grep -E "^\| helix|check|Error|error" | tee -a "$log"
+done
+for batch in 1 3; do
+  say "verify llama bf16 batch $batch, one GPU, CUDA graphs"
+  timeout 120 python -m helix_core.verify --device cuda --arch llama --dtype bfloat16 --steps 16 --batch $batch \
+    --plan helix:kvp=1,tpa=1 --out "$out/verify-llama-bf16-b$batch.json" 2>&1 | grep -E '^\{|Error|error' | tee -a "$log"
+done
+for fusions in auto off; do
+  say "helix bench deepseek-mla 4 layers one GPU, fusions $fusions"
+  timeout 120 python -m helix_core.bench.main --shape deepseek-mla --layers 4 --plans helix:kvp=1,tpa=1 \
+    --points 1x32k --hopb 1 --steps 100 --fusions $fusions --json "$out/bench-mla-1gpu-fusions.json" 2>&1 | quiet \
+    | grep -E "^\| helix|check|Error|error" | tee -a "$log"
+done
+say "gRPC TTL against the engine alone (pipelined steps), 1 GPU"
+timeout 150 python scripts/gpu_serve_check.py --out "$out/serve-check-1gpu.json" --gpus 1 2>&1 | grep '^{' | tail -1 \
+  | tee -a "$log"
+say "wide heads with the block table a tile ahead"
+bash scripts/gpu_wide_ahead.sh
+say done
