@@ -20,3 +20,10 @@ kernel_points() {
       | grep -E "^===|  (default|bn|best|torch)" | sed -E 's/\| check ok.*//' | tee -a "$log"
   done
 }
+# bench_rows JSON SECONDS ARGS...: one `helix bench` call, its table rows (and errors) into $log, JSON to $out/JSON
+bench_rows() {
+  local json=$1 limit=$2
+  shift 2
+  timeout "$limit" python -m helix_core.bench.main "$@" --json "$out/$json" 2>&1 | quiet \
+    | grep -E "^\| helix|Error|error" | tee -a "$log"
+}

@@ -11,9 +11,7 @@ timeout 300 python -m pytest -q -p no:cacheprovider tests/test_small_linear.py t
   | tail -3 | tee -a "$log"
 for fusions in auto off; do
   say "helix bench llama3-8b one GPU, fusions $fusions"
-  timeout 150 python -m helix_core.bench.main --shape llama3-8b --plans helix:kvp=1,tpa=1 --points 1x128k 1x8k \
-    --hopb 1 --steps 100 --fusions $fusions --json "$out/bench-llama-1gpu-fusions.json" 2>&1 | quiet \
-    | grep -E "^\| helix|check|Error|error" | tee -a "$log"
+  bench_rows bench-llama-1gpu-fusions.json 150 --shape llama3-8b --plans helix:kvp=1,tpa=1 --points 1x128k 1x8k --hopb 1 --steps 100 --fusions $fusions
 done
 for batch in 1 3; do
   say "verify llama bf16 batch $batch, one GPU, CUDA graphs"
@@ -22,9 +20,7 @@ for batch in 1 3; do
 done
 for fusions in auto off; do
   say "helix bench deepseek-mla 4 layers one GPU, fusions $fusions"
-  timeout 120 python -m helix_core.bench.main --shape deepseek-mla --layers 4 --plans helix:kvp=1,tpa=1 \
-    --points 1x32k --hopb 1 --steps 100 --fusions $fusions --json "$out/bench-mla-1gpu-fusions.json" 2>&1 | quiet \
-    | grep -E "^\| helix|check|Error|error" | tee -a "$log"
+  bench_rows bench-mla-1gpu-fusions.json 120 --shape deepseek-mla --layers 4 --plans helix:kvp=1,tpa=1 --points 1x32k --hopb 1 --steps 100 --fusions $fusions
 done
 say "gRPC TTL against the engine alone (pipelined steps), 1 GPU"
 timeout 150 python scripts/gpu_serve_check.py --out "$out/serve-check-1gpu.json" --gpus 1 2>&1 | grep '^{' | tail -1 \

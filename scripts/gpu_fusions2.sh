@@ -12,15 +12,11 @@ mkdir -p "$out/prof"
 for fusions in auto off; do
   say "helix bench llama3-8b one GPU, fusions $fusions"
   extra=""; [ $fusions = auto ] && extra="--profile $out/prof"
-  timeout 150 python -m helix_core.bench.main --shape llama3-8b --plans helix:kvp=1,tpa=1 --points 1x128k 1x8k \
-    --hopb 1 --steps 100 --fusions $fusions $extra --json "$out/bench-llama-1gpu-fusions.json" 2>&1 | quiet \
-    | grep -E "^\| helix|Error|error" | tee -a "$log"
+  bench_rows bench-llama-1gpu-fusions.json 150 --shape llama3-8b --plans helix:kvp=1,tpa=1 --points 1x128k 1x8k --hopb 1 --steps 100 --fusions $fusions $extra
 done
 for fusions in auto off; do
   say "helix bench deepseek-mla 4 layers one GPU, fusions $fusions"
-  timeout 120 python -m helix_core.bench.main --shape deepseek-mla --layers 4 --plans helix:kvp=1,tpa=1 \
-    --points 1x32k --hopb 1 --steps 100 --fusions $fusions --json "$out/bench-mla-1gpu-fusions.json" 2>&1 | quiet \
-    | grep -E "^\| helix|Error|error" | tee -a "$log"
+  bench_rows bench-mla-1gpu-fusions.json 120 --shape deepseek-mla --layers 4 --plans helix:kvp=1,tpa=1 --points 1x32k --hopb 1 --steps 100 --fusions $fusions
 done
 kernel_points mha512-default 90 "8x5000 8x2500" --heads 16 --kv-heads 16 --dim 512 --dtype fp16 --only default \
   --iters 100 --repeats 3
