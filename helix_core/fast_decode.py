@@ -212,6 +212,13 @@ class FastDecodeContext:
                 packed = torch.empty(hi - lo, q.shape[1], dv + 1, dtype=torch.float32, device=q.device)
                 self._attention(*args, out=packed[..., :dv], lse=packed[..., dv])
                 pending.append(exchange_packed(self.comm, packed, self.kvp, self.out_heads))
+            elif self.use_kernel and self.kvp == 1:
+                # already exact: the kernel stores the output in the model's dtype, so the layer's cast
+                # is a no-op instead of one more kernel a layer
+                out = torch.empty(hi - lo, q.shape[1], dv, dtype=self.engine.dtype, device=q.device)
+                lse = torch.empty(hi - lo, q.shape[1], dtype=torch.float32, device=q.device)
+                self._attention(*args, out=out, lse=lse)
+                pending.append((out, None, None))
             else:
                 pending.append(start_exchange(self.comm, *self._attention(*args), self.kvp, self.out_heads))
         self.engine.attention.stats.hopb_pieces_run = len(bounds)
