@@ -15,8 +15,7 @@ for fusions in auto off; do
 done
 for batch in 1 3; do
   say "verify llama bf16 batch $batch, one GPU, CUDA graphs"
-  timeout 120 python -m helix_core.verify --device cuda --arch llama --dtype bfloat16 --steps 16 --batch $batch \
-    --plan helix:kvp=1,tpa=1 --out "$out/verify-llama-bf16-b$batch.json" 2>&1 | grep -E '^\{|Error|error' | tee -a "$log"
+  verify_rows verify-llama-bf16-b$batch.json 120 --arch llama --dtype bfloat16 --steps 16 --batch $batch --plan helix:kvp=1,tpa=1
 done
 for fusions in auto off; do
   say "helix bench deepseek-mla 4 layers one GPU, fusions $fusions"

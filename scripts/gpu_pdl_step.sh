@@ -12,11 +12,8 @@ timeout 150 python -m helix_core.bench.main --shape deepseek-mla --layers 4 --pl
   --points 1x32k --hopb 1 --steps 100 --json "$out/bench-mla-1gpu.json" 2>&1 | quiet \
   | grep -E "^\||shape|roofline|check" | tee -a "$log"
 say "verify llama bf16 batch 3, one GPU, CUDA graphs"
-timeout 120 python -m helix_core.verify --device cuda --arch llama --dtype bfloat16 --steps 16 --batch 3 \
-  --plan helix:kvp=1,tpa=1 --out "$out/verify-llama-bf16.json" 2>&1 | grep -E '^\{|Error|error' | tee -a "$log"
+verify_rows verify-llama-bf16.json 120 --arch llama --dtype bfloat16 --steps 16 --batch 3 --plan helix:kvp=1,tpa=1
 ov='{"num_attention_heads":128,"num_key_value_heads":128,"kv_lora_rank":512,"qk_rope_head_dim":64,"qk_nope_head_dim":128,"v_head_dim":128,"q_lora_rank":256}'
 say "verify deepseek_v3 128 heads, bf16, batch 3"
-timeout 150 python -m helix_core.verify --arch deepseek_v3 --device cuda --dtype bfloat16 --steps 16 --batch 3 \
-  --plan helix:kvp=1,tpa=1 --overrides "$ov" --out "$out/verify-mla128-bf16.json" 2>&1 \
-  | grep -E '^\{|Error|error' | tee -a "$log"
+verify_rows verify-mla128-bf16.json 150 --arch deepseek_v3 --dtype bfloat16 --steps 16 --batch 3 --plan helix:kvp=1,tpa=1 --overrides "$ov"
 say done
