@@ -39,9 +39,8 @@ from triton import knobs
 
 try:  # grid dependency control (programmatic dependent launch, sm_90+): Triton 3.4+
     from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
-    HAS_GDC = True
-except ImportError:  # pragma: no cover - older Triton: PDL stays off
-    HAS_GDC = False
+except ImportError:  # pragma: no cover - older Triton: the launcher keeps PDL off (kernels.pdl_usable)
+    pass
 
 INTERPRET = bool(knobs.runtime.interpret)
 

@@ -39,6 +39,7 @@ _round = kernel_module("_triton_common").round_to  # built in this module's mode
 INPUT_PLAIN = 0
 INPUT_GATED = 1
 INPUT_NORM = 2
+INPUT_MODES = {"plain": INPUT_PLAIN, "gated": INPUT_GATED, "norm": INPUT_NORM}  # _row_kernel's INPUT by name
 
 
 @triton.jit

@@ -125,8 +125,7 @@ def row_kernel_report(input_mode: str = "plain", *, pdl: bool = True, block_n: i
     unsplit, on whole tiles."""
     from . import kernel_module
 
-    mod = kernel_module("_triton_gemv")
-    mode = {"plain": mod.INPUT_PLAIN, "gated": mod.INPUT_GATED, "norm": mod.INPUT_NORM}[input_mode]
+    mode = kernel_module("_triton_gemv").INPUT_MODES[input_mode]
     consts = dict(BLOCK_N=block_n, BLOCK_K=block_k, EVEN=True, INPUT=mode, HAS_B=input_mode == "norm", PDL=pdl,
                   RTNE_BY_BITS=False, AHEAD=ahead)
     options = {"num_warps": num_warps, "num_stages": num_stages, "launch_pdl": pdl}

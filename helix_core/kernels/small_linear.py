@@ -75,7 +75,7 @@ def small_linear(x: torch.Tensor, w: torch.Tensor, config: LinearConfig = Linear
     if not usable(x, w):
         raise _refuse("small_linear", x, w)
     if x.shape[0] == 1:
-        return _one_row(x, None, None, w, config, input_mode="plain")
+        return _launch_one_row(x, None, None, w, config, input_mode="plain")
     mod = kernel_module("_triton_gemv")
     rows, k = x.shape
     n = w.shape[0]
@@ -96,7 +96,7 @@ def gated_linear(gate_up: torch.Tensor, w: torch.Tensor, config: LinearConfig = 
     (the gated MLP's fused projection), w [N, K]. The SiLU gate is computed as the kernel reads it."""
     if gate_up.shape[0] != 1 or not usable(gate_up, w, 2 * w.shape[1]):
         raise _refuse("gated_linear", gate_up, w)
-    return _one_row(gate_up, None, None, w, config, input_mode="gated")
+    return _launch_one_row(gate_up, None, None, w, config, input_mode="gated")
 
 
 def norm_linear(x: torch.Tensor, delta: torch.Tensor | None, norm_weight: torch.Tensor, eps: float,
@@ -106,7 +106,7 @@ def norm_linear(x: torch.Tensor, delta: torch.Tensor | None, norm_weight: torch.
     if not norm_linear_usable(x, delta, norm_weight, w):
         raise _refuse("norm_linear", x, w)
     total = torch.empty_like(x)
-    return total, _one_row(x, delta, (norm_weight, eps, total), w, config, input_mode="norm")
+    return total, _launch_one_row(x, delta, (norm_weight, eps, total), w, config, input_mode="norm")
 
 
 def norm_linear_usable(x: torch.Tensor, delta: torch.Tensor | None, norm_weight: torch.Tensor,
@@ -123,7 +123,7 @@ def _split_k(config: LinearConfig, n: int, k: int, device) -> tuple[int, int]:
     return _ceil_div(k, k_per_split), k_per_split
 
 
-def _one_row(a, b, norm, w, config: LinearConfig, input_mode: str) -> torch.Tensor:
+def _launch_one_row(a, b, norm, w, config: LinearConfig, input_mode: str) -> torch.Tensor:
     mod = kernel_module("_triton_gemv")
     n, k = w.shape
     splits, k_per_split = _split_k(config, n, k, a.device)
@@ -136,11 +136,11 @@ def _one_row(a, b, norm, w, config: LinearConfig, input_mode: str) -> torch.Tens
     norm_weight, eps, total = norm if norm is not None else (a, 0.0, a)  # unused pointers: any tensor
     programs = _ceil_div(n, config.block_n) * splits
     ahead = programs <= AHEAD_MAX_PROGRAMS_PER_SM * sm_count(a.device) if config.ahead is None else config.ahead
-    mode = {"plain": mod.INPUT_PLAIN, "gated": mod.INPUT_GATED, "norm": mod.INPUT_NORM}[input_mode]
     mod._row_kernel[(_ceil_div(n, config.block_n), splits)](
         a, a if b is None else b, norm_weight, total, w, y, n, k, k_per_split, w.stride(0),
         y.stride(0) if splits > 1 else 0, eps,
-        BLOCK_N=config.block_n, BLOCK_K=config.block_k, EVEN=even, INPUT=mode, HAS_B=b is not None, PDL=pdl,
+        BLOCK_N=config.block_n, BLOCK_K=config.block_k, EVEN=even, INPUT=mod.INPUT_MODES[input_mode],
+        HAS_B=b is not None, PDL=pdl,
         RTNE_BY_BITS=interpret_mode(), AHEAD=ahead,
         num_warps=config.num_warps, num_stages=config.num_stages, launch_pdl=pdl,
     )

@@ -52,7 +52,7 @@ def one_row_norm_linear(x, delta, norm_weight, eps, weight, bias=None):
     as it reads it (kernels/small_linear.py); None where it does not apply."""
     from ..kernels.small_linear import norm_linear, norm_linear_usable
 
-    if not _one_row(x) or not norm_linear_usable(x, delta, norm_weight, weight):
+    if not norm_linear_usable(x, delta, norm_weight, weight):  # one row only
         return None
     total, y = norm_linear(x, delta, norm_weight, eps, weight)
     return total, (y if bias is None else y + bias)
