@@ -24,6 +24,7 @@ import torch
 from .attention import merge_partials
 from .kernels.rope_append import rope_and_append, rope_append_usable
 from .kv_cache import PagedKVCache
+from .sampling import greedy_tokens_and_logprobs
 from .sharded_attention import exchange_packed, start_exchange
 
 BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -120,31 +121,51 @@ def _staged(values: list, dtype: torch.dtype, device: torch.device) -> torch.Ten
     return host.pin_memory() if device.type == "cuda" else host
 
 
-class StepPlacement:
-    """Device-side placement of the appended tokens (the same arithmetic as StagePlacement)."""
+def step_inputs(meta: torch.Tensor, block_table: torch.Tensor, feedback: torch.Tensor, *, kvp: int, stage: int,
+                rank: int, page: int, scratch_slot: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input token ids, the cache slot each row's new token goes to on this rank, the rank's local key
+    counts after the append) of a step, from DecodeBuffers.meta and the block table. A row's token comes
+    from `feedback` (the previous step's pick, still on the device) where its source row is >= 0. The
+    placement is StagePlacement's arithmetic; rows this rank does not receive write to the scratch slot."""
+    host_tokens, pos, start, valid, source = meta[0], meta[1], meta[2], meta[3] != 0, meta[4]
+    input_ids = torch.where(source >= 0, feedback[source.clamp(min=0)], host_tokens)
+    st = pos // stage
+    mine = ((start + st) % kvp == rank) & valid
+    local = (st // kvp) * stage + pos % stage
+    page_index = (local // page).clamp(max=block_table.shape[1] - 1)
+    page_id = block_table.gather(1, page_index[:, None]).squeeze(1).long()
+    slots = torch.where(mine, page_id * page + local % page, torch.full_like(pos, scratch_slot))
+    total = pos + 1
+    full, rest = total // stage, total % stage
+    first = (rank - start) % kvp
+    owned_full = torch.where(full > first, (full - first + kvp - 1) // kvp, torch.zeros_like(full))
+    partial = torch.where((rest > 0) & ((start + full) % kvp == rank), rest, torch.zeros_like(rest))
+    local_lengths = torch.where(valid, owned_full * stage + partial, torch.zeros_like(full))
+    return input_ids, slots, local_lengths.to(torch.int32)
 
-    def __init__(self, cache: PagedKVCache):
+
+class StepPlacement:
+    """Device-side placement of the appended tokens (the same arithmetic as StagePlacement).
+    compiled: `step_inputs` as one generated kernel (torch.compile) instead of about 25 small ones
+    (CUDA: each costs a launch and 1-3 us of a batch-1 step)."""
+
+    def __init__(self, cache: PagedKVCache, compiled: bool = False):
         self.kvp = cache.placement.kvp
         self.stage = cache.placement.stage_size
         self.page = cache.page_size
         self.rank = cache.kvp_rank
         self.scratch_slot = cache.scratch_page * cache.page_size
+        if compiled:
+            from .models.ops import compiled_function
 
-    def slots_and_local_lengths(self, buf: DecodeBuffers):
-        pos, start, valid, kvp, stage = buf.lengths, buf.start_rank, buf.valid, self.kvp, self.stage
-        st = pos // stage
-        mine = ((start + st) % kvp == self.rank) & valid
-        local = (st // kvp) * stage + pos % stage
-        page_index = (local // self.page).clamp(max=buf.block_table.shape[1] - 1)
-        page_id = buf.block_table.gather(1, page_index[:, None]).squeeze(1).long()
-        slots = torch.where(mine, page_id * self.page + local % self.page, torch.full_like(pos, self.scratch_slot))
-        total = pos + 1
-        full, rest = total // stage, total % stage
-        first = (self.rank - start) % kvp
-        owned_full = torch.where(full > first, (full - first + kvp - 1) // kvp, torch.zeros_like(full))
-        partial = torch.where((rest > 0) & ((start + full) % kvp == self.rank), rest, torch.zeros_like(rest))
-        local_lengths = torch.where(valid, owned_full * stage + partial, torch.zeros_like(full))
-        return slots, local_lengths.to(torch.int32)
+            self._inputs = compiled_function(step_inputs)
+        else:
+            self._inputs = step_inputs
+
+    def inputs(self, buf: DecodeBuffers, feedback: torch.Tensor):
+        """(input ids, slots, local lengths) of the step in `buf` (see `step_inputs`)."""
+        return self._inputs(buf.meta, buf.block_table, feedback, kvp=self.kvp, stage=self.stage, rank=self.rank,
+                            page=self.page, scratch_slot=self.scratch_slot)
 
 
 class FastDecodeContext:
@@ -250,7 +271,7 @@ class DecodeRunner:
         self.engine = engine
         self.use_graphs = use_graphs
         self.buckets = [b for b in BUCKETS if b <= max_batch] or [1]
-        self.placement = StepPlacement(engine.cache)
+        self.placement = StepPlacement(engine.cache, compiled=engine.device.type == "cuda" and engine.options.fused_ops)
         self.head_groups = None
         if engine.use_decode_kernel:
             from .kernels.decode_attention import as_head_groups
@@ -363,19 +384,16 @@ class DecodeRunner:
 
     def _forward(self, buf: DecodeBuffers, length_hint: int | None = None):
         engine = self.engine
-        slots, local_lengths = self.placement.slots_and_local_lengths(buf)
+        input_ids, slots, local_lengths = self.placement.inputs(buf, self.feedback)
         ctx = FastDecodeContext(engine, buf, slots, local_lengths, engine.options.hopb_pieces, self.head_groups,
                                 length_hint)
-        source = buf.token_source
-        input_ids = torch.where(source >= 0, self.feedback[source.clamp(min=0)], buf.host_tokens)
         hidden = engine.model.forward(input_ids, buf.lengths, ctx)
         vocab = engine.model.vocab
         logits = vocab.full_logits(vocab.local_logits(hidden), lambda t: engine.comm.all_gather(t),
                                    engine.plan.world_size)
-        tokens = logits.argmax(dim=-1)
+        tokens, logprobs = greedy_tokens_and_logprobs(logits)
         engine.comm.broadcast(tokens, src=0)  # one decision, the same on every rank
         self.feedback[: tokens.shape[0]].copy_(tokens)  # the next step's tokens, if it takes them from here
-        logprobs = torch.log_softmax(logits, dim=-1).gather(1, tokens[:, None]).squeeze(1)
         # float64 holds every token id exactly: tokens and logprobs come back in one copy
         return logits, torch.stack([tokens.double(), logprobs.double()])
 

@@ -34,3 +34,16 @@ verify_rows() {
   timeout "$limit" python -m helix_core.verify --device cuda "$@" --out "$out/$json" 2>&1 \
     | grep -E '^\{|Error|error' | tee -a "$log"
 }
+# verify_one_gpu: exactness of the one-GPU fast path against HF with CUDA graphs: llama bf16 at batch 1 and 3,
+# a tiny DeepSeek-V3 widened to 128 heads over a 512 + 64 latent at batch 1 (JSON to $out/verify-*.json)
+verify_one_gpu() {
+  local batch ov='{"num_attention_heads":128,"num_key_value_heads":128,"kv_lora_rank":512,"qk_rope_head_dim":64,"qk_nope_head_dim":128,"v_head_dim":128,"q_lora_rank":256}'
+  for batch in 1 3; do
+    say "verify llama bf16 batch $batch"
+    verify_rows "verify-llama-bf16-b$batch.json" 120 --arch llama --dtype bfloat16 --steps 16 --batch "$batch" \
+      --plan helix:kvp=1,tpa=1
+  done
+  say "verify deepseek_v3 128 heads, bf16, batch 1"
+  verify_rows verify-mla128-bf16-b1.json 150 --arch deepseek_v3 --dtype bfloat16 --steps 16 --batch 1 \
+    --plan helix:kvp=1,tpa=1 --overrides "$ov"
+}

@@ -244,3 +244,27 @@ def test_validate_names_the_bad_field(kwargs, field):
 def test_validate_accepts_valid_params():
     for sp in [SamplingParams(), SamplingParams(0.7, 40, 0.95, seed=3), SamplingParams(2, 0, 1.0, seed=-4)]:
         sp.validate()
+
+
+def test_greedy_pick_matches_argmax_and_log_softmax_with_ties_and_a_ragged_tail():
+    """The two-level greedy reduction against torch's one-level argmax and log_softmax (fp64)."""
+    from helix_core.sampling import greedy_tokens_and_logprobs
+
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(4, 5000, generator=gen) * 4  # 5000 = 4 pieces of 1024 and a ragged 904
+    logits[1, 4500] = logits[1, 3000] = logits[1].max() + 1  # tie across pieces: the lower id wins
+    logits[2, 10] = logits[2, 20] = logits[2].max() + 1  # tie inside one piece
+    logits[3, 4999] = logits[3].max() + 1  # the maximum in the padded last piece
+    for dtype in (torch.float32, torch.bfloat16):
+        rows = logits.to(dtype)
+        tokens, logprobs = greedy_tokens_and_logprobs(rows, chunk=1024)
+        ref_tokens = rows.argmax(dim=-1)
+        assert tokens.tolist() == ref_tokens.tolist() and tokens.tolist()[1:] == [3000, 10, 4999]
+        ref = rows.double().log_softmax(dim=-1).gather(-1, ref_tokens[:, None]).squeeze(-1)
+        assert torch.allclose(logprobs.double(), ref, atol=1e-5), (logprobs, ref)
+    # a vocabulary that is a whole number of pieces, and one narrower than a piece
+    for vocab in (2048, 300):
+        rows = torch.randn(3, vocab, generator=gen)
+        tokens, logprobs = greedy_tokens_and_logprobs(rows, chunk=1024)
+        assert tokens.tolist() == rows.argmax(dim=-1).tolist()
+        assert torch.allclose(logprobs, rows.log_softmax(-1).gather(-1, tokens[:, None]).squeeze(-1), atol=1e-5)

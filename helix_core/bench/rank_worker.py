@@ -31,6 +31,7 @@ from ..plan import Plan
 from ..sampling import SamplingParams
 from .probes import capture_graph, hbm_bandwidth, matmul_rate, time_cuda
 from .roofline import step_work
+from .timeline import critical_path, format_table, spans_from_profiler
 from .shapes import shape_config
 
 
@@ -242,6 +243,9 @@ def _profile_step(engine: Engine, job: BenchJob, rank: int, name: str, replays: 
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         with open(os.path.join(job.profile_dir, f"profile-{safe}.txt"), "w") as handle:
             handle.write(f"{name}: {replays} replays of the captured decode step\n{table}\n")
+        rows, span = critical_path(spans_from_profiler(prof))
+        with open(os.path.join(job.profile_dir, f"timeline-{safe}.txt"), "w") as handle:
+            handle.write(format_table(rows, span, replays, name))
 
 
 def _exchange_used(engine: Engine, bucket: int) -> str:

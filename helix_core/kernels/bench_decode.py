@@ -360,6 +360,8 @@ def _sweep_configs(da, prob, groups, mla) -> list:
     out = [("default/fused-merge", da.DecodeConfig(fuse_merge=True)),
            ("default/no-pdl", da.DecodeConfig(pdl=False)),  # the merge launched after the split kernel ends
            ("default/ahead0", da.DecodeConfig(pages_ahead=False))]  # each tile's block-table load in its iteration
+    if mla:  # the MLA default reads the block table in-tile; the look-ahead measured against it
+        out.append(("default/ahead1", da.DecodeConfig(pages_ahead=True)))
     for bn, bh, w, s, splits in table:  # GQA: the earlier sweeps' tables, with the block table read in-tile
         label = f"bn{bn}/bh{bh}/w{w}/s{s}" + (f"/splits{splits}" if splits else "") + ("" if mla else "/ahead0")
         config = da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits, dv_parts=1,

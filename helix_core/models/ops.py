@@ -101,7 +101,8 @@ class Ops:
 EAGER = Ops()
 
 
-def _compiled(fn: Callable) -> Callable:
+def compiled_function(fn: Callable) -> Callable:
+    """fn as one torch.compile'd (generated-kernel) function; back to eager if the toolchain fails."""
     compiled = torch.compile(fn, dynamic=None, fullgraph=True)
     current = [compiled]
 
@@ -119,5 +120,5 @@ def _compiled(fn: Callable) -> Callable:
 
 
 def compiled_ops() -> Ops:
-    return Ops(rms_norm=_compiled(rms_norm), add_rms_norm=_compiled(add_rms_norm), rope=_compiled(apply_rope),
-               silu_mul=_compiled(silu_mul))
+    return Ops(rms_norm=compiled_function(rms_norm), add_rms_norm=compiled_function(add_rms_norm),
+               rope=compiled_function(apply_rope), silu_mul=compiled_function(silu_mul))
