@@ -271,7 +271,13 @@ class DecodeRunner:
         self.engine = engine
         self.use_graphs = use_graphs
         self.buckets = [b for b in BUCKETS if b <= max_batch] or [1]
-        self.placement = StepPlacement(engine.cache, compiled=engine.device.type == "cuda" and engine.options.fused_ops)
+        compiled = engine.device.type == "cuda" and engine.options.fused_ops
+        self.placement = StepPlacement(engine.cache, compiled=compiled)
+        self._greedy = greedy_tokens_and_logprobs
+        if compiled:  # its dozen small reductions and casts as a few generated kernels
+            from .models.ops import compiled_function
+
+            self._greedy = compiled_function(greedy_tokens_and_logprobs)
         self.head_groups = None
         if engine.use_decode_kernel:
             from .kernels.decode_attention import as_head_groups
@@ -391,7 +397,7 @@ class DecodeRunner:
         vocab = engine.model.vocab
         logits = vocab.full_logits(vocab.local_logits(hidden), lambda t: engine.comm.all_gather(t),
                                    engine.plan.world_size)
-        tokens, logprobs = greedy_tokens_and_logprobs(logits)
+        tokens, logprobs = self._greedy(logits)
         engine.comm.broadcast(tokens, src=0)  # one decision, the same on every rank
         self.feedback[: tokens.shape[0]].copy_(tokens)  # the next step's tokens, if it takes them from here
         # float64 holds every token id exactly: tokens and logprobs come back in one copy

@@ -31,35 +31,27 @@ def test_concurrent_kernels_share_the_span_and_the_table_is_per_replay():
     assert text.splitlines()[2].split()[-1] == "main" and text.splitlines()[2].split()[0] == "0.1"  # 60 ns
 
 
-def test_grids_come_from_the_profilers_kernel_metadata():
+def test_spans_come_from_the_chrome_trace_with_grids():
+    from helix_core.bench.timeline import spans_from_chrome_trace
+
+    trace = {"traceEvents": [
+        {"ph": "X", "cat": "kernel", "name": "_row_kernel", "ts": 10.5, "dur": 2.25,
+         "args": {"stream": 7, "grid": [768, 1, 1], "block": [128, 1, 1]}},
+        {"ph": "X", "cat": "gpu_memcpy", "name": "Memcpy DtoD", "ts": 13.0, "dur": 1.0, "args": {}},
+        {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 1.0, "dur": 50.0},
+        {"ph": "M", "name": "process_name", "args": {"name": "python"}},
+    ]}
+    spans = spans_from_chrome_trace(trace)
+    assert [(s.name, s.start_ns, s.end_ns, s.grid) for s in spans] == [
+        ("_row_kernel", 10500, 12750, (768, 1, 1)), ("Memcpy DtoD", 13000, 14000, ())]
+
+
+def test_a_cpu_profile_has_no_device_spans():
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
     from helix_core.bench.timeline import spans_from_profiler
 
-    class Event:
-        def __init__(self, device, meta):
-            self.device, self.meta = device, meta
-
-        def device_type(self):
-            return self.device
-
-        def metadata_json(self):
-            return self.meta
-
-        def name(self):
-            return "k"
-
-        def start_ns(self):
-            return 1
-
-        def end_ns(self):
-            return 2
-
-    class Prof:
-        class profiler:
-            class kineto_results:
-                @staticmethod
-                def events():
-                    return [Event("DeviceType.CUDA", '"stream": 7, "grid": [768, 1, 1], "block": [128, 1, 1]'),
-                            Event("DeviceType.CUDA", ""), Event("DeviceType.CPU", '"grid": [1, 1, 1]')]
-
-    spans = spans_from_profiler(Prof)
-    assert [s.grid for s in spans] == [(768, 1, 1), ()]
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        torch.ones(8).sum()
+    assert spans_from_profiler(prof) == []

@@ -268,7 +268,7 @@ def _phases(engine: Engine, bucket: int, job: BenchJob) -> dict:
     finally:
         engine.comm.muted = False
     cfg, layers = engine.cfg, engine.cfg.num_layers
-    slots, lengths = runner.placement.slots_and_local_lengths(buf)
+    _, slots, lengths = runner.placement.inputs(buf, runner.feedback)
     ctx = FastDecodeContext(engine, buf, slots, lengths, 1, runner.head_groups, runner.last_key[1])
     shard = engine.model.shard
     q_heads = shard.q_heads[1] - shard.q_heads[0]

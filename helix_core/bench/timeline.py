@@ -11,7 +11,9 @@ projections of one kernel function (q/k/v, o, gate/up, down) get a row each.
 """
 from __future__ import annotations
 
-import re
+import json
+import os
+import tempfile
 from dataclasses import dataclass
 
 
@@ -77,16 +79,26 @@ def format_table(rows: list[TimelineRow], total_ns: int, replays: int, title: st
     return "\n".join(lines) + "\n"
 
 
-_GRID = re.compile(r'"grid"\s*:\s*\[\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\]')
+_DEVICE_CATEGORIES = ("kernel", "gpu_memcpy", "gpu_memset")
+
+
+def spans_from_chrome_trace(trace: dict) -> list[KernelSpan]:
+    """The device activities (kernels, copies, sets) of a torch.profiler Chrome trace, with each kernel's
+    grid (the trace's args["grid"]); times are microseconds there, nanoseconds here."""
+    spans = []
+    for event in trace.get("traceEvents", []):
+        if event.get("ph") != "X" or event.get("cat") not in _DEVICE_CATEGORIES:
+            continue
+        start = round(float(event["ts"]) * 1000)
+        grid = tuple(int(v) for v in (event.get("args") or {}).get("grid", ()))
+        spans.append(KernelSpan(event["name"], start, start + round(float(event.get("dur", 0)) * 1000), grid))
+    return spans
 
 
 def spans_from_profiler(prof) -> list[KernelSpan]:
-    """The device kernels (and copies / sets) a torch.profiler run recorded, with their grids when known."""
-    spans = []
-    for event in prof.profiler.kineto_results.events():
-        if str(event.device_type()).split(".")[-1] != "CUDA":
-            continue
-        found = _GRID.search(event.metadata_json() or "")
-        grid = tuple(int(v) for v in found.groups()) if found else ()
-        spans.append(KernelSpan(event.name(), int(event.start_ns()), int(event.end_ns()), grid))
-    return spans
+    """The device activities a finished torch.profiler run recorded (through its Chrome trace)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "trace.json")
+        prof.export_chrome_trace(path)
+        with open(path) as handle:
+            return spans_from_chrome_trace(json.load(handle))
