@@ -5,7 +5,8 @@ set -u
 LOG_NAME=bench source scripts/gpu_env.sh
 b() { echo "== helix bench $*"; timeout 200 python -m helix_core.bench.main --json "$out/bench-2gpu.json" "$@" 2>&1 | quiet; }
 # llama3-8b: Helix vs TP on 2 GPUs (8 KV heads: Helix can at best tie); all-reduces: auto (symm-mem one-shot)
-b --shape llama3-8b --plans helix:kvp=2,tpa=1 tp:n=2 --points 1x128k 8x128k 1x1m --hopb 1
+b --shape llama3-8b --plans helix:kvp=2,tpa=1 tp:n=2 --points 1x128k --hopb 1 --profile "$out/prof"  # + timelines
+b --shape llama3-8b --plans helix:kvp=2,tpa=1 tp:n=2 --points 8x128k 1x1m --hopb 1
 # mqa-8b and deepseek-mla at batch x context = 4M: TP duplicates the KV, Helix does not
 b --shape mqa-8b --plans helix:kvp=2,tpa=1 tp:n=2 --points 4x1m --hopb 1
 b --shape deepseek-mla --layers 4 --plans helix:kvp=2,tpa=1 tp:n=2 --points 4x1m --hopb 1

@@ -153,3 +153,24 @@ def test_batch_one_steps_fuse_the_norms_and_the_gate_into_the_projections(monkey
         ref = reference[len(prompt) - 1 + i]
         assert out.token_id == int(ref.argmax())
         assert float((out.logits - ref).abs().max()) < 1e-4
+
+
+def test_norm_statistics_in_several_steps_match_one(monkeypatch):
+    """The norm's statistics read NORM_BLOCK row values a step: a row wider than the step (several steps,
+    a ragged last one) gives the result of one step over the whole row, within rounding."""
+    from helix_core.kernels import small_linear as sl
+
+    assert (sl.norm_block(4096), sl.norm_block(7168), sl.norm_block(300), sl.norm_block(1)) == (2048, 2048, 512, 1)
+    gen = torch.Generator().manual_seed(11)
+    x = (3 * torch.randn(1, 300, generator=gen)).to(DEVICE)
+    delta = torch.randn(1, 300, generator=gen).to(DEVICE)
+    weight = (1 + 0.3 * torch.randn(300, generator=gen)).to(DEVICE)
+    w = torch.randn(40, 300, generator=gen).to(DEVICE)
+    config = LinearConfig(block_n=8, block_k=64, splits=1)
+    one_total, one_step = norm_linear(x, delta, weight, 1e-5, w, config)  # one 512-wide step
+    monkeypatch.setattr(sl, "NORM_BLOCK_MAX", 64)
+    assert sl.norm_block(300) == 64
+    total, steps = norm_linear(x, delta, weight, 1e-5, w, config)  # five steps, the last of 44 values
+    assert torch.equal(total, one_total)
+    ref = (x + delta) * torch.rsqrt(((x + delta) ** 2).mean() + 1e-5) * weight @ w.T
+    assert torch.allclose(steps, one_step, rtol=1e-5, atol=1e-4) and torch.allclose(steps, ref, rtol=1e-4, atol=1e-3)

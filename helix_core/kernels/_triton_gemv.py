@@ -108,9 +108,11 @@ def _input_tile(a_ptr, b_ptr, norm_ptr, offs_k, mask_k, K, inv_rms,
 def _row_kernel(a_ptr, b_ptr, norm_ptr, total_ptr, w_ptr, y_ptr, N, K, k_per_split, stride_wn, stride_ys, eps,
                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, EVEN: tl.constexpr,
                 INPUT: tl.constexpr, HAS_B: tl.constexpr, PDL: tl.constexpr, RTNE_BY_BITS: tl.constexpr,
-                AHEAD: tl.constexpr = False):
+                AHEAD: tl.constexpr = False, NORM_BLOCK: tl.constexpr = 512):
     """AHEAD: each W tile's load is issued a tile early (a loop-carried register tile), so a program keeps
-    two tiles in flight; the loop has no dot for Triton's pipeliner to stage through shared memory."""
+    two tiles in flight; the loop has no dot for Triton's pipeliner to stage through shared memory.
+    NORM_BLOCK: row values a step of the norm's statistics loop, which runs after the wait, one load round
+    trip a step: wider than BLOCK_K (small_linear.NORM_BLOCK_MAX), so fewer round trips."""
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     if PDL:  # the next kernel, if a programmatic dependent, may start its programs now
@@ -127,9 +129,9 @@ def _row_kernel(a_ptr, b_ptr, norm_ptr, total_ptr, w_ptr, y_ptr, N, K, k_per_spl
         gdc_wait()  # the previous kernel's writes (this row) are visible from here on
     inv_rms = 0.0
     if INPUT == 2:  # the norm's statistics over the whole row, which every program needs
-        squares = tl.zeros((BLOCK_K,), dtype=tl.float32)
-        for r0 in range(0, K, BLOCK_K):
-            offs_r = r0 + tl.arange(0, BLOCK_K)
+        squares = tl.zeros((NORM_BLOCK,), dtype=tl.float32)
+        for r0 in range(0, K, NORM_BLOCK):
+            offs_r = r0 + tl.arange(0, NORM_BLOCK)
             total = _residual(a_ptr, b_ptr, offs_r, offs_r < K, HAS_B, RTNE_BY_BITS)
             if (pid_n == 0) & (pid_k == 0):
                 tl.store(total_ptr + offs_r, total, mask=offs_r < K)

@@ -120,14 +120,16 @@ def sliced_kernel_report(kernel: str, dim: int, *, max_group: int = 1, page_size
 
 
 def row_kernel_report(input_mode: str = "plain", *, pdl: bool = True, block_n: int = 8, block_k: int = 512,
-                      num_warps: int = 4, num_stages: int = 4, dtype: str = "bf16", ahead: bool = False) -> KernelReport:
+                      num_warps: int = 4, num_stages: int = 4, dtype: str = "bf16", ahead: bool = False,
+                      k: int = 4096) -> KernelReport:
     """The one-row projection kernel of kernels/small_linear.py (input_mode: plain, gated or norm),
-    unsplit, on whole tiles."""
+    unsplit, on whole tiles, for rows of k values (the norm statistics' step depends on it)."""
     from . import kernel_module
+    from .small_linear import norm_block
 
     mode = kernel_module("_triton_gemv").INPUT_MODES[input_mode]
     consts = dict(BLOCK_N=block_n, BLOCK_K=block_k, EVEN=True, INPUT=mode, HAS_B=input_mode == "norm", PDL=pdl,
-                  RTNE_BY_BITS=False, AHEAD=ahead)
+                  RTNE_BY_BITS=False, AHEAD=ahead, NORM_BLOCK=norm_block(k))
     options = {"num_warps": num_warps, "num_stages": num_stages, "launch_pdl": pdl}
     types = {name: f"*{dtype}" for name in ("a_ptr", "b_ptr", "norm_ptr", "total_ptr", "w_ptr", "y_ptr")}
     types["eps"] = "fp32"

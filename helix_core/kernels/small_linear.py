@@ -22,6 +22,9 @@ import torch
 from . import interpret_mode, kernel_module, pdl_usable, sm_count, triton_available
 
 MAX_ROWS = 16  # one tl.dot row block; larger batches are GEMMs for cuBLAS
+# the norm's statistics read this many row values a step (llama's 4096 in 2 steps, not 8 of BLOCK_K): sm_90,
+# Triton 3.6, bf16, PDL: 72 / 96 registers (without / with look-ahead) as with 512, 103 / 118 with 4096
+NORM_BLOCK_MAX = 2048
 AHEAD_MAX_PROGRAMS_PER_SM = 4
 _DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
@@ -123,6 +126,11 @@ def _split_k(config: LinearConfig, n: int, k: int, device) -> tuple[int, int]:
     return _ceil_div(k, k_per_split), k_per_split
 
 
+def norm_block(k: int) -> int:
+    """The norm statistics' step for rows of k values: the row's power of two, at most NORM_BLOCK_MAX."""
+    return min(1 << max(0, k - 1).bit_length(), NORM_BLOCK_MAX)
+
+
 def _launch_one_row(a, b, norm, w, config: LinearConfig, input_mode: str) -> torch.Tensor:
     mod = kernel_module("_triton_gemv")
     n, k = w.shape
@@ -141,7 +149,7 @@ def _launch_one_row(a, b, norm, w, config: LinearConfig, input_mode: str) -> tor
         y.stride(0) if splits > 1 else 0, eps,
         BLOCK_N=config.block_n, BLOCK_K=config.block_k, EVEN=even, INPUT=mod.INPUT_MODES[input_mode],
         HAS_B=b is not None, PDL=pdl,
-        RTNE_BY_BITS=interpret_mode(), AHEAD=ahead,
+        RTNE_BY_BITS=interpret_mode(), AHEAD=ahead, NORM_BLOCK=norm_block(k),
         num_warps=config.num_warps, num_stages=config.num_stages, launch_pdl=pdl,
     )
     return y if splits == 1 else y.sum(dim=0).to(a.dtype)
