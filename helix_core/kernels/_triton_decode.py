@@ -288,8 +288,8 @@ def _merge_kernel(
     many loads in flight rather than one part's row per dependent step.
     PDL: launched as a programmatic dependent of the split kernel, so its programs are resident before
     that kernel ends; they wait here until all of its writes are visible. It does not let its own dependent
-    launch early: the o projection's programs then sat on SM slots through the attention (H200, llama3-8b
-    one GPU, 2026-12-04: the projections' share of the 1 x 8K step grew by 173 us)."""
+    (the o projection) launch early: measured slower (H200, llama3-8b one GPU, 2026-12-04: the projections'
+    share of the 1 x 8K step grew by 173 us, docs/benchmarks.md)."""
     r0 = tl.program_id(0).to(tl.int64)
     r1 = tl.program_id(1).to(tl.int64)
     offs_p = tl.arange(0, BLOCK_P)
