@@ -88,25 +88,9 @@ class DecodeBuffers:
     block_table: torch.Tensor  # [B, max_pages] int32, this rank's pages of each row's sequence
 
     @property
-    def host_tokens(self) -> torch.Tensor:
-        return self.meta[0]
-
-    @property
     def lengths(self) -> torch.Tensor:
         """Tokens cached before this step = the position of the new one."""
         return self.meta[1]
-
-    @property
-    def start_rank(self) -> torch.Tensor:
-        return self.meta[2]
-
-    @property
-    def valid(self) -> torch.Tensor:
-        return self.meta[3] != 0
-
-    @property
-    def token_source(self) -> torch.Tensor:
-        return self.meta[4]
 
     @classmethod
     def allocate(cls, batch: int, max_pages: int, scratch_page: int, device) -> "DecodeBuffers":

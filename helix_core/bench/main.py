@@ -114,7 +114,9 @@ def main(argv=None) -> int:
     parser.add_argument("--fusions", choices=["auto", "off"], default="auto",
                         help="batch-1 norms and SiLU gate inside the projection kernel, RoPE + KV append as one "
                              "kernel (off: the step without them)")
-    parser.add_argument("--profile", metavar="DIR", help="also write a per-kernel table of each captured step here")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="also write a per-kernel table and a timeline (PDL overlap taken out) of each "
+                             "captured step here")
     parser.add_argument("--peer", choices=["hf"], help="also time HF transformers (static cache, one GPU)")
     parser.add_argument("--timeout", type=float, default=540.0, help="seconds per plan")
     parser.add_argument("--json", help="append the rows to this JSON file")
