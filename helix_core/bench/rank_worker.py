@@ -6,7 +6,9 @@ Timings per point:
                    page bookkeeping, the token read), median and p99 over `steps` calls;
   ttl_device_s     the captured step alone (CUDA events around graph replays);
   compute_only_s   the same step captured with every collective muted;
-  attention_s / all_to_all_s / all_reduce_s   each phase alone, captured and replayed;
+  attention_s / ffn_s / all_to_all_s / all_reduce_s   each phase alone, captured and replayed;
+  other_s          compute_only_s - attention_s - ffn_s (projections around attention, norms, merges,
+                   lm_head, sampling, bookkeeping);
   exposed_comm_s   ttl_device_s - compute_only_s.
 Before a point is reported, the attention kernel's output on the filled cache is checked against
 a chunked fp32 reference for a few rows, so a fast wrong kernel cannot post a number.
@@ -256,7 +258,9 @@ def _exchange_used(engine: Engine, bucket: int) -> str:
 
 
 def _phases(engine: Engine, bucket: int, job: BenchJob) -> dict:
-    """Each phase captured alone; compute-only = the step with every collective muted."""
+    """Each phase captured alone; compute-only = the step with every collective muted; other = what
+    compute-only holds besides attention and FFN (projections before and after attention, norms, RoPE and
+    KV append, merges, lm_head, sampling, the step's bookkeeping)."""
     runner = engine.runner
     buf = runner._buffers[bucket]
     engine.comm.muted = True
@@ -267,6 +271,19 @@ def _phases(engine: Engine, bucket: int, job: BenchJob) -> dict:
         compute_only = _time_replays(graph.replay, job.steps)
     finally:
         engine.comm.muted = False
+    out = {"compute_only_s": compute_only}
+    for name, fn in phase_functions(engine, bucket).items():
+        out[name] = _time_replays(capture_graph(fn).replay, 20)
+    out["other_s"] = compute_only - out["attention_s"] - out["ffn_s"]  # can dip below 0 by timing noise
+    return out
+
+
+def phase_functions(engine: Engine, bucket: int) -> dict:
+    """A function per phase of the last step of batch bucket `bucket`, each running that phase of every
+    layer once on the step's buffers: attention_s (the decode attention kernels), ffn_s (norm + FFN,
+    `DecoderStack.ffn`), all_to_all_s (the KVP exchanges), all_reduce_s (the step's all-reduces)."""
+    runner = engine.runner
+    buf = runner._buffers[bucket]
     cfg, layers = engine.cfg, engine.cfg.num_layers
     _, slots, lengths = runner.placement.inputs(buf, runner.feedback)
     ctx = FastDecodeContext(engine, buf, slots, lengths, 1, runner.head_groups, runner.last_key[1])
@@ -281,11 +298,17 @@ def _phases(engine: Engine, bucket: int, job: BenchJob) -> dict:
             values = None if engine.cache.values is None else engine.cache.values[layer]
             ctx._attention(q, engine.cache.keys[layer], values, buf.block_table, lengths, value_dim)
 
+    residual = torch.randn(bucket, cfg.hidden_size, device=engine.device, dtype=engine.dtype)
+    delta = torch.randn_like(residual)
+
+    def ffn():
+        for layer in range(layers):
+            engine.model.ffn(layer, residual, delta, static_shapes=True)
+
     dv = cfg.kv_lora_rank if cfg.is_mla else engine.model.local_value_dim
     send = torch.zeros(engine.plan.kvp, bucket, engine.attention.out_heads, dv + 1, device=engine.device)
     recv = torch.empty_like(send)
     hidden = torch.zeros(bucket, cfg.hidden_size, device=engine.device, dtype=engine.dtype)
-
     gather = _exchange_used(engine, bucket) == "gather"
 
     def all_to_all():
@@ -299,10 +322,7 @@ def _phases(engine: Engine, bucket: int, job: BenchJob) -> dict:
         for _ in range(2 * layers + 1):
             engine.comm.all_reduce(hidden)
 
-    out = {"compute_only_s": compute_only}
-    for name, fn in (("attention_s", attention), ("all_to_all_s", all_to_all), ("all_reduce_s", all_reduce)):
-        out[name] = _time_replays(capture_graph(fn).replay, 20)
-    return out
+    return {"attention_s": attention, "ffn_s": ffn, "all_to_all_s": all_to_all, "all_reduce_s": all_reduce}
 
 
 def _verify_attention(engine: Engine, ids: list[int]) -> bool:

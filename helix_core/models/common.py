@@ -112,7 +112,14 @@ class DecoderStack:
     """What every family shares: the vocab-parallel ends, the RoPE table and the layer loop.
     A family sets `cfg`, `ops` and `layers` and defines `_layer(index, weights, x, delta, cos, sin, ctx)`
     -> (x, delta): each layer hands its last residual delta to the next one, so the residual add and
-    the next norm run as one fused kernel (ops.add_rms_norm)."""
+    the next norm run as one fused kernel (ops.add_rms_norm); and `_ffn(weights, x, delta, static_shapes)`
+    -> (x, y), the part of a layer after its attention's all-reduce (see `ffn`)."""
+
+    def ffn(self, index: int, x: torch.Tensor, delta: torch.Tensor, static_shapes: bool = True):
+        """Layer `index` after its attention: (x + delta, this rank's FFN output of rms_norm(x + delta)),
+        the output before the all-reduce that sums the ranks' slices. The layer runs exactly this; the
+        benchmark times it alone (the FFN phase of a step)."""
+        return self._ffn(self.layers[index], x, delta, static_shapes)
 
     def _load_ends(self, plan: Plan, rank: int, reader, load, rope_freqs: tuple[int, int]) -> None:
         from ..rope import rope_inv_freq

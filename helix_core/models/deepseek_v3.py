@@ -94,14 +94,17 @@ class DeepseekV3Model(DecoderStack):
         key = torch.cat([latent[:, None, :], k_rope], dim=-1)
         out_latent = ctx.attend(index, query, key, None, value_dim=lora)  # [T, H_out, lora] fp32
         out = torch.einsum("thc,hvc->thv", out_latent.to(x.dtype), w.w_uv)
-        x, h = ops.add_rms_norm(x, ctx.all_reduce(ops.linear(out.reshape(tokens, -1), w.wo)), w.post_norm,
-                                cfg.rms_norm_eps)
+        y = ctx.all_reduce(ops.linear(out.reshape(tokens, -1), w.wo))
         with ctx.phase("ffn"):
-            if isinstance(w.ffn, MoEShard):
-                y = w.ffn(h, cfg, static_shapes=getattr(ctx, "static_shapes", False))
-            else:
-                # not through ops.add_norm_linear / gated_linear: fused into the one-row kernel, the norm
-                # and gate cost this FFN (7168 -> 2 x 18432) more than their own kernels (H200,
-                # deepseek-mla 4 layers 1 x 32K: 2.153-2.165 ms a step against 2.129 ms, 2026-12-03)
-                y = ops.linear(ops.silu_mul(ops.linear(h, w.ffn.gate_up)), w.ffn.down)
+            x, y = self._ffn(w, x, y, getattr(ctx, "static_shapes", False))
         return x, ctx.all_reduce(y)
+
+    def _ffn(self, w: MLALayer, x, delta, static_shapes: bool = True):
+        cfg, ops = self.cfg, self.ops
+        x, h = ops.add_rms_norm(x, delta, w.post_norm, cfg.rms_norm_eps)
+        if isinstance(w.ffn, MoEShard):
+            return x, w.ffn(h, cfg, static_shapes=static_shapes)
+        # not through ops.add_norm_linear / gated_linear: fused into the one-row kernel, the norm and gate
+        # cost this FFN (7168 -> 2 x 18432) more than their own kernels (H200, deepseek-mla 4 layers 1 x 32K:
+        # 2.153-2.165 ms a step against 2.129 ms, 2026-12-03)
+        return x, ops.linear(ops.silu_mul(ops.linear(h, w.ffn.gate_up)), w.ffn.down)

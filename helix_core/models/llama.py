@@ -73,6 +73,9 @@ class LlamaModel(DecoderStack):
         if w.bo is not None:
             y = y + w.bo
         with ctx.phase("ffn"):
-            x, gate_up = ops.add_norm_linear(x, y, w.post_norm, eps, w.mlp.gate_up)
-            y = ops.gated_linear(gate_up, w.mlp.down)
+            x, y = self._ffn(w, x, y)
         return x, ctx.all_reduce(y)
+
+    def _ffn(self, w: LlamaLayer, x, delta, static_shapes: bool = True):
+        x, gate_up = self.ops.add_norm_linear(x, delta, w.post_norm, self.cfg.rms_norm_eps, w.mlp.gate_up)
+        return x, self.ops.gated_linear(gate_up, w.mlp.down)
