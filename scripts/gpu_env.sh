@@ -47,3 +47,14 @@ verify_one_gpu() {
   verify_rows verify-mla128-bf16-b1.json 150 --arch deepseek_v3 --dtype bfloat16 --steps 16 --batch 1 \
     --plan helix:kvp=1,tpa=1 --overrides "$ov"
 }
+# profile_one_gpu "LLAMA POINTS": the one-GPU llama3-8b points (e.g. "1x8k 1x128k") and deepseek-mla (4 layers,
+# 1 x 32K) with their per-kernel profiles and timelines in $out/prof, the timelines' heads into $log
+profile_one_gpu() {
+  mkdir -p "$out/prof"
+  bench_rows bench-llama-1gpu.json 240 --shape llama3-8b --plans helix:kvp=1,tpa=1 --points $1 \
+    --hopb 1 --steps 100 --profile "$out/prof"
+  bench_rows bench-mla-1gpu.json 150 --shape deepseek-mla --layers 4 --plans helix:kvp=1,tpa=1 --points 1x32k \
+    --hopb 1 --steps 100 --profile "$out/prof"
+  local f
+  for f in "$out"/prof/timeline-*; do head -12 "$f" | cut -c1-140 | tee -a "$log"; done
+}

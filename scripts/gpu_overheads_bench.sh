@@ -1,8 +1,6 @@
+#!/usr/bin/env bash
+# One H200, 2026-12-04: the benches of gpu_overheads.sh again after the bench's own fix (a renamed method),
+# with per-kernel profiles and timelines.
 set -u
 LOG_NAME=overheads2 source scripts/gpu_env.sh
-mkdir -p "$out/prof"
-bench_rows bench-llama-1gpu.json 200 --shape llama3-8b --plans helix:kvp=1,tpa=1 --points 1x8k 1x32k 1x128k \
-  --hopb 1 --steps 100 --profile "$out/prof"
-bench_rows bench-mla-1gpu.json 150 --shape deepseek-mla --layers 4 --plans helix:kvp=1,tpa=1 --points 1x32k \
-  --hopb 1 --steps 100 --profile "$out/prof"
-for f in "$out"/prof/timeline-*; do head -9 "$f" | cut -c1-140 | tee -a "$log"; tail -1 "$f" | tee -a "$log"; done
+profile_one_gpu "1x8k 1x32k 1x128k"
