@@ -23,7 +23,7 @@ import torch
 
 from .attention import merge_partials
 from .kernels.rope_append import rope_and_append, rope_append_usable
-from .kv_cache import PagedKVCache
+from .kv_cache import PagedKVCache, StagePlacement
 from .sampling import greedy_tokens_and_logprobs
 from .sharded_attention import exchange_packed, start_exchange
 
@@ -105,17 +105,18 @@ def _staged(values: list, dtype: torch.dtype, device: torch.device) -> torch.Ten
     return host.pin_memory() if device.type == "cuda" else host
 
 
-def step_inputs(meta: torch.Tensor, block_table: torch.Tensor, feedback: torch.Tensor, *, kvp: int, stage: int,
+def step_inputs(meta: torch.Tensor, block_table: torch.Tensor, feedback: torch.Tensor, *, placement: StagePlacement,
                 rank: int, page: int, scratch_slot: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(input token ids, the cache slot each row's new token goes to on this rank, the rank's local key
     counts after the append) of a step, from DecodeBuffers.meta and the block table. A row's token comes
     from `feedback` (the previous step's pick, still on the device) where its source row is >= 0. The
-    placement is StagePlacement's arithmetic; rows this rank does not receive write to the scratch slot."""
+    local key count is StagePlacement.local_count's arithmetic on tensors; rows this rank does not receive
+    write to the scratch slot."""
     host_tokens, pos, start, valid, source = meta[0], meta[1], meta[2], meta[3] != 0, meta[4]
+    kvp, stage = placement.kvp, placement.stage_size
     input_ids = torch.where(source >= 0, feedback[source.clamp(min=0)], host_tokens)
-    st = pos // stage
-    mine = ((start + st) % kvp == rank) & valid
-    local = (st // kvp) * stage + pos % stage
+    mine = (placement.owner(pos, start) == rank) & valid
+    local = placement.local_index(pos)
     page_index = (local // page).clamp(max=block_table.shape[1] - 1)
     page_id = block_table.gather(1, page_index[:, None]).squeeze(1).long()
     slots = torch.where(mine, page_id * page + local % page, torch.full_like(pos, scratch_slot))
@@ -134,8 +135,7 @@ class StepPlacement:
     (CUDA: each costs a launch and 1-3 us of a batch-1 step)."""
 
     def __init__(self, cache: PagedKVCache, compiled: bool = False):
-        self.kvp = cache.placement.kvp
-        self.stage = cache.placement.stage_size
+        self.placement = cache.placement
         self.page = cache.page_size
         self.rank = cache.kvp_rank
         self.scratch_slot = cache.scratch_page * cache.page_size
@@ -148,7 +148,7 @@ class StepPlacement:
 
     def inputs(self, buf: DecodeBuffers, feedback: torch.Tensor):
         """(input ids, slots, local lengths) of the step in `buf` (see `step_inputs`)."""
-        return self._inputs(buf.meta, buf.block_table, feedback, kvp=self.kvp, stage=self.stage, rank=self.rank,
+        return self._inputs(buf.meta, buf.block_table, feedback, placement=self.placement, rank=self.rank,
                             page=self.page, scratch_slot=self.scratch_slot)
 
 

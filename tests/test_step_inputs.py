@@ -22,7 +22,7 @@ def test_slots_lengths_and_tokens_match_stage_placement():
         table = torch.randint(0, 90, (batch, max_pages), generator=gen, dtype=torch.int32)
         meta = torch.tensor([host_tokens, positions, starts, [int(v) for v in valid], sources])
         for rank in range(kvp):
-            ids, slots, lengths = step_inputs(meta, table, feedback, kvp=kvp, stage=stage, rank=rank, page=page,
+            ids, slots, lengths = step_inputs(meta, table, feedback, placement=placement, rank=rank, page=page,
                                               scratch_slot=scratch_page * page)
             for i, pos in enumerate(positions):
                 assert int(ids[i]) == (500 + sources[i] if sources[i] >= 0 else host_tokens[i])
@@ -51,7 +51,7 @@ def test_compiled_step_functions_equal_eager():
     meta = torch.tensor([[7, 8, 9], [5, 17, 30], [0, 1, 1], [1, 1, 0], [-1, 0, -1]])
     table = torch.arange(30, dtype=torch.int32).view(3, 10)
     feedback = torch.tensor([40, 41, 42])
-    kwargs = dict(kvp=2, stage=4, rank=1, page=4, scratch_slot=396)
+    kwargs = dict(placement=StagePlacement(2, 4), rank=1, page=4, scratch_slot=396)
     for got, want in zip(compiled_function(step_inputs)(meta, table, feedback, **kwargs),
                          step_inputs(meta, table, feedback, **kwargs)):
         assert torch.equal(got, want)
