@@ -30,8 +30,14 @@ def test_mla_tiles_switch_at_the_long_context_key_count():
     groups = HeadGroups.from_group_size(64, 64)
     short = resolve_launch(576, 512, groups, 4, LONG_MLA_KEYS - 1, False, DecodeConfig(), CPU)
     long = resolve_launch(576, 512, groups, 4, LONG_MLA_KEYS, False, DecodeConfig(), CPU)
-    assert short[1] == 16 and short[5] == 1
+    assert short[1] == 16 and short[5] == 1 and not short.probs_via_memory
     assert long[1] == 64 and long[2] == 8 and long[5] == 1
+    # the long tile passes P through memory (each score computed once), three stages, the block table ahead
+    assert (long.probs_via_memory, long.num_stages, long.pages_ahead) == (True, 3, True)
+    # separate value pages keep P in registers; fp32 math cannot take the scratch path
+    assert not resolve_launch(576, 512, groups, 4, LONG_MLA_KEYS, False, DecodeConfig(), CPU, False).probs_via_memory
+    with pytest.raises(ValueError, match="probs_via_memory needs a 16-bit"):
+        resolve_launch(576, 512, groups, 4, LONG_MLA_KEYS, True, DecodeConfig(probs_via_memory=True), CPU)
     # the long-context default takes at most one program per SM (8 SMs off the GPU): 1 row x 1 head
     # block x 8 splits, 3 rows x 1 x 2 (not 3: 9 programs would leave a second wave of 1); 64-head
     # blocks asked for below it keep about four a SM (32 splits)
@@ -45,9 +51,9 @@ def test_mla_tiles_switch_at_the_long_context_key_count():
 def test_many_heads_a_latent_take_value_parts_at_every_length():
     groups = HeadGroups.from_group_size(128, 128)
     for length in (100, LONG_MLA_KEYS - 1, LONG_MLA_KEYS, 10 ** 6):
-        block_n, block_h, warps, stages, splits, parts, ahead, pdl = resolve_launch(576, 512, groups, 1, length,
-                                                                                   False, DecodeConfig(), CPU)
-        assert (block_n, block_h, warps, parts, ahead, pdl) == (32, 128, 8, 2, False, False)
+        block_n, block_h, warps, stages, splits, parts, ahead, pdl, via_memory = resolve_launch(
+            576, 512, groups, 1, length, False, DecodeConfig(), CPU)
+        assert (block_n, block_h, warps, parts, ahead, pdl, via_memory) == (32, 128, 8, 2, False, False, False)
         # one wave: 2 programs a split on 8 SMs, at most 4 splits; short rows keep >= 4 tiles a split
         assert splits == min(4, max(1, -(-length // 32) // 4))
     # 96 heads: still one 128-head block (32 rows masked); 3 rows x 2 parts: one split
@@ -73,7 +79,7 @@ def test_gqa_reads_the_block_table_a_tile_ahead_with_two_programs_a_sm():
     groups = HeadGroups.from_group_size(32, 4)  # llama3-8b: 8 KV heads, a 16-head block each
     launch = resolve_launch(128, 128, groups, 1, 131072, False, DecodeConfig(), CPU)
     # 8 SMs off the GPU: two programs a SM, rounded down (16 // 8 head blocks)
-    assert launch == (64, 16, 4, 3, 2, 1, True, True)  # PDL wanted for GQA
+    assert launch == (64, 16, 4, 3, 2, 1, True, True, False)  # PDL wanted for GQA; P in registers
     assert resolve_launch(128, 128, groups, 3, 131072, False, DecodeConfig(), CPU).num_splits == 1  # 16 // 24
     # fp32 math keeps its tiles and the in-tile block-table load; MLA is not GQA-sized; explicit values win
     assert resolve_launch(128, 128, groups, 1, 131072, True, DecodeConfig(), CPU).pages_ahead is False

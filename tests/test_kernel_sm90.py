@@ -25,10 +25,10 @@ from helix_core.kernels import sm90_report as r
 out = {}
 for shape in ("gqa", "mla", "mla-64", "mha512"):
     spec = r.SHAPES[shape]
-    for label, (bn, bh, warps, stages, parts, ahead) in r.default_configs(shape):
+    for label, (bn, bh, warps, stages, parts, ahead, via_memory) in r.default_configs(shape):
         out[label] = asdict(r.decode_kernel_report(spec["dk"], spec["dv"], values_are_keys=spec["values_are_keys"],
                                                    block_n=bn, block_h=bh, num_warps=warps, num_stages=stages,
-                                                   dv_parts=parts, pages_ahead=ahead))
+                                                   dv_parts=parts, pages_ahead=ahead, probs_via_memory=via_memory))
 # GQA's default stages without the block table read ahead: Triton does not multi-buffer the K/V loads
 out["gqa not ahead"] = asdict(r.decode_kernel_report(128, 128, values_are_keys=False, block_n=64, block_h=16,
                                                      num_warps=4, num_stages=3, pages_ahead=False))
@@ -93,12 +93,17 @@ def test_mla_uses_hopper_tensor_cores_with_registers_to_spare(reports):
     assert reports["gqa default"]["mma_sync"] > 0  # 16-row head blocks: below the 64-row wgmma tile
 
 
-def test_tp_sharded_mla_tile_is_at_the_register_limit(reports):
-    """64 heads a GPU (deepseek-mla under TP=2) keep the one-part 64-head tile, the fastest measured for
-    them (922 us at 4 x 128K against 1109-1615 us in two parts, H200); it holds a 64 x 512 accumulator in
-    254 registers with Triton 3.6 and spills 132 bytes with Triton 3.9: a Triton upgrade needs a new sweep."""
-    tp = reports["mla-64 default long"]
-    assert tp == reports["mla one part"]  # the same tile
+def test_tp_sharded_mla_tile_splits_the_scores_over_both_warpgroups(reports):
+    """64 heads a GPU (deepseek-mla under TP=2) take the one-part 64-head tile with P through memory: in
+    registers the score dot stacks all 8 warps along the 64 heads ([8, 1]: both warpgroups compute every
+    score); through memory both dots spread them [4, 2], so the tile issues about half the warpgroup MMAs.
+    Its 64 x 512 accumulator holds 255 registers with Triton 3.6 (no spills; 3.9 spills 16 bytes, 132 for
+    the register-P tile): a Triton upgrade needs a new sweep."""
+    tp, one_part = reports["mla-64 default long"], reports["mla one part"]
+    assert one_part["dot_warps"] == ["[4, 2]", "[8, 1]"]
+    assert tp["dot_warps"] == ["[4, 2]", "[4, 2]"]
+    assert tp["wgmma"] < 0.6 * one_part["wgmma"]
+    assert tp["cp_async"] > one_part["cp_async"]  # three K buffers: the P reads are not pipelined, the K loads are
     assert tp["registers"] >= 250 and tp["shared_bytes"] <= 232448 and tp["wgmma"] > 0
 
 

@@ -80,7 +80,7 @@ def check(out, lse, ref_out, ref_lse, dtype, lengths):
 
 def run_case(*, lengths, hq, hkv, dk, dv, page_size, dtype=torch.float32, splits=None, block_h=None,
              block_n=None, mla=False, mapping=None, seed=0, q_dtype=None, pass_as="int", fuse_merge=True, dv_parts=1,
-             pdl=None, pages_ahead=None):
+             pdl=None, pages_ahead=None, probs_via_memory=None, num_stages=None):
     gen = torch.Generator().manual_seed(seed)
     keys, values, table, lens = make_paged(lengths, 3, page_size, hkv, dk, dv, dtype, gen, shared_values=mla)
     q = torch.randn(len(lengths), hq, dk, generator=gen).to(q_dtype or dtype)
@@ -94,7 +94,8 @@ def run_case(*, lengths, hq, hkv, dk, dv, page_size, dtype=torch.float32, splits
     else:
         heads_arg = hq // hkv
     cfg = da.DecodeConfig(num_splits=splits, block_h=block_h, block_n=block_n, fuse_merge=fuse_merge,
-                          dv_parts=dv_parts, pdl=pdl, pages_ahead=pages_ahead)
+                          dv_parts=dv_parts, pdl=pdl, pages_ahead=pages_ahead, probs_via_memory=probs_via_memory,
+                          num_stages=num_stages)
     out, lse = da.paged_decode_attention(
         q.to(DEVICE), keys.to(DEVICE), None if mla else values.to(DEVICE), table.to(DEVICE), lens.to(DEVICE),
         scale, heads_arg, value_dim=dv if mla else None, config=cfg)
@@ -165,6 +166,29 @@ def test_mla_values_in_two_parts(dtype, splits):
 def test_mla_values_in_two_parts_production_dims():
     run_case(lengths=[40, 0, 17], hq=64, hkv=1, dk=576, dv=512, page_size=16, dtype=torch.bfloat16, mla=True,
              splits=2, block_h=128, dv_parts=2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("splits", [1, 3])
+def test_mla_probabilities_through_memory(dtype, splits):
+    """probs_via_memory: P and the rescale factors go through the per-program scratch, slots alternating by
+    tile (rows of 50 keys in 16-key tiles: up to four tiles a split, a ragged last one, empty rows and splits)."""
+    run_case(lengths=[50, 1, 0, 37], hq=8, hkv=1, dk=72, dv=64, page_size=4, dtype=dtype, splits=splits, mla=True,
+             block_n=16, probs_via_memory=True)
+
+
+def test_probabilities_through_memory_gqa_and_fused_merge():
+    """The scratch path for GQA heads without a key tail, several head blocks, the fused merge."""
+    run_case(lengths=[70, 9, 0], hq=8, hkv=2, dk=32, dv=32, page_size=8, dtype=torch.bfloat16, splits=2,
+             block_n=16, probs_via_memory=True)
+
+
+@pytest.mark.parametrize("stages,ahead", [(2, False), (3, True)])
+def test_mla_probabilities_through_memory_production_dims(stages, ahead):
+    """DeepSeek's latent under TP=2 (64 heads): the long-context default tile (three stages, the block table
+    read ahead) and the two-stage one."""
+    run_case(lengths=[70, 0, 17], hq=64, hkv=1, dk=576, dv=512, page_size=16, dtype=torch.bfloat16, mla=True,
+             splits=2, block_h=64, block_n=32, probs_via_memory=True, num_stages=stages, pages_ahead=ahead)
 
 
 def test_dv_parts_needs_values_that_are_keys():
@@ -555,3 +579,16 @@ def test_bench_sweep_covers_wide_groups_and_more_splits():
     base = bd._splits_used(da, gqa, da.DecodeConfig(), da.HeadGroups(gqa.kv_head_of_q), False)
     forced = sorted({cfg.num_splits for _, cfg in narrow if cfg.num_splits and not cfg.pages_ahead})
     assert forced == [base // 4, base // 2, 2 * base, 4 * base]
+
+
+def test_bench_sweep_times_probabilities_through_memory_for_mla():
+    """The MLA sweep holds the scratch-P tiles (64 heads, one value part), with splits for at most one
+    program per SM."""
+    from helix_core.kernels import bench_decode as bd
+    mla = bd.Problem(batch=1, context=4096, heads=128, kv_heads=1, dk=576, dv=512, mla=True, page_size=16,
+                     dtype=torch.bfloat16, seed=0, device=DEVICE)
+    pmem = [(label, cfg) for label, cfg in bd._sweep_configs(da, mla, da.HeadGroups(mla.kv_head_of_q), mla=True)
+            if cfg.probs_via_memory]
+    assert len(pmem) == len(bd.MLA_PMEM_SWEEP) and all(label.endswith("/pmem") for label, _ in pmem)
+    sms = da.sm_count(mla.q.device)
+    assert all(cfg.block_h == 64 and cfg.dv_parts == 1 and 2 * cfg.num_splits <= max(2, sms) for _, cfg in pmem)

@@ -60,6 +60,19 @@ def _mm(a, b, UPCAST: tl.constexpr):
 
 
 @triton.jit
+def _cta_barrier(value, INTERPRETED: tl.constexpr):
+    """A CTA barrier (bar.sync) that returns `value`, so loads addressed from the result cannot be issued
+    before it. Inline PTX, not tl.debug_barrier: Triton 3.6 does not software-pipeline a loop that holds
+    a gpu.barrier (its K/V loads would lose their async copies). The interpreter runs a program as one
+    thread: no barrier needed."""
+    if INTERPRETED:
+        return value
+    else:
+        return tl.inline_asm_elementwise("bar.sync 0;\n\tmov.b32 $0, $1;", "=r,r", [value], dtype=tl.int32,
+                                         is_pure=False, pack=1)
+
+
+@triton.jit
 def _first_tile_pages(bt_row, start, end, PAGE_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, AHEAD: tl.constexpr):
     """The block-table entries of a program's first tile when they are read a tile ahead (else unused)."""
     offs = start + tl.arange(0, BLOCK_N)
@@ -89,6 +102,7 @@ def _tile_pages(bt_row, offs_n, end, page_next, PAGE_SIZE: tl.constexpr, BLOCK_N
 def _decode_split_kernel(
     Q, K, V, BLOCK_TABLE, LENGTHS, GROUP_KV, GROUP_HEADS, OUT, LSE,
     FOUT, FLSE, COUNTERS,  # FUSED only: final out [B, Hq, Dv] / lse [B, Hq], counters [B * head blocks]
+    P_SCRATCH, A_SCRATCH,  # P_VIA_MEMORY only: [programs, 2, BLOCK_H, BLOCK_N + 1] (K's dtype), [programs, 2, BLOCK_H] fp32
     qk_scale,  # softmax scale * log2(e)
     num_splits,
     stride_qb, stride_qh,
@@ -104,7 +118,7 @@ def _decode_split_kernel(
     PAGE_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
     FINAL: tl.constexpr, UPCAST: tl.constexpr,
     FUSED: tl.constexpr, MERGE_H: tl.constexpr, MERGE_S: tl.constexpr, MERGE_LS: tl.constexpr,
-    PDL: tl.constexpr = False, PAGES_AHEAD: tl.constexpr = False,
+    PDL: tl.constexpr = False, PAGES_AHEAD: tl.constexpr = False, P_VIA_MEMORY: tl.constexpr = False,
 ):
     if PDL:  # the merge kernel, launched as a programmatic dependent, may start its programs now
         gdc_launch_dependents()
@@ -148,6 +162,14 @@ def _decode_split_kernel(
     l_i = tl.zeros([BLOCK_H], tl.float32)
     acc = tl.zeros([BLOCK_H, BLOCK_DV], tl.float32)
 
+    if P_VIA_MEMORY:  # this program's two scratch slots (tiles alternate between them)
+        prog = (b.to(tl.int64) * tl.num_programs(1) + split) * tl.num_programs(0) + tl.program_id(0)
+        # rows of BLOCK_N + 1 values: an odd pitch leaves the reads no provable 4-byte alignment, so Triton
+        # does not turn them into async copies issued a tile early (before this tile's P is stored)
+        p_slots = P_SCRATCH + prog * (2 * BLOCK_H * (BLOCK_N + 1)) + offs_h[:, None] * (BLOCK_N + 1) \
+            + tl.arange(0, BLOCK_N)[None, :]
+        a_slots = A_SCRATCH + prog * (2 * BLOCK_H) + offs_h
+
     bt_row = BLOCK_TABLE + b.to(tl.int64) * stride_btb
     page_next = _first_tile_pages(bt_row, start, end, PAGE_SIZE, BLOCK_N, PAGES_AHEAD)
     for n0 in range(start, end, BLOCK_N):
@@ -170,10 +192,16 @@ def _decode_split_kernel(
             k_t = tl.load(K + k_row[:, None] + DV_PARTS * BLOCK_A + offs_t[None, :],
                           mask=n_ok[:, None] & t_ok[None, :], other=0.0)
             if QK_FP32:
-                qk += _mm(q_t, tl.trans(k_t.to(tl.float32)), UPCAST)
+                qk_t = _mm(q_t, tl.trans(k_t.to(tl.float32)), UPCAST)
             else:
-                qk += _mm(q_t, tl.trans(k_t), UPCAST)
-        qk = tl.where(n_ok[None, :], qk * qk_scale, float("-inf"))  # [BLOCK_H, BLOCK_N]
+                qk_t = _mm(q_t, tl.trans(k_t), UPCAST)
+            if P_VIA_MEMORY:  # scaled apart: Triton would fold `dot + dot` into a chain of dots
+                qk = qk * qk_scale + qk_t * qk_scale
+            else:
+                qk += qk_t
+        if not (P_VIA_MEMORY and HAS_TAIL):
+            qk = qk * qk_scale
+        qk = tl.where(n_ok[None, :], qk, float("-inf"))  # [BLOCK_H, BLOCK_N]
 
         # every tile holds at least one visible key, so m_new is finite
         m_new = tl.maximum(m_i, tl.max(qk, 1))
@@ -186,7 +214,20 @@ def _decode_split_kernel(
             v_row = page * stride_vp + slot * stride_vs + kv_head * stride_vh
             v = tl.load(V + v_row[:, None] + offs_v[None, :], mask=n_ok[:, None] & (offs_v[None, :] < DV),
                         other=0.0)
-        acc = acc * alpha[:, None] + _mm(p.to(v.dtype), v, UPCAST)
+        p = p.to(v.dtype)
+        if P_VIA_MEMORY:
+            # Triton stacks all warps along the heads for a dot whose result reaches another dot (so
+            # both warpgroups of a 64-head block would compute the same scores); passing P and alpha
+            # through memory cuts that data path, so the score dot spreads its warps over the keys
+            # and each score is computed once. Slots alternate by tile: a thread may store the next
+            # tile's P before a slower one has read this tile's.
+            parity = ((n0 - start) // BLOCK_N) % 2
+            tl.store(p_slots + parity * (BLOCK_H * (BLOCK_N + 1)), p)
+            tl.store(a_slots + parity * BLOCK_H, alpha)
+            parity = _cta_barrier(parity, UPCAST)  # every thread's part is written before any thread reads it
+            p = tl.load(p_slots + parity * (BLOCK_H * (BLOCK_N + 1)))
+            alpha = tl.load(a_slots + parity * BLOCK_H)
+        acc = acc * alpha[:, None] + _mm(p, v, UPCAST)
         m_i = m_new
 
     has = l_i > 0.0

@@ -66,6 +66,12 @@ MLA_SPLIT_SWEEP = [(32, 64, 8, 2, 8), (32, 64, 8, 2, 16), (32, 64, 8, 2, 33), (3
 MLA_PARTS_SWEEP = [(32, 64, 8, 2, 1, 1), (32, 128, 8, 2, 1, 2), (16, 128, 8, 3, 1, 2), (16, 128, 16, 2, 1, 2),
                    (32, 128, 16, 2, 1, 2), (16, 128, 16, 3, 1, 2), (16, 128, 8, 2, 1, 2), (32, 128, 8, 2, 2, 2),
                    (32, 128, 8, 2, 0.25, 2), (32, 128, 8, 2, 0.0625, 2)]  # fewer splits: each reads the 147 KB q tile
+# (block_n, block_h, num_warps, num_stages, waves, pages_ahead): P through memory (DecodeConfig.probs_via_memory),
+# so 64-head blocks on 8 warps compute each score once (sm_90, Triton 3.6: 255 registers, no spills, 148 KB)
+# H200 (2026-12-04): 64 heads over 4 x 1M, 2795 / 2768 us with three / four stages against 3473 for the
+# one-part tile with P in registers; 128 heads over 4 x 512K, 2850 against the two value parts' 2612 us
+MLA_PMEM_SWEEP = [(32, 64, 8, 3, 1, True), (32, 64, 8, 4, 1, True), (32, 64, 8, 2, 1, False),
+                  (32, 64, 8, 3, 0.5, True)]
 
 
 def _fail(msg: str) -> None:
@@ -266,8 +272,8 @@ def run_case(args, *, batch, context, heads, kv_heads, dk, dv, mla, sweep) -> di
     default = da.DecodeConfig()
     configs = [("default", default)]
     if sweep:
-        configs += [c for c in _sweep_configs(da, prob, groups, mla) if getattr(args, "only", None) in (None, "")
-                    or args.only in c[0]]
+        only = [part for part in (getattr(args, "only", None) or "").split(",") if part]
+        configs += [c for c in _sweep_configs(da, prob, groups, mla) if not only or any(part in c[0] for part in only)]
     best = None
     for label, cfg in configs:
         def call(cfg=cfg):
@@ -382,6 +388,12 @@ def _sweep_configs(da, prob, groups, mla) -> list:
             out.append((f"bn{bn}/bh{bh}/w{w}/s{s}/splits{splits}/p{parts}",
                         da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits,
                                         dv_parts=parts)))
+        for bn, bh, w, s, waves, ahead in MLA_PMEM_SWEEP:
+            splits = da.choose_num_splits(prob.batch, -(-prob.heads // bh), prob.context, bn, int(waves * sms),
+                                          waves=1)
+            out.append((f"bn{bn}/bh{bh}/w{w}/s{s}/splits{splits}/ahead{int(ahead)}/pmem",
+                        da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits,
+                                        dv_parts=1, pages_ahead=ahead, probs_via_memory=True)))
     return out
 
 
@@ -416,7 +428,9 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-sweep", action="store_true", help="time only the default launch config")
-    p.add_argument("--only", default=None, help="sweep only the configs whose label contains this (e.g. /p2)")
+    p.add_argument("--only", default=None,
+                   help="sweep only the configs whose label contains this, or one of these comma-separated parts "
+                        "(e.g. /p2 or /p1,/pmem)")
     p.add_argument("--no-graph", action="store_true", help="skip the CUDA-graph timing")
     p.add_argument("--no-baseline", action="store_true", help="skip Helix's torch gather + partial_attention path")
     p.add_argument("--suite", action="store_true", help="GQA and MLA at 128K x1 and 8K x batch, with sweeps")

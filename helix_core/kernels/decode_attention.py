@@ -148,6 +148,12 @@ class DecodeConfig:
     # iteration and Triton can multi-buffer them. None: on for GQA-sized heads (measured faster), off for
     # MLA (compute-bound; not measured)
     pages_ahead: bool | None = None
+    # pass each tile's probabilities P and rescale factors through a per-program scratch in memory (L2)
+    # instead of registers, so Triton spreads the score dot's warps over the keys and a 64-head MLA block
+    # on 8 warps computes each score once (in registers, all warps stack along the heads and both
+    # warpgroups compute the same scores). Costs a store, a CTA barrier and a load per tile; 16-bit math only.
+    # None: on for MLA's 64-head blocks at long context (TP-sharded MLA), off elsewhere
+    probs_via_memory: bool | None = None
 
 
 _OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -298,6 +304,7 @@ class Launch(NamedTuple):
     dv_parts: int
     pages_ahead: bool
     pdl: bool  # wanted for the split merge (the launcher also needs a device and Triton that support it)
+    probs_via_memory: bool = False
 
 
 def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length: int, fp32_math: bool,
@@ -309,7 +316,7 @@ def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length:
     d_parts = 1
     two_parts = _value_parts_fit(values_are_keys, dv)
     tiles = _mla_tiles(block_a, block_t, block_dv, groups.max_group, fp32_math, two_parts)
-    waves, d_ahead = 4, False
+    waves, d_ahead, d_via_memory = 4, False, False
     wide = block_a + block_t + block_dv >= 384
     if tiles is None and not fp32_math and not wide:
         # GQA-sized heads: a tile's K/V loads wait on its block-table load unless that is read a tile
@@ -333,6 +340,11 @@ def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length:
     elif tiles == "wide" and max_length >= LONG_MLA_KEYS:  # 64 heads a block in one wave
         d_bn, d_bh, d_warps, d_stages = 32, 64, 8, 2
         waves = 1
+        if values_are_keys:
+            # P through memory, so the two warpgroups split the scores instead of both computing them
+            # all; three K buffers (the block table read ahead): 184 KB, 255 registers (Triton 3.6).
+            # H200, 64 heads over 4 x 1M keys: 2793 us against 3534 us for P in registers
+            d_stages, d_ahead, d_via_memory = 3, True, True
     block_n = cfg.block_n or d_bn
     block_h = cfg.block_h or d_bh
     dv_parts = cfg.dv_parts or d_parts
@@ -345,13 +357,19 @@ def resolve_launch(dk: int, dv: int, groups: HeadGroups, batch: int, max_length:
     programs = groups.tables(block_h, device)[0].shape[0] * dv_parts  # per (split, sequence)
     splits = cfg.num_splits or choose_num_splits(batch, programs, max_length, block_n, sm_count(device), waves)
     ahead = d_ahead if cfg.pages_ahead is None else bool(cfg.pages_ahead)
+    via_memory = d_via_memory if cfg.probs_via_memory is None else bool(cfg.probs_via_memory)
+    if via_memory and fp32_math:
+        # the P reads stay in order only because 16-bit values at an odd row pitch are not provably
+        # 4-byte aligned (Triton would otherwise issue them a tile early, before P is stored)
+        raise ValueError("probs_via_memory needs a 16-bit cache and query (the tensor-core tiles)")
     pdl = tiles is None if cfg.pdl is None else bool(cfg.pdl)  # default: not for the MLA-shaped launches
     return Launch(block_n, block_h, cfg.num_warps or d_warps, cfg.num_stages or d_stages, max(1, int(splits)),
-                  dv_parts, ahead, pdl)
+                  dv_parts, ahead, pdl, via_memory)
 
 
 def split_kernel_constants(dk: int, dv: int, values_are_keys: bool, qk_fp32: bool, dv_parts: int, page_size: int,
-                           block_n: int, block_h: int, num_warps: int, num_stages: int, upcast: bool) -> dict:
+                           block_n: int, block_h: int, num_warps: int, num_stages: int, upcast: bool,
+                           probs_via_memory: bool = False) -> dict:
     """The split kernel's compile-time arguments and launch options for one resolved config (the launcher
     and `sm90_report` build the same kernel from them)."""
     block_a, block_t, block_dv = _tile_widths(dk, dv)
@@ -363,7 +381,7 @@ def split_kernel_constants(dk: int, dv: int, values_are_keys: bool, qk_fp32: boo
     return dict(
         DK=dk, DV=dv, BLOCK_A=block_a, BLOCK_T=block_t or 16, HAS_TAIL=block_t > 0, BLOCK_DV=block_dv,
         VALUES_ARE_KEYS=values_are_keys, QK_FP32=qk_fp32, DV_PARTS=dv_parts, PAGE_SIZE=page_size, BLOCK_N=block_n,
-        BLOCK_H=block_h, UPCAST=upcast, num_warps=num_warps, num_stages=num_stages,
+        BLOCK_H=block_h, UPCAST=upcast, P_VIA_MEMORY=probs_via_memory, num_warps=num_warps, num_stages=num_stages,
     )  # BLOCK_T 16 without a tail: the kernel's tail tile is then never read
 
 
@@ -463,10 +481,10 @@ def paged_decode_attention(
     cfg = config or DecodeConfig()
     qk_fp32 = q.dtype != key_pages.dtype
     fp32_math = qk_fp32 or key_pages.dtype == torch.float32
-    block_n, block_h, num_warps, num_stages, num_splits, dv_parts, pages_ahead, want_pdl = resolve_launch(
-        dk, dv, groups, batch, max_length, fp32_math, cfg, device, values_are_keys)
+    block_n, block_h, num_warps, num_stages, num_splits, dv_parts, pages_ahead, want_pdl, probs_via_memory = \
+        resolve_launch(dk, dv, groups, batch, max_length, fp32_math, cfg, device, values_are_keys)
     common = split_kernel_constants(dk, dv, values_are_keys, qk_fp32, dv_parts, page_size, block_n, block_h,
-                                    num_warps, num_stages, mod.INTERPRET)
+                                    num_warps, num_stages, mod.INTERPRET, probs_via_memory)
     block_dv = common["BLOCK_DV"]
     group_kv, group_heads = groups.tables(block_h, device)
     head_blocks = group_kv.shape[0]
@@ -495,9 +513,16 @@ def paged_decode_attention(
         """One launch of the split kernel. One split: part_out/part_lse are the final out/lse. Several:
         it writes the partials [B, Hq, S, ...] and, given the counters, merges them into out/lse."""
         final, fused = splits == 1, counters is not None
+        programs = head_blocks * dv_parts * splits * batch
+        if probs_via_memory:  # per program: two [block_h, block_n + 1] P slots and two [block_h] rescale slots
+            p_scratch = torch.empty(programs * 2 * block_h * (block_n + 1), dtype=value_pages.dtype, device=device)
+            a_scratch = torch.empty(programs * 2 * block_h, dtype=torch.float32, device=device)
+        else:
+            p_scratch = a_scratch = lengths  # placeholders: never touched
         mod._decode_split_kernel[(head_blocks * dv_parts, splits, batch)](
             q, key_pages, value_pages, block_table, lengths, group_kv, group_heads, part_out, part_lse,
             out, lse, counters if fused else lengths,  # placeholders when not fused: never touched
+            p_scratch, a_scratch,
             float(scale) * mod.LOG2E, splits,
             q.stride(0), q.stride(1),
             key_pages.stride(0), key_pages.stride(1), key_pages.stride(2),

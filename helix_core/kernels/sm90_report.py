@@ -8,6 +8,7 @@ is what decides the MLA tiles (docs/benchmarks.md, 2026-12-03): a 64 x 512 fp32 
     python -m helix_core.kernels.sm90_report                      # the default configs of the bench shapes
     python -m helix_core.kernels.sm90_report --shape mla --config 32,128,8,2,2   # block_n,block_h,warps,stages,dv_parts
     python -m helix_core.kernels.sm90_report --config 64,16,4,3,1,1   # GQA, the block table read a tile ahead
+    python -m helix_core.kernels.sm90_report --shape mla --config 32,64,8,3,1,1,1   # P through memory
 
 Arguments are specialized the way Triton's launcher specializes them for the engine's tensors:
 pointers and the page / row strides divisible by 16; the per-split LSE strides not.
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 ARCH = 90
 SHARED_LIMIT = 232448  # bytes of shared memory one block may use on sm_90 (227 KB)
 _POINTER_TYPES = {"BLOCK_TABLE": "*i32", "LENGTHS": "*i32", "GROUP_KV": "*i32", "GROUP_HEADS": "*i32",
-                  "COUNTERS": "*i32", "OUT": "*fp32", "LSE": "*fp32", "FOUT": "*fp32", "FLSE": "*fp32"}
+                  "COUNTERS": "*i32", "A_SCRATCH": "*fp32", "OUT": "*fp32", "LSE": "*fp32", "FOUT": "*fp32", "FLSE": "*fp32"}
 _NOT_ALIGNED = {"qk_scale", "num_splits", "stride_lh", "stride_ls", "stride_flh"}  # splits: any count
 
 
@@ -39,6 +40,7 @@ class KernelReport:
     mma_sync: int  # Ampere-style MMA instructions
     cp_async: int  # asynchronous global-to-shared copies (software-pipelined loads)
     griddepcontrol: int  # programmatic-dependent-launch instructions (launch_dependents / wait)
+    dot_warps: tuple[str, ...] = ()  # warpsPerCTA of each Hopper MMA layout in the TTGIR (e.g. "[4, 2]")
 
     def fits(self) -> bool:
         return self.spill_bytes == 0 and self.shared_bytes <= SHARED_LIMIT
@@ -69,17 +71,17 @@ def _assemble(ptx: str) -> str:
 
 def decode_kernel_report(dk: int, dv: int, *, values_are_keys: bool, block_n: int, block_h: int, num_warps: int,
                          num_stages: int, dv_parts: int = 1, page_size: int = 16, dtype: str = "bf16",
-                         pdl: bool = False, pages_ahead: bool = False) -> KernelReport:
+                         pdl: bool = False, pages_ahead: bool = False, probs_via_memory: bool = False) -> KernelReport:
     """Compile the split kernel of `paged_decode_attention` for one launch config and assemble it
     (pdl: the variant that lets a programmatic-dependent merge launch early)."""
     from .decode_attention import split_kernel_constants
 
     consts = split_kernel_constants(dk, dv, values_are_keys, False, dv_parts, page_size, block_n, block_h,
-                                    num_warps, num_stages, upcast=False)
+                                    num_warps, num_stages, upcast=False, probs_via_memory=probs_via_memory)
     options = {"num_warps": consts.pop("num_warps"), "num_stages": consts.pop("num_stages")}
     consts.update(FINAL=False, FUSED=False, MERGE_H=2, MERGE_S=2, MERGE_LS=2, PDL=pdl,
                   PAGES_AHEAD=bool(pages_ahead))
-    types = dict(_POINTER_TYPES, Q=f"*{dtype}", K=f"*{dtype}", V=f"*{dtype}", qk_scale="fp32")
+    types = dict(_POINTER_TYPES, Q=f"*{dtype}", K=f"*{dtype}", V=f"*{dtype}", P_SCRATCH=f"*{dtype}", qk_scale="fp32")
     return _report("_decode_split_kernel", consts, options, types, _NOT_ALIGNED)
 
 
@@ -186,7 +188,9 @@ def _report(name: str, consts: dict, options: dict, types: dict, not_aligned: se
     return KernelReport(registers=int(registers.group(1)), spill_bytes=int(spills.group(1)) if spills else 0,
                         shared_bytes=int(compiled.metadata.shared), wgmma=ptx.count("wgmma.mma_async"),
                         mma_sync=len(re.findall(r"\bmma\.sync", ptx)), cp_async=ptx.count("cp.async.cg"),
-                        griddepcontrol=ptx.count("griddepcontrol."))
+                        griddepcontrol=ptx.count("griddepcontrol."),
+                        dot_warps=tuple(re.findall(r"nvidia_mma<\{versionMajor = 3[^}]*warpsPerCTA = (\[[0-9, ]+\])",
+                                                   compiled.asm["ttgir"])))
 
 
 # the bench shapes: llama3-8b's GQA (group 4, 128 dims), DeepSeek-V3's absorbed MLA (128 heads, 576 / 512)
@@ -197,8 +201,8 @@ SHAPES = {"gqa": dict(dk=128, dv=128, values_are_keys=False, heads=32, kv_heads=
           "mha512": dict(dk=512, dv=512, values_are_keys=False, heads=16, kv_heads=16)}
 
 
-def default_configs(shape: str) -> list[tuple[str, tuple[int, int, int, int, int]]]:
-    """(label, (block_n, block_h, num_warps, num_stages, dv_parts, pages_ahead)) of the defaults `resolve_launch`
+def default_configs(shape: str) -> list[tuple[str, tuple[int, ...]]]:
+    """(label, (block_n, block_h, num_warps, num_stages, dv_parts, pages_ahead, probs_via_memory)) of the defaults `resolve_launch`
     picks for a shape: one per side of the long-context switch where there is one."""
     import torch
 
@@ -214,7 +218,7 @@ def default_configs(shape: str) -> list[tuple[str, tuple[int, int, int, int, int
                                 spec["values_are_keys"])
         out.append((f"{shape} default{' ' + label if label else ''}",
                     (launch.block_n, launch.block_h, launch.num_warps, launch.num_stages, launch.dv_parts,
-                     launch.pages_ahead)))
+                     launch.pages_ahead, launch.probs_via_memory)))
     return out
 
 
@@ -224,7 +228,7 @@ def main(argv=None) -> int:
                    help="gqa: 32 q / 8 KV heads x 128; mla: 128 heads over a 576 / 512 latent; mla-64: 64 heads; "
                         "mha512: 16 heads x 512")
     p.add_argument("--config", action="append", default=[],
-                   help="block_n,block_h,num_warps,num_stages[,dv_parts[,pages_ahead]]; repeatable "
+                   help="block_n,block_h,num_warps,num_stages[,dv_parts[,pages_ahead[,probs_via_memory]]]; repeatable "
                         "(default: the defaults)")
     args = p.parse_args(argv)
     shape = args.shape
@@ -232,23 +236,26 @@ def main(argv=None) -> int:
     configs = []
     for text in args.config:
         values = tuple(int(v) for v in text.split(","))
-        if len(values) not in (4, 5, 6):
-            p.error(f"--config {text}: give block_n,block_h,num_warps,num_stages[,dv_parts[,pages_ahead]]")
-        configs.append((text, values + (1, 0)[len(values) - 4:]))
+        if len(values) not in (4, 5, 6, 7):
+            p.error(f"--config {text}: give block_n,block_h,num_warps,num_stages[,dv_parts[,pages_ahead"
+                    "[,probs_via_memory]]]")
+        configs.append((text, values + (1, 0, 0)[len(values) - 4:]))
     configs = configs or default_configs(shape)
     failed = 0
-    print(f"{'config':28s} regs  spill  shared_KB  wgmma  mma.sync  cp.async")
-    for label, (bn, bh, warps, stages, parts, ahead) in configs:
+    print(f"{'config':28s} regs  spill  shared_KB  wgmma  mma.sync  cp.async  MMA warps (TTGIR)")
+    for label, (bn, bh, warps, stages, parts, ahead, via_memory) in configs:
         try:
             r = decode_kernel_report(spec["dk"], spec["dv"], values_are_keys=spec["values_are_keys"], block_n=bn,
-                                     block_h=bh, num_warps=warps, num_stages=stages, dv_parts=parts, pages_ahead=ahead)
+                                     block_h=bh, num_warps=warps, num_stages=stages, dv_parts=parts, pages_ahead=ahead,
+                                     probs_via_memory=bool(via_memory))
         except Exception as exc:  # e.g. ptxas out of registers for a config
             failed += 1
             print(f"{label:28s} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
             continue
         failed += not r.fits()
         print(f"{label:28s} {r.registers:4d} {r.spill_bytes:6d} {r.shared_bytes / 1024:10.1f} {r.wgmma:6d} "
-              f"{r.mma_sync:9d} {r.cp_async:9d}{'' if r.fits() else '  (spills or over the shared limit)'}")
+              f"{r.mma_sync:9d} {r.cp_async:9d}  {' '.join(r.dot_warps) or '-'}"
+              f"{'' if r.fits() else '  (spills or over the shared limit)'}")
     return 1 if failed else 0
 
 
