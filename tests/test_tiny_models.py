@@ -137,7 +137,11 @@ def test_hf_loads_the_fused_checkpoint_to_the_same_model(checkpoints, fused_deep
             assert torch.equal(tensor, fused[name]), name
     tokens = torch.arange(5, 30)[None]
     with torch.no_grad():
-        assert torch.equal(fused_model(tokens).logits, per_expert_model(tokens).logits)
+        fused_logits, per_expert_logits = fused_model(tokens).logits, per_expert_model(tokens).logits
+    # the weights are equal bitwise (above); the two loads' MoE blocks may still round differently (transformers
+    # 5.25 on CPU: up to 9.5e-7 apart from layer 1's experts on, each load deterministic on its own)
+    torch.testing.assert_close(fused_logits, per_expert_logits, rtol=1e-5, atol=1e-5)
+    assert (fused_logits.argmax(-1) == per_expert_logits.argmax(-1)).all()
 
 
 @pytest.mark.parametrize("fused_experts", [False, True])
