@@ -45,6 +45,7 @@ def _tile_probs_kernel(
     stride_tb, stride_th,  # TILE_MAX / TILE_SUM [B, Hq, num_keys // BLOCK_N], unit last stride
     DK: tl.constexpr, BLOCK_A: tl.constexpr, BLOCK_T: tl.constexpr,
     PAGE_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr, UPCAST: tl.constexpr,
+    PAGES_AHEAD: tl.constexpr = False,
 ):
     b, split, kv_head, heads, h_ok, start, end = _program_rows(GROUP_KV, GROUP_HEADS, LENGTHS, num_splits,
                                                                num_keys, BLOCK_N, BLOCK_H)
@@ -59,10 +60,11 @@ def _tile_probs_kernel(
     bt_row = BLOCK_TABLE + b.to(tl.int64) * stride_btb
     p_rows = PROBS + b.to(tl.int64) * stride_pb + heads[:, None] * stride_ph  # [BLOCK_H, 1]
     t_rows = b.to(tl.int64) * stride_tb + heads * stride_th  # [BLOCK_H]
+    page_next = _decode._first_tile_pages(bt_row, start, end, PAGE_SIZE, BLOCK_N, PAGES_AHEAD)
     for n0 in range(start, end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         n_ok = offs_n < end
-        page = tl.load(bt_row + offs_n // PAGE_SIZE, mask=n_ok, other=0).to(tl.int64)
+        page, page_next = _decode._tile_pages(bt_row, offs_n, end, page_next, PAGE_SIZE, BLOCK_N, PAGES_AHEAD)
         k_row = page * stride_kp + (offs_n % PAGE_SIZE) * stride_ks + kv_head * stride_kh
         k_a = tl.load(K + k_row[:, None] + offs_a[None, :], mask=n_ok[:, None], other=0.0)
         k_t = tl.load(K + k_row[:, None] + offs_t[None, :], mask=n_ok[:, None] & t_ok[None, :], other=0.0)
@@ -114,12 +116,20 @@ def _tile_values_kernel(
     p_rows = PROBS + b.to(tl.int64) * stride_pb + heads[:, None] * stride_ph
     t_rows = b.to(tl.int64) * stride_tb + heads * stride_th
     page_next = _decode._first_tile_pages(bt_row, start, end, PAGE_SIZE, BLOCK_N, PAGES_AHEAD)
+    # each tile's (max, sum) are read an iteration early: the running max waits on them, and Triton
+    # software-pipelines only the loads that feed a dot (P and V here)
+    first = start // BLOCK_N
+    offs_h0 = tl.zeros([BLOCK_H], tl.int32)  # (a tensor, so the masks below are tensors too)
+    s_ok = h_ok & ((offs_h0 + start) < end)
+    m_next = tl.load(TILE_MAX + t_rows + first, mask=s_ok, other=0.0)
+    l_next = tl.load(TILE_SUM + t_rows + first, mask=s_ok, other=0.0)
     for n0 in range(start, end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         n_ok = offs_n < end
-        tile = n0 // BLOCK_N
-        m_t = tl.load(TILE_MAX + t_rows + tile, mask=h_ok, other=0.0)
-        l_t = tl.load(TILE_SUM + t_rows + tile, mask=h_ok, other=0.0)
+        m_t, l_t = m_next, l_next
+        later = h_ok & ((offs_h0 + n0 + BLOCK_N) < end)
+        m_next = tl.load(TILE_MAX + t_rows + n0 // BLOCK_N + 1, mask=later, other=0.0)
+        l_next = tl.load(TILE_SUM + t_rows + n0 // BLOCK_N + 1, mask=later, other=0.0)
         m_new = tl.maximum(m_i, m_t)
         alpha = tl.exp2(m_i - m_new)
         beta = tl.exp2(m_t - m_new)

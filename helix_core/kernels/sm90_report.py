@@ -135,7 +135,7 @@ def two_pass_kernel_report(kernel: str, heads: int = 128, *, dk: int = 576, dv: 
                 "TILE_MAX": "*fp32", "TILE_SUM": "*fp32", "PROBS": f"*{dtype}"}
     if kernel == "probs":
         block_a, block_t, _ = _tile_widths(dk, dv)
-        consts = dict(common, DK=dk, BLOCK_A=block_a, BLOCK_T=max(16, block_t))
+        consts = dict(common, DK=dk, BLOCK_A=block_a, BLOCK_T=max(16, block_t), PAGES_AHEAD=pages_ahead)
         options = {"num_warps": launch["probs_warps"], "num_stages": launch["probs_stages"]}
         types = dict(pointers, Q=f"*{dtype}", K=f"*{dtype}", qk_scale="fp32")
         return _report("_tile_probs_kernel", consts, options, types, {"qk_scale", "num_splits", "num_keys"},

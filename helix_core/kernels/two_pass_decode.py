@@ -87,7 +87,8 @@ def paged_two_pass_attention(q: torch.Tensor, key_pages: torch.Tensor, block_tab
         block_table.stride(0),
         probs.stride(0), probs.stride(1), tile_max.stride(0), tile_max.stride(1),
         DK=dk, BLOCK_A=block_a, BLOCK_T=max(16, block_t), PAGE_SIZE=page_size, BLOCK_N=block_n, BLOCK_H=block_h,
-        UPCAST=upcast, num_warps=launch["probs_warps"], num_stages=launch["probs_stages"],
+        UPCAST=upcast, PAGES_AHEAD=cfg.pages_ahead is not False,
+        num_warps=launch["probs_warps"], num_stages=launch["probs_stages"],
     )
 
 
