@@ -80,7 +80,7 @@ def check(out, lse, ref_out, ref_lse, dtype, lengths):
 
 def run_case(*, lengths, hq, hkv, dk, dv, page_size, dtype=torch.float32, splits=None, block_h=None,
              block_n=None, mla=False, mapping=None, seed=0, q_dtype=None, pass_as="int", fuse_merge=True, dv_parts=1,
-             pdl=None, pages_ahead=None, probs_via_memory=None, num_stages=None, two_pass=None):
+             pdl=None, pages_ahead=None, probs_via_memory=None, num_stages=None):
     gen = torch.Generator().manual_seed(seed)
     keys, values, table, lens = make_paged(lengths, 3, page_size, hkv, dk, dv, dtype, gen, shared_values=mla)
     q = torch.randn(len(lengths), hq, dk, generator=gen).to(q_dtype or dtype)
@@ -95,7 +95,7 @@ def run_case(*, lengths, hq, hkv, dk, dv, page_size, dtype=torch.float32, splits
         heads_arg = hq // hkv
     cfg = da.DecodeConfig(num_splits=splits, block_h=block_h, block_n=block_n, fuse_merge=fuse_merge,
                           dv_parts=dv_parts, pdl=pdl, pages_ahead=pages_ahead, probs_via_memory=probs_via_memory,
-                          num_stages=num_stages, two_pass=two_pass)
+                          num_stages=num_stages)
     out, lse = da.paged_decode_attention(
         q.to(DEVICE), keys.to(DEVICE), None if mla else values.to(DEVICE), table.to(DEVICE), lens.to(DEVICE),
         scale, heads_arg, value_dim=dv if mla else None, config=cfg)
@@ -189,34 +189,6 @@ def test_mla_probabilities_through_memory_production_dims(stages, ahead):
     read ahead) and the two-stage one."""
     run_case(lengths=[70, 0, 17], hq=64, hkv=1, dk=576, dv=512, page_size=16, dtype=torch.bfloat16, mla=True,
              splits=2, block_h=64, block_n=32, probs_via_memory=True, num_stages=stages, pages_ahead=ahead)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("splits,ahead", [(1, True), (3, False), (4, True)])
-def test_mla_two_pass(dtype, splits, ahead):
-    """two_pass: tile probabilities to memory, then the softmax over tiles and P.V in value parts (dv_parts
-    None: 64 values in one part); rows of 0 / 1 / 37 / 50 keys in 16-key tiles, empty splits, pages of 4."""
-    run_case(lengths=[50, 1, 0, 37], hq=8, hkv=1, dk=72, dv=64, page_size=4, dtype=dtype, splits=splits,
-             mla=True, block_n=16, two_pass=True, pages_ahead=ahead, dv_parts=None)
-
-
-@pytest.mark.parametrize("parts", [2, 4])
-def test_mla_two_pass_value_parts(parts):
-    run_case(lengths=[45, 3, 16], hq=16, hkv=1, dk=72, dv=64, page_size=8, dtype=torch.bfloat16, splits=2,
-             mla=True, block_n=16, two_pass=True, dv_parts=parts)
-
-
-@pytest.mark.parametrize("heads", [64, 128])
-def test_mla_two_pass_production_dims(heads):
-    """DeepSeek's latent (512 + 64) with 128 heads (helix KVP keeps all) and 64 (TP=2): the default tiles,
-    values in two parts of 256."""
-    run_case(lengths=[70, 0, 17], hq=heads, hkv=1, dk=576, dv=512, page_size=16, dtype=torch.bfloat16, mla=True,
-             splits=2, two_pass=True, dv_parts=None)
-
-
-def test_two_pass_refuses_separate_values():
-    with pytest.raises(ValueError, match="two_pass needs values"):
-        run_case(lengths=[5], hq=2, hkv=1, dk=16, dv=16, page_size=4, two_pass=True)
 
 
 def test_dv_parts_needs_values_that_are_keys():
@@ -620,16 +592,3 @@ def test_bench_sweep_times_probabilities_through_memory_for_mla():
     assert len(pmem) == len(bd.MLA_PMEM_SWEEP) and all(label.endswith("/pmem") for label, _ in pmem)
     sms = da.sm_count(mla.q.device)
     assert all(cfg.block_h == 64 and cfg.dv_parts == 1 and 2 * cfg.num_splits <= max(2, sms) for _, cfg in pmem)
-
-
-def test_bench_sweep_times_the_two_pass_tiles():
-    from helix_core.kernels import bench_decode as bd
-    mla = bd.Problem(batch=2, context=4096, heads=128, kv_heads=1, dk=576, dv=512, mla=True, page_size=16,
-                     dtype=torch.bfloat16, seed=0, device=DEVICE)
-    groups = da.HeadGroups(mla.kv_head_of_q)
-    two = [(label, cfg) for label, cfg in bd._sweep_configs(da, mla, groups, mla=True) if cfg.two_pass]
-    assert [label for label, _ in two] == ["two-pass/bn32", "two-pass/bn16/s3", "two-pass/bn64/s1",
-                                           "two-pass/bn32/p4"]
-    # the splits shown are the values pass's: 2 rows x 2 value parts of one 128-head block, one program a SM
-    sms = da.sm_count(mla.q.device)
-    assert bd._splits_used(da, mla, two[0][1], groups, True) == da.choose_num_splits(2, 2, 4096, 32, sms, waves=1)

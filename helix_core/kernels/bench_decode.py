@@ -70,8 +70,6 @@ MLA_PARTS_SWEEP = [(32, 64, 8, 2, 1, 1), (32, 128, 8, 2, 1, 2), (16, 128, 8, 3, 
 # so 64-head blocks on 8 warps compute each score once (sm_90, Triton 3.6: 255 registers, no spills, 148 KB)
 # H200 (2026-12-04): 64 heads over 4 x 1M, 2795 / 2768 us with three / four stages against 3473 for the
 # one-part tile with P in registers; 128 heads over 4 x 512K, 2850 against the two value parts' 2612 us
-# (block_n, probabilities-pass stages or None, value parts or None): DecodeConfig(two_pass=True) tiles
-MLA_TWO_PASS_SWEEP = [(32, None, None), (16, 3, None), (64, 1, None), (32, None, 4)]
 MLA_PMEM_SWEEP = [(32, 64, 8, 3, 1, True), (32, 64, 8, 4, 1, True), (32, 64, 8, 2, 1, False),
                   (32, 64, 8, 3, 0.5, True)]
 
@@ -390,9 +388,6 @@ def _sweep_configs(da, prob, groups, mla) -> list:
             out.append((f"bn{bn}/bh{bh}/w{w}/s{s}/splits{splits}/p{parts}",
                         da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits,
                                         dv_parts=parts)))
-        for bn, stages, parts in MLA_TWO_PASS_SWEEP:
-            out.append((f"two-pass/bn{bn}" + (f"/s{stages}" if stages else "") + (f"/p{parts}" if parts else ""),
-                        da.DecodeConfig(two_pass=True, block_n=bn, num_stages=stages, dv_parts=parts)))
         for bn, bh, w, s, waves, ahead in MLA_PMEM_SWEEP:
             splits = da.choose_num_splits(prob.batch, -(-prob.heads // bh), prob.context, bn, int(waves * sms),
                                           waves=1)
@@ -403,9 +398,6 @@ def _sweep_configs(da, prob, groups, mla) -> list:
 
 
 def _splits_used(da, prob, cfg, groups, mla) -> int:
-    if cfg.two_pass:  # the values pass's splits (the probabilities pass has its own, usually fewer)
-        from .two_pass_decode import two_pass_splits
-        return two_pass_splits(cfg, groups, prob.batch, prob.context, prob.dv, prob.q.device)[2]
     fp32_math = prob.key_pages.dtype == torch.float32
     return da.resolve_launch(prob.dk, prob.dv, groups, prob.batch, prob.context, fp32_math, cfg, prob.q.device,
                              values_are_keys=mla)[4]

@@ -154,10 +154,6 @@ class DecodeConfig:
     # warpgroups compute the same scores). Costs a store, a CTA barrier and a load per tile; 16-bit math only.
     # None: on for MLA's 64-head blocks at long context (TP-sharded MLA), off elsewhere
     probs_via_memory: bool | None = None
-    # absorbed MLA in two kernels (kernels/two_pass_decode.py): every key tile's probabilities to memory, then
-    # the softmax over tiles and P.V over parts of the value dims; block_h / block_n / dv_parts / num_warps /
-    # num_stages / num_splits apply to it with its own defaults. None / False: one pass
-    two_pass: bool | None = None
 
 
 _OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -483,15 +479,6 @@ def paged_decode_attention(
     if max_length is None:
         max_length = block_table.shape[1] * page_size
     cfg = config or DecodeConfig()
-    if cfg.two_pass:
-        if not values_are_keys:
-            raise ValueError("two_pass needs values that are the keys' first Dv dims (absorbed MLA)")
-        out, lse = _decode_outputs(out, lse, out_dtype, batch, num_q_heads, dv, device)
-        if batch == 0 or num_q_heads == 0:
-            return out, lse
-        from .two_pass_decode import paged_two_pass_attention
-        return paged_two_pass_attention(q, key_pages, block_table, lengths, scale, groups, dv, max_length, cfg,
-                                        out, lse)
     qk_fp32 = q.dtype != key_pages.dtype
     fp32_math = qk_fp32 or key_pages.dtype == torch.float32
     block_n, block_h, num_warps, num_stages, num_splits, dv_parts, pages_ahead, want_pdl, probs_via_memory = \
@@ -502,7 +489,19 @@ def paged_decode_attention(
     group_kv, group_heads = groups.tables(block_h, device)
     head_blocks = group_kv.shape[0]
 
-    out, lse = _decode_outputs(out, lse, out_dtype, batch, num_q_heads, dv, device)
+    if out_dtype is None:
+        out_dtype = torch.float32 if out is None else out.dtype
+    if out_dtype not in _OUT_DTYPES or (out is not None and out.dtype != out_dtype):
+        given = None if out is None else out.dtype
+        raise ValueError(f"out must be fp32, bf16 or fp16 (got {out_dtype}, out {given})")
+    if out is None:
+        out = torch.empty(batch, num_q_heads, dv, dtype=out_dtype, device=device)
+    elif out.shape != (batch, num_q_heads, dv) or out.stride(-1) != 1:
+        raise ValueError(f"out must be [{batch}, {num_q_heads}, {dv}] with a unit last stride")
+    if lse is None:
+        lse = torch.empty(batch, num_q_heads, dtype=torch.float32, device=device)
+    elif lse.shape != (batch, num_q_heads) or lse.dtype != torch.float32:
+        raise ValueError(f"lse must be fp32 [{batch}, {num_q_heads}]")
     if batch == 0 or num_q_heads == 0:
         return out, lse
 
@@ -554,24 +553,6 @@ def paged_decode_attention(
     split_kernel(mid_out, mid_lse, num_splits)
     _launch_merge(mod, mid_out.permute(2, 0, 1, 3), mid_lse.permute(2, 0, 1), out, lse, lse_in_log2=True,
                   pdl=pdl)
-    return out, lse
-
-
-def _decode_outputs(out, lse, out_dtype, batch: int, num_q_heads: int, dv: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The given out / lse, checked, or new ones (out in out_dtype, default fp32; lse fp32)."""
-    if out_dtype is None:
-        out_dtype = torch.float32 if out is None else out.dtype
-    if out_dtype not in _OUT_DTYPES or (out is not None and out.dtype != out_dtype):
-        given = None if out is None else out.dtype
-        raise ValueError(f"out must be fp32, bf16 or fp16 (got {out_dtype}, out {given})")
-    if out is None:
-        out = torch.empty(batch, num_q_heads, dv, dtype=out_dtype, device=device)
-    elif out.shape != (batch, num_q_heads, dv) or out.stride(-1) != 1:
-        raise ValueError(f"out must be [{batch}, {num_q_heads}, {dv}] with a unit last stride")
-    if lse is None:
-        lse = torch.empty(batch, num_q_heads, dtype=torch.float32, device=device)
-    elif lse.shape != (batch, num_q_heads) or lse.dtype != torch.float32:
-        raise ValueError(f"lse must be fp32 [{batch}, {num_q_heads}]")
     return out, lse
 
 

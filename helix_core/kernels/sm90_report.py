@@ -121,33 +121,6 @@ def sliced_kernel_report(kernel: str, dim: int, *, max_group: int = 1, page_size
                    {"qk_scale", "num_splits", "num_keys", "stride_lh", "stride_ls"}, module="_triton_sliced")
 
 
-def two_pass_kernel_report(kernel: str, heads: int = 128, *, dk: int = 576, dv: int = 512, page_size: int = 16,
-                           dtype: str = "bf16", block_n: int | None = None, num_stages: int | None = None,
-                           pages_ahead: bool = True) -> KernelReport:
-    """One pass of the two-pass MLA kernels ("probs": tile probabilities; "values": softmax over tiles and
-    P.V over a value part) with `two_pass_launch`'s defaults for `heads` heads a latent."""
-    from .decode_attention import DecodeConfig, _tile_widths
-    from .two_pass_decode import two_pass_launch
-
-    launch = two_pass_launch(DecodeConfig(block_n=block_n, num_stages=num_stages), heads, dv)
-    common = dict(PAGE_SIZE=page_size, BLOCK_N=launch["block_n"], BLOCK_H=launch["block_h"], UPCAST=False)
-    pointers = {"BLOCK_TABLE": "*i32", "LENGTHS": "*i32", "GROUP_KV": "*i32", "GROUP_HEADS": "*i32",
-                "TILE_MAX": "*fp32", "TILE_SUM": "*fp32", "PROBS": f"*{dtype}"}
-    if kernel == "probs":
-        block_a, block_t, _ = _tile_widths(dk, dv)
-        consts = dict(common, DK=dk, BLOCK_A=block_a, BLOCK_T=max(16, block_t), PAGES_AHEAD=pages_ahead)
-        options = {"num_warps": launch["probs_warps"], "num_stages": launch["probs_stages"]}
-        types = dict(pointers, Q=f"*{dtype}", K=f"*{dtype}", qk_scale="fp32")
-        return _report("_tile_probs_kernel", consts, options, types, {"qk_scale", "num_splits", "num_keys"},
-                       module="_triton_two_pass")
-    consts = dict(common, DV=dv, BLOCK_DV=launch["block_dv"], DV_PARTS=launch["parts"], FINAL=False,
-                  PAGES_AHEAD=pages_ahead)
-    options = {"num_warps": launch["values_warps"], "num_stages": launch["values_stages"]}
-    types = dict(pointers, V=f"*{dtype}", OUT="*fp32", LSE="*fp32")
-    return _report("_tile_values_kernel", consts, options, types,
-                   {"num_splits", "num_keys", "stride_lh", "stride_ls"}, module="_triton_two_pass")
-
-
 def row_kernel_report(input_mode: str = "plain", *, pdl: bool = True, block_n: int = 8, block_k: int = 512,
                       num_warps: int = 4, num_stages: int = 4, dtype: str = "bf16", ahead: bool = False,
                       k: int = 4096) -> KernelReport:
