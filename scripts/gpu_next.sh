@@ -5,7 +5,10 @@
 # now on the sliced kernels: the planner predicts 3.53 ms for 2x2-like ranks against helix's 4.52), and
 # the deepseek-mla target with the two-part MLA tiles of 2026-12-03 (one GPU's attention under helix
 # KVP=2 measured at 0.73x TP=2's; the step estimated at about 0.79, unmeasured).
-# (2026-12-04: every bench call here also runs the new FFN / other phases for the first time on 2 GPUs.)
+# (2026-12-04: every bench call here also runs the new FFN / other phases for the first time on 2 GPUs.
+# Second session of 2026-12-04: TP=2's 64-head MLA shard now takes the P-through-memory tile, 20% faster
+# alone on one H200, so one GPU's attention under helix KVP=2 is 0.93x TP=2's: expect the deepseek-mla
+# ratio near 1 unless the rest of the step differs.)
 # Needs `.whl` carried (grpcio for the serving check). Results in ${OUT:-out}. Then scripts/gpu_bench.sh:
 # the llama3-8b and mqa-8b 2-GPU targets have not run with the GQA kernel of the third session of
 # 2026-12-03 (block table a tile ahead: 1 x 128K 127.7 against 133.9 us on one H200).
