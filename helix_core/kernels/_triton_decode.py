@@ -23,6 +23,10 @@ Stage 1 (`_decode_split_kernel`), grid (head blocks, splits, batch):
   once. DV_PARTS = 2 (MLA only): two programs share a head block and a split, each owning one half
   of the values (its accumulator is half as wide, so 64 heads fit one warpgroup's registers); both
   compute the full scores from their own half, the other half and the tail.
+  P_VIA_MEMORY (16-bit math; the default for MLA's 64-head blocks at long context): each tile's P and
+  rescale factors go through a per-program scratch (store, CTA barrier, read back) instead of straight into
+  the P.V dot, so Triton does not stack all warps along the heads for the score dot (its rule for a dot
+  feeding another dot) and the two warpgroups of a 64-head block split the scores instead of repeating them.
 Stage 2 (`_merge_kernel`), grid (rows0, rows1): LSE-weighted merge of partials laid out with
   arbitrary strides; used for the splits when not FUSED and, reused, for the KVP merge of shards.
   PDL (sm_90+, the split merge only): the split kernel lets its dependent launch at its start and the
@@ -224,7 +228,8 @@ def _decode_split_kernel(
             parity = ((n0 - start) // BLOCK_N) % 2
             tl.store(p_slots + parity * (BLOCK_H * (BLOCK_N + 1)), p)
             tl.store(a_slots + parity * BLOCK_H, alpha)
-            parity = _cta_barrier(parity, UPCAST)  # every thread's part is written before any thread reads it
+            # every thread's part is written before any thread reads it (UPCAST: set exactly when interpreted)
+            parity = _cta_barrier(parity, UPCAST)
             p = tl.load(p_slots + parity * (BLOCK_H * (BLOCK_N + 1)))
             alpha = tl.load(a_slots + parity * BLOCK_H)
         acc = acc * alpha[:, None] + _mm(p, v, UPCAST)
