@@ -202,8 +202,8 @@ def _decode_split_kernel(
             if P_VIA_MEMORY:  # scaled apart: Triton would fold `dot + dot` into a chain of dots
                 qk = qk * qk_scale + qk_t * qk_scale
             else:
-                qk += qk_t
-        if not (P_VIA_MEMORY and HAS_TAIL):
+                qk = (qk + qk_t) * qk_scale
+        else:
             qk = qk * qk_scale
         qk = tl.where(n_ok[None, :], qk, float("-inf"))  # [BLOCK_H, BLOCK_N]
 

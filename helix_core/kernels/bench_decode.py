@@ -67,7 +67,7 @@ MLA_PARTS_SWEEP = [(32, 64, 8, 2, 1, 1), (32, 128, 8, 2, 1, 2), (16, 128, 8, 3, 
                    (32, 128, 16, 2, 1, 2), (16, 128, 16, 3, 1, 2), (16, 128, 8, 2, 1, 2), (32, 128, 8, 2, 2, 2),
                    (32, 128, 8, 2, 0.25, 2), (32, 128, 8, 2, 0.0625, 2)]  # fewer splits: each reads the 147 KB q tile
 # (block_n, block_h, num_warps, num_stages, waves, pages_ahead): P through memory (DecodeConfig.probs_via_memory),
-# so 64-head blocks on 8 warps compute each score once (sm_90, Triton 3.6: 255 registers, no spills, 148 KB)
+# so 64-head blocks on 8 warps compute each score once (sm_90, Triton 3.6: 255 registers, no spills, 148-220 KB)
 # H200 (2026-12-04): 64 heads over 4 x 1M, 2795 / 2768 us with three / four stages against 3473 for the
 # one-part tile with P in registers; 128 heads over 4 x 512K, 2850 against the two value parts' 2612 us
 MLA_PMEM_SWEEP = [(32, 64, 8, 3, 1, True), (32, 64, 8, 4, 1, True), (32, 64, 8, 2, 1, False),

@@ -513,8 +513,8 @@ def paged_decode_attention(
         """One launch of the split kernel. One split: part_out/part_lse are the final out/lse. Several:
         it writes the partials [B, Hq, S, ...] and, given the counters, merges them into out/lse."""
         final, fused = splits == 1, counters is not None
-        programs = head_blocks * dv_parts * splits * batch
         if probs_via_memory:  # per program: two [block_h, block_n + 1] P slots and two [block_h] rescale slots
+            programs = head_blocks * dv_parts * splits * batch
             p_scratch = torch.empty(programs * 2 * block_h * (block_n + 1), dtype=value_pages.dtype, device=device)
             a_scratch = torch.empty(programs * 2 * block_h, dtype=torch.float32, device=device)
         else:

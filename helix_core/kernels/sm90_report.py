@@ -27,7 +27,8 @@ from dataclasses import dataclass
 ARCH = 90
 SHARED_LIMIT = 232448  # bytes of shared memory one block may use on sm_90 (227 KB)
 _POINTER_TYPES = {"BLOCK_TABLE": "*i32", "LENGTHS": "*i32", "GROUP_KV": "*i32", "GROUP_HEADS": "*i32",
-                  "COUNTERS": "*i32", "A_SCRATCH": "*fp32", "OUT": "*fp32", "LSE": "*fp32", "FOUT": "*fp32", "FLSE": "*fp32"}
+                  "COUNTERS": "*i32", "A_SCRATCH": "*fp32", "OUT": "*fp32", "LSE": "*fp32", "FOUT": "*fp32",
+                  "FLSE": "*fp32"}
 _NOT_ALIGNED = {"qk_scale", "num_splits", "stride_lh", "stride_ls", "stride_flh"}  # splits: any count
 
 
