@@ -108,7 +108,8 @@ def _engine_flags(parser: argparse.ArgumentParser) -> None:
         help="KV pages per shard (0: fill --kv-memory-fraction of the free GPU memory)",
     )
     parser.add_argument("--kv-memory-fraction", type=float, default=defaults.kv_memory_fraction)
-    parser.add_argument("--page-size", type=int, default=defaults.page_size, help="tokens per KV page")
+    parser.add_argument("--page-size", type=int, default=defaults.page_size,
+                        help="tokens per KV page (default: 64 for MLA models, 16 otherwise)")
     parser.add_argument(
         "--stage-size",
         type=int,

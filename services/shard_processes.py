@@ -48,8 +48,6 @@ def shard_argv(config: ShardConfig) -> list[str]:
         str(config.kv_pages),
         "--kv-memory-fraction",
         str(config.kv_memory_fraction),
-        "--page-size",
-        str(config.page_size),
         "--stage-size",
         str(config.stage_size),
         "--prefill-chunk",
@@ -81,6 +79,8 @@ def shard_argv(config: ShardConfig) -> list[str]:
     ]
     if config.model_name:
         argv += ["--model-name", config.model_name]
+    if config.page_size is not None:  # else the engine's default for the model
+        argv += ["--page-size", str(config.page_size)]
     argv += (
         ["--metrics-port", str(config.metrics_port)] if config.metrics_port is not None else ["--no-metrics"]
     )

@@ -51,6 +51,12 @@ for mode in ("plain", "gated", "norm"):
     out[f"row {mode}"] = asdict(r.row_kernel_report(mode, pdl=False))
     out[f"row {mode} pdl"] = asdict(r.row_kernel_report(mode, pdl=True))
 out["rope append"] = asdict(r.rope_append_report())
+# the sm_90 Gluon MLA kernel (Triton with Gluon only): pages of 64 and 16 keys (TMA), 4 (cp.async only), one split
+from helix_core.kernels import mla_sm90
+if mla_sm90.gluon_hopper_available():
+    for page in (64, 16, 4):
+        out[f"gluon mla page {page}"] = asdict(r.gluon_mla_report(page))
+    out["gluon mla page 64 final"] = asdict(r.gluon_mla_report(64, final=True))
 print(json.dumps(out))
 """
 
@@ -70,7 +76,7 @@ def reports(tmp_path_factory):
 def test_default_configs_fit_an_sm90_block(reports):
     from helix_core.kernels.sm90_report import SHARED_LIMIT
 
-    assert set(reports) == {"gqa default", "mla default", "mla-64 default short", "mla-64 default long",
+    assert {k for k in reports if not k.startswith("gluon")} == {"gqa default", "mla default", "mla-64 default short", "mla-64 default long",
                             "mla one part", "merge 128 x 66", "merge 512 x 16", "gqa pdl", "merge 128 x 66 pdl",
                             "gqa not ahead", "sliced scores", "sliced scores not ahead", "sliced values",
                             "sliced values not ahead", "rope append", "mha512 default",
@@ -82,6 +88,26 @@ def test_default_configs_fit_an_sm90_block(reports):
         assert r["registers"] <= 255 and r["shared_bytes"] <= SHARED_LIMIT, (label, r)
         if not label.startswith(("merge", "row", "rope")):
             assert r["cp_async"] > 0, (label, r)  # the KV loads are software-pipelined
+
+
+def test_gluon_mla_kernel_is_warp_specialized_and_loads_by_tma(reports):
+    """The sm_90 Gluon MLA kernel: two warpgroups with their own registers (setmaxnreg), each MMA a warpgroup's
+    own 64-head tile ([4, 1]: no score computed twice), whole tiles loaded by TMA in boxes of min(page, 64)
+    keys (four times the boxes at 16-key pages), cp.async only for the partial last tile, and for every
+    tile where pages are too small for a box; no spills, within an sm_90 block's shared memory."""
+    from helix_core.kernels.sm90_report import SHARED_LIMIT
+
+    if "gluon mla page 64" not in reports:
+        pytest.skip("this Triton has no Gluon")
+    for label in ("gluon mla page 64", "gluon mla page 16", "gluon mla page 4", "gluon mla page 64 final"):
+        r = reports[label]
+        assert r["spill_bytes"] == 0 and r["registers"] <= 255 and r["shared_bytes"] <= SHARED_LIMIT, (label, r)
+        assert r["wgmma"] > 0 and r["mma_sync"] == 0, (label, r)
+        assert r["dot_warps"] == ["[4, 1]", "[4, 1]"], (label, r)
+        assert r["setmaxnreg"] > 0 and r["cp_async"] > 0, (label, r)
+    assert reports["gluon mla page 64"]["tma"] > 0
+    assert reports["gluon mla page 16"]["tma"] == 4 * reports["gluon mla page 64"]["tma"]
+    assert reports["gluon mla page 4"]["tma"] == 0
 
 
 def test_mla_uses_hopper_tensor_cores_with_registers_to_spare(reports):

@@ -271,6 +271,8 @@ def run_case(args, *, batch, context, heads, kv_heads, dk, dv, mla, sweep) -> di
 
     default = da.DecodeConfig()
     configs = [("default", default)]
+    if mla and _gluon_taken(da, prob, default, groups):  # the Triton kernel's default beside it
+        configs.append(("triton-default", da.DecodeConfig(sm90_mla=False)))
     if sweep:
         only = [part for part in (getattr(args, "only", None) or "").split(",") if part]
         configs += [c for c in _sweep_configs(da, prob, groups, mla) if not only or any(part in c[0] for part in only)]
@@ -363,11 +365,12 @@ def _sweep_configs(da, prob, groups, mla) -> list:
             table += [(*c, None) for c in GQA_WIDE_GROUP_SWEEP]
         base = _splits_used(da, prob, da.DecodeConfig(), groups, mla)
         table += [(bn, bh, w, s, max(1, min(da.MAX_SPLITS, int(base * times)))) for bn, bh, w, s, times in GQA_SPLIT_SWEEP]
-    out = [("default/fused-merge", da.DecodeConfig(fuse_merge=True)),
-           ("default/no-pdl", da.DecodeConfig(pdl=False)),  # the merge launched after the split kernel ends
-           ("default/ahead0", da.DecodeConfig(pages_ahead=False))]  # each tile's block-table load in its iteration
+    triton = False if mla else None  # MLA: these are the Triton kernel's variants (not the sm_90 Gluon kernel's)
+    out = [("default/fused-merge", da.DecodeConfig(fuse_merge=True, sm90_mla=triton)),
+           ("default/no-pdl", da.DecodeConfig(pdl=False, sm90_mla=triton)),  # the merge after the split kernel ends
+           ("default/ahead0", da.DecodeConfig(pages_ahead=False, sm90_mla=triton))]  # block-table load in-tile
     if mla:  # the MLA default reads the block table in-tile; the look-ahead measured against it
-        out.append(("default/ahead1", da.DecodeConfig(pages_ahead=True)))
+        out.append(("default/ahead1", da.DecodeConfig(pages_ahead=True, sm90_mla=False)))
     for bn, bh, w, s, splits in table:  # GQA: the earlier sweeps' tables, with the block table read in-tile
         label = f"bn{bn}/bh{bh}/w{w}/s{s}" + (f"/splits{splits}" if splits else "") + ("" if mla else "/ahead0")
         config = da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits, dv_parts=1,
@@ -397,7 +400,20 @@ def _sweep_configs(da, prob, groups, mla) -> list:
     return out
 
 
+def _gluon_taken(da, prob, cfg, groups) -> bool:
+    """The call goes to the sm_90 Gluon MLA kernel (mla_sm90)."""
+    dv = prob.dv
+    return da._take_sm90_mla(cfg, prob.q, prob.key_pages, dv, prob.value_pages is None) if prob.mla else False
+
+
 def _splits_used(da, prob, cfg, groups, mla) -> int:
+    if mla and _gluon_taken(da, prob, cfg, groups):
+        from . import mla_sm90
+
+        if cfg.num_splits:
+            return cfg.num_splits
+        return mla_sm90.choose_splits(prob.batch, groups.tables(mla_sm90.BLOCK_H, prob.q.device)[0].shape[0],
+                                      prob.context, prob.q.device)
     fp32_math = prob.key_pages.dtype == torch.float32
     return da.resolve_launch(prob.dk, prob.dv, groups, prob.batch, prob.context, fp32_math, cfg, prob.q.device,
                              values_are_keys=mla)[4]

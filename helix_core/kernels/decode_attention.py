@@ -154,6 +154,17 @@ class DecodeConfig:
     # warpgroups compute the same scores). Costs a store, a CTA barrier and a load per tile; 16-bit math only.
     # None: on for MLA's 64-head blocks at long context (TP-sharded MLA), off elsewhere
     probs_via_memory: bool | None = None
+    # absorbed MLA (576 / 512, 16-bit) on sm_90: the Gluon kernel with two warpgroups in different roles
+    # (kernels/_gluon_mla.py) instead of the Triton one. None: wherever it can run, unless a field above that
+    # only the Triton kernel has (tile, warps, stages, value parts, P through memory) is set; True: required
+    # (an error where it cannot run); False: the Triton kernel. H200, 128 heads, 4 x 512K keys: 978 against
+    # 2595 us (2026-12-04, third session)
+    sm90_mla: bool | None = None
+
+    def triton_tile_set(self) -> bool:
+        """A field that only the Triton kernel's launch has is set."""
+        return any(v is not None for v in (self.block_n, self.block_h, self.num_warps, self.num_stages,
+                                           self.dv_parts, self.probs_via_memory))
 
 
 _OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -504,6 +515,13 @@ def paged_decode_attention(
         raise ValueError(f"lse must be fp32 [{batch}, {num_q_heads}]")
     if batch == 0 or num_q_heads == 0:
         return out, lse
+    if _take_sm90_mla(cfg, q, key_pages, dv, values_are_keys):
+        from . import mla_sm90
+
+        group_kv, group_heads = groups.tables(mla_sm90.BLOCK_H, device)
+        splits = cfg.num_splits or mla_sm90.choose_splits(batch, group_kv.shape[0], max_length, device)
+        mla_sm90.launch(q, key_pages, block_table, lengths, scale, group_kv, group_heads, splits, out, lse)
+        return out, lse
 
     pdl = num_splits > 1 and want_pdl and pdl_usable(device)
     if cfg.pdl and not pdl and num_splits > 1:
@@ -554,6 +572,19 @@ def paged_decode_attention(
     _launch_merge(mod, mid_out.permute(2, 0, 1, 3), mid_lse.permute(2, 0, 1), out, lse, lse_in_log2=True,
                   pdl=pdl)
     return out, lse
+
+
+def _take_sm90_mla(cfg: DecodeConfig, q: torch.Tensor, key_pages: torch.Tensor, dv: int, values_are_keys: bool) -> bool:
+    """Whether this call goes to the Gluon MLA kernel (DecodeConfig.sm90_mla)."""
+    if cfg.sm90_mla is False or (cfg.sm90_mla is None and cfg.triton_tile_set()):
+        return False
+    from . import mla_sm90
+
+    fits = mla_sm90.usable(q, key_pages, dv, values_are_keys)
+    if cfg.sm90_mla and not fits:
+        raise ValueError("DecodeConfig(sm90_mla=True) needs absorbed MLA (576-dim keys, values their first 512 dims), "
+                         "a 16-bit query and cache, an sm_90 GPU and Triton with Gluon")
+    return fits
 
 
 def _launch_merge(mod, part_out: torch.Tensor, part_lse: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,

@@ -9,6 +9,7 @@ is what decides the MLA tiles (docs/benchmarks.md, 2026-12-03): a 64 x 512 fp32 
     python -m helix_core.kernels.sm90_report --shape mla --config 32,128,8,2,2   # block_n,block_h,warps,stages,dv_parts
     python -m helix_core.kernels.sm90_report --config 64,16,4,3,1,1   # GQA, the block table read a tile ahead
     python -m helix_core.kernels.sm90_report --shape mla --config 32,64,8,3,1,1,1   # P through memory
+    python -m helix_core.kernels.sm90_report --gluon-mla          # the sm_90 Gluon MLA kernel (Triton 3.5+)
 
 Arguments are specialized the way Triton's launcher specializes them for the engine's tensors:
 pointers and the page / row strides divisible by 16; the per-split LSE strides not.
@@ -42,6 +43,8 @@ class KernelReport:
     cp_async: int  # asynchronous global-to-shared copies (software-pipelined loads)
     griddepcontrol: int  # programmatic-dependent-launch instructions (launch_dependents / wait)
     dot_warps: tuple[str, ...] = ()  # warpsPerCTA of each Hopper MMA layout in the TTGIR (e.g. "[4, 2]")
+    tma: int = 0  # TMA (bulk tensor) copies in the PTX
+    setmaxnreg: int = 0  # register re-allocations between warp-specialized partitions
 
     def fits(self) -> bool:
         return self.spill_bytes == 0 and self.shared_bytes <= SHARED_LIMIT
@@ -122,6 +125,28 @@ def sliced_kernel_report(kernel: str, dim: int, *, max_group: int = 1, page_size
                    {"qk_scale", "num_splits", "num_keys", "stride_lh", "stride_ls"}, module="_triton_sliced")
 
 
+def gluon_mla_report(page_size: int = 64, *, final: bool = False, tma: bool = True, dtype: str = "bf16"
+                     ) -> KernelReport:
+    """The sm_90 Gluon MLA kernel (kernels/_gluon_mla.py) as `mla_sm90.launch` builds it for a cache of
+    `page_size`-key pages (tma: whole tiles by TMA where the page size allows; final: one split)."""
+    import torch
+
+    from . import mla_sm90
+
+    pages = torch.empty(2, page_size, 1, mla_sm90.KEY_DIM, dtype=torch.bfloat16 if dtype == "bf16" else torch.float16)
+    rows = mla_sm90.tma_box_rows(pages) if tma else 0
+    consts = dict(PAGE_SIZE=page_size, TMA_ROWS=rows, FINAL=final, PROBE=0, WORKER_REGS=mla_sm90.WORKER_REGS)
+    types = dict(_POINTER_TYPES, Q=f"*{dtype}", K=f"*{dtype}", OUT="*fp32", LSE="*fp32", qk_scale="fp32")
+    if rows:
+        from triton.runtime.jit import mangle_type
+
+        types["K_DESC"] = mangle_type(mla_sm90.key_descriptor(pages, rows))
+    else:
+        types["K_DESC"] = f"*{dtype}"
+    return _report("_mla_decode_kernel", consts, {"num_warps": 4}, types, _NOT_ALIGNED | {"K_DESC"},
+                   module="_gluon_mla")
+
+
 def row_kernel_report(input_mode: str = "plain", *, pdl: bool = True, block_n: int = 8, block_k: int = 512,
                       num_warps: int = 4, num_stages: int = 4, dtype: str = "bf16", ahead: bool = False,
                       k: int = 4096) -> KernelReport:
@@ -162,6 +187,9 @@ def _report(name: str, consts: dict, options: dict, types: dict, not_aligned: se
 
     from . import interpret_mode, kernel_module
 
+    if module.startswith("_gluon"):  # Gluon kernels build their IR from a source type of their own
+        from triton.experimental.gluon._runtime import GluonASTSource as ASTSource
+
     if interpret_mode():  # triton.language's own jit helpers (tl.cdiv) are then interpreter functions
         raise RuntimeError("unset TRITON_INTERPRET to compile kernels for sm_90")
     kernel = getattr(kernel_module(module), name)
@@ -191,7 +219,8 @@ def _report(name: str, consts: dict, options: dict, types: dict, not_aligned: se
                         mma_sync=len(re.findall(r"\bmma\.sync", ptx)), cp_async=ptx.count("cp.async.cg"),
                         griddepcontrol=ptx.count("griddepcontrol."),
                         dot_warps=tuple(re.findall(r"nvidia_mma<\{versionMajor = 3[^}]*warpsPerCTA = (\[[0-9, ]+\])",
-                                                   compiled.asm["ttgir"])))
+                                                   compiled.asm["ttgir"])),
+                        tma=ptx.count("cp.async.bulk.tensor"), setmaxnreg=ptx.count("setmaxnreg."))
 
 
 # the bench shapes: llama3-8b's GQA (group 4, 128 dims), DeepSeek-V3's absorbed MLA (128 heads, 576 / 512)
@@ -223,6 +252,17 @@ def default_configs(shape: str) -> list[tuple[str, tuple[int, ...]]]:
     return out
 
 
+def _print_gluon_mla() -> int:
+    failed = 0
+    print(f"{'page':>4} regs  spill  shared_KB  wgmma  cp.async  tma  setmaxnreg  MMA warps (TTGIR)")
+    for page in (64, 16, 4):
+        r = gluon_mla_report(page)
+        failed += not r.fits()
+        print(f"{page:4d} {r.registers:4d} {r.spill_bytes:6d} {r.shared_bytes / 1024:10.1f} {r.wgmma:6d} {r.cp_async:9d} "
+              f"{r.tma:4d} {r.setmaxnreg:11d}  {' '.join(r.dot_warps) or '-'}")
+    return 1 if failed else 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shape", choices=sorted(SHAPES), default="gqa",
@@ -231,7 +271,11 @@ def main(argv=None) -> int:
     p.add_argument("--config", action="append", default=[],
                    help="block_n,block_h,num_warps,num_stages[,dv_parts[,pages_ahead[,probs_via_memory]]]; repeatable "
                         "(default: the defaults)")
+    p.add_argument("--gluon-mla", action="store_true",
+                   help="the sm_90 Gluon MLA kernel instead (pages of 64, 16 and 4 keys; needs Triton with Gluon)")
     args = p.parse_args(argv)
+    if args.gluon_mla:
+        return _print_gluon_mla()
     shape = args.shape
     spec = SHAPES[shape]
     configs = []

@@ -27,7 +27,7 @@ class ShardConfig:
     model_name: str = ""  # empty: the checkpoint directory's name
     kv_pages: int = 256  # 0: as many as fit in kv_memory_fraction of the free GPU memory (CUDA)
     kv_memory_fraction: float = 0.9
-    page_size: int = 16
+    page_size: int | None = None  # None: the engine's default for the model (64 for MLA, 16 otherwise)
     stage_size: int = 16
     prefill_chunk: int = 256  # prompt tokens per step (per forward pass)
     hopb_pieces: int = 1

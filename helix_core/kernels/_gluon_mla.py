@@ -1,0 +1,345 @@
+"""Hopper (sm_90) absorbed-MLA decode kernel in Gluon, with two warpgroups in different roles.
+
+Why not the Triton kernel: with 64 heads a program, Triton gives a score dot that feeds another dot
+all warps stacked along the heads, so two warpgroups either both compute every score or each
+computes half the keys at wgmma N = 16-32, where re-reading Q from shared memory per instruction
+bounds the tensor pipe. Here the roles are explicit (the layout FlashMLA popularised):
+
+  warpgroup 0 ("scores", the default partition): S = Q K^T for the tile (wgmma M 64 x N 64, K 576:
+      Q and K from shared memory), the online softmax (it owns the running max and sum), P to
+      shared memory for warpgroup 1, then O[:, :256] += P V[:, :256] with P from its registers.
+  warpgroup 1 ("values", a worker partition): gathers the next tile's keys from the paged cache
+      with cp.async while warpgroup 0 works on this one, then O[:, 256:] += P V[:, 256:] with P
+      from shared memory.
+
+Keys are the first 512 dims (nope / latent) plus 64 rope dims; values are the first 512 dims, so
+each cached byte is read once. Shared memory: Q (72 KB), two key tiles (2 x 72 KB), P (8 KB):
+221 KB of the 227 KB an sm_90 block may use, one program a SM.
+
+Synchronisation (mbarriers, single-arrive; each partition passes its own barrier before it arrives,
+so all of its threads' stores are done):
+  full[s]   tile in stage s is loaded (warpgroup 1 -> 0)
+  empty[s]  both warpgroups are done reading stage s (count 2)
+  p_ready   P and the rescale factor of this tile are in shared memory (0 -> 1)
+  p_free    warpgroup 1 has read them (1 -> 0)
+  done      the final row sums are in shared memory (0 -> 1)
+
+PROBE (measurement only, wrong results): bit 1 loads only the first two tiles, bit 2 drops warpgroup 1's
+value MMA; scripts/gpu_gluon_mla.py `probe` times them to see what bounds the kernel.
+
+One program = (head block of 64, split, sequence); it writes the normalized partial output and its
+base-2 LSE like `_triton_decode._decode_split_kernel` (FINAL: the output and natural LSE), so the
+same merge kernel combines the splits. Compiled only for sm_90 with a Gluon-capable Triton (3.5+);
+Gluon has no CPU interpreter, so CI compiles it for sm_90 (kernels/sm90_report.py) and the GPU tests
+check its numbers.
+"""
+from __future__ import annotations
+
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.ampere import async_copy
+from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma, warpgroup_mma,
+                                                              warpgroup_mma_wait)
+
+# the barrier of the warps running the code (a partition's own named barrier inside one): Triton 3.6
+# calls it thread_barrier, 3.9 barrier
+_barrier = getattr(gl, "thread_barrier", None) or gl.barrier
+# cp.async global -> shared: async_copy_global_to_shared in 3.6, async_load in 3.9
+_cp_async = getattr(async_copy, "async_load", None) or async_copy.async_copy_global_to_shared
+_tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared  # TMA, likewise renamed
+
+INTERPRET = False  # kernel_module's bookkeeping: Gluon kernels never run under the interpreter
+
+BLOCK_H = gl.constexpr(64)  # heads a program: one wgmma M tile
+BLOCK_N = gl.constexpr(64)  # keys a tile: wgmma N 64 keeps the score MMAs from being bound by shared-memory reads
+HALF = gl.constexpr(256)  # value columns a warpgroup owns (Dv 512)
+TAIL = gl.constexpr(64)  # rope dims after the 512 latent dims
+STAGES = gl.constexpr(2)  # key tiles in shared memory
+ROW_BLOCKS = gl.constexpr(8)  # TMA boxes a tile at most (boxes of >= 8 keys: whole 128-byte swizzle atoms)
+
+
+@gluon.jit
+def _issue_tile(K, bt_row, kv_off, stride_kp, stride_ks, n0, end, k_lo, k_hi, k_t,
+                PAGE_SIZE: gl.constexpr, WIDE: gl.constexpr, NARROW: gl.constexpr):
+    """cp.async keys [n0, n0 + BLOCK_N) of a sequence (zero past `end`) into one stage's buffers."""
+    rows = n0 + gl.arange(0, BLOCK_N, gl.SliceLayout(1, WIDE))
+    ok = rows < end
+    page = gl.load(bt_row + rows // PAGE_SIZE, mask=ok, other=0).to(gl.int64)
+    base = K + kv_off + page * stride_kp + (rows % PAGE_SIZE).to(gl.int64) * stride_ks
+    cols = gl.arange(0, HALF, gl.SliceLayout(0, WIDE))
+    ptr = base[:, None] + cols[None, :]
+    mask = ok[:, None] & (cols[None, :] < HALF)
+    _cp_async(k_lo, ptr, mask=mask)
+    _cp_async(k_hi, ptr + HALF, mask=mask)
+
+    rows_t = n0 + gl.arange(0, BLOCK_N, gl.SliceLayout(1, NARROW))
+    ok_t = rows_t < end
+    page_t = gl.load(bt_row + rows_t // PAGE_SIZE, mask=ok_t, other=0).to(gl.int64)
+    base_t = K + kv_off + page_t * stride_kp + (rows_t % PAGE_SIZE).to(gl.int64) * stride_ks + 2 * HALF
+    cols_t = gl.arange(0, TAIL, gl.SliceLayout(0, NARROW))
+    _cp_async(k_t, base_t[:, None] + cols_t[None, :],
+                                           mask=ok_t[:, None] & (cols_t[None, :] < TAIL))
+    async_copy.commit_group()
+
+
+@gluon.jit
+def _tile_rows(bt_row, n0, end, PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, LAYOUT: gl.constexpr):
+    """The cache rows where tile n0's TMA boxes start ([ROW_BLOCKS]; entries past the tile or `end`: 0). Read a
+    tile ahead of their use, so no block-table round trip sits between a stage's release and its next load."""
+    r = gl.arange(0, ROW_BLOCKS, LAYOUT)
+    if TMA_ROWS == 0:  # no TMA: unused
+        return r * 0
+    else:
+        first = n0 + r * TMA_ROWS
+        ok = (r < BLOCK_N // TMA_ROWS) & (first < end)
+        return gl.load(bt_row + first // PAGE_SIZE, mask=ok, other=0) * PAGE_SIZE + first % PAGE_SIZE
+
+
+@gluon.jit
+def _load_tile(desc, K, bt_row, kv_off, stride_kp, stride_ks, n0, end, rows, bar, k_lo, k_hi, k_t,
+               PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, WIDE: gl.constexpr, NARROW: gl.constexpr):
+    """Start loading keys [n0, n0 + BLOCK_N) into one stage; `bar` completes when they are in shared memory.
+    TMA_ROWS > 0: whole tiles by TMA in boxes of TMA_ROWS keys x 64 dims starting at `rows` (`_tile_rows`; a page
+    holds whole boxes; the barrier counts the bytes). The partial last tile, and every tile when TMA_ROWS == 0,
+    by cp.async with zero fill past `end` (stale cache rows could hold NaN, which P = 0 would not cancel),
+    waited here."""
+    if TMA_ROWS > 0 and n0 + BLOCK_N <= end:
+        mbarrier.expect(bar, BLOCK_N * (2 * HALF + TAIL) * 2)
+        index = gl.arange(0, ROW_BLOCKS, rows.type.layout)
+        for r in gl.static_range(BLOCK_N // TMA_ROWS):
+            row = gl.sum(gl.where(index == r, rows, 0), 0)
+            for c in gl.static_range(HALF // 64):
+                _tma_load(desc, [row, c * 64], bar, k_lo.slice(r * TMA_ROWS, TMA_ROWS, dim=0).slice(c * 64, 64, dim=1))
+                _tma_load(desc, [row, HALF + c * 64], bar,
+                          k_hi.slice(r * TMA_ROWS, TMA_ROWS, dim=0).slice(c * 64, 64, dim=1))
+            _tma_load(desc, [row, 2 * HALF], bar, k_t.slice(r * TMA_ROWS, TMA_ROWS, dim=0))
+    else:
+        _issue_tile(K, bt_row, kv_off, stride_kp, stride_ks, n0, end, k_lo, k_hi, k_t, PAGE_SIZE, WIDE, NARROW)
+        async_copy.wait_group(0)
+        _barrier()
+        fence_async_shared()
+        mbarrier.arrive(bar, count=1)
+
+
+@gluon.jit
+def _store_half(OUT, LSE, o, l_i, m_i, heads, h_ok, col0, b, split,
+                stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls,
+                O_LAYOUT: gl.constexpr, FINAL: gl.constexpr, WRITE_LSE: gl.constexpr):
+    """Normalize one warpgroup's [BLOCK_H, HALF] output columns and store them (and, once, the LSE)."""
+    has = l_i > 0.0
+    out = o / gl.convert_layout(gl.where(has, l_i, 1.0), gl.SliceLayout(1, O_LAYOUT))[:, None]
+    rows = gl.convert_layout(heads, gl.SliceLayout(1, O_LAYOUT))
+    rows_ok = gl.convert_layout(h_ok, gl.SliceLayout(1, O_LAYOUT))
+    cols = col0 + gl.arange(0, HALF, gl.SliceLayout(0, O_LAYOUT))
+    o_ptr = OUT + b.to(gl.int64) * stride_ob + rows[:, None] * stride_oh + split * stride_os + cols[None, :]
+    gl.store(o_ptr, out.to(OUT.dtype.element_ty), mask=rows_ok[:, None] & (cols[None, :] < 2 * HALF))
+    if WRITE_LSE:
+        lse2 = gl.where(has, m_i + gl.log2(gl.where(has, l_i, 1.0)), float("-inf"))
+        if FINAL:
+            lse2 = lse2 * 0.6931471805599453
+        gl.store(LSE + b.to(gl.int64) * stride_lb + heads * stride_lh + split * stride_ls, lse2, mask=h_ok)
+
+
+@gluon.jit
+def _scores(q_lo, q_hi, q_t, k_lo, k_hi, k_t, zero_s):
+    """Issue S = Q K^T for one stage (latent halves and rope dims, accumulated): an async wgmma chain."""
+    acc = warpgroup_mma(q_lo, k_lo.permute((1, 0)), zero_s, use_acc=False, is_async=True)
+    acc = warpgroup_mma(q_hi, k_hi.permute((1, 0)), acc, is_async=True)
+    return warpgroup_mma(q_t, k_t.permute((1, 0)), acc, is_async=True)
+
+
+@gluon.jit
+def _scores_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
+                      OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, qk_scale,
+                      stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls,
+                      FINAL: gl.constexpr, PROBE: gl.constexpr):
+    """Warpgroup 0: scores, softmax, and output columns [0, HALF)."""
+    full, empty, p_ready, p_free, done = bars
+    S_LAYOUT: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                       instr_shape=[16, BLOCK_N, 16])
+    O_LAYOUT: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                       instr_shape=[16, HALF, 16])
+    P_LAYOUT: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=O_LAYOUT, k_width=2)
+    ROW: gl.constexpr = gl.SliceLayout(1, S_LAYOUT)
+
+    m_i = gl.full([BLOCK_H], float("-inf"), gl.float32, ROW)
+    l_i = gl.zeros([BLOCK_H], gl.float32, ROW)
+    o = gl.zeros([BLOCK_H, HALF], gl.float32, O_LAYOUT)
+    zero_s = gl.zeros([BLOCK_H, BLOCK_N], gl.float32, S_LAYOUT)
+    offs_n = gl.arange(0, BLOCK_N, gl.SliceLayout(0, S_LAYOUT))
+    for j in range(n_tiles):
+        s = j % STAGES
+        mbarrier.wait(full.index(s), (j // STAGES) & 1)
+        qk = warpgroup_mma_wait(0, deps=[_scores(q_lo, q_hi, q_t, k_lo.index(s), k_hi.index(s), k_t.index(s), zero_s)])
+        n_ok = (start + j * BLOCK_N + offs_n) < end
+        qk = gl.where(n_ok[None, :], qk * qk_scale, float("-inf"))
+        # every tile holds at least one visible key, so m_new is finite
+        m_new = gl.maximum(m_i, gl.max(qk, 1))
+        alpha = gl.exp2(m_i - m_new)
+        p = gl.exp2(qk - m_new[:, None])
+        l_i = l_i * alpha + gl.sum(p, 1)
+        m_i = m_new
+        p16 = p.to(k_lo.dtype)
+
+        mbarrier.wait(p_free, (j & 1) ^ 1)  # warpgroup 1 has read the previous tile's P
+        p_smem.store(p16)
+        alpha_smem.store(alpha)
+        fence_async_shared()
+        _barrier()
+        mbarrier.arrive(p_ready, count=1)
+
+        o = o * gl.convert_layout(alpha, gl.SliceLayout(1, O_LAYOUT))[:, None]
+        # (queueing the next tile's scores behind this MMA before waiting was slower: H200, 128 heads, 4 x 512K
+        # keys, 1178 against 984 us; 2026-12-04, third session)
+        o = warpgroup_mma(gl.convert_layout(p16, P_LAYOUT), k_lo.index(s), o, is_async=True)
+        o = warpgroup_mma_wait(0, deps=[o])
+        mbarrier.arrive(empty.index(s), count=1)
+
+    l_smem.store(l_i)
+    _barrier()
+    mbarrier.arrive(done, count=1)
+    offs_h = gl.arange(0, BLOCK_H, ROW)
+    heads = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_h)
+    h_ok = heads >= 0
+    heads = gl.where(h_ok, heads, 0).to(gl.int64)
+    _store_half(OUT, LSE, o, l_i, m_i, heads, h_ok, 0, b, split, stride_ob, stride_oh, stride_os,
+                stride_lb, stride_lh, stride_ls, O_LAYOUT, FINAL, True)
+
+
+@gluon.jit
+def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
+                      desc, K, BLOCK_TABLE, OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, kv_off,
+                      stride_kp, stride_ks, stride_btb,
+                      stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls,
+                      PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, FINAL: gl.constexpr, PROBE: gl.constexpr):
+    """Warpgroup 1: loads every tile (one ahead of warpgroup 0) and output columns [HALF, 2 HALF)."""
+    full, empty, p_ready, p_free, done = bars
+    O_LAYOUT: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                       instr_shape=[16, HALF, 16])
+    WIDE: gl.constexpr = gl.BlockedLayout([1, 8], [1, 32], [4, 1], [1, 0])
+    NARROW: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
+    ROW: gl.constexpr = gl.SliceLayout(1, O_LAYOUT)
+    bt_row = BLOCK_TABLE + b.to(gl.int64) * stride_btb
+
+    ROWS_LAYOUT: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
+    if n_tiles > 0:  # the first tile, before the loop
+        rows = _tile_rows(bt_row, start, end, PAGE_SIZE, TMA_ROWS, ROWS_LAYOUT)
+        _load_tile(desc, K, bt_row, kv_off, stride_kp, stride_ks, start, end, rows, full.index(0), k_lo.index(0),
+                   k_hi.index(0), k_t.index(0), PAGE_SIZE, TMA_ROWS, WIDE, NARROW)
+    rows_next = _tile_rows(bt_row, start + BLOCK_N, end, PAGE_SIZE, TMA_ROWS, ROWS_LAYOUT)
+
+    o = gl.zeros([BLOCK_H, HALF], gl.float32, O_LAYOUT)
+    for j in range(n_tiles):
+        s = j % STAGES
+        nxt = j + 1
+        if nxt < n_tiles:  # stage nxt % STAGES is free once both warpgroups are done with tile nxt - STAGES
+            sn = nxt % STAGES
+            mbarrier.wait(empty.index(sn), ((nxt // STAGES) & 1) ^ 1)
+            if (PROBE & 1) == 0 or nxt < STAGES:
+                _load_tile(desc, K, bt_row, kv_off, stride_kp, stride_ks, start + nxt * BLOCK_N, end, rows_next,
+                           full.index(sn), k_lo.index(sn), k_hi.index(sn), k_t.index(sn), PAGE_SIZE, TMA_ROWS,
+                           WIDE, NARROW)
+            else:
+                mbarrier.arrive(full.index(sn), count=1)
+            rows_next = _tile_rows(bt_row, start + (nxt + 1) * BLOCK_N, end, PAGE_SIZE, TMA_ROWS, ROWS_LAYOUT)
+
+        mbarrier.wait(p_ready, j & 1)
+        mbarrier.wait(full.index(s), (j // STAGES) & 1)  # TMA's writes, visible to this warpgroup too
+        alpha = alpha_smem.load(ROW)
+        if (PROBE & 2) == 0:
+            o = o * alpha[:, None]
+            o = warpgroup_mma(p_smem, k_hi.index(s), o, is_async=True)
+            o = warpgroup_mma_wait(0, deps=[o])
+        _barrier()  # every thread's wgmma has read P before it may be overwritten
+        mbarrier.arrive(p_free, count=1)
+        mbarrier.arrive(empty.index(s), count=1)
+
+    mbarrier.wait(done, 0)
+    l_i = l_smem.load(ROW)
+    offs_h = gl.arange(0, BLOCK_H, ROW)
+    heads = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_h)
+    h_ok = heads >= 0
+    heads = gl.where(h_ok, heads, 0).to(gl.int64)
+    _store_half(OUT, LSE, o, l_i, l_i, heads, h_ok, HALF, b, split, stride_ob, stride_oh, stride_os,
+                stride_lb, stride_lh, stride_ls, O_LAYOUT, FINAL, False)
+
+
+@gluon.jit
+def _mla_decode_kernel(
+    Q, K, K_DESC, BLOCK_TABLE, LENGTHS, GROUP_KV, GROUP_HEADS, OUT, LSE,
+    qk_scale,  # softmax scale * log2(e)
+    num_splits,
+    stride_qb, stride_qh, stride_kp, stride_ks, stride_kh, stride_btb,
+    stride_ob, stride_oh, stride_os,  # OUT [B, Hq, S, 512] (or [B, Hq, 512] with stride_os = 0)
+    stride_lb, stride_lh, stride_ls,  # LSE [B, Hq, S]
+    PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, FINAL: gl.constexpr, PROBE: gl.constexpr = 0,
+    WORKER_REGS: gl.constexpr = 240,  # registers a thread of warpgroup 1 (its O half takes 128; mla_sm90)
+):
+    grp = gl.program_id(0)
+    split = gl.program_id(1)
+    b = gl.program_id(2)
+    length = gl.load(LENGTHS + b)
+    per_split = gl.cdiv(gl.cdiv(length, num_splits), BLOCK_N) * BLOCK_N
+    start = split * per_split
+    end = gl.minimum(start + per_split, length)
+    n_tiles = gl.cdiv(gl.maximum(end - start, 0), BLOCK_N)
+    kv_off = gl.load(GROUP_KV + grp).to(gl.int64) * stride_kh
+
+    dtype: gl.constexpr = Q.dtype.element_ty
+    WIDE_SMEM: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16, rank=2)
+    Q_LOAD: gl.constexpr = gl.BlockedLayout([1, 8], [1, 32], [4, 1], [1, 0])
+    Q_TAIL: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
+    ROWS: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0])
+
+    # Q of the block's heads (padding rows read as 0)
+    offs_h = gl.arange(0, BLOCK_H, gl.SliceLayout(1, Q_LOAD))
+    heads = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_h)
+    h_ok = heads >= 0
+    q_row = Q + b.to(gl.int64) * stride_qb + gl.where(h_ok, heads, 0).to(gl.int64) * stride_qh
+    cols = gl.arange(0, HALF, gl.SliceLayout(0, Q_LOAD))
+    q_mask = h_ok[:, None] & (cols[None, :] < HALF)
+    q_lo = gl.allocate_shared_memory(dtype, [BLOCK_H, HALF], WIDE_SMEM,
+                                     gl.load(q_row[:, None] + cols[None, :], mask=q_mask, other=0.0))
+    q_hi = gl.allocate_shared_memory(dtype, [BLOCK_H, HALF], WIDE_SMEM,
+                                     gl.load(q_row[:, None] + HALF + cols[None, :], mask=q_mask, other=0.0))
+    offs_ht = gl.arange(0, BLOCK_H, gl.SliceLayout(1, Q_TAIL))
+    heads_t = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_ht)
+    ht_ok = heads_t >= 0
+    q_row_t = Q + b.to(gl.int64) * stride_qb + gl.where(ht_ok, heads_t, 0).to(gl.int64) * stride_qh + 2 * HALF
+    cols_t = gl.arange(0, TAIL, gl.SliceLayout(0, Q_TAIL))
+    q_t = gl.allocate_shared_memory(dtype, [BLOCK_H, TAIL], WIDE_SMEM,
+                                    gl.load(q_row_t[:, None] + cols_t[None, :],
+                                            mask=ht_ok[:, None] & (cols_t[None, :] < TAIL), other=0.0))
+
+    k_lo = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HALF], WIDE_SMEM)
+    k_hi = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HALF], WIDE_SMEM)
+    k_t = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, TAIL], WIDE_SMEM)
+    p_smem = gl.allocate_shared_memory(dtype, [BLOCK_H, BLOCK_N], WIDE_SMEM)
+    alpha_smem = gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS)
+    l_smem = gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS)
+
+    full = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    p_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    p_free = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    done = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(STAGES):
+        mbarrier.init(full.index(i), count=1)
+        mbarrier.init(empty.index(i), count=2)
+    mbarrier.init(p_ready, count=1)
+    mbarrier.init(p_free, count=1)
+    mbarrier.init(done, count=1)
+    fence_async_shared()  # Q's stores and the barrier inits, before any wgmma or other warp sees them
+    _barrier()
+
+    bars = (full, empty, p_ready, p_free, done)
+    gl.warp_specialize([
+        (_scores_partition, (q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
+                             OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, qk_scale,
+                             stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, FINAL, PROBE)),
+        (_values_partition, (k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
+                             K_DESC, K, BLOCK_TABLE, OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, kv_off,
+                             stride_kp, stride_ks, stride_btb,
+                             stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, PAGE_SIZE, TMA_ROWS, FINAL,
+                             PROBE)),
+    ], [4], [WORKER_REGS])

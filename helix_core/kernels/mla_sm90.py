@@ -1,0 +1,125 @@
+"""Launcher of the Hopper MLA decode kernel (`_gluon_mla`): which calls it can take, and the launch.
+
+It takes absorbed-MLA calls only: 576-dim keys (512 latent + 64 rope) whose first 512 dims are the
+values, 16-bit query and cache, on an sm_90 GPU with a Triton that has Gluon's Hopper API. Anything
+else keeps the Triton kernel of decode_attention.py. Heads go in blocks of 64 (a block of a
+smaller group is padded), one program a SM (221 KB of shared memory), the keys split so that all
+programs run in one wave; the splits are merged by decode_attention's merge kernel.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import interpret_mode, kernel_module, sm_count, triton_available
+
+KEY_DIM = 576
+VALUE_DIM = 512
+BLOCK_H = 64
+BLOCK_N = 64
+WORKER_REGS = 240  # registers a thread of the kernel's second warpgroup (the first gets the rest: 256)
+
+_GLUON_OK: bool | None = None
+_CAPABILITY: dict[int, tuple[int, int]] = {}
+
+
+def gluon_hopper_available() -> bool:
+    """Triton's Gluon with the Hopper ops this kernel uses is importable (asked once)."""
+    global _GLUON_OK
+    if _GLUON_OK is None:
+        try:
+            from triton.experimental.gluon.language.nvidia.hopper import warpgroup_mma  # noqa: F401
+            _GLUON_OK = triton_available()
+        except Exception:  # no Gluon (Triton < 3.5) or a broken install
+            _GLUON_OK = False
+    return _GLUON_OK
+
+
+def _capability(device: torch.device) -> tuple[int, int]:
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _CAPABILITY:
+        _CAPABILITY[index] = torch.cuda.get_device_capability(index)
+    return _CAPABILITY[index]
+
+
+def shape_fits(dk: int, dv: int, values_are_keys: bool, q_dtype: torch.dtype, cache_dtype: torch.dtype) -> bool:
+    """The call's shape is the one the kernel is written for (device aside)."""
+    return (values_are_keys and dk == KEY_DIM and dv == VALUE_DIM and q_dtype == cache_dtype
+            and cache_dtype in (torch.bfloat16, torch.float16))
+
+
+def usable(q: torch.Tensor, key_pages: torch.Tensor, dv: int, values_are_keys: bool) -> bool:
+    """The kernel can run this call here: the MLA shape, 16-bit, an sm_90 CUDA device, Gluon, no interpreter,
+    rows of the cache and query 16-byte aligned (cp.async moves 16 bytes)."""
+    if not (q.is_cuda and shape_fits(q.shape[-1], dv, values_are_keys, q.dtype, key_pages.dtype)):
+        return False
+    if interpret_mode() or not gluon_hopper_available() or _capability(q.device) != (9, 0):
+        return False
+    aligned = all(s % 8 == 0 for s in (key_pages.stride(0), key_pages.stride(1), key_pages.stride(2),
+                                       q.stride(0), q.stride(1)))
+    return aligned and key_pages.stride(-1) == 1 and q.stride(-1) == 1 \
+        and key_pages.data_ptr() % 16 == 0 and q.data_ptr() % 16 == 0
+
+
+def tma_box_rows(key_pages: torch.Tensor) -> int:
+    """Keys per TMA box (0: no TMA, cp.async for every tile): the cache must be one KV head of contiguous pages,
+    and a page a power of two >= 8 keys (whole 128-byte swizzle atoms of 8 rows; min(page, 64) a box)."""
+    pages, page_size, kv_heads, dim = key_pages.shape
+    contiguous = key_pages.stride(0) == page_size * key_pages.stride(1) and key_pages.stride(1) % 8 == 0
+    if kv_heads != 1 or not contiguous or page_size < 8 or page_size & (page_size - 1):
+        return 0
+    return min(page_size, BLOCK_N)
+
+
+def key_descriptor(key_pages: torch.Tensor, box_rows: int):
+    """TMA descriptor of the cache as rows of 576 dims, boxes of box_rows keys x 64 dims (128-byte swizzle,
+    the layout the kernel's key buffers have)."""
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    pages, page_size = key_pages.shape[:2]
+    layout = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16, rank=2)
+    return TensorDescriptor(key_pages, [pages * page_size, KEY_DIM], [key_pages.stride(1), 1], [box_rows, 64], layout)
+
+
+def choose_splits(batch: int, head_blocks: int, max_length: int, device: torch.device) -> int:
+    """One wave: at most one program a SM, splits of at least MIN_TILES_PER_SPLIT tiles."""
+    from .decode_attention import choose_num_splits
+
+    return choose_num_splits(batch, head_blocks, max_length, BLOCK_N, sm_count(device), waves=1)
+
+
+def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, lengths: torch.Tensor,
+           scale: float, group_kv: torch.Tensor, group_heads: torch.Tensor, num_splits: int,
+           out: torch.Tensor, lse: torch.Tensor, pdl: bool = False, probe: int = 0, use_tma: bool = True,
+           worker_regs: int = WORKER_REGS) -> None:
+    """Attention of q [B, Hq, 576] over the paged cache into out [B, Hq, 512] and lse [B, Hq] (natural log).
+    group_kv / group_heads: HeadGroups.tables(64) of the call; num_splits >= 1."""
+    mod = kernel_module("_gluon_mla")
+    batch = q.shape[0]
+    head_blocks = group_kv.shape[0]
+    qk_scale = float(scale) * 1.4426950408889634
+    tma_rows = tma_box_rows(key_pages) if use_tma else 0
+    desc = key_descriptor(key_pages, tma_rows) if tma_rows else key_pages  # placeholder: never read
+
+    def run(part_out, part_lse, splits):
+        final = splits == 1
+        mod._mla_decode_kernel[(head_blocks, splits, batch)](
+            q, key_pages, desc, block_table, lengths, group_kv, group_heads, part_out, part_lse,
+            qk_scale, splits,
+            q.stride(0), q.stride(1), key_pages.stride(0), key_pages.stride(1), key_pages.stride(2),
+            block_table.stride(0),
+            part_out.stride(0), part_out.stride(1), 0 if final else part_out.stride(2),
+            part_lse.stride(0), part_lse.stride(1), 0 if final else part_lse.stride(2),
+            PAGE_SIZE=key_pages.shape[1], TMA_ROWS=tma_rows, FINAL=final, PROBE=probe, WORKER_REGS=worker_regs, num_warps=4,
+        )
+
+    if num_splits == 1:
+        run(out, lse, 1)
+        return
+    from .decode_attention import _kernels, _launch_merge
+
+    mid_out = torch.empty(batch, q.shape[1], num_splits, VALUE_DIM, dtype=torch.float32, device=q.device)
+    mid_lse = torch.empty(batch, q.shape[1], num_splits, dtype=torch.float32, device=q.device)
+    run(mid_out, mid_lse, num_splits)
+    _launch_merge(_kernels(), mid_out.permute(2, 0, 1, 3), mid_lse.permute(2, 0, 1), out, lse, lse_in_log2=True,
+                  pdl=pdl)

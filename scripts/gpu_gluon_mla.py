@@ -1,0 +1,184 @@
+"""The sm_90 Gluon MLA decode kernel on a GPU: numbers against an fp32 torch reference, then its time
+against the Triton kernel (CUDA graphs, 50 replays). Run by scripts/gpu_gluon_mla.sh.
+
+    python scripts/gpu_gluon_mla.py check
+    python scripts/gpu_gluon_mla.py bench
+"""
+from __future__ import annotations
+
+import math
+import sys
+
+import torch
+
+from helix_core.kernels.decode_attention import DecodeConfig, HeadGroups, paged_decode_attention
+
+FLOP_PER_KEY_HEAD = 2 * (576 + 512)
+
+
+def make_case(batch, heads, lengths, page_size, dtype=torch.bfloat16, seed=0):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    pages_per = [max(1, -(-n // page_size)) for n in lengths]
+    total = sum(pages_per) + 3
+    keys = torch.randn(total, page_size, 1, 576, device="cuda", dtype=dtype, generator=g)
+    perm = torch.randperm(total, device="cuda", generator=g).to(torch.int32)  # pages anywhere in the pool
+    table = torch.zeros(batch, max(pages_per), dtype=torch.int32, device="cuda")
+    at = 0
+    for row, count in enumerate(pages_per):
+        table[row, :count] = perm[at:at + count]
+        at += count
+    q = torch.randn(batch, heads, 576, device="cuda", dtype=dtype, generator=g)
+    lens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
+    return q, keys, table, lens
+
+
+def reference(q, keys, table, lens, scale):
+    """fp32 attention of each sequence's gathered keys (values: the first 512 dims)."""
+    batch, heads, _ = q.shape
+    page_size = keys.shape[1]
+    out = torch.zeros(batch, heads, 512, device="cuda")
+    lse = torch.full((batch, heads), float("-inf"), device="cuda")
+    for b in range(batch):
+        n = int(lens[b])
+        if n == 0:
+            continue
+        idx = torch.arange(n, device="cuda")
+        k = keys[table[b, idx // page_size].long(), idx % page_size, 0].float()  # [n, 576]
+        s = q[b].float() @ k.T * scale
+        lse[b] = torch.logsumexp(s, 1)
+        out[b] = torch.softmax(s, 1) @ k[:, :512]
+    return out, lse
+
+
+def check() -> int:
+    scale = 1.0 / math.sqrt(192)
+    cases = [
+        (1, 128, [1000], 64, None, torch.float32),
+        (3, 128, [0, 77, 5000], 16, 1, torch.float32),
+        (3, 128, [0, 77, 5000], 16, 3, torch.float32),
+        (3, 128, [0, 77, 5000], 16, None, torch.float32),
+        (2, 64, [4096, 129], 64, None, torch.float32),
+        (2, 16, [300, 64], 16, None, torch.bfloat16),
+        (1, 128, [33000], 64, None, torch.float32),
+        (2, 128, [20000, 64], 32, 7, torch.bfloat16),
+    ]
+    failed = 0
+    for batch, heads, lengths, page_size, splits, out_dtype in cases:
+        q, keys, table, lens = make_case(batch, heads, lengths, page_size)
+        ref_out, ref_lse = reference(q, keys, table, lens, scale)
+        results = {}
+        for name, flag in (("gluon", True), ("triton", False)):
+            cfg = DecodeConfig(sm90_mla=flag, num_splits=splits)
+            out, lse = paged_decode_attention(q, keys, None, table, lens, scale, heads, value_dim=512,
+                                              max_length=max(lengths), config=cfg, out_dtype=out_dtype)
+            torch.cuda.synchronize()
+            live = torch.isfinite(ref_lse)
+            d_out = (out.float() - ref_out).abs().max().item()
+            d_lse = (lse[live] - ref_lse[live]).abs().max().item() if live.any() else 0.0
+            empty_ok = bool((lse[~live] == float("-inf")).all()) and bool((out[~live].float() == 0).all())
+            results[name] = (d_out, d_lse, empty_ok, bool(torch.isfinite(out.float()).all()))
+        g, t = results["gluon"], results["triton"]
+        ok = g[2] and g[3] and g[1] <= 2e-3 and g[0] <= 2 * t[0] + 2e-3
+        failed += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} B={batch} H={heads} L={lengths} page={page_size} splits={splits} "
+              f"out={str(out_dtype).split('.')[-1]}: gluon max|d out| {g[0]:.2e} |d lse| {g[1]:.2e} "
+              f"(triton {t[0]:.2e} / {t[1]:.2e}) empty rows ok {g[2]}", flush=True)
+    print(f"check: {len(cases) - failed} / {len(cases)} passed", flush=True)
+    return 1 if failed else 0
+
+
+def time_graph(fn, replays=50):
+    fn()
+    torch.cuda.synchronize()
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        fn()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=stream):
+            fn()
+    torch.cuda.synchronize()
+    for _ in range(5):
+        graph.replay()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(replays):
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1000)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def time_graph_back_to_back(fn, replays=100):
+    """Median microseconds per replay over 5 runs of `replays` back-to-back replays (bench_decode's way)."""
+    from helix_core.kernels.bench_decode import time_eager
+    from helix_core.bench.probes import capture_graph
+
+    fn()
+    torch.cuda.synchronize()
+    return time_eager(capture_graph(fn).replay, warmup=3, iters=replays, repeats=5) * 1e6
+
+
+def bench(points) -> int:
+    scale = 1.0 / math.sqrt(192)
+    print(f"{'heads':>5} {'batch':>5} {'keys':>8} {'page':>4} {'gluon_us':>9} {'triton_us':>9} {'speedup':>7} "
+          f"{'gluon_TF/s':>10} {'triton_TF/s':>11} {'max|d|':>8}", flush=True)
+    for point in points:
+        heads, batch, length, page = (tuple(point) + (64,))[:4]
+        q, keys, table, lens = make_case(batch, heads, [length] * batch, page)
+        groups = HeadGroups.from_group_size(heads, heads)  # built once: its tables are cached on the device
+        outs = {}
+        times = {}
+        for name, flag in (("gluon", True), ("triton", False)):
+            cfg = DecodeConfig(sm90_mla=flag)
+            out = torch.empty(batch, heads, 512, device="cuda", dtype=torch.bfloat16)
+            lse = torch.empty(batch, heads, device="cuda")
+
+            def call(cfg=cfg, out=out, lse=lse):
+                paged_decode_attention(q, keys, None, table, lens, scale, groups, value_dim=512, max_length=length,
+                                       config=cfg, out=out, lse=lse)
+            times[name] = time_graph(call)
+            outs[name] = out.float()
+        diff = (outs["gluon"] - outs["triton"]).abs().max().item()
+        flop = batch * length * heads * FLOP_PER_KEY_HEAD
+        print(f"{heads:5d} {batch:5d} {length:8d} {page:4d} {times['gluon']:9.1f} {times['triton']:9.1f} "
+              f"{times['triton'] / times['gluon']:7.2f} {flop / times['gluon'] / 1e6:10.1f} "
+              f"{flop / times['triton'] / 1e6:11.1f} {diff:8.1e}", flush=True)
+        torch.cuda.empty_cache()
+    return 0
+
+
+POINTS = [(128, 1, 32768), (128, 4, 131072), (128, 4, 524288), (128, 1, 1048576), (128, 4, 1048576),
+          (64, 1, 32768), (64, 4, 131072), (64, 4, 1048576)]
+
+def probe(heads=128, batch=4, length=524288, page=64) -> int:
+    """Time the split kernel alone with parts of its work switched off (DEBUG bits: 1 no loads after the
+    first tiles, 2 no values MMA in warpgroup 1, 4 none in warpgroup 0): what bounds it."""
+    from helix_core.kernels import mla_sm90
+
+    q, keys, table, lens = make_case(batch, heads, [length] * batch, page)
+    groups = HeadGroups.from_group_size(heads, heads)
+    gkv, gh = groups.tables(64, q.device)
+    splits = mla_sm90.choose_splits(batch, gkv.shape[0], length, q.device)
+    out = torch.empty(batch, heads, 512, device="cuda")
+    lse = torch.empty(batch, heads, device="cuda")
+    flop = batch * length * heads * FLOP_PER_KEY_HEAD
+    print(f"probe heads {heads} batch {batch} keys {length} page {page} splits {splits}", flush=True)
+    for bits in (0, 1, 2):
+        fn = (lambda bits=bits: mla_sm90.launch(q, keys, table, lens, 0.07, gkv, gh, splits, out, lse, probe=bits))
+        one = time_graph(fn)
+        run = time_graph_back_to_back(fn)
+        print(f"probe {bits}: one replay {one:9.1f} us {flop / one / 1e6:6.1f} TF/s | "
+              f"100 back to back {run:9.1f} us {flop / run / 1e6:6.1f} TF/s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "probe":
+        sys.exit(probe(*(int(v) for v in sys.argv[2:])))
+    if sys.argv[1] == "check":
+        sys.exit(check())
+    sys.exit(bench(POINTS if len(sys.argv) < 3 else
+                   [tuple(int(v) for v in p.split(",")) for p in sys.argv[2:]]))  # heads,batch,keys[,page]

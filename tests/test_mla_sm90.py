@@ -1,0 +1,73 @@
+"""Which calls the sm_90 Gluon MLA kernel takes (kernels/mla_sm90.py) and how a call that asks for it where
+it cannot run fails. Its numbers are checked on a GPU (tests/test_mla_sm90_gpu.py); its sm_90 build in
+tests/test_kernel_sm90.py."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from helix_core.kernels import decode_attention as da
+from helix_core.kernels import mla_sm90
+
+
+def pool(pages=4, page_size=64, kv_heads=1, dim=576, dtype=torch.bfloat16):
+    return torch.zeros(pages, page_size, kv_heads, dim, dtype=dtype)
+
+
+@pytest.mark.parametrize("page_size, rows", [(64, 64), (128, 64), (32, 32), (16, 16), (8, 8), (4, 0), (24, 0)])
+def test_tma_boxes_are_whole_pages_of_swizzle_atoms(page_size, rows):
+    assert mla_sm90.tma_box_rows(pool(page_size=page_size)) == rows
+
+
+def test_no_tma_for_several_kv_heads_or_pages_apart():
+    assert mla_sm90.tma_box_rows(pool(kv_heads=2)) == 0
+    wide = torch.zeros(4, 64, 1, 640, dtype=torch.bfloat16)[..., :576]  # rows 640 apart: still one 2-D view
+    assert mla_sm90.tma_box_rows(wide) == 64
+    every_other = pool(pages=8)[::2]  # pages not adjacent
+    assert mla_sm90.tma_box_rows(every_other) == 0
+
+
+def test_only_absorbed_mla_in_16_bits_fits():
+    bf16, fp16, fp32 = torch.bfloat16, torch.float16, torch.float32
+    assert mla_sm90.shape_fits(576, 512, True, bf16, bf16)
+    assert mla_sm90.shape_fits(576, 512, True, fp16, fp16)
+    assert not mla_sm90.shape_fits(576, 512, True, fp32, fp32)
+    assert not mla_sm90.shape_fits(576, 512, True, fp32, bf16)  # an fp32 query over a 16-bit cache
+    assert not mla_sm90.shape_fits(576, 512, False, bf16, bf16)  # separate value pages
+    assert not mla_sm90.shape_fits(128, 128, True, bf16, bf16)
+    assert not mla_sm90.shape_fits(576, 256, True, bf16, bf16)
+
+
+def test_cpu_tensors_keep_the_triton_kernel():
+    q = torch.zeros(1, 128, 576, dtype=torch.bfloat16)
+    assert not mla_sm90.usable(q, pool(), 512, True)
+    assert not da._take_sm90_mla(da.DecodeConfig(), q, pool(), 512, True)
+    assert not da._take_sm90_mla(da.DecodeConfig(sm90_mla=False), q, pool(), 512, True)
+
+
+def test_asking_for_it_where_it_cannot_run_is_a_clear_error():
+    q = torch.zeros(1, 128, 576, dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match=r"sm90_mla=True\) needs absorbed MLA"):
+        da._take_sm90_mla(da.DecodeConfig(sm90_mla=True), q, pool(), 512, True)
+    table = torch.zeros(1, 1, dtype=torch.int32)
+    lengths = torch.ones(1, dtype=torch.int32)
+    with pytest.raises(ValueError, match="sm90_mla=True"):
+        da.paged_decode_attention(q, pool(), None, table, lengths, 0.1, 128, value_dim=512,
+                                  config=da.DecodeConfig(sm90_mla=True))
+
+
+def test_a_triton_tile_in_the_config_means_the_triton_kernel():
+    assert not da.DecodeConfig().triton_tile_set()
+    assert not da.DecodeConfig(num_splits=8, fuse_merge=True, pdl=False).triton_tile_set()  # both kernels' knobs
+    for field in ("block_n", "block_h", "num_warps", "num_stages", "dv_parts"):
+        assert da.DecodeConfig(**{field: 2}).triton_tile_set(), field
+    assert da.DecodeConfig(probs_via_memory=True).triton_tile_set()
+
+
+@pytest.mark.parametrize("batch, keys", [(1, 4096), (1, 32768), (4, 131072), (4, 1 << 20), (64, 2048)])
+def test_splits_fill_one_wave_without_short_splits(batch, keys):
+    sms = 132
+    splits = da.choose_num_splits(batch, 2, keys, mla_sm90.BLOCK_N, sms, waves=1)
+    assert batch * 2 * splits <= max(sms, batch * 2)  # one program a SM at most (more only for a huge batch)
+    tiles = -(-keys // mla_sm90.BLOCK_N)
+    assert splits == 1 or tiles // splits >= da.MIN_TILES_PER_SPLIT

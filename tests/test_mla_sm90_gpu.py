@@ -1,0 +1,130 @@
+"""The sm_90 Gluon MLA decode kernel against fp32 attention over the gathered keys (an H100 / H200 only:
+Gluon has no CPU interpreter; CI compiles the kernel for sm_90 in tests/test_kernel_sm90.py instead)."""
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+from helix_core.kernels import mla_sm90
+
+if not (torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
+        and os.environ.get("TRITON_INTERPRET", "0") in ("", "0") and mla_sm90.gluon_hopper_available()):
+    pytest.skip("needs an sm_90 GPU and Triton with Gluon", allow_module_level=True)
+
+from helix_core.kernels import decode_attention as da  # noqa: E402
+
+SCALE = 1.0 / math.sqrt(192)
+
+
+def make_case(lengths, heads, page_size, dtype=torch.bfloat16, seed=0):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    counts = [max(1, -(-n // page_size)) for n in lengths]
+    total = sum(counts) + 2
+    keys = torch.randn(total, page_size, 1, 576, device="cuda", generator=gen).to(dtype)
+    perm = torch.randperm(total, device="cuda", generator=gen).to(torch.int32)  # pages anywhere in the pool
+    table = torch.zeros(len(lengths), max(counts), dtype=torch.int32, device="cuda")
+    at = 0
+    for row, count in enumerate(counts):
+        table[row, :count] = perm[at:at + count]
+        at += count
+    q = torch.randn(len(lengths), heads, 576, device="cuda", generator=gen).to(dtype)
+    return q, keys, table, torch.tensor(lengths, dtype=torch.int32, device="cuda")
+
+
+def reference(q, keys, table, lengths):
+    """fp32 softmax attention of each sequence over its gathered keys; values: their first 512 dims."""
+    batch, heads, _ = q.shape
+    page_size = keys.shape[1]
+    out = torch.zeros(batch, heads, 512, device="cuda")
+    lse = torch.full((batch, heads), float("-inf"), device="cuda")
+    for b, n in enumerate(lengths.tolist()):
+        if n:
+            idx = torch.arange(n, device="cuda")
+            k = keys[table[b, idx // page_size].long(), idx % page_size, 0].float()
+            s = q[b].float() @ k.T * SCALE
+            lse[b] = torch.logsumexp(s, 1)
+            out[b] = torch.softmax(s, 1) @ k[:, :512]
+    return out, lse
+
+
+def assert_matches(out, lse, ref_out, ref_lse):
+    live = torch.isfinite(ref_lse)
+    torch.testing.assert_close(out.float()[live], ref_out[live], atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(lse[live], ref_lse[live], atol=1e-3, rtol=0)
+    assert (lse[~live] == float("-inf")).all() and (out[~live] == 0).all()  # a sequence with no keys
+
+
+@pytest.mark.parametrize("lengths, heads, page_size, splits", [
+    ([1000], 128, 64, None),  # a partial last tile (cp.async), the rest by TMA
+    ([0, 77, 5000], 128, 16, None),  # an empty sequence; four 16-key boxes a tile
+    ([0, 77, 5000], 128, 16, 1),  # one split: the final output straight from the kernel
+    ([4096, 129], 64, 8, 3),  # 8-key boxes, a forced split count
+    ([300, 64], 16, 32, None),  # 16 heads: a 64-head block padded with 48 empty rows
+    ([33000], 128, 4, None),  # pages too small for a TMA box: cp.async for every tile
+    ([20000, 64], 128, 128, 7),  # pages wider than a tile
+])
+def test_matches_fp32_attention(lengths, heads, page_size, splits):
+    q, keys, table, lens = make_case(lengths, heads, page_size)
+    for out_dtype in (torch.float32, torch.bfloat16):
+        out, lse = da.paged_decode_attention(q, keys, None, table, lens, SCALE, heads, value_dim=512,
+                                             max_length=max(lengths),
+                                             config=da.DecodeConfig(sm90_mla=True, num_splits=splits),
+                                             out_dtype=out_dtype)
+        assert out.dtype == out_dtype
+        assert_matches(out, lse, *reference(q, keys, table, lens))
+
+
+def test_fp16_cache_and_several_head_groups():
+    """fp16, and 128 query heads over two KV heads (64 each; each block reads its own head, cp.async)."""
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    q = torch.randn(2, 128, 576, device="cuda", generator=gen).half()
+    keys = torch.randn(40, 16, 2, 576, device="cuda", generator=gen).half()
+    table = torch.arange(40, device="cuda", dtype=torch.int32).view(2, 20)
+    lens = torch.tensor([300, 317], dtype=torch.int32, device="cuda")
+    mapping = [h // 64 for h in range(128)]
+    out, lse = da.paged_decode_attention(q, keys, None, table, lens, SCALE, mapping, value_dim=512,
+                                         config=da.DecodeConfig(sm90_mla=True))
+    for kv in range(2):
+        rows = slice(64 * kv, 64 * kv + 64)
+        ref_out, ref_lse = reference(q[:, rows].contiguous(), keys[:, :, kv:kv + 1].contiguous(), table, lens)
+        assert_matches(out[:, rows], lse[:, rows], ref_out, ref_lse)
+
+
+def test_tma_and_cp_async_loads_agree():
+    q, keys, table, lens = make_case([5000, 4097], 128, 64)
+    groups = da.HeadGroups.from_group_size(128, 128)
+    group_kv, group_heads = groups.tables(64, q.device)
+    results = []
+    for use_tma in (True, False):
+        out = torch.empty(2, 128, 512, device="cuda")
+        lse = torch.empty(2, 128, device="cuda")
+        mla_sm90.launch(q, keys, table, lens, SCALE, group_kv, group_heads, 4, out, lse, use_tma=use_tma)
+        results.append((out, lse))
+    torch.testing.assert_close(results[0][0], results[1][0], atol=0, rtol=0)  # same math, same order
+    torch.testing.assert_close(results[0][1], results[1][1], atol=0, rtol=0)
+
+
+def test_cuda_graph_replays_with_new_lengths():
+    """Captured once, replayed after the sequences grew: lengths and pages are read on the device."""
+    q, keys, table, lens = make_case([3200, 6500], 128, 64)  # pages for the grown lengths
+    lens.copy_(torch.tensor([3000, 6000], dtype=torch.int32))
+    groups = da.HeadGroups.from_group_size(128, 128)
+    out = torch.empty(2, 128, 512, device="cuda")
+    lse = torch.empty(2, 128, device="cuda")
+
+    def call():
+        da.paged_decode_attention(q, keys, None, table, lens, SCALE, groups, value_dim=512, max_length=8192,
+                                  out=out, lse=lse)
+    call()
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=stream):
+            call()
+    lens.copy_(torch.tensor([3100, 6400], dtype=torch.int32))
+    graph.replay()
+    torch.cuda.synchronize()
+    assert_matches(out, lse, *reference(q, keys, table, lens))
