@@ -8,13 +8,14 @@ bounds the tensor pipe. Here the roles are explicit (the layout FlashMLA popular
   warpgroup 0 ("scores", the default partition): S = Q K^T for the tile (wgmma M 64 x N 64, K 576:
       Q and K from shared memory), the online softmax (it owns the running max and sum), P to
       shared memory for warpgroup 1, then O[:, :256] += P V[:, :256] with P from its registers.
-  warpgroup 1 ("values", a worker partition): gathers the next tile's keys from the paged cache
-      with cp.async while warpgroup 0 works on this one, then O[:, 256:] += P V[:, 256:] with P
-      from shared memory.
+  warpgroup 1 ("values", a worker partition): loads the next tile's keys from the paged cache by TMA
+      (boxes of min(page, 64) keys x 64 dims, their block-table entries read a tile ahead) while
+      warpgroup 0 works on this one, then O[:, 256:] += P V[:, 256:] with P from shared memory.
+      The partial last tile, and every tile of pages too small for a box, by cp.async (zero fill).
 
 Keys are the first 512 dims (nope / latent) plus 64 rope dims; values are the first 512 dims, so
 each cached byte is read once. Shared memory: Q (72 KB), two key tiles (2 x 72 KB), P (8 KB):
-221 KB of the 227 KB an sm_90 block may use, one program a SM.
+230,236 of the 232,448 bytes an sm_90 block may use, one program a SM.
 
 Synchronisation (mbarriers, single-arrive; each partition passes its own barrier before it arrives,
 so all of its threads' stores are done):
@@ -77,8 +78,7 @@ def _issue_tile(K, bt_row, kv_off, stride_kp, stride_ks, n0, end, k_lo, k_hi, k_
     page_t = gl.load(bt_row + rows_t // PAGE_SIZE, mask=ok_t, other=0).to(gl.int64)
     base_t = K + kv_off + page_t * stride_kp + (rows_t % PAGE_SIZE).to(gl.int64) * stride_ks + 2 * HALF
     cols_t = gl.arange(0, TAIL, gl.SliceLayout(0, NARROW))
-    _cp_async(k_t, base_t[:, None] + cols_t[None, :],
-                                           mask=ok_t[:, None] & (cols_t[None, :] < TAIL))
+    _cp_async(k_t, base_t[:, None] + cols_t[None, :], mask=ok_t[:, None] & (cols_t[None, :] < TAIL))
     async_copy.commit_group()
 
 

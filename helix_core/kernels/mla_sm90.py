@@ -3,7 +3,7 @@
 It takes absorbed-MLA calls only: 576-dim keys (512 latent + 64 rope) whose first 512 dims are the
 values, 16-bit query and cache, on an sm_90 GPU with a Triton that has Gluon's Hopper API. Anything
 else keeps the Triton kernel of decode_attention.py. Heads go in blocks of 64 (a block of a
-smaller group is padded), one program a SM (221 KB of shared memory), the keys split so that all
+smaller group is padded), one program a SM (225 KB of shared memory), the keys split so that all
 programs run in one wave; the splits are merged by decode_attention's merge kernel.
 """
 from __future__ import annotations
