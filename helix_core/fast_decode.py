@@ -295,6 +295,11 @@ class DecodeRunner:
 
         cache = self.engine.cache
         value_dim = self.engine.cfg.kv_lora_rank if cache.values is None else cache.values.shape[-1]
+        if cache.values is None:
+            from .kernels import mla_sm90
+
+            if mla_sm90.takes_cache(cache.keys[0], value_dim):  # its launch does not change with the length
+                return None
         return long_context_keys(cache.keys.shape[-1], value_dim, self.head_groups.max_group, cache.keys.dtype)
 
     def length_hint(self, seq_ids: list[int]) -> int | None:

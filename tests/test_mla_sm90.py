@@ -71,3 +71,7 @@ def test_splits_fill_one_wave_without_short_splits(batch, keys):
     assert batch * 2 * splits <= max(sms, batch * 2)  # one program a SM at most (more only for a huge batch)
     tiles = -(-keys // mla_sm90.BLOCK_N)
     assert splits == 1 or tiles // splits >= da.MIN_TILES_PER_SPLIT
+
+
+def test_a_cpu_cache_is_not_taken():
+    assert not mla_sm90.takes_cache(pool(), 512)

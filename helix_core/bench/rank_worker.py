@@ -234,9 +234,7 @@ def _sm90_mla_kernel(engine: Engine) -> bool:
         return False
     from ..kernels import mla_sm90
 
-    keys = engine.cache.keys[0]
-    q = torch.empty(1, 1, keys.shape[-1], dtype=keys.dtype, device=keys.device)
-    return mla_sm90.usable(q, keys, cfg.kv_lora_rank, True)
+    return mla_sm90.takes_cache(engine.cache.keys[0], cfg.kv_lora_rank)
 
 
 def _profile_step(engine: Engine, job: BenchJob, rank: int, name: str, replays: int = 10) -> None:

@@ -60,6 +60,13 @@ def usable(q: torch.Tensor, key_pages: torch.Tensor, dv: int, values_are_keys: b
         and key_pages.data_ptr() % 16 == 0 and q.data_ptr() % 16 == 0
 
 
+def takes_cache(key_pages: torch.Tensor, dv: int) -> bool:
+    """Decode calls over this cache (one layer's [P, page, Hkv, Dk] pages; a query of its dtype, the values its
+    first dv dims) run this kernel here."""
+    q = torch.empty(1, 1, key_pages.shape[-1], dtype=key_pages.dtype, device=key_pages.device)
+    return usable(q, key_pages, dv, True)
+
+
 def tma_box_rows(key_pages: torch.Tensor) -> int:
     """Keys per TMA box (0: no TMA, cp.async for every tile): the cache must be one KV head of contiguous pages,
     and a page a power of two >= 8 keys (whole 128-byte swizzle atoms of 8 rows; min(page, 64) a box)."""
