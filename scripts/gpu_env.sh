@@ -58,3 +58,13 @@ profile_one_gpu() {
   local f
   for f in "$out"/prof/timeline-*; do head -12 "$f" | cut -c1-140 | tee -a "$log"; done
 }
+# verify_mla HEADS: exactness against HF of DeepSeek-V3 widened to HEADS heads over a 512 + 64 latent, bf16, CUDA
+# graphs, batch 1 and 3 (JSON to $out/verify-mlaHEADS-bf16-bB.json)
+verify_mla() {
+  local batch ov="{\"num_attention_heads\":$1,\"num_key_value_heads\":$1,\"kv_lora_rank\":512,\"qk_rope_head_dim\":64,\"qk_nope_head_dim\":128,\"v_head_dim\":128,\"q_lora_rank\":256}"
+  for batch in 1 3; do
+    say "verify deepseek_v3 $1 heads, bf16, batch $batch"
+    verify_rows "verify-mla$1-bf16-b$batch.json" 150 --arch deepseek_v3 --dtype bfloat16 --steps 16 --batch "$batch" \
+      --plan helix:kvp=1,tpa=1 --overrides "$ov"
+  done
+}
