@@ -58,7 +58,8 @@ def test_asking_for_it_where_it_cannot_run_is_a_clear_error():
 
 def test_a_triton_tile_in_the_config_means_the_triton_kernel():
     assert not da.DecodeConfig().triton_tile_set()
-    assert not da.DecodeConfig(num_splits=8, fuse_merge=True, pdl=False).triton_tile_set()  # both kernels' knobs
+    # the merge knobs leave the choice to sm90_mla (the Gluon kernel then merges by the separate kernel)
+    assert not da.DecodeConfig(num_splits=8, fuse_merge=True, pdl=False).triton_tile_set()
     for field in ("block_n", "block_h", "num_warps", "num_stages", "dv_parts"):
         assert da.DecodeConfig(**{field: 2}).triton_tile_set(), field
     assert da.DecodeConfig(probs_via_memory=True).triton_tile_set()

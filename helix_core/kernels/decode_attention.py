@@ -157,8 +157,9 @@ class DecodeConfig:
     # absorbed MLA (576 / 512, 16-bit) on sm_90: the Gluon kernel with two warpgroups in different roles
     # (kernels/_gluon_mla.py) instead of the Triton one. None: wherever it can run, unless a field above that
     # only the Triton kernel has (tile, warps, stages, value parts, P through memory) is set; True: required
-    # (an error where it cannot run); False: the Triton kernel. H200, 128 heads, 4 x 512K keys: 978 against
-    # 2595 us (2026-12-04, third session)
+    # (an error where it cannot run); False: the Triton kernel. Of the fields above it takes num_splits; its
+    # splits are merged by the separate merge kernel, without PDL (fuse_merge / pdl are the Triton kernel's).
+    # H200, 128 heads, 4 x 512K keys: 978 against 2595 us (2026-12-04, third session)
     sm90_mla: bool | None = None
 
     def triton_tile_set(self) -> bool:
