@@ -161,7 +161,7 @@ def probe(heads=128, batch=4, length=524288, page=64) -> int:
     q, keys, table, lens = make_case(batch, heads, [length] * batch, page)
     groups = HeadGroups.from_group_size(heads, heads)
     gkv, gh = groups.tables(64, q.device)
-    splits = mla_sm90.choose_splits(batch, gkv.shape[0], length, q.device)
+    splits = mla_sm90.choose_splits(batch, groups, length, q.device)
     out = torch.empty(batch, heads, 512, device="cuda")
     lse = torch.empty(batch, heads, device="cuda")
     flop = batch * length * heads * FLOP_PER_KEY_HEAD

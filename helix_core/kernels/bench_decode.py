@@ -271,7 +271,7 @@ def run_case(args, *, batch, context, heads, kv_heads, dk, dv, mla, sweep) -> di
 
     default = da.DecodeConfig()
     configs = [("default", default)]
-    if mla and _gluon_taken(da, prob, default, groups):  # the Triton kernel's default beside it
+    if mla and _gluon_taken(da, prob, default):  # the Triton kernel's default beside it
         configs.append(("triton-default", da.DecodeConfig(sm90_mla=False)))
     if sweep:
         only = [part for part in (getattr(args, "only", None) or "").split(",") if part]
@@ -400,20 +400,16 @@ def _sweep_configs(da, prob, groups, mla) -> list:
     return out
 
 
-def _gluon_taken(da, prob, cfg, groups) -> bool:
+def _gluon_taken(da, prob, cfg) -> bool:
     """The call goes to the sm_90 Gluon MLA kernel (mla_sm90)."""
-    dv = prob.dv
-    return da._take_sm90_mla(cfg, prob.q, prob.key_pages, dv, prob.value_pages is None) if prob.mla else False
+    return prob.mla and da._take_sm90_mla(cfg, prob.q, prob.key_pages, prob.dv, prob.value_pages is None)
 
 
 def _splits_used(da, prob, cfg, groups, mla) -> int:
-    if mla and _gluon_taken(da, prob, cfg, groups):
+    if mla and _gluon_taken(da, prob, cfg):
         from . import mla_sm90
 
-        if cfg.num_splits:
-            return cfg.num_splits
-        return mla_sm90.choose_splits(prob.batch, groups.tables(mla_sm90.BLOCK_H, prob.q.device)[0].shape[0],
-                                      prob.context, prob.q.device)
+        return mla_sm90.choose_splits(prob.batch, groups, prob.context, prob.q.device, cfg.num_splits)
     fp32_math = prob.key_pages.dtype == torch.float32
     return da.resolve_launch(prob.dk, prob.dv, groups, prob.batch, prob.context, fp32_math, cfg, prob.q.device,
                              values_are_keys=mla)[4]

@@ -520,7 +520,7 @@ def paged_decode_attention(
         from . import mla_sm90
 
         group_kv, group_heads = groups.tables(mla_sm90.BLOCK_H, device)
-        splits = cfg.num_splits or mla_sm90.choose_splits(batch, group_kv.shape[0], max_length, device)
+        splits = mla_sm90.choose_splits(batch, groups, max_length, device, cfg.num_splits)
         mla_sm90.launch(q, key_pages, block_table, lengths, scale, group_kv, group_heads, splits, out, lse)
         return out, lse
 

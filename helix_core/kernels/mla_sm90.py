@@ -88,10 +88,14 @@ def key_descriptor(key_pages: torch.Tensor, box_rows: int):
     return TensorDescriptor(key_pages, [pages * page_size, KEY_DIM], [key_pages.stride(1), 1], [box_rows, 64], layout)
 
 
-def choose_splits(batch: int, head_blocks: int, max_length: int, device: torch.device) -> int:
-    """One wave: at most one program a SM, splits of at least MIN_TILES_PER_SPLIT tiles."""
+def choose_splits(batch: int, groups, max_length: int, device: torch.device, forced: int | None = None) -> int:
+    """`forced` (DecodeConfig.num_splits) where given, else one wave: at most one program a SM, splits of at
+    least MIN_TILES_PER_SPLIT tiles, for the head blocks of 64 of `groups` (a HeadGroups)."""
     from .decode_attention import choose_num_splits
 
+    if forced:
+        return forced
+    head_blocks = groups.tables(BLOCK_H, device)[0].shape[0]
     return choose_num_splits(batch, head_blocks, max_length, BLOCK_N, sm_count(device), waves=1)
 
 
