@@ -56,6 +56,16 @@ def test_asking_for_it_where_it_cannot_run_is_a_clear_error():
                                   config=da.DecodeConfig(sm90_mla=True))
 
 
+def test_asking_for_it_with_a_triton_tile_is_a_clear_error():
+    q = torch.zeros(1, 128, 576, dtype=torch.bfloat16)
+    for field in ("block_n", "num_warps", "dv_parts"):
+        with pytest.raises(ValueError, match="takes num_splits only"):
+            da._take_sm90_mla(da.DecodeConfig(sm90_mla=True, **{field: 2}), q, pool(), 512, True)
+    # num_splits is its own field too: no error for it (then the place is checked, and a CPU tensor fails that)
+    with pytest.raises(ValueError, match="needs absorbed MLA"):
+        da._take_sm90_mla(da.DecodeConfig(sm90_mla=True, num_splits=4), q, pool(), 512, True)
+
+
 def test_a_triton_tile_in_the_config_means_the_triton_kernel():
     assert not da.DecodeConfig().triton_tile_set()
     # the merge knobs leave the choice to sm90_mla (the Gluon kernel then merges by the separate kernel)

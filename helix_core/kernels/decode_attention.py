@@ -157,8 +157,9 @@ class DecodeConfig:
     # absorbed MLA (576 / 512, 16-bit) on sm_90: the Gluon kernel with two warpgroups in different roles
     # (kernels/_gluon_mla.py) instead of the Triton one. None: wherever it can run, unless a field above that
     # only the Triton kernel has (tile, warps, stages, value parts, P through memory) is set; True: required
-    # (an error where it cannot run); False: the Triton kernel. Of the fields above it takes num_splits; its
-    # splits are merged by the separate merge kernel, without PDL (fuse_merge / pdl are the Triton kernel's).
+    # (an error where it cannot run, or beside such a field); False: the Triton kernel. Of the fields above it
+    # takes num_splits; its splits are merged by the separate merge kernel, without PDL (fuse_merge / pdl are
+    # the Triton kernel's).
     # H200, 128 heads, 4 x 512K keys: 978 against 2595 us (2026-12-04, third session)
     sm90_mla: bool | None = None
 
@@ -493,13 +494,6 @@ def paged_decode_attention(
     cfg = config or DecodeConfig()
     qk_fp32 = q.dtype != key_pages.dtype
     fp32_math = qk_fp32 or key_pages.dtype == torch.float32
-    block_n, block_h, num_warps, num_stages, num_splits, dv_parts, pages_ahead, want_pdl, probs_via_memory = \
-        resolve_launch(dk, dv, groups, batch, max_length, fp32_math, cfg, device, values_are_keys)
-    common = split_kernel_constants(dk, dv, values_are_keys, qk_fp32, dv_parts, page_size, block_n, block_h,
-                                    num_warps, num_stages, mod.INTERPRET, probs_via_memory)
-    block_dv = common["BLOCK_DV"]
-    group_kv, group_heads = groups.tables(block_h, device)
-    head_blocks = group_kv.shape[0]
 
     if out_dtype is None:
         out_dtype = torch.float32 if out is None else out.dtype
@@ -523,6 +517,14 @@ def paged_decode_attention(
         splits = mla_sm90.choose_splits(batch, groups, max_length, device, cfg.num_splits)
         mla_sm90.launch(q, key_pages, block_table, lengths, scale, group_kv, group_heads, splits, out, lse)
         return out, lse
+
+    block_n, block_h, num_warps, num_stages, num_splits, dv_parts, pages_ahead, want_pdl, probs_via_memory = \
+        resolve_launch(dk, dv, groups, batch, max_length, fp32_math, cfg, device, values_are_keys)
+    common = split_kernel_constants(dk, dv, values_are_keys, qk_fp32, dv_parts, page_size, block_n, block_h,
+                                    num_warps, num_stages, mod.INTERPRET, probs_via_memory)
+    block_dv = common["BLOCK_DV"]
+    group_kv, group_heads = groups.tables(block_h, device)
+    head_blocks = group_kv.shape[0]
 
     pdl = num_splits > 1 and want_pdl and pdl_usable(device)
     if cfg.pdl and not pdl and num_splits > 1:
@@ -579,6 +581,9 @@ def _take_sm90_mla(cfg: DecodeConfig, q: torch.Tensor, key_pages: torch.Tensor, 
     """Whether this call goes to the Gluon MLA kernel (DecodeConfig.sm90_mla)."""
     if cfg.sm90_mla is False or (cfg.sm90_mla is None and cfg.triton_tile_set()):
         return False
+    if cfg.sm90_mla and cfg.triton_tile_set():
+        raise ValueError("DecodeConfig(sm90_mla=True) takes num_splits only, not the Triton kernel's tile fields "
+                         "(block_n, block_h, num_warps, num_stages, dv_parts, probs_via_memory)")
     from . import mla_sm90
 
     fits = mla_sm90.usable(q, key_pages, dv, values_are_keys)
