@@ -17,7 +17,7 @@ kernel_points() {
     say "bench_decode $name $point $*"
     timeout "$limit" python -m helix_core.kernels.bench_decode --batch "${point%x*}" --context "${point#*x}" \
       --no-baseline "$@" --json "$out/kernel-$name-$point.json" 2>&1 \
-      | grep -E "^===|  (default|triton|gluon|bn|best|torch)" | sed -E 's/\| check ok.*//' | tee -a "$log"
+      | grep -E "^===|  (default|triton|gluon|bn|best|torch|matrix)" | sed -E 's/\| check ok.*//' | tee -a "$log"
   done
 }
 # bench_rows JSON SECONDS ARGS...: one `helix bench` call, its table rows (and errors) into $log, JSON to $out/JSON

@@ -3,6 +3,8 @@ against the Triton kernel (CUDA graphs, 50 replays). Run by scripts/gpu_gluon_ml
 
     python scripts/gpu_gluon_mla.py check
     python scripts/gpu_gluon_mla.py bench
+    python scripts/gpu_gluon_mla.py probe       # parts of the kernel's work switched off
+    python scripts/gpu_gluon_mla.py sustained   # rates over 20 calls and over 3 s (the GPU's power cap)
 """
 from __future__ import annotations
 
@@ -175,62 +177,13 @@ def probe(heads=128, batch=4, length=524288, page=64) -> int:
     return 0
 
 
-def variants(modes=(0, 1, 2)) -> int:
-    """The kernel's softmax variants (`_gluon_mla` SOFTMAX: 0 scale-and-mask every tile; 1 the scale folded into
-    the exp2's FMA, the mask on the partial tile only; 2 as 1, and the running max lags by up to RESCALE_SLACK so
-    the output's rescale is skipped): each against fp32 attention, then timed."""
-    from helix_core.kernels import mla_sm90
-
-    scale = 1.0 / math.sqrt(192)
-    cases = [(3, 128, [0, 77, 5000], 16, 3), (1, 128, [33000], 64, None), (2, 16, [300, 64], 16, None),
-             (2, 128, [20000, 64], 32, 7), (1, 64, [4096], 64, 1)]
-    failed = 0
-    for batch, heads, lengths, page, splits in cases:
-        q, keys, table, lens = make_case(batch, heads, lengths, page)
-        ref_out, ref_lse = reference(q, keys, table, lens, scale)
-        groups = HeadGroups.from_group_size(heads, heads)
-        gkv, gh = groups.tables(64, q.device)
-        n = mla_sm90.choose_splits(batch, groups, max(lengths), q.device, splits)
-        live = torch.isfinite(ref_lse)
-        for mode in modes:
-            out = torch.empty(batch, heads, 512, device="cuda")
-            lse = torch.empty(batch, heads, device="cuda")
-            mla_sm90.launch(q, keys, table, lens, scale, gkv, gh, n, out, lse, softmax=mode)
-            torch.cuda.synchronize()
-            d_out = (out - ref_out).abs().max().item()
-            d_lse = (lse[live] - ref_lse[live]).abs().max().item() if live.any() else 0.0
-            ok = d_out <= 1e-2 and d_lse <= 2e-3 and bool((lse[~live] == float("-inf")).all())
-            failed += not ok
-            print(f"{'ok  ' if ok else 'FAIL'} softmax {mode} B={batch} H={heads} L={lengths} page={page} splits={n}: "
-                  f"max|d out| {d_out:.2e} |d lse| {d_lse:.2e}", flush=True)
-    for heads, batch, length in ((128, 4, 131072), (128, 4, 524288), (64, 4, 1048576)):
-        q, keys, table, lens = make_case(batch, heads, [length] * batch, 64)
-        groups = HeadGroups.from_group_size(heads, heads)
-        gkv, gh = groups.tables(64, q.device)
-        n = mla_sm90.choose_splits(batch, groups, length, q.device)
-        out = torch.empty(batch, heads, 512, device="cuda", dtype=torch.bfloat16)
-        lse = torch.empty(batch, heads, device="cuda")
-        flop = batch * length * heads * FLOP_PER_KEY_HEAD
-        for mode in modes:
-            fn = (lambda mode=mode: mla_sm90.launch(q, keys, table, lens, 0.07, gkv, gh, n, out, lse, softmax=mode))
-            one = time_graph(fn)
-            run = time_graph_back_to_back(fn)
-            print(f"time softmax {mode} heads {heads} {batch} x {length}: one replay {one:8.1f} us "
-                  f"{flop / one / 1e6:6.1f} TF/s | 100 back to back {run:8.1f} us {flop / run / 1e6:6.1f} TF/s",
-                  flush=True)
-        del q, keys
-        torch.cuda.empty_cache()
-    print(f"variants: {'all' if not failed else failed} checks {'passed' if not failed else 'FAILED'}", flush=True)
-    return 1 if failed else 0
-
-
 def sustained(seconds: float = 3.0) -> int:
     """Rates over short and long back-to-back runs (clocks drop under sustained load): the 8192^3 bf16 matmul
     probe as `helix bench` times it (20 calls) and for `seconds`; the MLA kernel at 4 x 512K, 128 heads, likewise.
     Prints wall-clock marks, to line up with an nvidia-smi log taken alongside."""
     import time
 
-    from helix_core.bench.probes import time_cuda
+    from helix_core.bench.probes import capture_graph, time_cuda
     from helix_core.kernels import mla_sm90
 
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
@@ -241,7 +194,6 @@ def sustained(seconds: float = 3.0) -> int:
     n = mla_sm90.choose_splits(4, groups, 524288, q.device)
     out = torch.empty(4, 128, 512, device="cuda", dtype=torch.bfloat16)
     lse = torch.empty(4, 128, device="cuda")
-    from helix_core.bench.probes import capture_graph
     graph = capture_graph(lambda: mla_sm90.launch(q, keys, table, lens, 0.07, gkv, gh, n, out, lse))
     jobs = (("matmul", lambda: a @ b, 2 * 8192 ** 3), ("mla", graph.replay, 4 * 524288 * 128 * FLOP_PER_KEY_HEAD))
     for name, fn, flop in jobs:
@@ -258,8 +210,6 @@ def sustained(seconds: float = 3.0) -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "variants":
-        sys.exit(variants())
     if sys.argv[1] == "sustained":
         sys.exit(sustained())
     if sys.argv[1] == "probe":

@@ -23,6 +23,7 @@ COLUMNS = [("plan", "{}"), ("gpus", "{}"), ("context", "{}"), ("batch", "{}"), (
            ("ttl_median_s", "{:.3e}"), ("ttl_p99_s", "{:.3e}"), ("ttl_one_at_a_time_s", "{:.3e}"),
            ("ttl_device_s", "{:.3e}"), ("tokens_per_s", "{:.1f}"),
            ("bytes_per_gpu", "{:.3e}"), ("flops_per_gpu", "{:.3e}"), ("roofline_s", "{:.3e}"), ("pct_roofline", "{:.0%}"),
+           ("pct_roofline_sustained", "{:.0%}"),
            ("attention_s", "{:.2e}"), ("ffn_s", "{:.2e}"), ("other_s", "{:.2e}"), ("all_to_all_s", "{:.2e}"),
            ("all_reduce_s", "{:.2e}"), ("compute_only_s", "{:.2e}"), ("exposed_comm_s", "{:.2e}"),
            ("attention_verified", "{}")]

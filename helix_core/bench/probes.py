@@ -40,9 +40,23 @@ def hbm_bandwidth(device, gib: float = 4.0) -> float:
     return 2 * n * 2 / seconds
 
 
-def matmul_rate(device, size: int = 8192, dtype=torch.bfloat16) -> float:
-    """FLOP/s of a large matrix product on random data."""
+def matmul_rate(device, size: int = 8192, dtype=torch.bfloat16, sustained_s: float | None = None) -> float:
+    """FLOP/s of a large matrix product on random data: over 20 products (the GPU's burst clocks), or, with
+    `sustained_s`, over that many seconds of products after as many seconds of them (the clocks the GPU keeps
+    under its power cap: an H200 drew 690 W and fell from 1980 to 1410-1545 MHz within a second of them, and
+    its rate from 808 to 676 TFLOP/s; docs/benchmarks.md, 2026-12-04, fourth session)."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
-    seconds = time_cuda(lambda: a @ b, iters=20)
+    if sustained_s is None:
+        seconds = time_cuda(lambda: a @ b, iters=20)
+    else:
+        seconds = time_for(lambda: a @ b, sustained_s)
     return 2 * size ** 3 / seconds
+
+
+def time_for(fn, duration_s: float) -> float:
+    """Seconds per call of `fn` over about `duration_s` of back-to-back calls that follow as long a warm-up."""
+    per = time_cuda(fn, iters=3)
+    calls = max(3, int(duration_s / per))
+    time_cuda(fn, iters=calls, warmup=0)
+    return time_cuda(fn, iters=calls, warmup=0)

@@ -122,11 +122,12 @@ def _run(rank: int, plan: Plan, device, job: BenchJob, results) -> None:
             pool.normal_()  # random KV: long contexts need no prefill
     on_gpu = device.type == "cuda"
     hbm, flops = (hbm_bandwidth(device), matmul_rate(device)) if on_gpu else (None, None)
+    sustained = matmul_rate(device, sustained_s=1.0) if on_gpu else None
     for batch, context in job.points:
         if context == MAX_CONTEXT:
             context = _longest_context(engine, batch, job)
         for hopb in (job.hopb if plan.kvp > 1 else (1,)):
-            row = _run_point(engine, cfg, plan, rank, job, batch, context, hopb, hbm, flops)
+            row = _run_point(engine, cfg, plan, rank, job, batch, context, hopb, hbm, flops, sustained)
             if results is not None:
                 results.put(("row", row))
             if on_gpu:
@@ -177,7 +178,7 @@ def _pipelined_intervals(engine: Engine, ids: list[int], steps: int) -> list[flo
 
 
 def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch: int, context: int, hopb: int,
-               hbm: float, flops: float) -> dict:
+               hbm: float, flops: float, sustained: float | None = None) -> dict:
     engine.options = dataclasses.replace(engine.options, hopb_pieces=hopb)
     graphs = job.graphs and engine.device.type == "cuda"
     engine.runner = DecodeRunner(engine, use_graphs=graphs, max_batch=engine.options.max_batch)
@@ -204,6 +205,7 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
     element = torch.tensor([], dtype=engine.dtype).element_size()
     work = step_work(cfg, plan, rank, weight_bytes, weight_bytes // element, local_tokens, batch, element)
     roofline = work.roofline_s(hbm, flops) if hbm else None
+    sustained_roofline = work.roofline_s(hbm, sustained) if hbm and sustained else None
     ttl = statistics.median(host)
     row = {
         "shape": job.shape, "layers": cfg.num_layers, "plan": plan.spec(), "gpus": plan.world_size,
@@ -219,7 +221,10 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
         "ttl_device_s": device_s, "tokens_per_s": batch / ttl,
         "bytes_per_gpu": work.bytes, "weight_bytes_per_gpu": work.weight_bytes, "kv_bytes_per_gpu": work.kv_bytes,
         "flops_per_gpu": work.flops, "hbm_Bps_measured": hbm, "matmul_flops_measured": flops,
-        "roofline_s": roofline, "pct_roofline": roofline / ttl if roofline else None, **phases, "attention_verified": verified,
+        "roofline_s": roofline, "pct_roofline": roofline / ttl if roofline else None,
+        "matmul_flops_sustained": sustained,
+        "pct_roofline_sustained": sustained_roofline / ttl if sustained_roofline else None,
+        **phases, "attention_verified": verified,
     }
     engine.comm.barrier()
     if engine.device.type == "cuda":

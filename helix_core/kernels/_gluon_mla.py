@@ -56,7 +56,6 @@ BLOCK_N = gl.constexpr(64)  # keys a tile: wgmma N 64 keeps the score MMAs from 
 HALF = gl.constexpr(256)  # value columns a warpgroup owns (Dv 512)
 TAIL = gl.constexpr(64)  # rope dims after the 512 latent dims
 STAGES = gl.constexpr(2)  # key tiles in shared memory
-RESCALE_SLACK = gl.constexpr(8.0)  # SOFTMAX 2: log2 growth of a row's max that the running max may lag
 ROW_BLOCKS = gl.constexpr(8)  # TMA boxes a tile at most (boxes of >= 8 keys: whole 128-byte swizzle atoms)
 
 
@@ -150,10 +149,10 @@ def _scores(q_lo, q_hi, q_t, k_lo, k_hi, k_t, zero_s):
 
 
 @gluon.jit
-def _scores_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, flag_smem, bars,
+def _scores_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
                       OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, qk_scale,
                       stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls,
-                      FINAL: gl.constexpr, PROBE: gl.constexpr, SOFTMAX: gl.constexpr):
+                      FINAL: gl.constexpr, PROBE: gl.constexpr):
     """Warpgroup 0: scores, softmax, and output columns [0, HALF)."""
     full, empty, p_ready, p_free, done = bars
     S_LAYOUT: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -162,7 +161,6 @@ def _scores_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_sm
                                                        instr_shape=[16, HALF, 16])
     P_LAYOUT: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=O_LAYOUT, k_width=2)
     ROW: gl.constexpr = gl.SliceLayout(1, S_LAYOUT)
-    FLAG: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
 
     m_i = gl.full([BLOCK_H], float("-inf"), gl.float32, ROW)
     l_i = gl.zeros([BLOCK_H], gl.float32, ROW)
@@ -173,42 +171,24 @@ def _scores_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_sm
         s = j % STAGES
         mbarrier.wait(full.index(s), (j // STAGES) & 1)
         qk = warpgroup_mma_wait(0, deps=[_scores(q_lo, q_hi, q_t, k_lo.index(s), k_hi.index(s), k_t.index(s), zero_s)])
-        need = True
-        if SOFTMAX == 0:
-            n_ok = (start + j * BLOCK_N + offs_n) < end
-            qk = gl.where(n_ok[None, :], qk * qk_scale, float("-inf"))
-            # every tile holds at least one visible key, so m_new is finite
-            m_new = gl.maximum(m_i, gl.max(qk, 1))
-            alpha = gl.exp2(m_i - m_new)
-            p = gl.exp2(qk - m_new[:, None])
-            m_i = m_new
-        else:
-            if start + (j + 1) * BLOCK_N > end:  # only the last tile of a split can be partial
-                n_ok = (start + j * BLOCK_N + offs_n) < end
-                qk = gl.where(n_ok[None, :], qk, float("-inf"))
-            m_new = gl.maximum(m_i, gl.max(qk, 1) * qk_scale)  # the scale is > 0, so it commutes with max
-            if SOFTMAX == 2:  # keep the running max unless a row's grows by more than RESCALE_SLACK (P <= 2^slack)
-                need = gl.max(m_new - m_i, 0) > RESCALE_SLACK
-            if need:
-                alpha = gl.exp2(m_i - m_new)
-                m_i = m_new
-            else:
-                alpha = gl.full([BLOCK_H], 1.0, gl.float32, ROW)
-            p = gl.exp2(qk * qk_scale - m_i[:, None])  # one FMA and one exp2 a score
+        n_ok = (start + j * BLOCK_N + offs_n) < end
+        qk = gl.where(n_ok[None, :], qk * qk_scale, float("-inf"))
+        # every tile holds at least one visible key, so m_new is finite
+        m_new = gl.maximum(m_i, gl.max(qk, 1))
+        alpha = gl.exp2(m_i - m_new)
+        p = gl.exp2(qk - m_new[:, None])
         l_i = l_i * alpha + gl.sum(p, 1)
+        m_i = m_new
         p16 = p.to(k_lo.dtype)
 
         mbarrier.wait(p_free, (j & 1) ^ 1)  # warpgroup 1 has read the previous tile's P
         p_smem.store(p16)
         alpha_smem.store(alpha)
-        if SOFTMAX == 2:
-            flag_smem.store(gl.full([1], 0, gl.int32, FLAG) + need.to(gl.int32))
         fence_async_shared()
         _barrier()
         mbarrier.arrive(p_ready, count=1)
 
-        if need:
-            o = o * gl.convert_layout(alpha, gl.SliceLayout(1, O_LAYOUT))[:, None]
+        o = o * gl.convert_layout(alpha, gl.SliceLayout(1, O_LAYOUT))[:, None]
         # (queueing the next tile's scores behind this MMA before waiting was slower: H200, 128 heads, 4 x 512K
         # keys, 1178 against 984 us; 2026-12-04, third session)
         o = warpgroup_mma(gl.convert_layout(p16, P_LAYOUT), k_lo.index(s), o, is_async=True)
@@ -227,12 +207,11 @@ def _scores_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_sm
 
 
 @gluon.jit
-def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, flag_smem, bars,
+def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
                       desc, K, BLOCK_TABLE, OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, kv_off,
                       stride_kp, stride_ks, stride_btb,
                       stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls,
-                      PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, FINAL: gl.constexpr, PROBE: gl.constexpr,
-                      SOFTMAX: gl.constexpr):
+                      PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, FINAL: gl.constexpr, PROBE: gl.constexpr):
     """Warpgroup 1: loads every tile (one ahead of warpgroup 0) and output columns [HALF, 2 HALF)."""
     full, empty, p_ready, p_free, done = bars
     O_LAYOUT: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -240,7 +219,6 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, flag_smem, ba
     WIDE: gl.constexpr = gl.BlockedLayout([1, 8], [1, 32], [4, 1], [1, 0])
     NARROW: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
     ROW: gl.constexpr = gl.SliceLayout(1, O_LAYOUT)
-    FLAG: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
     bt_row = BLOCK_TABLE + b.to(gl.int64) * stride_btb
 
     ROWS_LAYOUT: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
@@ -268,12 +246,8 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, flag_smem, ba
         mbarrier.wait(p_ready, j & 1)
         mbarrier.wait(full.index(s), (j // STAGES) & 1)  # TMA's writes, visible to this warpgroup too
         alpha = alpha_smem.load(ROW)
-        need = True
-        if SOFTMAX == 2:
-            need = gl.max(flag_smem.load(FLAG), 0) > 0
         if (PROBE & 2) == 0:
-            if need:
-                o = o * alpha[:, None]
+            o = o * alpha[:, None]
             o = warpgroup_mma(p_smem, k_hi.index(s), o, is_async=True)
             o = warpgroup_mma_wait(0, deps=[o])
         _barrier()  # every thread's wgmma has read P before it may be overwritten
@@ -300,7 +274,6 @@ def _mla_decode_kernel(
     stride_lb, stride_lh, stride_ls,  # LSE [B, Hq, S]
     PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, FINAL: gl.constexpr, PROBE: gl.constexpr = 0,
     WORKER_REGS: gl.constexpr = 240,  # registers a thread of warpgroup 1 (its O half takes 128; mla_sm90)
-    SOFTMAX: gl.constexpr = 0,
 ):
     grp = gl.program_id(0)
     split = gl.program_id(1)
@@ -344,7 +317,6 @@ def _mla_decode_kernel(
     p_smem = gl.allocate_shared_memory(dtype, [BLOCK_H, BLOCK_N], WIDE_SMEM)
     alpha_smem = gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS)
     l_smem = gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS)
-    flag_smem = gl.allocate_shared_memory(gl.int32, [1], ROWS)
 
     full = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
@@ -362,13 +334,12 @@ def _mla_decode_kernel(
 
     bars = (full, empty, p_ready, p_free, done)
     gl.warp_specialize([
-        (_scores_partition, (q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, flag_smem, bars,
+        (_scores_partition, (q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
                              OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, qk_scale,
-                             stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, FINAL, PROBE,
-                             SOFTMAX)),
-        (_values_partition, (k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, flag_smem, bars,
+                             stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, FINAL, PROBE)),
+        (_values_partition, (k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
                              K_DESC, K, BLOCK_TABLE, OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, kv_off,
                              stride_kp, stride_ks, stride_btb,
                              stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, PAGE_SIZE, TMA_ROWS, FINAL,
-                             PROBE, SOFTMAX)),
+                             PROBE)),
     ], [4], [WORKER_REGS])

@@ -249,6 +249,21 @@ def first_call_checked(label: str, width: int, call, prob: Problem, records: lis
     return detail, seconds
 
 
+def _matrix_share(prob: Problem, result: dict, args) -> None:
+    """MLA is compute-bound: the default's rate against a bf16 matmul timed as the default was (as many seconds
+    of back-to-back products, after as long a warm-up), since the GPU's clocks under sustained load are lower
+    than over a short probe (its power cap)."""
+    from helix_core.bench.probes import matmul_rate
+
+    default = result["configs"][0]
+    seconds = default["graph_s"] or default["eager_s"]
+    rate = matmul_rate(prob.q.device, sustained_s=seconds * args.iters * args.repeats)
+    share = prob.flops() / seconds / rate
+    print(f"  matrix probe timed as the default (8192^3 bf16 products for {seconds * args.iters * args.repeats:.2f} s "
+          f"after as long a warm-up): {rate / 1e12:.1f} TFLOP/s; the default reaches {share:.1%} of it")
+    result.update(matmul_flops_like_default=rate, default_share_of_matmul=share)
+
+
 # ---------------------------------------------------------------------------------------------
 # one case
 # ---------------------------------------------------------------------------------------------
@@ -302,6 +317,8 @@ def run_case(args, *, batch, context, heads, kv_heads, dk, dv, mla, sweep) -> di
     if best:
         print(f"  best: {best[1]} ({fmt_rate(prob, best[0])})")
         result["best"] = best[1]
+    if mla and device.type == "cuda" and result["configs"] and result["configs"][0].get("ok"):
+        _matrix_share(prob, result, args)
 
     # torch SDPA decode on the same contiguous data [B, H, L, D]:
     #  "enable_gqa": q [B, Hq, 1, Dk] with KV heads shared by groups of query heads (as asked);
