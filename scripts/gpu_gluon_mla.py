@@ -5,6 +5,7 @@ against the Triton kernel (CUDA graphs, 50 replays). Run by scripts/gpu_gluon_ml
     python scripts/gpu_gluon_mla.py bench
     python scripts/gpu_gluon_mla.py probe       # parts of the kernel's work switched off
     python scripts/gpu_gluon_mla.py sustained   # rates over 20 calls and over 3 s (the GPU's power cap)
+    python scripts/gpu_gluon_mla.py split-cost  # a short launch's time: split kernel, merge, split counts, PDL
 """
 from __future__ import annotations
 
@@ -209,7 +210,53 @@ def sustained(seconds: float = 3.0) -> int:
     return 0
 
 
+def split_cost(points=((1, 131072), (1, 32768), (4, 131072))) -> int:
+    """Where a short launch's time goes (128 heads, pages of 64, CUDA graph, back to back): the whole launch
+    (split kernel + merge) at several split counts, the split kernel alone (merge switched off), the merge alone,
+    and the merge as a programmatic dependent launch (PDL); against a matmul timed as long."""
+    from helix_core.bench.probes import capture_graph, time_for
+    from helix_core.kernels import decode_attention as da
+    from helix_core.kernels import mla_sm90
+
+    real_merge = da._launch_merge
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    for batch, length in points:
+        q, keys, table, lens = make_case(batch, 128, [length] * batch, 64)
+        groups = HeadGroups.from_group_size(128, 128)
+        gkv, gh = groups.tables(64, q.device)
+        auto = mla_sm90.choose_splits(batch, groups, length, q.device)
+        out = torch.empty(batch, 128, 512, device="cuda", dtype=torch.bfloat16)
+        lse = torch.empty(batch, 128, device="cuda")
+        flop = batch * length * 128 * FLOP_PER_KEY_HEAD
+        rows = []
+        for splits in sorted({auto, max(1, auto // 2), max(1, 2 * auto // 3)}):
+            for label, merge, pdl in (("whole", real_merge, False), ("whole, PDL merge", real_merge, True),
+                                      ("split kernel only", lambda *x, **k: None, False)):
+                da._launch_merge = merge
+                try:
+                    fn = (lambda splits=splits, pdl=pdl: mla_sm90.launch(q, keys, table, lens, 0.07, gkv, gh, splits,
+                                                                         out, lse, pdl=pdl))
+                    fn()
+                    graph = capture_graph(fn)
+                    rows.append((f"{splits:3d} splits, {label}", time_for(graph.replay, 0.3)))
+                finally:
+                    da._launch_merge = real_merge
+            mid_out = torch.randn(splits, batch, 128, 512, device="cuda")
+            mid_lse = torch.randn(splits, batch, 128, device="cuda")
+            merge = capture_graph(lambda: real_merge(da._kernels(), mid_out, mid_lse, out, lse, lse_in_log2=True))
+            rows.append((f"{splits:3d} splits, merge only", time_for(merge.replay, 0.3)))
+        matmul = 2 * 8192 ** 3 / time_for(lambda: a @ b, 0.3)
+        for label, seconds in rows:
+            print(f"split-cost {batch} x {length} {label:28s} {seconds * 1e6:8.1f} us {flop / seconds / 1e12:6.1f} TF/s "
+                  f"{flop / seconds / matmul:6.1%} of the matmul ({matmul / 1e12:.1f} TF/s)", flush=True)
+        torch.cuda.empty_cache()
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "split-cost":
+        sys.exit(split_cost())
     if sys.argv[1] == "sustained":
         sys.exit(sustained())
     if sys.argv[1] == "probe":
