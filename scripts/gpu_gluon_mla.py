@@ -6,7 +6,6 @@ against the Triton kernel (CUDA graphs, 50 replays). Run by scripts/gpu_gluon_ml
     python scripts/gpu_gluon_mla.py probe       # parts of the kernel's work switched off
     python scripts/gpu_gluon_mla.py sustained   # rates over 20 calls and over 3 s (the GPU's power cap)
     python scripts/gpu_gluon_mla.py split-cost  # a short launch's time: split kernel, merge, split counts, PDL
-    python scripts/gpu_gluon_mla.py first-tile  # the first key tile asked for before Q is loaded, or after
 """
 from __future__ import annotations
 
@@ -255,42 +254,7 @@ def split_cost(points=((1, 131072), (1, 32768), (4, 131072))) -> int:
     return 0
 
 
-def first_tile(points=((1, 32768), (1, 131072), (4, 131072), (4, 524288), (3, 5000))) -> int:
-    """The kernel with its first key tile asked for before Q is loaded (FIRST_TILE_EARLY) against after (as
-    before): outputs bitwise equal (same math), then each timed (128 heads, pages of 64, CUDA graph, 0.3 s of
-    replays after 0.3 s of warm-up)."""
-    from helix_core.bench.probes import capture_graph, time_for
-    from helix_core.kernels import mla_sm90
-
-    failed = 0
-    for batch, length in points:
-        q, keys, table, lens = make_case(batch, 128, [length] * batch, 64)
-        groups = HeadGroups.from_group_size(128, 128)
-        gkv, gh = groups.tables(64, q.device)
-        splits = mla_sm90.choose_splits(batch, groups, length, q.device)
-        flop = batch * length * 128 * FLOP_PER_KEY_HEAD
-        outs, times = {}, {}
-        for early in (False, True):
-            out = torch.empty(batch, 128, 512, device="cuda", dtype=torch.bfloat16)
-            lse = torch.empty(batch, 128, device="cuda")
-            fn = (lambda early=early, out=out, lse=lse: mla_sm90.launch(q, keys, table, lens, 0.07, gkv, gh, splits,
-                                                                        out, lse, first_tile_early=early))
-            fn()
-            torch.cuda.synchronize()
-            outs[early] = (out.clone(), lse.clone())
-            times[early] = time_for(capture_graph(fn).replay, 0.3)
-        same = torch.equal(outs[False][0], outs[True][0]) and torch.equal(outs[False][1], outs[True][1])
-        failed += not same
-        print(f"first-tile {batch} x {length} splits {splits}: after Q {times[False] * 1e6:8.1f} us, before Q "
-              f"{times[True] * 1e6:8.1f} us ({flop / times[True] / 1e12:6.1f} TF/s); outputs bitwise equal: {same}",
-              flush=True)
-        torch.cuda.empty_cache()
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    if sys.argv[1] == "first-tile":
-        sys.exit(first_tile())
     if sys.argv[1] == "split-cost":
         sys.exit(split_cost())
     if sys.argv[1] == "sustained":

@@ -122,17 +122,6 @@ def _load_tile(desc, K, bt_row, kv_off, stride_kp, stride_ks, n0, end, rows, bar
 
 
 @gluon.jit
-def _first_tile(desc, K, bt_row, kv_off, stride_kp, stride_ks, start, end, full, k_lo, k_hi, k_t,
-                PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, WIDE: gl.constexpr, NARROW: gl.constexpr,
-                ROWS_LAYOUT: gl.constexpr):
-    """Start loading a split's first tile into stage 0 (nothing when the split is empty)."""
-    if start < end:
-        rows = _tile_rows(bt_row, start, end, PAGE_SIZE, TMA_ROWS, ROWS_LAYOUT)
-        _load_tile(desc, K, bt_row, kv_off, stride_kp, stride_ks, start, end, rows, full.index(0), k_lo.index(0),
-                   k_hi.index(0), k_t.index(0), PAGE_SIZE, TMA_ROWS, WIDE, NARROW)
-
-
-@gluon.jit
 def _store_half(OUT, LSE, o, l_i, m_i, heads, h_ok, col0, b, split,
                 stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls,
                 O_LAYOUT: gl.constexpr, FINAL: gl.constexpr, WRITE_LSE: gl.constexpr):
@@ -222,8 +211,7 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
                       desc, K, BLOCK_TABLE, OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, kv_off,
                       stride_kp, stride_ks, stride_btb,
                       stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls,
-                      PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, FINAL: gl.constexpr, PROBE: gl.constexpr,
-                      FIRST_TILE_EARLY: gl.constexpr):
+                      PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, FINAL: gl.constexpr, PROBE: gl.constexpr):
     """Warpgroup 1: loads every tile (one ahead of warpgroup 0) and output columns [HALF, 2 HALF)."""
     full, empty, p_ready, p_free, done = bars
     O_LAYOUT: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -234,13 +222,10 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
     bt_row = BLOCK_TABLE + b.to(gl.int64) * stride_btb
 
     ROWS_LAYOUT: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
-    if FIRST_TILE_EARLY and TMA_ROWS > 0:  # a whole first tile is already on its way (the kernel's prologue)
-        if start + BLOCK_N > end:
-            _first_tile(desc, K, bt_row, kv_off, stride_kp, stride_ks, start, end, full, k_lo, k_hi, k_t,
-                        PAGE_SIZE, TMA_ROWS, WIDE, NARROW, ROWS_LAYOUT)
-    else:
-        _first_tile(desc, K, bt_row, kv_off, stride_kp, stride_ks, start, end, full, k_lo, k_hi, k_t,
-                    PAGE_SIZE, TMA_ROWS, WIDE, NARROW, ROWS_LAYOUT)
+    if n_tiles > 0:  # the first tile, before the loop
+        rows = _tile_rows(bt_row, start, end, PAGE_SIZE, TMA_ROWS, ROWS_LAYOUT)
+        _load_tile(desc, K, bt_row, kv_off, stride_kp, stride_ks, start, end, rows, full.index(0), k_lo.index(0),
+                   k_hi.index(0), k_t.index(0), PAGE_SIZE, TMA_ROWS, WIDE, NARROW)
     rows_next = _tile_rows(bt_row, start + BLOCK_N, end, PAGE_SIZE, TMA_ROWS, ROWS_LAYOUT)
 
     o = gl.zeros([BLOCK_H, HALF], gl.float32, O_LAYOUT)
@@ -289,7 +274,6 @@ def _mla_decode_kernel(
     stride_lb, stride_lh, stride_ls,  # LSE [B, Hq, S]
     PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, FINAL: gl.constexpr, PROBE: gl.constexpr = 0,
     WORKER_REGS: gl.constexpr = 240,  # registers a thread of warpgroup 1 (its O half takes 128; mla_sm90)
-    FIRST_TILE_EARLY: gl.constexpr = True,  # a whole first tile is asked for by TMA before Q is loaded
 ):
     grp = gl.program_id(0)
     split = gl.program_id(1)
@@ -306,34 +290,6 @@ def _mla_decode_kernel(
     Q_LOAD: gl.constexpr = gl.BlockedLayout([1, 8], [1, 32], [4, 1], [1, 0])
     Q_TAIL: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
     ROWS: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0])
-
-    k_lo = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HALF], WIDE_SMEM)
-    k_hi = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HALF], WIDE_SMEM)
-    k_t = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, TAIL], WIDE_SMEM)
-    p_smem = gl.allocate_shared_memory(dtype, [BLOCK_H, BLOCK_N], WIDE_SMEM)
-    alpha_smem = gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS)
-    l_smem = gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS)
-
-    full = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    p_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    p_free = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    done = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    for i in gl.static_range(STAGES):
-        mbarrier.init(full.index(i), count=1)
-        mbarrier.init(empty.index(i), count=2)
-    mbarrier.init(p_ready, count=1)
-    mbarrier.init(p_free, count=1)
-    mbarrier.init(done, count=1)
-    if FIRST_TILE_EARLY and TMA_ROWS > 0:  # a whole first tile: its keys come while Q is loaded
-        fence_async_shared()  # the barrier inits, before the TMA unit or another thread uses one
-        _barrier()
-        if start + BLOCK_N <= end:
-            bt_row = BLOCK_TABLE + b.to(gl.int64) * stride_btb
-            rows = _tile_rows(bt_row, start, end, PAGE_SIZE, TMA_ROWS, gl.BlockedLayout([1], [32], [4], [0]))
-            _load_tile(K_DESC, K, bt_row, kv_off, stride_kp, stride_ks, start, end, rows, full.index(0),
-                       k_lo.index(0), k_hi.index(0), k_t.index(0), PAGE_SIZE, TMA_ROWS,
-                       gl.BlockedLayout([1, 8], [1, 32], [4, 1], [1, 0]), gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0]))
 
     # Q of the block's heads (padding rows read as 0)
     offs_h = gl.arange(0, BLOCK_H, gl.SliceLayout(1, Q_LOAD))
@@ -355,6 +311,24 @@ def _mla_decode_kernel(
                                     gl.load(q_row_t[:, None] + cols_t[None, :],
                                             mask=ht_ok[:, None] & (cols_t[None, :] < TAIL), other=0.0))
 
+    k_lo = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HALF], WIDE_SMEM)
+    k_hi = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HALF], WIDE_SMEM)
+    k_t = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, TAIL], WIDE_SMEM)
+    p_smem = gl.allocate_shared_memory(dtype, [BLOCK_H, BLOCK_N], WIDE_SMEM)
+    alpha_smem = gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS)
+    l_smem = gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS)
+
+    full = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    p_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    p_free = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    done = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(STAGES):
+        mbarrier.init(full.index(i), count=1)
+        mbarrier.init(empty.index(i), count=2)
+    mbarrier.init(p_ready, count=1)
+    mbarrier.init(p_free, count=1)
+    mbarrier.init(done, count=1)
     fence_async_shared()  # Q's stores and the barrier inits, before any wgmma or other warp sees them
     _barrier()
 
@@ -367,5 +341,5 @@ def _mla_decode_kernel(
                              K_DESC, K, BLOCK_TABLE, OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, kv_off,
                              stride_kp, stride_ks, stride_btb,
                              stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, PAGE_SIZE, TMA_ROWS, FINAL,
-                             PROBE, FIRST_TILE_EARLY)),
+                             PROBE)),
     ], [4], [WORKER_REGS])

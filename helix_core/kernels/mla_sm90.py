@@ -102,7 +102,7 @@ def choose_splits(batch: int, groups, max_length: int, device: torch.device, for
 def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, lengths: torch.Tensor,
            scale: float, group_kv: torch.Tensor, group_heads: torch.Tensor, num_splits: int,
            out: torch.Tensor, lse: torch.Tensor, pdl: bool = False, probe: int = 0, use_tma: bool = True,
-           worker_regs: int = WORKER_REGS, first_tile_early: bool = True) -> None:
+           worker_regs: int = WORKER_REGS) -> None:
     """Attention of q [B, Hq, 576] over the paged cache into out [B, Hq, 512] and lse [B, Hq] (natural log).
     group_kv / group_heads: HeadGroups.tables(64) of the call; num_splits >= 1."""
     mod = kernel_module("_gluon_mla")
@@ -121,8 +121,7 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
             block_table.stride(0),
             part_out.stride(0), part_out.stride(1), 0 if final else part_out.stride(2),
             part_lse.stride(0), part_lse.stride(1), 0 if final else part_lse.stride(2),
-            PAGE_SIZE=key_pages.shape[1], TMA_ROWS=tma_rows, FINAL=final, PROBE=probe, WORKER_REGS=worker_regs,
-            FIRST_TILE_EARLY=first_tile_early, num_warps=4,
+            PAGE_SIZE=key_pages.shape[1], TMA_ROWS=tma_rows, FINAL=final, PROBE=probe, WORKER_REGS=worker_regs, num_warps=4,
         )
 
     if num_splits == 1:

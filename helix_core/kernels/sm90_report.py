@@ -125,8 +125,8 @@ def sliced_kernel_report(kernel: str, dim: int, *, max_group: int = 1, page_size
                    {"qk_scale", "num_splits", "num_keys", "stride_lh", "stride_ls"}, module="_triton_sliced")
 
 
-def gluon_mla_report(page_size: int = 64, *, final: bool = False, tma: bool = True, dtype: str = "bf16",
-                     first_tile_early: bool = True) -> KernelReport:
+def gluon_mla_report(page_size: int = 64, *, final: bool = False, tma: bool = True, dtype: str = "bf16"
+                     ) -> KernelReport:
     """The sm_90 Gluon MLA kernel (kernels/_gluon_mla.py) as `mla_sm90.launch` builds it for a cache of
     `page_size`-key pages (tma: whole tiles by TMA where the page size allows; final: one split)."""
     import torch
@@ -135,8 +135,7 @@ def gluon_mla_report(page_size: int = 64, *, final: bool = False, tma: bool = Tr
 
     pages = torch.empty(2, page_size, 1, mla_sm90.KEY_DIM, dtype=torch.bfloat16 if dtype == "bf16" else torch.float16)
     rows = mla_sm90.tma_box_rows(pages) if tma else 0
-    consts = dict(PAGE_SIZE=page_size, TMA_ROWS=rows, FINAL=final, PROBE=0, WORKER_REGS=mla_sm90.WORKER_REGS,
-                  FIRST_TILE_EARLY=first_tile_early)
+    consts = dict(PAGE_SIZE=page_size, TMA_ROWS=rows, FINAL=final, PROBE=0, WORKER_REGS=mla_sm90.WORKER_REGS)
     types = dict(_POINTER_TYPES, Q=f"*{dtype}", K=f"*{dtype}", OUT="*fp32", LSE="*fp32", qk_scale="fp32")
     if rows:
         from triton.runtime.jit import mangle_type
