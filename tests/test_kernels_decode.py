@@ -417,6 +417,13 @@ def test_bench_problem_and_check(mla):
     assert not bd.check(prob, out, lse + 0.01)[0]
 
 
+@pytest.mark.parametrize("first_call_s, iters, want", [(0.001, 100, 25), (0.02, 100, 25), (0.05, 100, 10),
+                                                       (0.2, 100, 3), (0.001, 8, 10)])
+def test_bench_baselines_are_timed_within_half_a_second(first_call_s, iters, want):
+    from helix_core.kernels import bench_decode as bd
+    assert bd._baseline_iters(first_call_s, iters) == want
+
+
 def test_bench_refuses_without_cuda():
     if torch.cuda.is_available():
         pytest.skip("CUDA present")

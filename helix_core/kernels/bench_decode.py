@@ -337,8 +337,9 @@ def run_case(args, *, batch, context, heads, kv_heads, dk, dv, mla, sweep) -> di
     }
     for label, (fn, to_bhd) in sdpa_variants.items():
         try:
+            begin = time.time()
             ok, detail = check(prob, to_bhd(fn()).float(), _sdpa_lse_placeholder(prob), out_only=True)
-            sd = time_eager(fn, max(2, args.warmup // 4), max(10, args.iters // 4), args.repeats)
+            sd = time_eager(fn, 2, _baseline_iters(time.time() - begin, args.iters), args.repeats)
             print(f"  {'torch SDPA ' + label:22s} eager {fmt_rate(prob, sd)} | check {'ok' if ok else 'FAILED'} "
                   f"({detail})")
             result[f"sdpa_{label}_s"] = sd
@@ -370,6 +371,12 @@ def run_case(args, *, batch, context, heads, kv_heads, dk, dv, mla, sweep) -> di
             print(f"  helix torch path failed: {type(exc).__name__}: {str(exc)[:200]}")
     torch.cuda.empty_cache()
     return result
+
+
+def _baseline_iters(first_call_s: float, iters: int, budget_s: float = 0.5) -> int:
+    """Calls a repeat of a baseline: a quarter of the kernel's, and no more than fit in `budget_s` (SDPA over a
+    long MLA cache takes 50-100 ms a call; the first call, checked and synchronized, bounds one from above)."""
+    return max(3, min(max(10, iters // 4), int(budget_s / max(first_call_s, 1e-6))))
 
 
 def _sweep_configs(da, prob, groups, mla) -> list:
