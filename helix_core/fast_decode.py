@@ -287,19 +287,24 @@ class DecodeRunner:
             return "torch"
         return "triton-sliced" if self.engine.comm.size("head_slices") > 1 else "triton"
 
+    @property
+    def sm90_mla_kernel(self) -> bool:
+        """The decode attention over this MLA cache runs the sm_90 Gluon kernel (kernels/mla_sm90.py)."""
+        cache = self.engine.cache
+        if self.head_groups is None or cache.values is not None:
+            return False
+        from .kernels import mla_sm90
+
+        return mla_sm90.takes_cache(cache.keys[0], self.engine.cfg.kv_lora_rank)
+
     def _long_context_keys(self) -> int | None:
         """Local key count from which the kernel's default launch config changes (MLA), if any."""
-        if self.head_groups is None:
+        if self.head_groups is None or self.sm90_mla_kernel:  # the Gluon kernel's launch does not change with it
             return None
         from .kernels.decode_attention import long_context_keys
 
         cache = self.engine.cache
         value_dim = self.engine.cfg.kv_lora_rank if cache.values is None else cache.values.shape[-1]
-        if cache.values is None:
-            from .kernels import mla_sm90
-
-            if mla_sm90.takes_cache(cache.keys[0], value_dim):  # its launch does not change with the length
-                return None
         return long_context_keys(cache.keys.shape[-1], value_dim, self.head_groups.max_group, cache.keys.dtype)
 
     def length_hint(self, seq_ids: list[int]) -> int | None:

@@ -156,21 +156,31 @@ def bench(points) -> int:
 POINTS = [(128, 1, 32768), (128, 4, 131072), (128, 4, 524288), (128, 1, 1048576), (128, 4, 1048576),
           (64, 1, 32768), (64, 4, 131072), (64, 4, 1048576)]
 
-def probe(heads=128, batch=4, length=524288, page=64) -> int:
-    """Time the split kernel alone with parts of its work switched off (DEBUG bits: 1 no loads after the
-    first tiles, 2 no values MMA in warpgroup 1, 4 none in warpgroup 0): what bounds it."""
+
+def launch_case(batch, length, heads=128, page=64, out_dtype=torch.bfloat16):
+    """`batch` sequences of `length` keys and the kernel's launch over them: (launch(splits=default, **options)
+    calling mla_sm90.launch, the default split count, FLOPs of one launch)."""
     from helix_core.kernels import mla_sm90
 
     q, keys, table, lens = make_case(batch, heads, [length] * batch, page)
     groups = HeadGroups.from_group_size(heads, heads)
     gkv, gh = groups.tables(64, q.device)
-    splits = mla_sm90.choose_splits(batch, groups, length, q.device)
-    out = torch.empty(batch, heads, 512, device="cuda")
+    default = mla_sm90.choose_splits(batch, groups, length, q.device)
+    out = torch.empty(batch, heads, 512, device="cuda", dtype=out_dtype)
     lse = torch.empty(batch, heads, device="cuda")
-    flop = batch * length * heads * FLOP_PER_KEY_HEAD
+
+    def launch(splits=default, **options):
+        mla_sm90.launch(q, keys, table, lens, 0.07, gkv, gh, splits, out, lse, **options)
+    return launch, default, batch * length * heads * FLOP_PER_KEY_HEAD
+
+
+def probe(heads=128, batch=4, length=524288, page=64) -> int:
+    """Time the split kernel alone with parts of its work switched off (DEBUG bits: 1 no loads after the
+    first tiles, 2 no values MMA in warpgroup 1, 4 none in warpgroup 0): what bounds it."""
+    launch, splits, flop = launch_case(batch, length, heads, page, out_dtype=torch.float32)
     print(f"probe heads {heads} batch {batch} keys {length} page {page} splits {splits}", flush=True)
     for bits in (0, 1, 2):
-        fn = (lambda bits=bits: mla_sm90.launch(q, keys, table, lens, 0.07, gkv, gh, splits, out, lse, probe=bits))
+        fn = (lambda bits=bits: launch(probe=bits))
         one = time_graph(fn)
         run = time_graph_back_to_back(fn)
         print(f"probe {bits}: one replay {one:9.1f} us {flop / one / 1e6:6.1f} TF/s | "
@@ -185,18 +195,12 @@ def sustained(seconds: float = 3.0) -> int:
     import time
 
     from helix_core.bench.probes import capture_graph, time_cuda
-    from helix_core.kernels import mla_sm90
 
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    q, keys, table, lens = make_case(4, 128, [524288] * 4, 64)
-    groups = HeadGroups.from_group_size(128, 128)
-    gkv, gh = groups.tables(64, q.device)
-    n = mla_sm90.choose_splits(4, groups, 524288, q.device)
-    out = torch.empty(4, 128, 512, device="cuda", dtype=torch.bfloat16)
-    lse = torch.empty(4, 128, device="cuda")
-    graph = capture_graph(lambda: mla_sm90.launch(q, keys, table, lens, 0.07, gkv, gh, n, out, lse))
-    jobs = (("matmul", lambda: a @ b, 2 * 8192 ** 3), ("mla", graph.replay, 4 * 524288 * 128 * FLOP_PER_KEY_HEAD))
+    launch, _, mla_flop = launch_case(4, 524288)
+    graph = capture_graph(launch)
+    jobs = (("matmul", lambda: a @ b, 2 * 8192 ** 3), ("mla", graph.replay, mla_flop))
     for name, fn, flop in jobs:
         for label, iters in (("20 calls", 20), (f"{seconds:.0f} s", None)):
             time.sleep(2.0)  # idle between runs, so each starts from the clocks of an idle GPU
@@ -214,29 +218,19 @@ def split_cost(points=((1, 131072), (1, 32768), (4, 131072))) -> int:
     """Where a short launch's time goes (128 heads, pages of 64, CUDA graph, back to back): the whole launch
     (split kernel + merge) at several split counts, the split kernel alone (merge switched off), the merge alone,
     and the merge as a programmatic dependent launch (PDL); against a matmul timed as long."""
-    from helix_core.bench.probes import capture_graph, time_for
+    from helix_core.bench.probes import capture_graph, matmul_rate, time_for
     from helix_core.kernels import decode_attention as da
-    from helix_core.kernels import mla_sm90
 
     real_merge = da._launch_merge
-    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     for batch, length in points:
-        q, keys, table, lens = make_case(batch, 128, [length] * batch, 64)
-        groups = HeadGroups.from_group_size(128, 128)
-        gkv, gh = groups.tables(64, q.device)
-        auto = mla_sm90.choose_splits(batch, groups, length, q.device)
-        out = torch.empty(batch, 128, 512, device="cuda", dtype=torch.bfloat16)
-        lse = torch.empty(batch, 128, device="cuda")
-        flop = batch * length * 128 * FLOP_PER_KEY_HEAD
+        launch, auto, flop = launch_case(batch, length)
         rows = []
         for splits in sorted({auto, max(1, auto // 2), max(1, 2 * auto // 3)}):
             for label, merge, pdl in (("whole", real_merge, False), ("whole, PDL merge", real_merge, True),
                                       ("split kernel only", lambda *x, **k: None, False)):
                 da._launch_merge = merge
                 try:
-                    fn = (lambda splits=splits, pdl=pdl: mla_sm90.launch(q, keys, table, lens, 0.07, gkv, gh, splits,
-                                                                         out, lse, pdl=pdl))
+                    fn = (lambda splits=splits, pdl=pdl: launch(splits, pdl=pdl))
                     fn()
                     graph = capture_graph(fn)
                     rows.append((f"{splits:3d} splits, {label}", time_for(graph.replay, 0.3)))
@@ -244,9 +238,11 @@ def split_cost(points=((1, 131072), (1, 32768), (4, 131072))) -> int:
                     da._launch_merge = real_merge
             mid_out = torch.randn(splits, batch, 128, 512, device="cuda")
             mid_lse = torch.randn(splits, batch, 128, device="cuda")
+            out = torch.empty(batch, 128, 512, device="cuda", dtype=torch.bfloat16)
+            lse = torch.empty(batch, 128, device="cuda")
             merge = capture_graph(lambda: real_merge(da._kernels(), mid_out, mid_lse, out, lse, lse_in_log2=True))
             rows.append((f"{splits:3d} splits, merge only", time_for(merge.replay, 0.3)))
-        matmul = 2 * 8192 ** 3 / time_for(lambda: a @ b, 0.3)
+        matmul = matmul_rate(torch.device("cuda"), sustained_s=0.3)
         for label, seconds in rows:
             print(f"split-cost {batch} x {length} {label:28s} {seconds * 1e6:8.1f} us {flop / seconds / 1e12:6.1f} TF/s "
                   f"{flop / seconds / matmul:6.1%} of the matmul ({matmul / 1e12:.1f} TF/s)", flush=True)

@@ -213,7 +213,8 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
         "cuda_graphs": job.graphs, "all_reduce": engine.all_reduce_impl,
         "exchange": _exchange_used(engine, bucket), "exchange_impl": engine.exchange_impl,
         "small_linear": engine.use_small_linear, "fusions": engine.use_fusions,
-        "attention_path": engine.runner.attention_path, "sm90_mla_kernel": _sm90_mla_kernel(engine),
+        "attention_path": engine.runner.attention_path,
+        "sm90_mla_kernel": engine.runner.attention_path == "triton" and engine.runner.sm90_mla_kernel,
         "kv": "random data (no prefill)", "kv_pool_pages_per_rank": engine.cache.num_pages,
         "kv_pool_bytes_per_gpu": engine.cache.total_bytes(),
         "ttl_median_s": ttl, "ttl_p99_s": sorted(host)[min(len(host) - 1, int(0.99 * len(host)))],
@@ -230,16 +231,6 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
     if engine.device.type == "cuda":
         torch.cuda.synchronize()
     return row
-
-
-def _sm90_mla_kernel(engine: Engine) -> bool:
-    """The decode attention of this engine's MLA cache runs the sm_90 Gluon kernel (kernels/mla_sm90.py)."""
-    cfg = engine.cfg
-    if not (cfg.is_mla and engine.runner.attention_path == "triton"):
-        return False
-    from ..kernels import mla_sm90
-
-    return mla_sm90.takes_cache(engine.cache.keys[0], cfg.kv_lora_rank)
 
 
 def _profile_step(engine: Engine, job: BenchJob, rank: int, name: str, replays: int = 10) -> None:

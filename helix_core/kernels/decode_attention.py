@@ -492,8 +492,6 @@ def paged_decode_attention(
     if max_length is None:
         max_length = block_table.shape[1] * page_size
     cfg = config or DecodeConfig()
-    qk_fp32 = q.dtype != key_pages.dtype
-    fp32_math = qk_fp32 or key_pages.dtype == torch.float32
 
     if out_dtype is None:
         out_dtype = torch.float32 if out is None else out.dtype
@@ -518,6 +516,8 @@ def paged_decode_attention(
         mla_sm90.launch(q, key_pages, block_table, lengths, scale, group_kv, group_heads, splits, out, lse)
         return out, lse
 
+    qk_fp32 = q.dtype != key_pages.dtype
+    fp32_math = qk_fp32 or key_pages.dtype == torch.float32
     block_n, block_h, num_warps, num_stages, num_splits, dv_parts, pages_ahead, want_pdl, probs_via_memory = \
         resolve_launch(dk, dv, groups, batch, max_length, fp32_math, cfg, device, values_are_keys)
     common = split_kernel_constants(dk, dv, values_are_keys, qk_fp32, dv_parts, page_size, block_n, block_h,
