@@ -21,6 +21,7 @@ from .config import ModelConfig
 from .kv_cache import PagedKVCache, StagePlacement
 from .launched_steps import LaunchedStep
 from .models import build_model
+from .models.common import project_attention
 from .models.ops import EAGER
 from .plan import Plan
 from .sampling import SamplingParams, sample
@@ -65,6 +66,9 @@ class EngineOptions:
     # and SiLU gate inside the projection kernel (with small_linear), the fast path's RoPE + KV append
     # as one kernel (with the decode kernel): auto | off (benchmarks: the step without them)
     decode_fusions: str = "auto"
+    # with decode_fusions: the batch-1 KVP merge inside the o projection kernel (small_linear.merge_linear)
+    # instead of a merge kernel before it: auto | off (benchmarks: the step with the merge kernel)
+    merge_in_projection: str = "auto"
     kv_memory_fraction: float = 0.9  # kv_pages=0: this share of the GPU memory left after the weights
     # all-reduces over all N of up to max_batch x hidden elements: symm (torch symmetric-memory one-shot
     # kernel over NVLink P2P; CUDA, bf16/fp32), nccl, or auto (symm where it can run, else NCCL/gloo)
@@ -149,6 +153,9 @@ class _StepContext:
             q, k = rotary.rotate(q, k)
         return self._attention(layer, self._batch, q, k, v, value_dim, phase=self.phase)
 
+    def attend_projected(self, layer, q, k, v, weight, linear, rotary=None):
+        return project_attention(self, layer, q, k, v, weight, linear, rotary)
+
     def all_reduce(self, x):
         with self.phase("all_reduce"):
             return self._comm.all_reduce(x, "all")
@@ -175,6 +182,10 @@ class Engine:
         if options.decode_fusions not in ("auto", "off"):
             raise ValueError(f"decode_fusions {options.decode_fusions!r}: choose auto or off")
         self.use_fusions = options.decode_fusions == "auto"
+        if options.merge_in_projection not in ("auto", "off"):
+            raise ValueError(f"merge_in_projection {options.merge_in_projection!r}: choose auto or off")
+        self.use_merge_in_projection = (self.use_small_linear and self.use_fusions
+                                        and options.merge_in_projection == "auto")
         if self.use_small_linear:
             from .models.ops import one_row_gated_linear, one_row_norm_linear, small_batch_linear
 
@@ -428,6 +439,7 @@ class Engine:
             "exchange": self.exchange_impl,
             "decode_kernel": self.use_decode_kernel,
             "small_linear": self.use_small_linear,
+            "merges_in_projection": self.attention.stats.merges_in_projection,
             "weight_bytes": self.weight_bytes(),
             "kv_bytes": self.cache.total_bytes(),
             "checkpoint_bytes_read": self.reader.bytes_read,

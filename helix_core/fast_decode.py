@@ -8,7 +8,8 @@ The host only advances its page accounting and uploads a page-table entry when a
 so a step costs one small host-to-device copy, one graph replay and the read of the tokens.
 
 The KVP exchange: up to GATHER_MAX_BYTES it is one sum over zero-padded slots (gather_exchange.py),
-beyond that an all-to-all.
+beyond that an all-to-all. At batch 1 with the one-row projection kernel, the KVP merge is done by
+the output projection's kernel as it reads its input (`attend_projected`), not by a kernel of its own.
 
 HOP-B: the batch is cut into pieces; a piece's all-to-all is issued asynchronously (it runs on
 the process group's communication stream) while the next piece's attention runs on the compute
@@ -23,6 +24,7 @@ import torch
 
 from .attention import merge_partials
 from .kernels.rope_append import rope_and_append, rope_append_usable
+from .kernels.small_linear import merge_linear, merge_linear_usable
 from .kv_cache import PagedKVCache, StagePlacement
 from .sampling import greedy_tokens_and_logprobs
 from .sharded_attention import exchange_packed, start_exchange
@@ -173,6 +175,7 @@ class FastDecodeContext:
             self.reduce_scores = lambda scores: self.comm.all_reduce(scores, "head_slices")
         self.use_kernel = head_groups is not None  # the kernels write into given out/lse destinations
         self.fuse_append = self.use_kernel and engine.use_fusions  # RoPE + KV append in one kernel
+        self.merge_in_projection = engine.use_merge_in_projection and self.kvp > 1
 
     def phase(self, name: str):
         """Phases are not timed inside a captured graph (see the profiler's sampled eager steps)."""
@@ -182,6 +185,26 @@ class FastDecodeContext:
         return self.comm.all_reduce(x, "all")
 
     def attend(self, layer, q, k, v, value_dim=None, rotary=None):
+        merged = [self._finish_exchange(*p) for p in self._attend_pieces(layer, q, k, v, value_dim, rotary)]
+        return merged[0] if len(merged) == 1 else torch.cat(merged, dim=0)
+
+    def attend_projected(self, layer, q, k, v, weight, linear, rotary=None):
+        pending = self._attend_pieces(layer, q, k, v, None, rotary)
+        if self.merge_in_projection and len(pending) == 1:
+            recv, work, dim = pending[0]
+            if dim is not None and merge_linear_usable(recv, weight):
+                # the o projection's kernel merges the KVP partials as it reads them: no merge kernel
+                if work is not None:
+                    work.wait()
+                self.engine.attention.stats.merges_in_projection += 1
+                return merge_linear(recv, weight)
+        merged = [self._finish_exchange(*p) for p in pending]
+        attn = merged[0] if len(merged) == 1 else torch.cat(merged, dim=0)
+        return linear(attn.to(q.dtype).reshape(q.shape[0], -1), weight)
+
+    def _attend_pieces(self, layer, q, k, v, value_dim, rotary) -> list[tuple]:
+        """Append k / v, attend per HOP-B piece and start each piece's exchange: [(recv, work, Dv)], or
+        [(exact output, None, None)] without KVP (see _finish_exchange)."""
         cache = self.cache
         keys = cache.keys[layer]
         values = None if cache.values is None else cache.values[layer]
@@ -227,8 +250,7 @@ class FastDecodeContext:
             else:
                 pending.append(start_exchange(self.comm, *self._attention(*args), self.kvp, self.out_heads))
         self.engine.attention.stats.hopb_pieces_run = len(bounds)
-        merged = [self._finish_exchange(*p) for p in pending]
-        return merged[0] if len(merged) == 1 else torch.cat(merged, dim=0)
+        return pending
 
     def _attention(self, q, keys, values, block_table, lengths, value_dim, out=None, lse=None):
         return paged_attention(q, keys, values, block_table, lengths, self.scale, self.kv_head_of_q,

@@ -26,6 +26,7 @@ from .step import StepBatch
 class AttentionStats:
     hopb_pieces_run: int = 0  # pieces of the last layer's exchange
     exchanges: int = 0
+    merges_in_projection: int = 0  # fast path: KVP merges done by the o projection's kernel (eager calls)
 
 
 class ShardedAttention:

@@ -11,46 +11,16 @@ from __future__ import annotations
 
 import math
 import sys
+from pathlib import Path
 
 import torch
 
 from helix_core.kernels.decode_attention import DecodeConfig, HeadGroups, paged_decode_attention
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the GPU tests' cases and reference
+from mla_cases import make_case, reference  # noqa: E402
+
 FLOP_PER_KEY_HEAD = 2 * (576 + 512)
-
-
-def make_case(batch, heads, lengths, page_size, dtype=torch.bfloat16, seed=0):
-    g = torch.Generator(device="cuda").manual_seed(seed)
-    pages_per = [max(1, -(-n // page_size)) for n in lengths]
-    total = sum(pages_per) + 3
-    keys = torch.randn(total, page_size, 1, 576, device="cuda", dtype=dtype, generator=g)
-    perm = torch.randperm(total, device="cuda", generator=g).to(torch.int32)  # pages anywhere in the pool
-    table = torch.zeros(batch, max(pages_per), dtype=torch.int32, device="cuda")
-    at = 0
-    for row, count in enumerate(pages_per):
-        table[row, :count] = perm[at:at + count]
-        at += count
-    q = torch.randn(batch, heads, 576, device="cuda", dtype=dtype, generator=g)
-    lens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
-    return q, keys, table, lens
-
-
-def reference(q, keys, table, lens, scale):
-    """fp32 attention of each sequence's gathered keys (values: the first 512 dims)."""
-    batch, heads, _ = q.shape
-    page_size = keys.shape[1]
-    out = torch.zeros(batch, heads, 512, device="cuda")
-    lse = torch.full((batch, heads), float("-inf"), device="cuda")
-    for b in range(batch):
-        n = int(lens[b])
-        if n == 0:
-            continue
-        idx = torch.arange(n, device="cuda")
-        k = keys[table[b, idx // page_size].long(), idx % page_size, 0].float()  # [n, 576]
-        s = q[b].float() @ k.T * scale
-        lse[b] = torch.logsumexp(s, 1)
-        out[b] = torch.softmax(s, 1) @ k[:, :512]
-    return out, lse
 
 
 def check() -> int:
@@ -67,7 +37,7 @@ def check() -> int:
     ]
     failed = 0
     for batch, heads, lengths, page_size, splits, out_dtype in cases:
-        q, keys, table, lens = make_case(batch, heads, lengths, page_size)
+        q, keys, table, lens = make_case(lengths, heads, page_size)
         ref_out, ref_lse = reference(q, keys, table, lens, scale)
         results = {}
         for name, flag in (("gluon", True), ("triton", False)):
@@ -130,7 +100,7 @@ def bench(points) -> int:
           f"{'gluon_TF/s':>10} {'triton_TF/s':>11} {'max|d|':>8}", flush=True)
     for point in points:
         heads, batch, length, page = (tuple(point) + (64,))[:4]
-        q, keys, table, lens = make_case(batch, heads, [length] * batch, page)
+        q, keys, table, lens = make_case([length] * batch, heads, page)
         groups = HeadGroups.from_group_size(heads, heads)  # built once: its tables are cached on the device
         outs = {}
         times = {}
@@ -162,7 +132,7 @@ def launch_case(batch, length, heads=128, page=64, out_dtype=torch.bfloat16):
     calling mla_sm90.launch, the default split count, FLOPs of one launch)."""
     from helix_core.kernels import mla_sm90
 
-    q, keys, table, lens = make_case(batch, heads, [length] * batch, page)
+    q, keys, table, lens = make_case([length] * batch, heads, page)
     groups = HeadGroups.from_group_size(heads, heads)
     gkv, gh = groups.tables(64, q.device)
     default = mla_sm90.choose_splits(batch, groups, length, q.device)

@@ -3,6 +3,8 @@
 Multi-process (gloo) clusters on CPU; 32 greedy steps for three sequences of different lengths
 decoding in one batch; logits within 1e-4 at every step and identical greedy tokens.
 """
+import dataclasses
+
 import pytest
 
 from helix_core.engine import EngineOptions
@@ -109,7 +111,7 @@ def test_symmetric_all_reduce_request_off_gpu_keeps_gloo_and_exactness():
     assert all(s["all_reduce"].startswith("gloo") for s in stats), stats
 
 
-def test_unknown_all_reduce_choice_is_refused():
+def test_unknown_all_reduce_and_merge_choices_are_refused():
     import torch
 
     from helix_core.comm import Comm
@@ -119,6 +121,9 @@ def test_unknown_all_reduce_choice_is_refused():
     with pytest.raises(ValueError, match="all_reduce .mpi.: choose auto"):
         Engine(model_dir("llama"), plan, 0, Comm(plan, 0, torch.device("cpu")), torch.device("cpu"),
                EngineOptions(all_reduce="mpi"))
+    with pytest.raises(ValueError, match="merge_in_projection .on.: choose auto or off"):
+        Engine(model_dir("llama"), plan, 0, Comm(plan, 0, torch.device("cpu")), torch.device("cpu"),
+               EngineOptions(merge_in_projection="on"))
 
 
 KERNEL_GRID = [
@@ -193,10 +198,20 @@ def test_small_batch_linear_kernel_in_the_fast_path_matches_transformers(monkeyp
     options = EngineOptions(**{**OPTIONS.__dict__, "fast_decode": "on", "decode_kernel": "on", "small_linear": "on",
                                "exchange": "gather", "max_batch": 4})
     one_sequence = {2: PROMPTS[2]}  # batch-1 decode steps: the one-row case the kernel takes
-    for model, spec in (("llama", "helix:kvp=2,tpa=1"), ("qwen2", "tp:n=2"), ("deepseek_v3", "helix:kvp=2,tpa=1")):
-        with LocalCluster(model_dir(model), Plan.parse(spec), options=options) as cluster:
+    cases = (("llama", "helix:kvp=2,tpa=1", "auto"), ("llama", "helix:kvp=2,tpa=1", "off"), ("qwen2", "tp:n=2", "auto"),
+             ("deepseek_v3", "helix:kvp=2,tpa=1", "auto"))
+    for model, spec, merge_in_projection in cases:
+        case_options = dataclasses.replace(options, merge_in_projection=merge_in_projection)
+        with LocalCluster(model_dir(model), Plan.parse(spec), options=case_options) as cluster:
             report = check_free_running(cluster, hf_model(model), one_sequence, 5, tolerance=1e-4)
             stats = cluster.stats()
         assert report.argmax_mismatches == 0, (model, spec)
         assert report.max_abs_diff < 1e-4, (model, spec, report.max_abs_diff)
         assert all(s["small_linear"] is True for s in stats)
+        # Llama's KVP merge runs inside the o projection's kernel (one per layer and step) unless turned off;
+        # TP has no merge, and MLA's merged latent goes through W_UV first
+        fused = [s["merges_in_projection"] for s in stats]
+        if model == "llama" and merge_in_projection == "auto":
+            assert all(n > 0 for n in fused), fused
+        else:
+            assert not any(fused), (model, merge_in_projection, fused)

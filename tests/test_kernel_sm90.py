@@ -47,7 +47,7 @@ for kernel in ("scores", "values"):
     out[f"sliced {kernel}"] = asdict(r.sliced_kernel_report(kernel, 256))
     out[f"sliced {kernel} not ahead"] = asdict(r.sliced_kernel_report(kernel, 256, pages_ahead=False))
 # the one-row projection kernel, with and without PDL, each way of building its input; RoPE + KV append
-for mode in ("plain", "gated", "norm"):
+for mode in ("plain", "gated", "norm", "merge"):
     out[f"row {mode}"] = asdict(r.row_kernel_report(mode, pdl=False))
     out[f"row {mode} pdl"] = asdict(r.row_kernel_report(mode, pdl=True))
 out["rope append"] = asdict(r.rope_append_report())
@@ -80,7 +80,7 @@ def test_default_configs_fit_an_sm90_block(reports):
                             "mla one part", "merge 128 x 66", "merge 512 x 16", "gqa pdl", "merge 128 x 66 pdl",
                             "gqa not ahead", "sliced scores", "sliced scores not ahead", "sliced values",
                             "sliced values not ahead", "rope append", "mha512 default",
-                            *(f"row {mode}{pdl}" for mode in ("plain", "gated", "norm") for pdl in ("", " pdl"))}
+                            *(f"row {mode}{pdl}" for mode in ("plain", "gated", "norm", "merge") for pdl in ("", " pdl"))}
     for label, r in reports.items():
         if label in ("mla one part", "mla-64 default long"):
             continue  # below
@@ -145,7 +145,7 @@ def test_pdl_variants_carry_grid_dependency_control(reports):
 def test_one_row_projections_wait_for_the_previous_kernel_only_with_pdl(reports):
     """The PDL variant of the one-row kernel lets its dependent launch and waits once (after its first
     weight tile); the fused inputs cost no spills."""
-    for mode in ("plain", "gated", "norm"):
+    for mode in ("plain", "gated", "norm", "merge"):
         plain, pdl = reports[f"row {mode}"], reports[f"row {mode} pdl"]
         assert plain["griddepcontrol"] == 0 and pdl["griddepcontrol"] == 2, mode
         assert plain["spill_bytes"] == 0 and pdl["spill_bytes"] == 0, mode

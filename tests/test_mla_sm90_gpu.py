@@ -16,38 +16,14 @@ if not (torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 
 
 from helix_core.kernels import decode_attention as da  # noqa: E402
 
+import mla_cases  # noqa: E402
+from mla_cases import make_case  # noqa: E402
+
 SCALE = 1.0 / math.sqrt(192)
 
 
-def make_case(lengths, heads, page_size, dtype=torch.bfloat16, seed=0):
-    gen = torch.Generator(device="cuda").manual_seed(seed)
-    counts = [max(1, -(-n // page_size)) for n in lengths]
-    total = sum(counts) + 2
-    keys = torch.randn(total, page_size, 1, 576, device="cuda", generator=gen).to(dtype)
-    perm = torch.randperm(total, device="cuda", generator=gen).to(torch.int32)  # pages anywhere in the pool
-    table = torch.zeros(len(lengths), max(counts), dtype=torch.int32, device="cuda")
-    at = 0
-    for row, count in enumerate(counts):
-        table[row, :count] = perm[at:at + count]
-        at += count
-    q = torch.randn(len(lengths), heads, 576, device="cuda", generator=gen).to(dtype)
-    return q, keys, table, torch.tensor(lengths, dtype=torch.int32, device="cuda")
-
-
 def reference(q, keys, table, lengths):
-    """fp32 softmax attention of each sequence over its gathered keys; values: their first 512 dims."""
-    batch, heads, _ = q.shape
-    page_size = keys.shape[1]
-    out = torch.zeros(batch, heads, 512, device="cuda")
-    lse = torch.full((batch, heads), float("-inf"), device="cuda")
-    for b, n in enumerate(lengths.tolist()):
-        if n:
-            idx = torch.arange(n, device="cuda")
-            k = keys[table[b, idx // page_size].long(), idx % page_size, 0].float()
-            s = q[b].float() @ k.T * SCALE
-            lse[b] = torch.logsumexp(s, 1)
-            out[b] = torch.softmax(s, 1) @ k[:, :512]
-    return out, lse
+    return mla_cases.reference(q, keys, table, lengths, SCALE)
 
 
 def assert_matches(out, lse, ref_out, ref_lse):

@@ -8,7 +8,8 @@ from triton_interpreter import kernel_test_module
 (DEVICE, NEEDS_FRESH_PROCESS, _interpreter_while_these_tests_run, _needs_interpreter,
  test_rerun_in_fresh_interpreter) = kernel_test_module(__file__, "the small-batch linear kernel")
 
-from helix_core.kernels.small_linear import LinearConfig, gated_linear, norm_linear, small_linear, usable  # noqa: E402,E501
+from helix_core.kernels.small_linear import (LinearConfig, gated_linear, merge_linear, norm_linear,  # noqa: E402
+                                            small_linear, usable)
 
 CASES = [
     # rows, K, N, config: one row and several; whole and ragged tiles; one split and several
@@ -174,3 +175,79 @@ def test_norm_statistics_in_several_steps_match_one(monkeypatch):
     assert torch.equal(total, one_total)
     ref = (x + delta) * torch.rsqrt(((x + delta) ** 2).mean() + 1e-5) * weight @ w.T
     assert torch.allclose(steps, one_step, rtol=1e-5, atol=1e-4) and torch.allclose(steps, ref, rtol=1e-4, atol=1e-3)
+
+
+MERGE_CASES = [
+    # parts, heads, Dv, N, config: tiles within a head, tiles across heads with ragged ends and K splits,
+    # four parts, the engine's one-row config, each tile loaded a tile early
+    (2, 4, 128, 64, LinearConfig(block_n=16, block_k=128, splits=1)),
+    (2, 3, 100, 40, LinearConfig(block_n=8, block_k=64, splits=2)),
+    (4, 4, 64, 48, LinearConfig(block_n=16, block_k=128, splits=1)),
+    (2, 8, 128, 40, LinearConfig()),
+    (2, 4, 64, 32, LinearConfig(block_n=8, block_k=128, ahead=True)),
+]
+
+
+def _partials(parts: int, heads: int, dv: int, seed: int, gather_view: bool):
+    """KVP partials as the exchange delivers them: recv [parts, 1, heads, Dv + 1] fp32 (outputs, then the
+    natural-log LSE). Part 1 of head 0 saw no keys (LSE -inf; its outputs are NaN and must not count).
+    gather_view: a view into a gather exchange's summed slot buffer [1, parts, 2 * heads, Dv + 1], as
+    GatherExchange.exchange returns it (this rank's heads are the second half)."""
+    gen = torch.Generator().manual_seed(seed)
+    recv = torch.empty(parts, 1, heads, dv + 1)
+    recv[..., :dv] = torch.randn(parts, 1, heads, dv, generator=gen)
+    recv[..., dv] = 4 * torch.randn(parts, 1, heads, generator=gen)
+    recv[1, 0, 0, :dv] = float("nan")
+    recv[1, 0, 0, dv] = float("-inf")
+    if not gather_view:
+        return recv
+    slots = torch.zeros(1, parts, 2 * heads, dv + 1)
+    slots[:, :, heads:] = recv.transpose(0, 1)
+    return slots[:, :, heads:].transpose(0, 1)
+
+
+def _reference_merge(recv: torch.Tensor) -> torch.Tensor:
+    """exact attention [1, H * Dv] in float64 from its parts: sum_p exp(lse_p - logsumexp(lse)) out_p."""
+    dv = recv.shape[-1] - 1
+    out, lse = recv[..., :dv].double(), recv[..., dv].double()
+    weights = torch.exp(lse - torch.logsumexp(lse, dim=0))  # a part with LSE -inf weighs 0
+    merged = torch.where(weights[..., None] > 0, weights[..., None] * out, torch.zeros_like(out)).sum(dim=0)
+    return merged.reshape(1, -1)
+
+
+@pytest.mark.parametrize("gather_view", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("parts,heads,dv,n,config", MERGE_CASES)
+def test_merge_input_matches_the_merged_attention_projected(parts, heads, dv, n, config, dtype, gather_view):
+    """The o projection of the exchange's partials: the exact merge (float64 reference) rounded to the
+    model's dtype, as the merge kernel stores it for the model, then projected."""
+    recv = _partials(parts, heads, dv, seed=parts * 100 + heads + dv, gather_view=gather_view)
+    w = torch.randn(n, heads * dv, generator=torch.Generator().manual_seed(n)).to(dtype)
+    y = merge_linear(recv.to(DEVICE), w.to(DEVICE), config)
+    ref = _reference_merge(recv).to(dtype).double() @ w.double().T
+    assert y.shape == (1, n) and y.dtype == dtype
+    assert not torch.isnan(y).any()
+    assert _close(y.cpu(), ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_two_part_merge_input_is_the_merge_kernel_then_the_projection_bitwise(dtype):
+    """With two parts (KVP = 2) the fused input is the Triton merge's value bit for bit (the same fp32
+    operations in the same order), so folding the merge into the projection changes no bit of its output."""
+    from helix_core.kernels.decode_attention import merge_partials
+
+    recv = _partials(2, 8, 128, seed=5, gather_view=True).to(DEVICE)
+    w = torch.randn(96, 8 * 128, generator=torch.Generator().manual_seed(3)).to(dtype).to(DEVICE)
+    merged = merge_partials(recv[..., :128], recv[..., 128], out_dtype=torch.float32)
+    unfused = small_linear(merged.reshape(1, -1).to(dtype), w)  # torch's cast: round to nearest even
+    assert torch.equal(merge_linear(recv, w), unfused)
+
+
+def test_merge_input_refuses_what_it_cannot_run():
+    w = torch.randn(32, 4 * 64, device=DEVICE)
+    with pytest.raises(ValueError, match="do not fit"):
+        merge_linear(torch.randn(2, 2, 4, 65, device=DEVICE), w)  # two rows
+    with pytest.raises(ValueError, match="do not fit"):
+        merge_linear(torch.randn(2, 1, 4, 64, device=DEVICE), w)  # no LSE channel: K is not heads x Dv
+    with pytest.raises(ValueError, match="do not fit"):
+        merge_linear(torch.randn(2, 1, 4, 65, device=DEVICE).to(torch.bfloat16), w)  # partials are fp32

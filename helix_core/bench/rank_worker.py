@@ -56,6 +56,7 @@ class BenchJob:
     exchange: str = "auto"
     small_linear: str = "auto"
     fusions: str = "auto"  # EngineOptions.decode_fusions
+    merge_in_projection: str = "auto"  # EngineOptions.merge_in_projection
     profile_dir: str | None = None  # write a per-kernel table of the captured step here (rank 0)
     kv_pages: int | None = None  # pages per rank; None: what the points need, or free memory with a max point
 
@@ -115,7 +116,7 @@ def _run(rank: int, plan: Plan, device, job: BenchJob, results) -> None:
                             cuda_graphs=job.graphs and device.type == "cuda",
                             max_batch=max(b for b, _ in job.points), all_reduce=job.all_reduce,
                             exchange=job.exchange, small_linear=job.small_linear,
-                            decode_fusions=job.fusions)
+                            decode_fusions=job.fusions, merge_in_projection=job.merge_in_projection)
     engine = Engine(ModelSource.random(cfg, DTYPES[_full(job.dtype)], device), plan, rank, comm, device, options)
     for pool in (engine.cache.keys, engine.cache.values):
         if pool is not None:
@@ -213,6 +214,8 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
         "cuda_graphs": job.graphs, "all_reduce": engine.all_reduce_impl,
         "exchange": _exchange_used(engine, bucket), "exchange_impl": engine.exchange_impl,
         "small_linear": engine.use_small_linear, "fusions": engine.use_fusions,
+        # where FastDecodeContext.attend_projected merges in the o projection: one row, KVP > 1, GQA
+        "merge_in_projection": engine.use_merge_in_projection and bucket == 1 and plan.kvp > 1 and not cfg.is_mla,
         "attention_path": engine.runner.attention_path,
         "sm90_mla_kernel": engine.runner.attention_path == "triton" and engine.runner.sm90_mla_kernel,
         "kv": "random data (no prefill)", "kv_pool_pages_per_rank": engine.cache.num_pages,

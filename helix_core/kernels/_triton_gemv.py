@@ -15,6 +15,10 @@ with several, fp32 partials [splits, M, N] are stored and summed by the caller i
     INPUT_NORM   x = rms_norm(a + b) * norm_weight, Hugging Face's rounding (the statistics in
                  fp32, the normalized row and its product with the weight rounded to the row's
                  dtype); program (0, 0) also stores the residual a + b.
+    INPUT_MERGE  x = the KVP merge of PARTS partial attention outputs, read from the exchange's
+                 receive buffer (fp32 [part, head, DV + 1]: a head's DV output values, then its
+                 natural-log LSE), with the merge kernel's arithmetic (_triton_decode._merge_kernel),
+                 rounded to W's dtype: the attention output projection without the merge kernel.
   PDL (sm_90+): launched as a programmatic dependent of the kernel before it, a program loads its
   first W tile (weights are never written by a step) before it waits for that kernel, so the
   launch and the first loads hide under the previous kernel's tail; and it lets its own
@@ -39,7 +43,9 @@ _round = kernel_module("_triton_common").round_to  # built in this module's mode
 INPUT_PLAIN = 0
 INPUT_GATED = 1
 INPUT_NORM = 2
-INPUT_MODES = {"plain": INPUT_PLAIN, "gated": INPUT_GATED, "norm": INPUT_NORM}  # _row_kernel's INPUT by name
+INPUT_MERGE = 3
+INPUT_MODES = {"plain": INPUT_PLAIN, "gated": INPUT_GATED, "norm": INPUT_NORM,
+               "merge": INPUT_MERGE}  # _row_kernel's INPUT by name
 
 
 @triton.jit
@@ -105,14 +111,53 @@ def _input_tile(a_ptr, b_ptr, norm_ptr, offs_k, mask_k, K, inv_rms,
 
 
 @triton.jit
+def _merged_tile(recv_ptr, offs_k, mask_k, stride_part, stride_head, dtype: tl.constexpr,
+                 PARTS: tl.constexpr, DV: tl.constexpr, RTNE_BY_BITS: tl.constexpr):
+    """The merged attention output at offs_k (= head * DV + d), in fp32 after rounding to dtype:
+    weights exp2(lse_p * log2(e) - peak) as the merge kernel computes them, a part with no keys
+    (LSE -inf) weighs 0. Every value of a head loads that head's LSEs: the same few addresses, from L1."""
+    head = offs_k // DV
+    row = recv_ptr + head * stride_head
+    chan = offs_k - head * DV
+    peak = tl.full(offs_k.shape, float("-inf"), tl.float32)
+    for p in tl.static_range(PARTS):
+        lse = tl.load(row + p * stride_part + DV, mask=mask_k, other=float("-inf")) * 1.4426950408889634
+        peak = tl.maximum(peak, lse)
+    safe = tl.where(peak == float("-inf"), 0.0, peak)
+    total = tl.zeros(offs_k.shape, tl.float32)
+    acc = tl.zeros(offs_k.shape, tl.float32)
+    for p in tl.static_range(PARTS):
+        lse = tl.load(row + p * stride_part + DV, mask=mask_k, other=float("-inf")) * 1.4426950408889634
+        weight = tl.exp2(lse - safe)
+        out = tl.load(row + p * stride_part + chan, mask=mask_k, other=0.0)
+        total += weight
+        acc += tl.where(weight > 0.0, out * weight, 0.0)
+    merged = acc / tl.where(total > 0.0, total, 1.0)
+    return _round(merged, dtype, RTNE_BY_BITS).to(tl.float32)
+
+
+@triton.jit
+def _row_tile(a_ptr, b_ptr, norm_ptr, offs_k, mask_k, K, inv_rms, stride_part, stride_head, w_dtype: tl.constexpr,
+              INPUT: tl.constexpr, HAS_B: tl.constexpr, RTNE_BY_BITS: tl.constexpr, PARTS: tl.constexpr,
+              DV: tl.constexpr):
+    if INPUT == 3:
+        return _merged_tile(a_ptr, offs_k, mask_k, stride_part, stride_head, w_dtype, PARTS, DV, RTNE_BY_BITS)
+    else:
+        return _input_tile(a_ptr, b_ptr, norm_ptr, offs_k, mask_k, K, inv_rms, INPUT, HAS_B, RTNE_BY_BITS)
+
+
+@triton.jit
 def _row_kernel(a_ptr, b_ptr, norm_ptr, total_ptr, w_ptr, y_ptr, N, K, k_per_split, stride_wn, stride_ys, eps,
+                stride_part, stride_head,
                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, EVEN: tl.constexpr,
                 INPUT: tl.constexpr, HAS_B: tl.constexpr, PDL: tl.constexpr, RTNE_BY_BITS: tl.constexpr,
-                AHEAD: tl.constexpr = False, NORM_BLOCK: tl.constexpr = 512):
+                AHEAD: tl.constexpr = False, NORM_BLOCK: tl.constexpr = 512,
+                PARTS: tl.constexpr = 1, DV: tl.constexpr = 1):
     """AHEAD: each W tile's load is issued a tile early (a loop-carried register tile), so a program keeps
     two tiles in flight; the loop has no dot for Triton's pipeliner to stage through shared memory.
     NORM_BLOCK: row values a step of the norm's statistics loop, which runs after the wait, one load round
-    trip a step: wider than BLOCK_K (small_linear.NORM_BLOCK_MAX), so fewer round trips."""
+    trip a step: wider than BLOCK_K (small_linear.NORM_BLOCK_MAX), so fewer round trips.
+    stride_part / stride_head, PARTS, DV: INPUT_MERGE's receive buffer (a_ptr), else unused."""
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     if PDL:  # the next kernel, if a programmatic dependent, may start its programs now
@@ -137,8 +182,9 @@ def _row_kernel(a_ptr, b_ptr, norm_ptr, total_ptr, w_ptr, y_ptr, N, K, k_per_spl
                 tl.store(total_ptr + offs_r, total, mask=offs_r < K)
             squares += total.to(tl.float32) * total.to(tl.float32)
         inv_rms = 1.0 / tl.sqrt(tl.sum(squares) / K + eps)
-    tile = w_first.to(tl.float32) * _input_tile(a_ptr, b_ptr, norm_ptr, offs_k, offs_k < k_stop, K, inv_rms,
-                                                INPUT, HAS_B, RTNE_BY_BITS)[None, :]
+    tile = w_first.to(tl.float32) * _row_tile(a_ptr, b_ptr, norm_ptr, offs_k, offs_k < k_stop, K, inv_rms,
+                                              stride_part, stride_head, w_ptr.dtype.element_ty,
+                                              INPUT, HAS_B, RTNE_BY_BITS, PARTS, DV)[None, :]
     for k0 in range(k_start + BLOCK_K, k_stop, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         if AHEAD:
@@ -146,7 +192,8 @@ def _row_kernel(a_ptr, b_ptr, norm_ptr, total_ptr, w_ptr, y_ptr, N, K, k_per_spl
             w_next = _load_w(w_rows, offs_n, offs_k + BLOCK_K, N, k_stop, False)
         else:
             w = _load_w(w_rows, offs_n, offs_k, N, k_stop, EVEN)
-        tile += w.to(tl.float32) * _input_tile(a_ptr, b_ptr, norm_ptr, offs_k, offs_k < k_stop, K, inv_rms,
-                                               INPUT, HAS_B, RTNE_BY_BITS)[None, :]
+        tile += w.to(tl.float32) * _row_tile(a_ptr, b_ptr, norm_ptr, offs_k, offs_k < k_stop, K, inv_rms,
+                                             stride_part, stride_head, w_ptr.dtype.element_ty,
+                                             INPUT, HAS_B, RTNE_BY_BITS, PARTS, DV)[None, :]
     y = _round(tl.sum(tile, axis=1), y_ptr.dtype.element_ty, RTNE_BY_BITS)
     tl.store(y_ptr + pid_k * stride_ys + offs_n, y, mask=offs_n < N)

@@ -1,11 +1,14 @@
 """Micro-benchmark of the small-batch linear kernel against F.linear (cuBLAS), CUDA only.
 
     python -m helix_core.kernels.bench_small_linear --json $OUT/small-linear.json
+    python -m helix_core.kernels.bench_small_linear --merge 2 4 --json $OUT/merge-linear.json
 
 Shapes: the projections of one llama3-8b layer on one of two tensor-parallel GPUs (qkv, o,
 gate_up, down) and half the LM head, at 1 and 8 rows. Every config is checked against F.linear
 before it is timed. Weights rotate over copies larger than the L2 cache, so each call streams
 its matrix from HBM as in a decode step; reported: weight bytes / time (TB/s), CUDA-graph time.
+--merge P: the o projection of KVP partials from P ranks, the merge kernel then the projection against
+the projection that merges its input itself (`merge_linear`), checked equal first (bitwise for P = 2).
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..bench.probes import capture_graph, time_cuda
-from .small_linear import LinearConfig, small_linear
+from .small_linear import LinearConfig, merge_linear, small_linear
 
 SHAPES = {  # name: (K, N) per GPU of llama3-8b at TP = 2, then on one GPU
     "qkv": (4096, 3072), "o": (2048, 4096), "gate_up": (4096, 14336), "down": (7168, 4096), "lm_head": (4096, 64128),
@@ -40,6 +43,15 @@ def _label(config: LinearConfig) -> str:
             + ("/ahead" if config.ahead else "") + ("/no-pdl" if config.pdl is False else ""))
 
 
+def _time_per_copy(fn, weights: list, iters: int) -> float:
+    """Seconds of fn(w) a call, over one CUDA graph that calls it on every weight copy in turn."""
+    def all_copies():
+        for w in weights:
+            fn(w)
+    graph = capture_graph(all_copies)
+    return time_cuda(graph.replay, iters) / len(weights)
+
+
 def bench_shape(name: str, rows: int, dtype: torch.dtype, iters: int) -> dict:
     k, n = SHAPES[name]
     device = torch.device("cuda")
@@ -49,11 +61,7 @@ def bench_shape(name: str, rows: int, dtype: torch.dtype, iters: int) -> dict:
     nbytes = k * n * torch.tensor([], dtype=dtype).element_size()
 
     def timed(fn) -> float:
-        def all_copies():
-            for w in weights:
-                fn(w)
-        graph = capture_graph(all_copies)
-        return time_cuda(graph.replay, iters) / copies
+        return _time_per_copy(fn, weights, iters)
 
     base = timed(lambda w: F.linear(x, w))
     row = {"shape": name, "K": k, "N": n, "rows": rows, "weight_bytes": nbytes,
@@ -81,18 +89,55 @@ def bench_shape(name: str, rows: int, dtype: torch.dtype, iters: int) -> dict:
     return row
 
 
+def bench_merge(parts: int, dtype: torch.dtype, iters: int, heads: int = 16, value_dim: int = 128) -> dict:
+    """The batch-1 o projection of llama3-8b on one of two GPUs (16 heads of 128 -> 4096) from the KVP
+    exchange's receive buffer [parts, 1, heads, Dv + 1]: merge kernel + projection against merge_linear."""
+    from .decode_attention import merge_partials
+
+    n, k = SHAPES["o"][1], heads * value_dim
+    device = torch.device("cuda")
+    copies = max(2, -(-ROTATE_BYTES // (k * n * 2)))
+    weights = [torch.randn(n, k, device=device, dtype=dtype) / k ** 0.5 for _ in range(copies)]
+    recv = torch.randn(parts, 1, heads, value_dim + 1, device=device)
+    recv[..., value_dim] *= 4  # LSEs of a few units apart, as long shards give
+
+    def two_kernels(w):
+        merged = merge_partials(recv[..., :value_dim], recv[..., value_dim], out_dtype=dtype)
+        return small_linear(merged.reshape(1, -1), w)
+
+    def timed(fn) -> float:
+        return _time_per_copy(fn, weights, iters)
+
+    same = torch.equal(merge_linear(recv, weights[0]), two_kernels(weights[0]))
+    close = torch.allclose(merge_linear(recv, weights[0]).float(), two_kernels(weights[0]).float(),
+                           rtol=2e-2, atol=2e-2)
+    row = {"parts": parts, "K": k, "N": n, "bitwise_equal": same, "close": close}
+    if same or (parts > 2 and close):  # more parts may sum in another order: an ulp before the rounding
+        row["merge_then_linear_s"] = timed(two_kernels)
+        row["merge_linear_s"] = timed(lambda w: merge_linear(recv, w))
+    return row
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--merge", type=int, nargs="*", default=[], metavar="PARTS",
+                        help="only the o projection from this many KVP partials, with and without the merge kernel")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("bench_small_linear needs CUDA", file=sys.stderr)
         return 2
     results = []
-    for rows in args.rows:
+    for parts in args.merge:
+        row = bench_merge(parts, torch.bfloat16, args.iters)
+        results.append(row)
+        print(f"o from {parts} partials: bitwise {row['bitwise_equal']} | merge + projection "
+              f"{row.get('merge_then_linear_s', float('nan')) * 1e6:7.1f} us | merged in the projection "
+              f"{row.get('merge_linear_s', float('nan')) * 1e6:7.1f} us", flush=True)
+    for rows in [] if args.merge else args.rows:
         for name in args.shapes:
             row = bench_shape(name, rows, torch.bfloat16, args.iters)
             results.append(row)

@@ -150,7 +150,8 @@ def gluon_mla_report(page_size: int = 64, *, final: bool = False, tma: bool = Tr
 def row_kernel_report(input_mode: str = "plain", *, pdl: bool = True, block_n: int = 8, block_k: int = 512,
                       num_warps: int = 4, num_stages: int = 4, dtype: str = "bf16", ahead: bool = False,
                       k: int = 4096) -> KernelReport:
-    """The one-row projection kernel of kernels/small_linear.py (input_mode: plain, gated or norm),
+    """The one-row projection kernel of kernels/small_linear.py (input_mode: plain, gated, norm, or merge:
+    the KVP merge of 2 partials of 128-value heads, from an exchange buffer whose head stride is 129 values),
     unsplit, on whole tiles, for rows of k values (the norm statistics' step depends on it)."""
     from . import kernel_module
     from .small_linear import norm_block
@@ -158,10 +159,14 @@ def row_kernel_report(input_mode: str = "plain", *, pdl: bool = True, block_n: i
     mode = kernel_module("_triton_gemv").INPUT_MODES[input_mode]
     consts = dict(BLOCK_N=block_n, BLOCK_K=block_k, EVEN=True, INPUT=mode, HAS_B=input_mode == "norm", PDL=pdl,
                   RTNE_BY_BITS=False, AHEAD=ahead, NORM_BLOCK=norm_block(k))
+    if input_mode == "merge":
+        consts.update(PARTS=2, DV=128)
     options = {"num_warps": num_warps, "num_stages": num_stages, "launch_pdl": pdl}
     types = {name: f"*{dtype}" for name in ("a_ptr", "b_ptr", "norm_ptr", "total_ptr", "w_ptr", "y_ptr")}
+    if input_mode == "merge":
+        types["a_ptr"] = "*fp32"
     types["eps"] = "fp32"
-    return _report("_row_kernel", consts, options, types, {"eps", "stride_ys"}, module="_triton_gemv")
+    return _report("_row_kernel", consts, options, types, {"eps", "stride_ys", "stride_head"}, module="_triton_gemv")
 
 
 def rope_append_report(dim: int = 128, value_dim: int = 128, dtype: str = "bf16") -> KernelReport:

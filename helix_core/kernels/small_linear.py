@@ -3,14 +3,15 @@
     y = small_linear(x, w)                              # x [M, K], w [N, K] (as F.linear takes it)
     y = gated_linear(gate_up, w)                        # one row: silu(gate) * up, then @ w^T
     total, y = norm_linear(x, delta, norm_w, eps, w)    # one row: rms_norm(x + delta) @ w^T
+    y = merge_linear(recv, w)                           # one row: the KVP merge of recv, then @ w^T
 
 At batch 1 cuBLAS reads the weights of a sharded llama3-8b layer at 2.3-3.6 TB/s on an H200,
 and its split-K down projection adds a reduction kernel; this kernel spreads 8-row blocks of W
 over every SM and reads them at 2.6-4.0 TB/s (docs/benchmarks.md). fp32 accumulation; the output
 in x's dtype. From 2 rows on cuBLAS is as fast or faster (measured), so the engine uses this for
 one row only (models/ops.py); `usable` says where it can run at all. For one row the kernel also
-builds its input (the MLP's SiLU gate, the residual add and RMSNorm before a projection), and on
-sm_90+ is launched as a programmatic dependent (PDL) of the kernel before it, streaming its first
+builds its input (the MLP's SiLU gate, the residual add and RMSNorm before a projection, the KVP
+merge of the attention partials before the output projection), and on sm_90+ is launched as a programmatic dependent (PDL) of the kernel before it, streaming its first
 weights while that one finishes (see _triton_gemv.py).
 """
 from __future__ import annotations
@@ -119,6 +120,29 @@ def norm_linear_usable(x: torch.Tensor, delta: torch.Tensor | None, norm_weight:
             and norm_weight.shape == (x.shape[1],) and norm_weight.dtype == x.dtype and norm_weight.is_contiguous())
 
 
+def merge_linear(recv: torch.Tensor, w: torch.Tensor, config: LinearConfig = LinearConfig()) -> torch.Tensor:
+    """One row: merge(recv) @ w^T in w's dtype, where recv [P, 1, H, Dv + 1] (fp32, unit last stride: the
+    KVP exchange's receive buffer or a view of it) holds P partial attention outputs of H heads, each a
+    head's Dv values then its natural-log LSE, and w [N, H * Dv] is the output projection. The merge is
+    the KVP merge kernel's, rounded to w's dtype as that kernel stores it for the model
+    (kernels/decode_attention.merge_partials), so the projection reads what it would have read."""
+    if not merge_linear_usable(recv, w):
+        raise ValueError(f"merge_linear: recv {tuple(recv.shape)} {recv.dtype} (stride {recv.stride()}) and w "
+                         f"{tuple(w.shape)} {w.dtype} do not fit the kernel (recv [parts, 1, heads, Dv + 1] fp32 "
+                         f"with a unit last stride, w [N, heads * Dv] 16-bit or fp32 with a unit last stride)")
+    parts, _, heads, width = recv.shape
+    return _launch_one_row(recv, None, None, w, config, input_mode="merge",
+                           merge=(parts, width - 1, recv.stride(0), recv.stride(2)))
+
+
+def merge_linear_usable(recv: torch.Tensor, w: torch.Tensor) -> bool:
+    return (recv.dim() == 4 and recv.shape[1] == 1 and recv.shape[0] >= 1 and recv.shape[3] >= 2
+            and recv.dtype == torch.float32 and recv.stride(3) == 1
+            and w.dim() == 2 and w.dtype in _DTYPES and w.stride(1) == 1
+            and w.shape[1] == recv.shape[2] * (recv.shape[3] - 1)
+            and recv.device == w.device and (w.is_cuda or interpret_mode()) and triton_available())
+
+
 def _split_k(config: LinearConfig, n: int, k: int, device) -> tuple[int, int]:
     """(splits, K per split): every split but the last covers a whole number of K tiles."""
     splits = _splits(config, n, k, device)
@@ -131,7 +155,9 @@ def norm_block(k: int) -> int:
     return min(1 << max(0, k - 1).bit_length(), NORM_BLOCK_MAX)
 
 
-def _launch_one_row(a, b, norm, w, config: LinearConfig, input_mode: str) -> torch.Tensor:
+def _launch_one_row(a, b, norm, w, config: LinearConfig, input_mode: str,
+                    merge: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+    """merge: (parts, Dv, part stride, head stride) of the receive buffer `a` (input_mode "merge")."""
     mod = kernel_module("_triton_gemv")
     n, k = w.shape
     splits, k_per_split = _split_k(config, n, k, a.device)
@@ -139,17 +165,18 @@ def _launch_one_row(a, b, norm, w, config: LinearConfig, input_mode: str) -> tor
     pdl = pdl_usable(a.device) if config.pdl is None else bool(config.pdl)
     if pdl and not pdl_usable(a.device):
         raise ValueError("LinearConfig(pdl=True) needs compiled Triton with griddepcontrol on an sm_90+ GPU")
-    y = torch.empty(1, n, dtype=a.dtype, device=a.device) if splits == 1 else \
+    y = torch.empty(1, n, dtype=w.dtype, device=a.device) if splits == 1 else \
         torch.empty(splits, 1, n, dtype=torch.float32, device=a.device)
+    parts, value_dim, stride_part, stride_head = merge if merge is not None else (1, 1, 0, 0)
     norm_weight, eps, total = norm if norm is not None else (a, 0.0, a)  # unused pointers: any tensor
     programs = _ceil_div(n, config.block_n) * splits
     ahead = programs <= AHEAD_MAX_PROGRAMS_PER_SM * sm_count(a.device) if config.ahead is None else config.ahead
     mod._row_kernel[(_ceil_div(n, config.block_n), splits)](
         a, a if b is None else b, norm_weight, total, w, y, n, k, k_per_split, w.stride(0),
-        y.stride(0) if splits > 1 else 0, eps,
+        y.stride(0) if splits > 1 else 0, eps, stride_part, stride_head,
         BLOCK_N=config.block_n, BLOCK_K=config.block_k, EVEN=even, INPUT=mod.INPUT_MODES[input_mode],
         HAS_B=b is not None, PDL=pdl,
-        RTNE_BY_BITS=interpret_mode(), AHEAD=ahead, NORM_BLOCK=norm_block(k),
+        RTNE_BY_BITS=interpret_mode(), AHEAD=ahead, NORM_BLOCK=norm_block(k), PARTS=parts, DV=value_dim,
         num_warps=config.num_warps, num_stages=config.num_stages, launch_pdl=pdl,
     )
-    return y if splits == 1 else y.sum(dim=0).to(a.dtype)
+    return y if splits == 1 else y.sum(dim=0).to(w.dtype)

@@ -33,11 +33,25 @@ class LayerContext(Protocol):
         rotated; the context applies it (Rotary.rotate, or fused with the append)."""
         ...
 
+    def attend_projected(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None,
+                         weight: torch.Tensor, linear: Callable, rotary: Rotary | None = None) -> torch.Tensor:
+        """linear(attention [T, H * Dv] in q's dtype, weight): the output projection of this rank's query
+        heads, before the all-reduce; `project_attention` unless the context fuses the two (the fast
+        path merges the KVP partials inside the projection's kernel)."""
+        ...
+
     def all_reduce(self, x: torch.Tensor) -> torch.Tensor: ...
 
     def phase(self, name: str) -> ContextManager[None]:
         """Times one phase of a profiled decode step ("ffn", ...); a no-op context otherwise."""
         ...
+
+
+def project_attention(ctx: LayerContext, layer: int, q, k, v, weight: torch.Tensor, linear: Callable,
+                      rotary: Rotary | None = None) -> torch.Tensor:
+    """LayerContext.attend_projected as two steps: attention, then the projection of its output."""
+    attn = ctx.attend(layer, q, k, v, rotary=rotary).to(q.dtype)
+    return linear(attn.reshape(q.shape[0], -1), weight)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

@@ -68,8 +68,7 @@ class LlamaModel(DecoderStack):
         k = qkv[:, q_width:q_width + k_width].view(tokens, -1, self.local_head_dim)
         v = qkv[:, q_width + k_width:].view(tokens, -1, self.local_value_dim)
         # the context rotates q and k, on the decode fast path in the kernel that appends k and v
-        attn = ctx.attend(index, q, k, v, rotary=Rotary(cos, sin, ops.rope)).to(x.dtype)
-        y = ctx.all_reduce(ops.linear(attn.reshape(tokens, -1), w.wo))
+        y = ctx.all_reduce(ctx.attend_projected(index, q, k, v, w.wo, ops.linear, Rotary(cos, sin, ops.rope)))
         if w.bo is not None:
             y = y + w.bo
         with ctx.phase("ffn"):
