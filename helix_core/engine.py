@@ -69,6 +69,10 @@ class EngineOptions:
     # with decode_fusions: the batch-1 KVP merge inside the o projection kernel (small_linear.merge_linear)
     # instead of a merge kernel before it: auto | off (benchmarks: the step with the merge kernel)
     merge_in_projection: str = "auto"
+    # one-row projections followed by an all-reduce (o, down) end by asking for the first this-many MiB of
+    # the projection after it in L2 (small_linear.prefetch_after), so HBM works during the all-reduce's
+    # latency; 0: off (not yet measured on 2 GPUs; sm_90+, with small_linear and more than one rank)
+    l2_prefetch_mib: float = 0.0
     kv_memory_fraction: float = 0.9  # kv_pages=0: this share of the GPU memory left after the weights
     # all-reduces over all N of up to max_batch x hidden elements: symm (torch symmetric-memory one-shot
     # kernel over NVLink P2P; CUDA, bf16/fp32), nccl, or auto (symm where it can run, else NCCL/gloo)
@@ -194,6 +198,7 @@ class Engine:
                 ops = dataclasses.replace(ops, fused_norm_linear=one_row_norm_linear,
                                           fused_gated_linear=one_row_gated_linear)
         self.model = build_model(self.cfg, plan, rank, self.reader, source.load, ops)
+        self.l2_prefetch_pairs = self._setup_l2_prefetch(options.l2_prefetch_mib)
         coords = plan.coords(rank)
         shard = self.model.shard
         key_dim = (self.cfg.kv_lora_rank + self.cfg.qk_rope_head_dim) if self.cfg.is_mla else self.model.local_head_dim
@@ -427,6 +432,19 @@ class Engine:
             self.sequences.pop(seq_id, None)
             self.cache.free(seq_id)
 
+    def _setup_l2_prefetch(self, mib: float) -> int:
+        """Registers the model's (projection, next projection) pairs around its all-reduces with the one-row
+        kernel (`l2_prefetch_mib` MiB each); the kernel prefetches only where it can (sm_90+). Returns the
+        number of pairs registered."""
+        if mib < 0:
+            raise ValueError(f"l2_prefetch_mib {mib}: a size in MiB, 0 for off")
+        if not mib or not self.use_small_linear or self.plan.world_size == 1:  # no all-reduce latency to fill
+            return 0
+        from .kernels.small_linear import prefetch_after
+
+        return sum(prefetch_after(before, after, int(mib * (1 << 20)))
+                   for before, after in self.model.collective_successors())
+
     def stats(self) -> dict:
         return {
             "rank": self.rank,
@@ -440,6 +458,7 @@ class Engine:
             "decode_kernel": self.use_decode_kernel,
             "small_linear": self.use_small_linear,
             "merges_in_projection": self.attention.stats.merges_in_projection,
+            "l2_prefetch_pairs": self.l2_prefetch_pairs,
             "weight_bytes": self.weight_bytes(),
             "kv_bytes": self.cache.total_bytes(),
             "checkpoint_bytes_read": self.reader.bytes_read,

@@ -25,7 +25,7 @@ bench_rows() {
   local json=$1 limit=$2
   shift 2
   timeout "$limit" python -m helix_core.bench.main "$@" --json "$out/$json" 2>&1 | quiet \
-    | grep -E "^\| helix|Error|error" | tee -a "$log"
+    | grep -E "^\| (helix|tp|headslice)|Error|error" | tee -a "$log"
 }
 # verify_rows JSON SECONDS ARGS...: one `helix verify --device cuda` call, its JSON lines (and errors) into $log
 verify_rows() {

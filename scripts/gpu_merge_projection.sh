@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The KVP merge inside the o projection's kernel (small_linear.merge_linear, 2026-12-04 fifth session,
-# written without a GPU). One GPU: its kernel tests compiled (bitwise against the merge kernel then the
-# projection at KVP = 2), then the batch-1 o projection of llama3-8b on one of two GPUs from 2 and 4
-# partials, merge kernel + projection against the merging projection, CUDA graphs.
-# On 2 GPUs scripts/gpu_next.sh then measures the step with it on and off. Results in ${OUT:-out}.
+# Two one-row projection changes of 2026-12-04 (fifth session), written without a GPU, on one GPU:
+# - the KVP merge inside the o projection's kernel (small_linear.merge_linear): its kernel tests compiled
+#   (bitwise against the merge kernel then the projection at KVP = 2), then the batch-1 o projection of
+#   llama3-8b on one of two GPUs from 2 and 4 partials, merge kernel + projection against the merging one;
+# - the L2 prefetch at a projection's end (small_linear.prefetch_after): o -> a spin kernel standing for the
+#   all-reduce (0 and 8 us) -> gate/up, with o prefetching 0-32 MiB of gate/up.
+# On 2 GPUs scripts/gpu_next.sh then measures the step with each on and off. Results in ${OUT:-out}.
 set -u
 LOG_NAME=merge source scripts/gpu_env.sh
 say "small_linear tests, compiled"
@@ -11,4 +13,10 @@ timeout 300 python -m pytest -q -p no:cacheprovider tests/test_small_linear.py 2
 say "o projection from KVP partials"
 timeout 200 python -m helix_core.kernels.bench_small_linear --merge 2 4 --iters 50 --json "$out/merge-linear.json" 2>&1 \
   | quiet | tee -a "$log"
+say "o -> gap -> gate/up with the L2 prefetch"
+timeout 200 python -m helix_core.kernels.bench_small_linear --prefetch 0 8 16 24 32 --gap-us 0 8 --iters 50 \
+  --json "$out/l2-prefetch.json" 2>&1 | quiet | tee -a "$log"
+say "sm_90 compile report of the one-row kernel with the prefetch"
+timeout 120 python -c "from helix_core.kernels import sm90_report as r; print(r.row_kernel_report('norm', prefetch=True))" \
+  2>&1 | tail -1 | tee -a "$log"
 say done

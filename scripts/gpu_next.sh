@@ -10,7 +10,8 @@
 # alone on one H200, so one GPU's attention under helix KVP=2 is 0.93x TP=2's: expect the deepseek-mla
 # ratio near 1 unless the rest of the step differs.)
 # (Fifth session of 2026-12-04: the batch-1 KVP merge runs inside the o projection's kernel; the llama
-# lines below measure the 1 x 128K step with it and without, and its bf16 exactness at KVP = 2.)
+# lines below measure the 1 x 128K step with it and without, and its bf16 exactness at KVP = 2; then with
+# the o / down projections prefetching the next projection into L2 during their all-reduce, off by default.)
 # Needs `.whl` carried (grpcio for the serving check). Results in ${OUT:-out}. Then scripts/gpu_bench.sh:
 # the llama3-8b and mqa-8b 2-GPU targets have not run with the GQA kernel of the third session of
 # 2026-12-03 (block table a tile ahead: 1 x 128K 127.7 against 133.9 us on one H200).
@@ -32,6 +33,11 @@ say "llama3-8b 1 x 128K, helix KVP=2: the KVP merge inside the o projection (def
 for merge in auto off; do
   bench_rows "bench-merge-$merge.json" 200 --shape llama3-8b --plans helix:kvp=2,tpa=1 --points 1x128k --hopb 1 \
     --merge-in-projection $merge
+done
+say "the same with the o and down projections prefetching the projection after their all-reduce into L2"
+for mib in 16 24; do
+  bench_rows "bench-prefetch-$mib.json" 200 --shape llama3-8b --plans helix:kvp=2,tpa=1 tp:n=2 --points 1x128k --hopb 1 \
+    --l2-prefetch-mib $mib
 done
 v --arch llama --dtype bfloat16 --steps 16 --batch 1 --plan helix:kvp=2,tpa=1 --out "$out/verify-batch1-llama-bf16.json"
 say "deepseek-mla 4 layers, 4 x 1M, helix KVP=2 against TP=2"

@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 
+from helix_core.config import ModelConfig
 from helix_core.engine import EngineOptions
 from helix_core.launcher import LocalCluster
 from helix_core.plan import Plan
@@ -196,7 +197,7 @@ def test_small_batch_linear_kernel_in_the_fast_path_matches_transformers(monkeyp
     pytest.importorskip("triton")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     options = EngineOptions(**{**OPTIONS.__dict__, "fast_decode": "on", "decode_kernel": "on", "small_linear": "on",
-                               "exchange": "gather", "max_batch": 4})
+                               "exchange": "gather", "max_batch": 4, "l2_prefetch_mib": 24})
     one_sequence = {2: PROMPTS[2]}  # batch-1 decode steps: the one-row case the kernel takes
     cases = (("llama", "helix:kvp=2,tpa=1", "auto"), ("llama", "helix:kvp=2,tpa=1", "off"), ("qwen2", "tp:n=2", "auto"),
              ("deepseek_v3", "helix:kvp=2,tpa=1", "auto"))
@@ -210,6 +211,10 @@ def test_small_batch_linear_kernel_in_the_fast_path_matches_transformers(monkeyp
         assert all(s["small_linear"] is True for s in stats)
         # Llama's KVP merge runs inside the o projection's kernel (one per layer and step) unless turned off;
         # TP has no merge, and MLA's merged latent goes through W_UV first
+        # L2 prefetch pairs (o -> gate/up, down -> next q/k/v) registered on every rank of a Llama-family model;
+        # the prefetch itself is a hint the CPU never runs, so the numbers above are unchanged by it
+        layers = ModelConfig.from_dir(model_dir(model)).num_layers
+        assert all(s["l2_prefetch_pairs"] == (0 if model == "deepseek_v3" else 2 * layers) for s in stats), stats
         fused = [s["merges_in_projection"] for s in stats]
         if model == "llama" and merge_in_projection == "auto":
             assert all(n > 0 for n in fused), fused

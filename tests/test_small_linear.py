@@ -251,3 +251,91 @@ def test_merge_input_refuses_what_it_cannot_run():
         merge_linear(torch.randn(2, 1, 4, 64, device=DEVICE), w)  # no LSE channel: K is not heads x Dv
     with pytest.raises(ValueError, match="do not fit"):
         merge_linear(torch.randn(2, 1, 4, 65, device=DEVICE).to(torch.bfloat16), w)  # partials are fp32
+
+
+def test_l2_prefetch_pieces_cover_the_asked_bytes_once():
+    """The one-row kernel's L2 prefetch (inline PTX: compiled on sm_90 only, see test_kernel_sm90.py)
+    splits the asked bytes over programs and threads: run here, its pieces tile [0, bytes) exactly, each
+    on 16 bytes, with any past the end empty."""
+    record = _recorded_prefetch_pieces()
+    for nbytes, programs in ((24 << 20, 512), (16 * 1000, 7), (16, 3), (48 << 20, 1792)):
+        starts = torch.zeros(programs * 128, dtype=torch.int64, device=DEVICE)
+        sizes = torch.zeros(programs * 128, dtype=torch.int32, device=DEVICE)
+        record[(programs,)](starts, sizes, nbytes, THREADS=128)
+        starts, sizes = starts.cpu(), sizes.cpu().long()
+        live = sizes > 0
+        assert bool((starts % 16 == 0).all()) and bool((sizes % 16 == 0).all())
+        order = torch.argsort(starts[live])
+        begin, length = starts[live][order], sizes[live][order]
+        assert int(begin[0]) == 0 and int(begin[-1] + length[-1]) == nbytes
+        assert torch.equal(begin[1:], begin[:-1] + length[:-1])  # no gap, no overlap
+
+
+def _recorded_prefetch_pieces():
+    """A kernel that stores _prefetch_pieces' (start, size) of every program and thread (a Triton kernel
+    finds the functions it calls among its module's globals, hence this one's)."""
+    import triton
+    import triton.language as tl
+
+    from helix_core.kernels import kernel_module
+
+    globals()["_prefetch_pieces"] = kernel_module("_triton_gemv")._prefetch_pieces
+
+    @triton.jit
+    def record(starts, sizes, prefetch_bytes, THREADS: tl.constexpr):
+        program = tl.program_id(0)
+        start, size = _prefetch_pieces(prefetch_bytes, program, tl.num_programs(0), THREADS)  # noqa: F821
+        tl.store(starts + program * THREADS + tl.arange(0, THREADS), start)
+        tl.store(sizes + program * THREADS + tl.arange(0, THREADS), size)
+
+    return record
+
+
+def test_prefetch_pairs_name_the_projection_read_after_each_all_reduce(monkeypatch):
+    """The model's (projection, next projection) pairs for the L2 prefetch, against the order a batch-1
+    decode step really runs: spies record each projection's weight (the one-row kernel, and F.linear for
+    the LM head) and each all-reduce; after every all-reduce but the embedding's, the projection read
+    next is the one paired with the projection read before it, and every pair is used once."""
+    import torch.nn.functional as F
+
+    import helix_core.kernels.small_linear as small_linear
+    from helix_core.comm import Comm
+    from helix_core.engine import Engine, EngineOptions, PrefillItem
+    from helix_core.plan import Plan
+
+    from engine_fixtures import PROMPTS, model_dir
+
+    events = []
+    real_launch, real_linear, real_all_reduce = small_linear._launch_one_row, F.linear, Comm.all_reduce
+
+    def launch(a, b, norm, w, *args, **kwargs):
+        events.append(w)
+        return real_launch(a, b, norm, w, *args, **kwargs)
+
+    def linear(x, w, *args, **kwargs):
+        events.append(w)
+        return real_linear(x, w, *args, **kwargs)
+
+    def all_reduce(self, x, *args, **kwargs):
+        events.append("all_reduce")
+        return real_all_reduce(self, x, *args, **kwargs)
+
+    plan, device = Plan.helix(1, 1), torch.device(DEVICE)
+    options = EngineOptions(page_size=8, stage_size=16, prefill_chunk=16, fast_decode="on", decode_kernel="off",
+                            small_linear="on", max_batch=4, cuda_graphs=False)
+    engine = Engine(model_dir("llama"), plan, 0, Comm(plan, 0, device), device, options)
+    engine.prefill([PrefillItem(0, PROMPTS[2])])
+    monkeypatch.setattr(small_linear, "_launch_one_row", launch)
+    monkeypatch.setattr(F, "linear", linear)
+    monkeypatch.setattr(Comm, "all_reduce", all_reduce)
+    engine.decode([0])
+    pairs = {id(before): after for before, after in engine.model.collective_successors()}
+    marks = [i for i, event in enumerate(events) if isinstance(event, str)]
+    assert len(marks) == 1 + 2 * engine.cfg.num_layers  # the embedding's, then two a layer
+    used = []
+    for mark in marks[1:]:
+        before, after = events[mark - 1], events[mark + 1]
+        assert not isinstance(before, str) and not isinstance(after, str)
+        assert pairs[id(before)] is after
+        used.append(id(before))
+    assert sorted(used) == sorted(pairs)

@@ -20,7 +20,7 @@ from .rank_worker import MAX_CONTEXT, BenchJob, run_rank
 
 COLUMNS = [("plan", "{}"), ("gpus", "{}"), ("context", "{}"), ("batch", "{}"), ("hopb_pieces", "{}"),
            ("all_reduce", "{}"), ("exchange", "{}"), ("small_linear", "{}"), ("fusions", "{}"),
-           ("merge_in_projection", "{}"),
+           ("merge_in_projection", "{}"), ("l2_prefetch_mib", "{}"),
            ("ttl_median_s", "{:.3e}"), ("ttl_p99_s", "{:.3e}"), ("ttl_one_at_a_time_s", "{:.3e}"),
            ("ttl_device_s", "{:.3e}"), ("tokens_per_s", "{:.1f}"),
            ("bytes_per_gpu", "{:.3e}"), ("flops_per_gpu", "{:.3e}"), ("roofline_s", "{:.3e}"), ("pct_roofline", "{:.0%}"),
@@ -120,6 +120,9 @@ def main(argv=None) -> int:
     parser.add_argument("--merge-in-projection", choices=["auto", "off"], default="auto",
                         help="batch 1, KVP > 1: the o projection's kernel merges the KVP partials (off: a merge "
                              "kernel before it)")
+    parser.add_argument("--l2-prefetch-mib", type=float, default=0.0,
+                        help="batch 1, sm_90+, more than one GPU: the o and down projections end by asking for this "
+                             "many MiB of the projection after their all-reduce in L2 (0: off)")
     parser.add_argument("--profile", metavar="DIR",
                         help="also write a per-kernel table and a timeline (PDL overlap taken out) of each "
                              "captured step here")
@@ -137,7 +140,7 @@ def main(argv=None) -> int:
                        graphs=args.graphs == "on", device=args.device, all_reduce=args.all_reduce,
                        exchange=args.exchange, profile_dir=args.profile,
                        small_linear=args.small_linear, fusions=args.fusions, kv_pages=args.kv_pages,
-                       merge_in_projection=args.merge_in_projection)
+                       merge_in_projection=args.merge_in_projection, l2_prefetch_mib=args.l2_prefetch_mib)
         new = run_job(job, Plan.parse(spec).world_size, args.timeout)
         rows += new
         print_table(new)

@@ -27,6 +27,7 @@ from ..attention import partial_attention
 from ..comm import Comm, init_distributed, shutdown_distributed
 from ..engine import DTYPES, Engine, EngineOptions, ModelSource, _Sequence
 from ..fast_decode import DecodeRunner, FastDecodeContext, paged_attention
+from ..kernels.small_linear import l2_prefetch_usable
 from ..kv_cache import StagePlacement
 from ..launcher import rank_device
 from ..plan import Plan
@@ -57,6 +58,7 @@ class BenchJob:
     small_linear: str = "auto"
     fusions: str = "auto"  # EngineOptions.decode_fusions
     merge_in_projection: str = "auto"  # EngineOptions.merge_in_projection
+    l2_prefetch_mib: float = 0.0  # EngineOptions.l2_prefetch_mib
     profile_dir: str | None = None  # write a per-kernel table of the captured step here (rank 0)
     kv_pages: int | None = None  # pages per rank; None: what the points need, or free memory with a max point
 
@@ -116,7 +118,8 @@ def _run(rank: int, plan: Plan, device, job: BenchJob, results) -> None:
                             cuda_graphs=job.graphs and device.type == "cuda",
                             max_batch=max(b for b, _ in job.points), all_reduce=job.all_reduce,
                             exchange=job.exchange, small_linear=job.small_linear,
-                            decode_fusions=job.fusions, merge_in_projection=job.merge_in_projection)
+                            decode_fusions=job.fusions, merge_in_projection=job.merge_in_projection,
+                            l2_prefetch_mib=job.l2_prefetch_mib)
     engine = Engine(ModelSource.random(cfg, DTYPES[_full(job.dtype)], device), plan, rank, comm, device, options)
     for pool in (engine.cache.keys, engine.cache.values):
         if pool is not None:
@@ -216,6 +219,9 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
         "small_linear": engine.use_small_linear, "fusions": engine.use_fusions,
         # where FastDecodeContext.attend_projected merges in the o projection: one row, KVP > 1, GQA
         "merge_in_projection": engine.use_merge_in_projection and bucket == 1 and plan.kvp > 1 and not cfg.is_mla,
+        # MiB of the next projection each projection before an all-reduce asks for in L2 (one-row steps, sm_90+)
+        "l2_prefetch_mib": job.l2_prefetch_mib if engine.l2_prefetch_pairs and bucket == 1
+        and l2_prefetch_usable(engine.device) else 0.0,
         "attention_path": engine.runner.attention_path,
         "sm90_mla_kernel": engine.runner.attention_path == "triton" and engine.runner.sm90_mla_kernel,
         "kv": "random data (no prefill)", "kv_pool_pages_per_rank": engine.cache.num_pages,

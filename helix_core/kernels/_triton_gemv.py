@@ -23,6 +23,10 @@ with several, fp32 partials [splits, M, N] are stored and summed by the caller i
   first W tile (weights are never written by a step) before it waits for that kernel, so the
   launch and the first loads hide under the previous kernel's tail; and it lets its own
   dependent launch at once. Nothing is read from or written to activations before the wait.
+  PREFETCH (sm_90+): after its store, each program asks for its share of the first prefetch_bytes of
+  another tensor (the projection after the collective that follows this one) to be brought into L2
+  (`cp.async.bulk.prefetch.L2`, a hint that does not wait), so HBM works while the collective's latency
+  runs and that projection reads its first tiles from L2.
 """
 from __future__ import annotations
 
@@ -137,6 +141,28 @@ def _merged_tile(recv_ptr, offs_k, mask_k, stride_part, stride_head, dtype: tl.c
 
 
 @triton.jit
+def _prefetch_pieces(prefetch_bytes, program, programs, THREADS: tl.constexpr):
+    """(start, size) [THREADS] in bytes: this program's share of the first prefetch_bytes (a multiple of
+    16) as one piece a thread; pieces start on 16 bytes, and those past the end are empty."""
+    share = tl.cdiv(tl.cdiv(prefetch_bytes, programs), 16 * THREADS) * 16 * THREADS
+    piece = share // THREADS
+    start = program.to(tl.int64) * share + tl.arange(0, THREADS).to(tl.int64) * piece
+    size = tl.minimum(tl.maximum(prefetch_bytes - start, 0), piece).to(tl.int32)
+    return start, size
+
+
+@triton.jit
+def _prefetch_share(next_ptr, prefetch_bytes, program, programs, num_warps: tl.constexpr):
+    """This program's share of next_ptr's first prefetch_bytes, into L2: one bulk prefetch a thread
+    (next_ptr is a tensor's start: 16-byte aligned)."""
+    start, size = _prefetch_pieces(prefetch_bytes, program, programs, num_warps * 32)
+    base = next_ptr.to(tl.pointer_type(tl.int8)) + start
+    tl.inline_asm_elementwise(
+        "{ .reg .pred p; setp.ne.s32 p, $2, 0; @p cp.async.bulk.prefetch.L2.global [$1], $2; mov.b32 $0, 0; }",
+        "=r,l,r", [base, size], dtype=tl.int32, is_pure=False, pack=1)
+
+
+@triton.jit
 def _row_tile(a_ptr, b_ptr, norm_ptr, offs_k, mask_k, K, inv_rms, stride_part, stride_head, w_dtype: tl.constexpr,
               INPUT: tl.constexpr, HAS_B: tl.constexpr, RTNE_BY_BITS: tl.constexpr, PARTS: tl.constexpr,
               DV: tl.constexpr):
@@ -148,16 +174,18 @@ def _row_tile(a_ptr, b_ptr, norm_ptr, offs_k, mask_k, K, inv_rms, stride_part, s
 
 @triton.jit
 def _row_kernel(a_ptr, b_ptr, norm_ptr, total_ptr, w_ptr, y_ptr, N, K, k_per_split, stride_wn, stride_ys, eps,
-                stride_part, stride_head,
+                stride_part, stride_head, next_ptr, prefetch_bytes,
                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, EVEN: tl.constexpr,
                 INPUT: tl.constexpr, HAS_B: tl.constexpr, PDL: tl.constexpr, RTNE_BY_BITS: tl.constexpr,
                 AHEAD: tl.constexpr = False, NORM_BLOCK: tl.constexpr = 512,
-                PARTS: tl.constexpr = 1, DV: tl.constexpr = 1):
+                PARTS: tl.constexpr = 1, DV: tl.constexpr = 1, PREFETCH: tl.constexpr = False,
+                NUM_WARPS: tl.constexpr = 4):
     """AHEAD: each W tile's load is issued a tile early (a loop-carried register tile), so a program keeps
     two tiles in flight; the loop has no dot for Triton's pipeliner to stage through shared memory.
     NORM_BLOCK: row values a step of the norm's statistics loop, which runs after the wait, one load round
     trip a step: wider than BLOCK_K (small_linear.NORM_BLOCK_MAX), so fewer round trips.
-    stride_part / stride_head, PARTS, DV: INPUT_MERGE's receive buffer (a_ptr), else unused."""
+    stride_part / stride_head, PARTS, DV: INPUT_MERGE's receive buffer (a_ptr), else unused.
+    next_ptr / prefetch_bytes: PREFETCH's tensor and byte count (NUM_WARPS: the launch's num_warps)."""
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     if PDL:  # the next kernel, if a programmatic dependent, may start its programs now
@@ -197,3 +225,6 @@ def _row_kernel(a_ptr, b_ptr, norm_ptr, total_ptr, w_ptr, y_ptr, N, K, k_per_spl
                                              INPUT, HAS_B, RTNE_BY_BITS, PARTS, DV)[None, :]
     y = _round(tl.sum(tile, axis=1), y_ptr.dtype.element_ty, RTNE_BY_BITS)
     tl.store(y_ptr + pid_k * stride_ys + offs_n, y, mask=offs_n < N)
+    if PREFETCH:
+        _prefetch_share(next_ptr, prefetch_bytes, pid_n * tl.num_programs(1) + pid_k,
+                        tl.num_programs(0) * tl.num_programs(1), NUM_WARPS)

@@ -2,6 +2,7 @@
 
     python -m helix_core.kernels.bench_small_linear --json $OUT/small-linear.json
     python -m helix_core.kernels.bench_small_linear --merge 2 4 --json $OUT/merge-linear.json
+    python -m helix_core.kernels.bench_small_linear --prefetch 0 8 16 24 32 --json $OUT/l2-prefetch.json
 
 Shapes: the projections of one llama3-8b layer on one of two tensor-parallel GPUs (qkv, o,
 gate_up, down) and half the LM head, at 1 and 8 rows. Every config is checked against F.linear
@@ -9,6 +10,8 @@ before it is timed. Weights rotate over copies larger than the L2 cache, so each
 its matrix from HBM as in a decode step; reported: weight bytes / time (TB/s), CUDA-graph time.
 --merge P: the o projection of KVP partials from P ranks, the merge kernel then the projection against
 the projection that merges its input itself (`merge_linear`), checked equal first (bitwise for P = 2).
+--prefetch MIB...: o, then a spin kernel standing for the all-reduce after it (--gap-us), then gate/up
+(llama3-8b at TP = 2, one row), with o asking for gate/up's first MIB in L2 (`prefetch_after`; 0: not).
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..bench.probes import capture_graph, time_cuda
-from .small_linear import LinearConfig, merge_linear, small_linear
+from .small_linear import LinearConfig, merge_linear, prefetch_after, small_linear
 
 SHAPES = {  # name: (K, N) per GPU of llama3-8b at TP = 2, then on one GPU
     "qkv": (4096, 3072), "o": (2048, 4096), "gate_up": (4096, 14336), "down": (7168, 4096), "lm_head": (4096, 64128),
@@ -118,6 +121,36 @@ def bench_merge(parts: int, dtype: torch.dtype, iters: int, heads: int = 16, val
     return row
 
 
+def bench_prefetch(mib: float, gap_us: float, dtype: torch.dtype, iters: int) -> dict:
+    """o -> a gap of `gap_us` without memory traffic (torch.cuda._sleep) -> gate/up, one row, each pair of
+    weights a fresh copy (HBM, not L2), o ending by asking for `mib` MiB of gate/up in L2."""
+    device = torch.device("cuda")
+    (k_o, n_o), (k_g, n_g) = SHAPES["o"], SHAPES["gate_up"]
+    pair_bytes = (k_o * n_o + k_g * n_g) * 2
+    copies = max(2, -(-ROTATE_BYTES // pair_bytes))
+    o_weights = [torch.randn(n_o, k_o, device=device, dtype=dtype) / k_o ** 0.5 for _ in range(copies)]
+    g_weights = [torch.randn(n_g, k_g, device=device, dtype=dtype) / k_g ** 0.5 for _ in range(copies)]
+    x_o = torch.randn(1, k_o, device=device, dtype=dtype)
+    x_g = torch.randn(1, k_g, device=device, dtype=dtype)
+    for o, gate_up in zip(o_weights, g_weights):
+        prefetch_after(o, gate_up if mib else None, int(mib * (1 << 20)))
+    calibration = 1_000_000  # spin cycles, timed once: the SM clock as the spin kernel sees it
+    cycles = int(gap_us * 1e-6 * calibration / time_cuda(lambda: torch.cuda._sleep(calibration), 3)) if gap_us else 0
+
+    def step(index):
+        small_linear(x_o, o_weights[index])
+        if cycles:
+            torch.cuda._sleep(cycles)
+        small_linear(x_g, g_weights[index])
+
+    seconds = _time_per_copy(step, list(range(copies)), iters)
+    reference = F.linear(x_g.float(), g_weights[0].float())
+    err = ((small_linear(x_g, g_weights[0]).float() - reference).abs().max() / reference.abs().max()).item()
+    for o in o_weights:
+        prefetch_after(o, None)
+    return {"prefetch_mib": mib, "gap_us": gap_us, "o_then_gate_up_s": seconds, "rel_err": err}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 8])
@@ -125,6 +158,10 @@ def main(argv=None) -> int:
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--merge", type=int, nargs="*", default=[], metavar="PARTS",
                         help="only the o projection from this many KVP partials, with and without the merge kernel")
+    parser.add_argument("--prefetch", type=float, nargs="*", default=[], metavar="MIB",
+                        help="only o -> gap -> gate/up with o prefetching this many MiB of gate/up (0: none)")
+    parser.add_argument("--gap-us", type=float, nargs="+", default=[0.0, 8.0],
+                        help="--prefetch: the gaps between the two projections (a spin kernel)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -137,7 +174,13 @@ def main(argv=None) -> int:
         print(f"o from {parts} partials: bitwise {row['bitwise_equal']} | merge + projection "
               f"{row.get('merge_then_linear_s', float('nan')) * 1e6:7.1f} us | merged in the projection "
               f"{row.get('merge_linear_s', float('nan')) * 1e6:7.1f} us", flush=True)
-    for rows in [] if args.merge else args.rows:
+    for gap in args.gap_us if args.prefetch else []:
+        for mib in args.prefetch:
+            row = bench_prefetch(mib, gap, torch.bfloat16, args.iters)
+            results.append(row)
+            print(f"o -> {gap:4.1f} us gap -> gate/up, o prefetching {mib:4.1f} MiB of gate/up: "
+                  f"{row['o_then_gate_up_s'] * 1e6:7.1f} us (gate/up rel err {row['rel_err']:.1e})", flush=True)
+    for rows in [] if args.merge or args.prefetch else args.rows:
         for name in args.shapes:
             row = bench_shape(name, rows, torch.bfloat16, args.iters)
             results.append(row)

@@ -44,6 +44,7 @@ class KernelReport:
     griddepcontrol: int  # programmatic-dependent-launch instructions (launch_dependents / wait)
     dot_warps: tuple[str, ...] = ()  # warpsPerCTA of each Hopper MMA layout in the TTGIR (e.g. "[4, 2]")
     tma: int = 0  # TMA (bulk tensor) copies in the PTX
+    l2_prefetch: int = 0  # bulk L2 prefetches (cp.async.bulk.prefetch.L2) in the PTX
     setmaxnreg: int = 0  # register re-allocations between warp-specialized partitions
 
     def fits(self) -> bool:
@@ -149,24 +150,26 @@ def gluon_mla_report(page_size: int = 64, *, final: bool = False, tma: bool = Tr
 
 def row_kernel_report(input_mode: str = "plain", *, pdl: bool = True, block_n: int = 8, block_k: int = 512,
                       num_warps: int = 4, num_stages: int = 4, dtype: str = "bf16", ahead: bool = False,
-                      k: int = 4096) -> KernelReport:
+                      k: int = 4096, prefetch: bool = False) -> KernelReport:
     """The one-row projection kernel of kernels/small_linear.py (input_mode: plain, gated, norm, or merge:
     the KVP merge of 2 partials of 128-value heads, from an exchange buffer whose head stride is 129 values),
-    unsplit, on whole tiles, for rows of k values (the norm statistics' step depends on it)."""
+    unsplit, on whole tiles, for rows of k values (the norm statistics' step depends on it); prefetch: the
+    variant that ends by asking for another tensor's first bytes in L2."""
     from . import kernel_module
     from .small_linear import norm_block
 
     mode = kernel_module("_triton_gemv").INPUT_MODES[input_mode]
     consts = dict(BLOCK_N=block_n, BLOCK_K=block_k, EVEN=True, INPUT=mode, HAS_B=input_mode == "norm", PDL=pdl,
-                  RTNE_BY_BITS=False, AHEAD=ahead, NORM_BLOCK=norm_block(k))
+                  RTNE_BY_BITS=False, AHEAD=ahead, NORM_BLOCK=norm_block(k), PREFETCH=prefetch, NUM_WARPS=num_warps)
     if input_mode == "merge":
         consts.update(PARTS=2, DV=128)
     options = {"num_warps": num_warps, "num_stages": num_stages, "launch_pdl": pdl}
-    types = {name: f"*{dtype}" for name in ("a_ptr", "b_ptr", "norm_ptr", "total_ptr", "w_ptr", "y_ptr")}
+    types = {name: f"*{dtype}" for name in ("a_ptr", "b_ptr", "norm_ptr", "total_ptr", "w_ptr", "y_ptr", "next_ptr")}
     if input_mode == "merge":
         types["a_ptr"] = "*fp32"
     types["eps"] = "fp32"
-    return _report("_row_kernel", consts, options, types, {"eps", "stride_ys", "stride_head"}, module="_triton_gemv")
+    return _report("_row_kernel", consts, options, types, {"eps", "stride_ys", "stride_head", "prefetch_bytes"},
+                   module="_triton_gemv")
 
 
 def rope_append_report(dim: int = 128, value_dim: int = 128, dtype: str = "bf16") -> KernelReport:
@@ -225,7 +228,8 @@ def _report(name: str, consts: dict, options: dict, types: dict, not_aligned: se
                         griddepcontrol=ptx.count("griddepcontrol."),
                         dot_warps=tuple(re.findall(r"nvidia_mma<\{versionMajor = 3[^}]*warpsPerCTA = (\[[0-9, ]+\])",
                                                    compiled.asm["ttgir"])),
-                        tma=ptx.count("cp.async.bulk.tensor"), setmaxnreg=ptx.count("setmaxnreg."))
+                        tma=ptx.count("cp.async.bulk.tensor"), setmaxnreg=ptx.count("setmaxnreg."),
+                        l2_prefetch=ptx.count("cp.async.bulk.prefetch.L2"))
 
 
 # the bench shapes: llama3-8b's GQA (group 4, 128 dims), DeepSeek-V3's absorbed MLA (128 heads, 576 / 512)

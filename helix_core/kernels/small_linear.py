@@ -12,7 +12,9 @@ in x's dtype. From 2 rows on cuBLAS is as fast or faster (measured), so the engi
 one row only (models/ops.py); `usable` says where it can run at all. For one row the kernel also
 builds its input (the MLP's SiLU gate, the residual add and RMSNorm before a projection, the KVP
 merge of the attention partials before the output projection), and on sm_90+ is launched as a programmatic dependent (PDL) of the kernel before it, streaming its first
-weights while that one finishes (see _triton_gemv.py).
+weights while that one finishes (see _triton_gemv.py). A projection followed by a collective can end
+by asking for the next projection's first weights in L2 (`prefetch_after`), so HBM works during the
+collective's latency.
 """
 from __future__ import annotations
 
@@ -155,6 +157,23 @@ def norm_block(k: int) -> int:
     return min(1 << max(0, k - 1).bit_length(), NORM_BLOCK_MAX)
 
 
+def prefetch_after(weight: torch.Tensor, target: torch.Tensor | None, nbytes: int = 0) -> bool:
+    """From now on each one-row projection by `weight` ends by asking for the first `nbytes` of `target`
+    to be brought into L2 (PREFETCH in _triton_gemv.py), where `l2_prefetch_usable`; target None: no more.
+    For a projection followed by a collective: HBM then reads ahead for the projection after it.
+    False (nothing registered) for a target that is not one contiguous block starting on 16 bytes."""
+    weight.__dict__.pop("_helix_l2_prefetch", None)
+    if target is None or not target.is_contiguous() or target.data_ptr() % 16 or nbytes < 16:
+        return False
+    weight._helix_l2_prefetch = (target, min(int(nbytes), target.nbytes) // 16 * 16)
+    return True
+
+
+def l2_prefetch_usable(device: torch.device) -> bool:
+    """Bulk L2 prefetches (cp.async.bulk.prefetch.L2) can be issued: compiled Triton on an sm_90+ GPU."""
+    return pdl_usable(device)  # the same conditions: compiled Triton, compute capability 9.0+
+
+
 def _launch_one_row(a, b, norm, w, config: LinearConfig, input_mode: str,
                     merge: tuple[int, int, int, int] | None = None) -> torch.Tensor:
     """merge: (parts, Dv, part stride, head stride) of the receive buffer `a` (input_mode "merge")."""
@@ -169,14 +188,19 @@ def _launch_one_row(a, b, norm, w, config: LinearConfig, input_mode: str,
         torch.empty(splits, 1, n, dtype=torch.float32, device=a.device)
     parts, value_dim, stride_part, stride_head = merge if merge is not None else (1, 1, 0, 0)
     norm_weight, eps, total = norm if norm is not None else (a, 0.0, a)  # unused pointers: any tensor
+    prefetch = getattr(w, "_helix_l2_prefetch", None)
+    if prefetch is not None and not (prefetch[1] and l2_prefetch_usable(a.device)):
+        prefetch = None
+    next_tensor, prefetch_bytes = prefetch if prefetch is not None else (w, 0)
     programs = _ceil_div(n, config.block_n) * splits
     ahead = programs <= AHEAD_MAX_PROGRAMS_PER_SM * sm_count(a.device) if config.ahead is None else config.ahead
     mod._row_kernel[(_ceil_div(n, config.block_n), splits)](
         a, a if b is None else b, norm_weight, total, w, y, n, k, k_per_split, w.stride(0),
-        y.stride(0) if splits > 1 else 0, eps, stride_part, stride_head,
+        y.stride(0) if splits > 1 else 0, eps, stride_part, stride_head, next_tensor, prefetch_bytes,
         BLOCK_N=config.block_n, BLOCK_K=config.block_k, EVEN=even, INPUT=mod.INPUT_MODES[input_mode],
         HAS_B=b is not None, PDL=pdl,
         RTNE_BY_BITS=interpret_mode(), AHEAD=ahead, NORM_BLOCK=norm_block(k), PARTS=parts, DV=value_dim,
+        PREFETCH=prefetch is not None, NUM_WARPS=config.num_warps,
         num_warps=config.num_warps, num_stages=config.num_stages, launch_pdl=pdl,
     )
     return y if splits == 1 else y.sum(dim=0).to(w.dtype)

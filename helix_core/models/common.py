@@ -129,6 +129,11 @@ class DecoderStack:
     the next norm run as one fused kernel (ops.add_rms_norm); and `_ffn(weights, x, delta, static_shapes)`
     -> (x, y), the part of a layer after its attention's all-reduce (see `ffn`)."""
 
+    def collective_successors(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(projection weight, the weight a step reads next) for each projection whose output goes to an
+        all-reduce in a decode step: where HBM may read ahead during the all-reduce. None known: []."""
+        return []
+
     def ffn(self, index: int, x: torch.Tensor, delta: torch.Tensor, static_shapes: bool = True):
         """Layer `index` after its attention: (x + delta, this rank's FFN output of rms_norm(x + delta)),
         the output before the all-reduce that sums the ranks' slices. The layer runs exactly this; the

@@ -60,6 +60,15 @@ class LlamaModel(DecoderStack):
         self._load_ends(plan, rank, reader, load, shard.rope_freqs)  # a slice's dims use its frequencies
         self.attention_scale = cfg.head_dim ** -0.5
 
+    def collective_successors(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """o -> this layer's gate/up (after the residual add and norm), down -> the next layer's q/k/v, the
+        last layer's down -> the LM head."""
+        pairs = []
+        for index, layer in enumerate(self.layers):
+            after_down = self.layers[index + 1].wqkv if index + 1 < len(self.layers) else self.vocab.head
+            pairs += [(layer.wo, layer.mlp.gate_up), (layer.mlp.down, after_down)]
+        return pairs
+
     def _layer(self, index, w: LlamaLayer, x, delta, cos, sin, ctx: LayerContext):
         tokens, ops, eps = x.shape[0], self.ops, self.cfg.rms_norm_eps
         x, qkv = ops.add_norm_linear(x, delta, w.input_norm, eps, w.wqkv, w.bqkv)
