@@ -69,9 +69,10 @@ class EngineOptions:
     # with decode_fusions: the batch-1 KVP merge inside the o projection kernel (small_linear.merge_linear)
     # instead of a merge kernel before it: auto | off (benchmarks: the step with the merge kernel)
     merge_in_projection: str = "auto"
-    # one-row projections followed by an all-reduce (o, down) end by asking for the first this-many MiB of
-    # the projection after it in L2 (small_linear.prefetch_after), so HBM works during the all-reduce's
-    # latency; 0: off (not yet measured on 2 GPUs; sm_90+, with small_linear and more than one rank)
+    # what a step reads after a collective, asked for in L2 (up to this many MiB) by the kernel before it, so
+    # HBM works during the collective's latency: the one-row o / down projections ask for the projection after
+    # their all-reduce (small_linear.prefetch_after), and with KVP the decode kernel's split merge for the o
+    # projection read after the exchange; 0: off (not yet measured on 2 GPUs; sm_90+)
     l2_prefetch_mib: float = 0.0
     kv_memory_fraction: float = 0.9  # kv_pages=0: this share of the GPU memory left after the weights
     # all-reduces over all N of up to max_batch x hidden elements: symm (torch symmetric-memory one-shot

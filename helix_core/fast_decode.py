@@ -57,13 +57,14 @@ def paged_attention_torch(q, key_pages, value_pages, block_table, lengths, scale
 
 
 def paged_attention(q, key_pages, value_pages, block_table, lengths, scale, kv_head_of_q, head_groups=None,
-                    value_dim=None, reduce_scores=None, out=None, lse=None, max_length=None):
+                    value_dim=None, reduce_scores=None, out=None, lse=None, max_length=None, prefetch=None):
     """Decode attention over paged local keys: the Triton kernels when `head_groups` is given (CUDA),
     else the torch reference of them. With `reduce_scores` (partial q.k scores summed over dimension
     slices) the sliced kernels, which hand the scores to it between the q.k and the softmax.
     out/lse: where the kernel writes its results (e.g. the channels of a packed exchange buffer);
     max_length: None or a bound of every row's length: the decode kernel's launch-config hint, the
-    sliced kernels' static score width and the torch path's gather bound."""
+    sliced kernels' static score width and the torch path's gather bound; prefetch: (tensor, bytes) for
+    the decode kernel's split merge to ask for in L2 as it ends (a hint; the other paths ignore it)."""
     if head_groups is not None:
         q = q if q.stride(-1) == 1 else q.contiguous()  # the kernels take any row/head strides
         if reduce_scores is not None:
@@ -74,7 +75,8 @@ def paged_attention(q, key_pages, value_pages, block_table, lengths, scale, kv_h
         from .kernels.decode_attention import paged_decode_attention
 
         return paged_decode_attention(q, key_pages, value_pages, block_table, lengths, scale,
-                                      head_groups, value_dim=value_dim, out=out, lse=lse, max_length=max_length)
+                                      head_groups, value_dim=value_dim, out=out, lse=lse, max_length=max_length,
+                                      prefetch=prefetch)
     return paged_attention_torch(q, key_pages, value_pages, block_table, lengths, scale, kv_head_of_q, value_dim,
                                  reduce_scores, max_keys=max_length)
 
@@ -176,6 +178,7 @@ class FastDecodeContext:
         self.use_kernel = head_groups is not None  # the kernels write into given out/lse destinations
         self.fuse_append = self.use_kernel and engine.use_fusions  # RoPE + KV append in one kernel
         self.merge_in_projection = engine.use_merge_in_projection and self.kvp > 1
+        self.prefetch_bytes = int(engine.options.l2_prefetch_mib * (1 << 20)) if self.use_kernel else 0
 
     def phase(self, name: str):
         """Phases are not timed inside a captured graph (see the profiler's sampled eager steps)."""
@@ -189,7 +192,9 @@ class FastDecodeContext:
         return merged[0] if len(merged) == 1 else torch.cat(merged, dim=0)
 
     def attend_projected(self, layer, q, k, v, weight, linear, rotary=None):
-        pending = self._attend_pieces(layer, q, k, v, None, rotary)
+        # with KVP, the split merge before the exchange asks for the o projection's weights in L2
+        prefetch = (weight, self.prefetch_bytes) if self.prefetch_bytes and self.kvp > 1 else None
+        pending = self._attend_pieces(layer, q, k, v, None, rotary, prefetch)
         if self.merge_in_projection and len(pending) == 1:
             recv, work, dim = pending[0]
             if dim is not None and merge_linear_usable(recv, weight):
@@ -202,9 +207,10 @@ class FastDecodeContext:
         attn = merged[0] if len(merged) == 1 else torch.cat(merged, dim=0)
         return linear(attn.to(q.dtype).reshape(q.shape[0], -1), weight)
 
-    def _attend_pieces(self, layer, q, k, v, value_dim, rotary) -> list[tuple]:
+    def _attend_pieces(self, layer, q, k, v, value_dim, rotary, prefetch=None) -> list[tuple]:
         """Append k / v, attend per HOP-B piece and start each piece's exchange: [(recv, work, Dv)], or
-        [(exact output, None, None)] without KVP (see _finish_exchange)."""
+        [(exact output, None, None)] without KVP (see _finish_exchange). prefetch: (tensor, bytes) the
+        last piece's attention asks for in L2 as it ends (paged_decode_attention)."""
         cache = self.cache
         keys = cache.keys[layer]
         values = None if cache.values is None else cache.values[layer]
@@ -224,7 +230,8 @@ class FastDecodeContext:
         pending = []
         gather = self.engine.gather_exchange if self.kvp > 1 else None
         for lo, hi in bounds:
-            args = (q[lo:hi], keys, values, self.buf.block_table[lo:hi], self.local_lengths[lo:hi], value_dim)
+            args = (q[lo:hi], keys, values, self.buf.block_table[lo:hi], self.local_lengths[lo:hi], value_dim,
+                    prefetch if hi == batch else None)
             if gather is not None and gather.fits(hi):
                 # partials go to this rank's zero-padded slot column; one sum over the group gathers them
                 out, lse = gather.send_view(lo, hi)
@@ -252,10 +259,10 @@ class FastDecodeContext:
         self.engine.attention.stats.hopb_pieces_run = len(bounds)
         return pending
 
-    def _attention(self, q, keys, values, block_table, lengths, value_dim, out=None, lse=None):
+    def _attention(self, q, keys, values, block_table, lengths, value_dim, prefetch=None, out=None, lse=None):
         return paged_attention(q, keys, values, block_table, lengths, self.scale, self.kv_head_of_q,
                                self.head_groups, value_dim, self.reduce_scores, out=out, lse=lse,
-                               max_length=self.length_hint)
+                               max_length=self.length_hint, prefetch=prefetch)
 
     def _finish_exchange(self, recv, work, dim):
         if dim is None:

@@ -3,13 +3,16 @@
 # - the KVP merge inside the o projection's kernel (small_linear.merge_linear): its kernel tests compiled
 #   (bitwise against the merge kernel then the projection at KVP = 2), then the batch-1 o projection of
 #   llama3-8b on one of two GPUs from 2 and 4 partials, merge kernel + projection against the merging one;
-# - the L2 prefetch at a projection's end (small_linear.prefetch_after): o -> a spin kernel standing for the
-#   all-reduce (0 and 8 us) -> gate/up, with o prefetching 0-32 MiB of gate/up.
+# - the L2 prefetch at a projection's end (small_linear.prefetch_after) and at the split merge's end (before
+#   the KVP exchange): both variants' tests compiled (same bits as without), then o -> a spin kernel standing
+#   for the all-reduce (0 and 8 us) -> gate/up, with o prefetching 0-32 MiB of gate/up.
 # On 2 GPUs scripts/gpu_next.sh then measures the step with each on and off. Results in ${OUT:-out}.
 set -u
 LOG_NAME=merge source scripts/gpu_env.sh
-say "small_linear tests, compiled"
+say "small_linear tests and the split merge's prefetch variant, compiled"
 timeout 300 python -m pytest -q -p no:cacheprovider tests/test_small_linear.py 2>&1 | tail -3 | tee -a "$log"
+timeout 300 python -m pytest -q -p no:cacheprovider tests/test_kernels_decode.py -k "prefetch or merge" 2>&1 | tail -3 \
+  | tee -a "$log"
 say "o projection from KVP partials"
 timeout 200 python -m helix_core.kernels.bench_small_linear --merge 2 4 --iters 50 --json "$out/merge-linear.json" 2>&1 \
   | quiet | tee -a "$log"

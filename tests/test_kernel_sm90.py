@@ -50,6 +50,9 @@ for kernel in ("scores", "values"):
 for mode in ("plain", "gated", "norm", "merge"):
     out[f"row {mode}"] = asdict(r.row_kernel_report(mode, pdl=False))
     out[f"row {mode} pdl"] = asdict(r.row_kernel_report(mode, pdl=True))
+out["row norm pdl prefetch"] = asdict(r.row_kernel_report("norm", pdl=True, prefetch=True))
+out["row merge pdl prefetch"] = asdict(r.row_kernel_report("merge", pdl=True, prefetch=True))
+out["merge 128 x 66 pdl prefetch"] = asdict(r.merge_kernel_report(128, 66, pdl=True, prefetch=True))
 out["rope append"] = asdict(r.rope_append_report())
 # the sm_90 Gluon MLA kernel (Triton with Gluon only): pages of 64 and 16 keys (TMA), 4 (cp.async only), one split
 from helix_core.kernels import mla_sm90
@@ -80,7 +83,8 @@ def test_default_configs_fit_an_sm90_block(reports):
                             "mla one part", "merge 128 x 66", "merge 512 x 16", "gqa pdl", "merge 128 x 66 pdl",
                             "gqa not ahead", "sliced scores", "sliced scores not ahead", "sliced values",
                             "sliced values not ahead", "rope append", "mha512 default",
-                            *(f"row {mode}{pdl}" for mode in ("plain", "gated", "norm", "merge") for pdl in ("", " pdl"))}
+                            *(f"row {mode}{pdl}" for mode in ("plain", "gated", "norm", "merge") for pdl in ("", " pdl")),
+                            "row norm pdl prefetch", "row merge pdl prefetch", "merge 128 x 66 pdl prefetch"}
     for label, r in reports.items():
         if label in ("mla one part", "mla-64 default long"):
             continue  # below
@@ -170,3 +174,16 @@ def test_sliced_kernels_multi_buffer_by_default(reports):
         assert ahead["shared_bytes"] >= 2 * tile, kernel
         assert tile <= not_ahead["shared_bytes"] < 2 * tile, kernel
         assert ahead["cp_async"] > not_ahead["cp_async"], kernel
+
+
+def test_one_row_projection_and_split_merge_can_end_with_an_l2_prefetch(reports):
+    """The prefetch variants of the one-row kernel and of the split merge: one bulk L2 prefetch a thread
+    (cp.async.bulk.prefetch.L2, sm_90), in no other variant; no spills, and the one-row kernel with no more
+    registers than it needs at its widest without it (the look-ahead variant's 96)."""
+    for mode in ("norm", "merge"):
+        with_prefetch = reports[f"row {mode} pdl prefetch"]
+        assert with_prefetch["l2_prefetch"] == 1 and with_prefetch["spill_bytes"] == 0, (mode, with_prefetch)
+        assert with_prefetch["griddepcontrol"] == 2 and with_prefetch["registers"] <= 96, (mode, with_prefetch)
+    merge = reports["merge 128 x 66 pdl prefetch"]  # the split merge before a KVP exchange
+    assert merge["l2_prefetch"] == 1 and merge["spill_bytes"] == 0 and merge["griddepcontrol"] == 1, merge
+    assert all(r.get("l2_prefetch", 0) == 0 for label, r in reports.items() if "prefetch" not in label)

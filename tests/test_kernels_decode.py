@@ -80,7 +80,7 @@ def check(out, lse, ref_out, ref_lse, dtype, lengths):
 
 def run_case(*, lengths, hq, hkv, dk, dv, page_size, dtype=torch.float32, splits=None, block_h=None,
              block_n=None, mla=False, mapping=None, seed=0, q_dtype=None, pass_as="int", fuse_merge=True, dv_parts=1,
-             pdl=None, pages_ahead=None, probs_via_memory=None, num_stages=None):
+             pdl=None, pages_ahead=None, probs_via_memory=None, num_stages=None, prefetch=None):
     gen = torch.Generator().manual_seed(seed)
     keys, values, table, lens = make_paged(lengths, 3, page_size, hkv, dk, dv, dtype, gen, shared_values=mla)
     q = torch.randn(len(lengths), hq, dk, generator=gen).to(q_dtype or dtype)
@@ -98,7 +98,7 @@ def run_case(*, lengths, hq, hkv, dk, dv, page_size, dtype=torch.float32, splits
                           num_stages=num_stages)
     out, lse = da.paged_decode_attention(
         q.to(DEVICE), keys.to(DEVICE), None if mla else values.to(DEVICE), table.to(DEVICE), lens.to(DEVICE),
-        scale, heads_arg, value_dim=dv if mla else None, config=cfg)
+        scale, heads_arg, value_dim=dv if mla else None, config=cfg, prefetch=prefetch)
     check(out, lse, ref_out, ref_lse, dtype, lens)
     return out, lse
 
@@ -390,6 +390,16 @@ def test_programmatic_dependent_launch_only_where_supported():
             run_case(**case, pdl=True)
     run_case(**case, pdl=None)  # run_case checks against the fp32 reference
     run_case(**case, pdl=False)
+
+
+def test_split_merge_ending_with_an_l2_prefetch_gives_the_same_result():
+    """The split merge's L2 prefetch variant (run where it compiles, an sm_90+ GPU; a hint ignored elsewhere):
+    the output and LSE are those of the merge without it, bit for bit, and match the reference."""
+    case = dict(lengths=[70, 33], hq=4, hkv=2, dk=16, dv=16, page_size=8, splits=3, fuse_merge=False)
+    target = torch.randn(1 << 16, device=DEVICE)  # 256 KiB, of which the first 100000 bytes (rounded to 16)
+    plain = run_case(**case)
+    fetched = run_case(**case, prefetch=(target, 100_000))
+    assert torch.equal(plain[0], fetched[0]) and torch.equal(plain[1], fetched[1])
 
 
 def test_decode_kernel_usable_only_on_cuda(monkeypatch):

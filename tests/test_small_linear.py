@@ -9,7 +9,7 @@ from triton_interpreter import kernel_test_module
  test_rerun_in_fresh_interpreter) = kernel_test_module(__file__, "the small-batch linear kernel")
 
 from helix_core.kernels.small_linear import (LinearConfig, gated_linear, merge_linear, norm_linear,  # noqa: E402
-                                            small_linear, usable)
+                                            prefetch_after, small_linear, usable)
 
 CASES = [
     # rows, K, N, config: one row and several; whole and ragged tiles; one split and several
@@ -279,7 +279,7 @@ def _recorded_prefetch_pieces():
 
     from helix_core.kernels import kernel_module
 
-    globals()["_prefetch_pieces"] = kernel_module("_triton_gemv")._prefetch_pieces
+    globals()["_prefetch_pieces"] = kernel_module("_triton_common").prefetch_pieces
 
     @triton.jit
     def record(starts, sizes, prefetch_bytes, THREADS: tl.constexpr):
@@ -339,3 +339,27 @@ def test_prefetch_pairs_name_the_projection_read_after_each_all_reduce(monkeypat
         assert pairs[id(before)] is after
         used.append(id(before))
     assert sorted(used) == sorted(pairs)
+
+
+def test_projections_ending_with_an_l2_prefetch_give_the_same_result():
+    """A weight registered with prefetch_after: its one-row projections end with an L2 prefetch where that
+    compiles (an sm_90+ GPU; elsewhere the hint is dropped), and every input mode gives the same bits as
+    without it. A target that is not one contiguous block is not registered."""
+    gen = torch.Generator().manual_seed(2)
+    w = torch.randn(48, 512, generator=gen).to(torch.bfloat16).to(DEVICE)
+    x = torch.randn(1, 512, generator=gen).to(torch.bfloat16).to(DEVICE)
+    norm = (1 + 0.1 * torch.randn(512, generator=gen)).to(torch.bfloat16).to(DEVICE)
+    recv = _partials(2, 4, 128, seed=9, gather_view=False).to(DEVICE)
+    target = torch.randn(1 << 16, device=DEVICE)
+
+    def every_mode():
+        return (small_linear(x, w), norm_linear(x, x, norm, 1e-5, w)[1], merge_linear(recv, w),
+                gated_linear(torch.cat([x, x], dim=1), w))
+
+    plain = every_mode()
+    assert prefetch_after(w, target, 100_000)
+    fetched = every_mode()
+    assert prefetch_after(w, None) is False
+    assert all(torch.equal(a, b) for a, b in zip(plain, fetched))
+    assert not prefetch_after(w, target.view(256, 256)[:, :128], 1024)  # strided: refused, nothing registered
+    assert not hasattr(w, "_helix_l2_prefetch")

@@ -219,9 +219,11 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
         "small_linear": engine.use_small_linear, "fusions": engine.use_fusions,
         # where FastDecodeContext.attend_projected merges in the o projection: one row, KVP > 1, GQA
         "merge_in_projection": engine.use_merge_in_projection and bucket == 1 and plan.kvp > 1 and not cfg.is_mla,
-        # MiB of the next projection each projection before an all-reduce asks for in L2 (one-row steps, sm_90+)
-        "l2_prefetch_mib": job.l2_prefetch_mib if engine.l2_prefetch_pairs and bucket == 1
-        and l2_prefetch_usable(engine.device) else 0.0,
+        # MiB of what is read after a collective asked for in L2 before it (sm_90+): by the one-row projections
+        # before the all-reduces (batch 1), by the decode kernel's split merge before the KVP exchange
+        "l2_prefetch_mib": job.l2_prefetch_mib if l2_prefetch_usable(engine.device) and (
+            (engine.l2_prefetch_pairs and bucket == 1) or (plan.kvp > 1 and engine.runner.attention_path == "triton"))
+        else 0.0,
         "attention_path": engine.runner.attention_path,
         "sm90_mla_kernel": engine.runner.attention_path == "triton" and engine.runner.sm90_mla_kernel,
         "kv": "random data (no prefill)", "kv_pool_pages_per_rank": engine.cache.num_pages,

@@ -46,7 +46,10 @@ try:  # grid dependency control (programmatic dependent launch, sm_90+): Triton 
 except ImportError:  # pragma: no cover - older Triton: the launcher keeps PDL off (kernels.pdl_usable)
     pass
 
+from . import kernel_module
+
 INTERPRET = bool(knobs.runtime.interpret)
+_prefetch_share = kernel_module("_triton_common").prefetch_share  # built in this module's mode
 
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
@@ -326,8 +329,10 @@ def _merge_kernel(
     stride_pl_p, stride_pl_0, stride_pl_1,
     stride_o_0, stride_o_1,
     stride_l_0, stride_l_1,
+    next_ptr, prefetch_bytes,
     DV: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_S: tl.constexpr,
-    LSE_IN_LOG2: tl.constexpr, PDL: tl.constexpr = False,
+    LSE_IN_LOG2: tl.constexpr, PDL: tl.constexpr = False, PREFETCH: tl.constexpr = False,
+    NUM_WARPS: tl.constexpr = 4,
 ):
     """out[r0, r1] = sum_p w_p out_p / sum_p w_p with w_p = exp(lse_p - max); lse = log sum exp.
     The partial outputs are read BLOCK_S parts at a time ([BLOCK_S, BLOCK_DV] tiles), so a program keeps
@@ -335,7 +340,10 @@ def _merge_kernel(
     PDL: launched as a programmatic dependent of the split kernel, so its programs are resident before
     that kernel ends; they wait here until all of its writes are visible. It does not let its own dependent
     (the o projection) launch early: measured slower (H200, llama3-8b one GPU, 2026-12-04: the projections'
-    share of the 1 x 8K step grew by 173 us, docs/benchmarks.md)."""
+    share of the 1 x 8K step grew by 173 us, docs/benchmarks.md).
+    PREFETCH: after its stores, each program asks for its share of next_ptr's first prefetch_bytes in L2
+    (_triton_common.prefetch_share; NUM_WARPS: the launch's): with KVP, the o projection's weights, read
+    while the KVP exchange that follows this merge waits on the network."""
     r0 = tl.program_id(0).to(tl.int64)
     r1 = tl.program_id(1).to(tl.int64)
     offs_p = tl.arange(0, BLOCK_P)
@@ -369,3 +377,6 @@ def _merge_kernel(
     lse = tl.where(has, (safe + tl.log2(tl.where(has, total, 1.0))) * 0.6931471805599453, float("-inf"))
     tl.store(OUT + r0 * stride_o_0 + r1 * stride_o_1 + offs_d, out.to(OUT.dtype.element_ty), mask=d_ok)
     tl.store(LSE + r0 * stride_l_0 + r1 * stride_l_1, lse)
+    if PREFETCH:
+        _prefetch_share(next_ptr, prefetch_bytes, r0 * tl.num_programs(1) + r1, tl.num_programs(0) * tl.num_programs(1),
+                        NUM_WARPS)

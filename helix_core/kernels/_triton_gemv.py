@@ -42,7 +42,9 @@ except ImportError:  # pragma: no cover - older Triton: the launcher keeps PDL o
 from . import kernel_module
 
 INTERPRET = bool(knobs.runtime.interpret)
-_round = kernel_module("_triton_common").round_to  # built in this module's mode (compiled or interpreted)
+_common = kernel_module("_triton_common")  # built in this module's mode (compiled or interpreted)
+_round = _common.round_to
+_prefetch_share = _common.prefetch_share
 
 INPUT_PLAIN = 0
 INPUT_GATED = 1
@@ -138,28 +140,6 @@ def _merged_tile(recv_ptr, offs_k, mask_k, stride_part, stride_head, dtype: tl.c
         acc += tl.where(weight > 0.0, out * weight, 0.0)
     merged = acc / tl.where(total > 0.0, total, 1.0)
     return _round(merged, dtype, RTNE_BY_BITS).to(tl.float32)
-
-
-@triton.jit
-def _prefetch_pieces(prefetch_bytes, program, programs, THREADS: tl.constexpr):
-    """(start, size) [THREADS] in bytes: this program's share of the first prefetch_bytes (a multiple of
-    16) as one piece a thread; pieces start on 16 bytes, and those past the end are empty."""
-    share = tl.cdiv(tl.cdiv(prefetch_bytes, programs), 16 * THREADS) * 16 * THREADS
-    piece = share // THREADS
-    start = program.to(tl.int64) * share + tl.arange(0, THREADS).to(tl.int64) * piece
-    size = tl.minimum(tl.maximum(prefetch_bytes - start, 0), piece).to(tl.int32)
-    return start, size
-
-
-@triton.jit
-def _prefetch_share(next_ptr, prefetch_bytes, program, programs, num_warps: tl.constexpr):
-    """This program's share of next_ptr's first prefetch_bytes, into L2: one bulk prefetch a thread
-    (next_ptr is a tensor's start: 16-byte aligned)."""
-    start, size = _prefetch_pieces(prefetch_bytes, program, programs, num_warps * 32)
-    base = next_ptr.to(tl.pointer_type(tl.int8)) + start
-    tl.inline_asm_elementwise(
-        "{ .reg .pred p; setp.ne.s32 p, $2, 0; @p cp.async.bulk.prefetch.L2.global [$1], $2; mov.b32 $0, 0; }",
-        "=r,l,r", [base, size], dtype=tl.int32, is_pure=False, pack=1)
 
 
 @triton.jit

@@ -445,6 +445,7 @@ def paged_decode_attention(
     out: torch.Tensor | None = None,
     lse: torch.Tensor | None = None,
     out_dtype: torch.dtype | None = None,
+    prefetch: tuple[torch.Tensor, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode attention of one query per sequence over its paged local keys -> (out [B,Hq,Dv], lse [B,Hq]).
 
@@ -456,6 +457,8 @@ def paged_decode_attention(
     out/lse: optional preallocated outputs (any strides with unit last-dim stride for out). lse is
       fp32; out is fp32, or bf16/fp16 to get the attention already cast (the math stays fp32).
     out_dtype: dtype of the returned out when `out` is not given (default fp32).
+    prefetch: (contiguous tensor, bytes): where the split merge runs as its own kernel on an sm_90+ GPU, it ends
+      by asking for the tensor's first bytes in L2 (for what the step reads after a collective that follows).
     """
     mod = _kernels()
     if q.dim() != 3:
@@ -572,8 +575,10 @@ def paged_decode_attention(
         return out, lse
 
     split_kernel(mid_out, mid_lse, num_splits)
+    if prefetch is not None and not (prefetch[1] >= 16 and prefetch[0].is_contiguous() and pdl_usable(device)):
+        prefetch = None  # a hint: only where bulk L2 prefetches compile (the same conditions as PDL)
     _launch_merge(mod, mid_out.permute(2, 0, 1, 3), mid_lse.permute(2, 0, 1), out, lse, lse_in_log2=True,
-                  pdl=pdl)
+                  pdl=pdl, prefetch=None if prefetch is None else (prefetch[0], min(prefetch[1], prefetch[0].nbytes) // 16 * 16))
     return out, lse
 
 
@@ -594,29 +599,34 @@ def _take_sm90_mla(cfg: DecodeConfig, q: torch.Tensor, key_pages: torch.Tensor, 
 
 
 def _launch_merge(mod, part_out: torch.Tensor, part_lse: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
-                  lse_in_log2: bool, pdl: bool = False) -> None:
+                  lse_in_log2: bool, pdl: bool = False, prefetch: tuple[torch.Tensor, int] | None = None) -> None:
     """LSE-weighted merge of partials part_out [P, R0, R1, D] / part_lse [P, R0, R1] (any strides,
     unit last stride) into out [R0, R1, D] and natural-log lse [R0, R1]: one program per (R0, R1).
     pdl: launched as a programmatic dependent of the kernel just before it (the split kernel, which
-    lets it start early); it waits for that kernel's writes before reading."""
+    lets it start early); it waits for that kernel's writes before reading.
+    prefetch: (tensor, bytes) whose first bytes the kernel asks for in L2 as it ends (sm_90+)."""
     parts, rows0, rows1, dim = part_out.shape
+    next_tensor, prefetch_bytes = prefetch if prefetch is not None else (out, 0)
     mod._merge_kernel[(rows0, rows1)](
         part_out, part_lse, out, lse, parts,
         part_out.stride(0), part_out.stride(1), part_out.stride(2),
         part_lse.stride(0), part_lse.stride(1), part_lse.stride(2),
         out.stride(0), out.stride(1),
-        lse.stride(0), lse.stride(1),
-        **merge_kernel_constants(dim, parts, lse_in_log2, pdl),
+        lse.stride(0), lse.stride(1), next_tensor, prefetch_bytes,
+        **merge_kernel_constants(dim, parts, lse_in_log2, pdl, prefetch is not None),
     )
 
 
-def merge_kernel_constants(dim: int, parts: int, lse_in_log2: bool, pdl: bool = False) -> dict:
+def merge_kernel_constants(dim: int, parts: int, lse_in_log2: bool, pdl: bool = False, prefetch: bool = False) -> dict:
     """The merge kernel's compile-time arguments and launch options for `parts` partials of `dim` values
-    (pdl: a programmatic dependent launch; Triton compiles that variant apart)."""
+    (pdl: a programmatic dependent launch; prefetch: the variant that ends with an L2 prefetch; Triton
+    compiles each variant apart)."""
     block_dv = max(16, _next_pow2(dim))
     block_p = max(2, _next_pow2(parts))
+    num_warps = 4 if block_dv <= 256 else 8
     return dict(DV=dim, BLOCK_DV=block_dv, BLOCK_P=block_p, BLOCK_S=min(block_p, max(1, MERGE_KERNEL_TILE // block_dv)),
-                LSE_IN_LOG2=lse_in_log2, PDL=pdl, num_warps=4 if block_dv <= 256 else 8, launch_pdl=pdl)
+                LSE_IN_LOG2=lse_in_log2, PDL=pdl, PREFETCH=prefetch, NUM_WARPS=num_warps, num_warps=num_warps,
+                launch_pdl=pdl)
 
 
 def merge_partials(outs: torch.Tensor, lses: torch.Tensor,
