@@ -121,8 +121,10 @@ def main(argv=None) -> int:
                         help="batch 1, KVP > 1: the o projection's kernel merges the KVP partials (off: a merge "
                              "kernel before it)")
     parser.add_argument("--l2-prefetch-mib", type=float, default=0.0,
-                        help="batch 1, sm_90+, more than one GPU: the o and down projections end by asking for this "
-                             "many MiB of the projection after their all-reduce in L2 (0: off)")
+                        help="sm_90+: what a step reads after a collective, asked for in L2 by the kernel before "
+                             "it, up to this many MiB: at batch 1 the o / down projections ask for the projection "
+                             "after their all-reduce; with KVP the split merge asks for the o projection before "
+                             "the exchange (0: off)")
     parser.add_argument("--profile", metavar="DIR",
                         help="also write a per-kernel table and a timeline (PDL overlap taken out) of each "
                              "captured step here")
