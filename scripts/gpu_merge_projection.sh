@@ -19,6 +19,9 @@ timeout 200 python -m helix_core.kernels.bench_small_linear --merge 2 4 --iters 
 say "o -> gap -> gate/up with the L2 prefetch"
 timeout 200 python -m helix_core.kernels.bench_small_linear --prefetch 0 8 16 24 32 --gap-us 0 8 --iters 50 \
   --json "$out/l2-prefetch.json" 2>&1 | quiet | tee -a "$log"
+say "the one-GPU step after the attend_projected change (llama3-8b 1 x 128K: 8.051 ms on 2026-12-04) and its exactness"
+bench_rows bench-llama-1gpu.json 200 --shape llama3-8b --plans helix:kvp=1,tpa=1 --points 1x128k --hopb 1
+verify_one_gpu
 say "sm_90 compile report of the one-row kernel with the prefetch"
 timeout 120 python -c "from helix_core.kernels import sm90_report as r; print(r.row_kernel_report('norm', prefetch=True))" \
   2>&1 | tail -1 | tee -a "$log"
