@@ -6,7 +6,8 @@
 # - the L2 prefetch at a projection's end (small_linear.prefetch_after) and at the split merge's end (before
 #   the KVP exchange): both variants' tests compiled (same bits as without), then o -> a spin kernel standing
 #   for the all-reduce (0 and 8 us) -> gate/up, with o prefetching 0-32 MiB of gate/up.
-# On 2 GPUs scripts/gpu_next.sh then measures the step with each on and off. Results in ${OUT:-out}.
+# Then the one-GPU step and helix verify, as a check of the layer's new attend_projected path (KVP = 1).
+# About 6-8 minutes. On 2 GPUs scripts/gpu_next.sh then measures the step with each on and off. Results in ${OUT:-out}.
 set -u
 LOG_NAME=merge source scripts/gpu_env.sh
 say "small_linear tests and the split merge's prefetch variant, compiled"
@@ -22,7 +23,4 @@ timeout 200 python -m helix_core.kernels.bench_small_linear --prefetch 0 8 16 24
 say "the one-GPU step after the attend_projected change (llama3-8b 1 x 128K: 8.051 ms on 2026-12-04) and its exactness"
 bench_rows bench-llama-1gpu.json 200 --shape llama3-8b --plans helix:kvp=1,tpa=1 --points 1x128k --hopb 1
 verify_one_gpu
-say "sm_90 compile report of the one-row kernel with the prefetch"
-timeout 120 python -c "from helix_core.kernels import sm90_report as r; print(r.row_kernel_report('norm', prefetch=True))" \
-  2>&1 | tail -1 | tee -a "$log"
 say done
