@@ -7,7 +7,7 @@
 #   the KVP exchange): both variants' tests compiled (same bits as without), then o -> a spin kernel standing
 #   for the all-reduce (0 and 8 us) -> gate/up, with o prefetching 0-32 MiB of gate/up.
 # Then the one-GPU step and helix verify, as a check of the layer's new attend_projected path (KVP = 1).
-# About 6-8 minutes. On 2 GPUs scripts/gpu_next.sh then measures the step with each on and off. Results in ${OUT:-out}.
+# Meant to fit one 10-minute call. On 2 GPUs scripts/gpu_next.sh then measures the step with each on and off. Results in ${OUT:-out}.
 set -u
 LOG_NAME=merge source scripts/gpu_env.sh
 say "small_linear tests and the split merge's prefetch variant, compiled"
