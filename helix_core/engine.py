@@ -199,7 +199,10 @@ class Engine:
                 ops = dataclasses.replace(ops, fused_norm_linear=one_row_norm_linear,
                                           fused_gated_linear=one_row_gated_linear)
         self.model = build_model(self.cfg, plan, rank, self.reader, source.load, ops)
-        self.l2_prefetch_pairs = self._setup_l2_prefetch(options.l2_prefetch_mib)
+        if options.l2_prefetch_mib < 0:
+            raise ValueError(f"l2_prefetch_mib {options.l2_prefetch_mib}: a size in MiB, 0 for off")
+        self.l2_prefetch_bytes = int(options.l2_prefetch_mib * (1 << 20))  # what a prefetching kernel asks for
+        self.l2_prefetch_pairs = self._setup_l2_prefetch()
         coords = plan.coords(rank)
         shard = self.model.shard
         key_dim = (self.cfg.kv_lora_rank + self.cfg.qk_rope_head_dim) if self.cfg.is_mla else self.model.local_head_dim
@@ -433,17 +436,15 @@ class Engine:
             self.sequences.pop(seq_id, None)
             self.cache.free(seq_id)
 
-    def _setup_l2_prefetch(self, mib: float) -> int:
+    def _setup_l2_prefetch(self) -> int:
         """Registers the model's (projection, next projection) pairs around its all-reduces with the one-row
-        kernel (`l2_prefetch_mib` MiB each); the kernel prefetches only where it can (sm_90+). Returns the
+        kernel (`l2_prefetch_bytes` each); the kernel prefetches only where it can (sm_90+). Returns the
         number of pairs registered."""
-        if mib < 0:
-            raise ValueError(f"l2_prefetch_mib {mib}: a size in MiB, 0 for off")
-        if not mib or not self.use_small_linear or self.plan.world_size == 1:  # no all-reduce latency to fill
-            return 0
+        if not self.l2_prefetch_bytes or not self.use_small_linear or self.plan.world_size == 1:
+            return 0  # nothing asked, or no all-reduce latency to fill
         from .kernels.small_linear import prefetch_after
 
-        return sum(prefetch_after(before, after, int(mib * (1 << 20)))
+        return sum(prefetch_after(before, after, self.l2_prefetch_bytes)
                    for before, after in self.model.collective_successors())
 
     def stats(self) -> dict:

@@ -178,7 +178,7 @@ class FastDecodeContext:
         self.use_kernel = head_groups is not None  # the kernels write into given out/lse destinations
         self.fuse_append = self.use_kernel and engine.use_fusions  # RoPE + KV append in one kernel
         self.merge_in_projection = engine.use_merge_in_projection and self.kvp > 1
-        self.prefetch_bytes = int(engine.options.l2_prefetch_mib * (1 << 20)) if self.use_kernel else 0
+        self.prefetch_bytes = engine.l2_prefetch_bytes if self.use_kernel else 0
 
     def phase(self, name: str):
         """Phases are not timed inside a captured graph (see the profiler's sampled eager steps)."""

@@ -27,7 +27,7 @@ from ..attention import partial_attention
 from ..comm import Comm, init_distributed, shutdown_distributed
 from ..engine import DTYPES, Engine, EngineOptions, ModelSource, _Sequence
 from ..fast_decode import DecodeRunner, FastDecodeContext, paged_attention
-from ..kernels.small_linear import l2_prefetch_usable
+from ..kernels import l2_prefetch_usable
 from ..kv_cache import StagePlacement
 from ..launcher import rank_device
 from ..plan import Plan

@@ -77,6 +77,22 @@ def pdl_usable(device) -> bool:
     return _PDL_BY_DEVICE[index]
 
 
+def l2_prefetch_usable(device) -> bool:
+    """Bulk L2 prefetches (cp.async.bulk.prefetch.L2) can be issued: compiled Triton on an sm_90+ GPU, the
+    conditions of `pdl_usable`."""
+    return pdl_usable(device)
+
+
+def l2_prefetch_request(target, nbytes: int):
+    """(target, bytes) that a kernel's L2 prefetch may take: the first min(nbytes, target's size) bytes rounded
+    down to 16, of a contiguous tensor starting on 16 bytes (the bulk prefetch's alignment); None where that
+    leaves nothing to ask for."""
+    if target is None or not target.is_contiguous() or target.data_ptr() % 16:
+        return None
+    nbytes = min(int(nbytes), target.nbytes) // 16 * 16
+    return (target, nbytes) if nbytes else None
+
+
 def kernel_module(name: str):
     """The module of @triton.jit kernels `helix_core.kernels.<name>`, imported on first use and
     re-imported when TRITON_INTERPRET changed since (its INTERPRET records how it was built)."""

@@ -31,7 +31,8 @@ from typing import NamedTuple
 
 import torch
 
-from . import interpret_mode, kernel_module, pdl_usable, sm_count, triton_available
+from . import (interpret_mode, kernel_module, l2_prefetch_request, l2_prefetch_usable, pdl_usable, sm_count,
+               triton_available)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -575,10 +576,10 @@ def paged_decode_attention(
         return out, lse
 
     split_kernel(mid_out, mid_lse, num_splits)
-    if prefetch is not None and not (prefetch[1] >= 16 and prefetch[0].is_contiguous() and pdl_usable(device)):
-        prefetch = None  # a hint: only where bulk L2 prefetches compile (the same conditions as PDL)
+    # a hint: dropped where bulk L2 prefetches do not compile
+    prefetch = l2_prefetch_request(*prefetch) if prefetch is not None and l2_prefetch_usable(device) else None
     _launch_merge(mod, mid_out.permute(2, 0, 1, 3), mid_lse.permute(2, 0, 1), out, lse, lse_in_log2=True,
-                  pdl=pdl, prefetch=None if prefetch is None else (prefetch[0], min(prefetch[1], prefetch[0].nbytes) // 16 * 16))
+                  pdl=pdl, prefetch=prefetch)
     return out, lse
 
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from . import interpret_mode, kernel_module, pdl_usable, sm_count, triton_available
+from . import (interpret_mode, kernel_module, l2_prefetch_request, l2_prefetch_usable, pdl_usable, sm_count,
+               triton_available)
 
 MAX_ROWS = 16  # one tl.dot row block; larger batches are GEMMs for cuBLAS
 # the norm's statistics read this many row values a step (llama's 4096 in 2 steps, not 8 of BLOCK_K): sm_90,
@@ -163,15 +164,10 @@ def prefetch_after(weight: torch.Tensor, target: torch.Tensor | None, nbytes: in
     For a projection followed by a collective: HBM then reads ahead for the projection after it.
     False (nothing registered) for a target that is not one contiguous block starting on 16 bytes."""
     weight.__dict__.pop("_helix_l2_prefetch", None)
-    if target is None or not target.is_contiguous() or target.data_ptr() % 16 or nbytes < 16:
-        return False
-    weight._helix_l2_prefetch = (target, min(int(nbytes), target.nbytes) // 16 * 16)
-    return True
-
-
-def l2_prefetch_usable(device: torch.device) -> bool:
-    """Bulk L2 prefetches (cp.async.bulk.prefetch.L2) can be issued: compiled Triton on an sm_90+ GPU."""
-    return pdl_usable(device)  # the same conditions: compiled Triton, compute capability 9.0+
+    request = l2_prefetch_request(target, nbytes)
+    if request is not None:
+        weight._helix_l2_prefetch = request
+    return request is not None
 
 
 def _launch_one_row(a, b, norm, w, config: LinearConfig, input_mode: str,
@@ -189,7 +185,7 @@ def _launch_one_row(a, b, norm, w, config: LinearConfig, input_mode: str,
     parts, value_dim, stride_part, stride_head = merge if merge is not None else (1, 1, 0, 0)
     norm_weight, eps, total = norm if norm is not None else (a, 0.0, a)  # unused pointers: any tensor
     prefetch = getattr(w, "_helix_l2_prefetch", None)
-    if prefetch is not None and not (prefetch[1] and l2_prefetch_usable(a.device)):
+    if prefetch is not None and not l2_prefetch_usable(a.device):
         prefetch = None
     next_tensor, prefetch_bytes = prefetch if prefetch is not None else (w, 0)
     programs = _ceil_div(n, config.block_n) * splits
