@@ -20,7 +20,7 @@ from .comm import Comm
 from .config import ModelConfig
 from .kv_cache import PagedKVCache, StagePlacement
 from .launched_steps import LaunchedStep
-from .models import build_model
+from .models import build_model, replicated_o_supported
 from .models.common import project_attention
 from .models.ops import EAGER
 from .plan import Plan
@@ -74,6 +74,12 @@ class EngineOptions:
     # their all-reduce (small_linear.prefetch_after), and with KVP the decode kernel's split merge for the o
     # projection read after the exchange; 0: off (not yet measured on 2 GPUs; sm_90+)
     l2_prefetch_mib: float = 0.0
+    # the attention output projection: sharded (each rank its heads' columns, then an all-reduce) or
+    # replicated (every rank holds all of o_proj; where the fast path's KVP exchange is a gather, which
+    # hands every rank every head's partials, each rank projects every head itself and the layer's attention
+    # needs no all-reduce: one collective a layer fewer for (N - 1) / N of o_proj read more). Llama family,
+    # helix with TPA = 1 and KVP > 1 (`replicated_o_supported`); elsewhere sharded. Not yet measured on GPUs.
+    o_projection: str = "sharded"
     kv_memory_fraction: float = 0.9  # kv_pages=0: this share of the GPU memory left after the weights
     # all-reduces over all N of up to max_batch x hidden elements: symm (torch symmetric-memory one-shot
     # kernel over NVLink P2P; CUDA, bf16/fp32), nccl, or auto (symm where it can run, else NCCL/gloo)
@@ -158,8 +164,8 @@ class _StepContext:
             q, k = rotary.rotate(q, k)
         return self._attention(layer, self._batch, q, k, v, value_dim, phase=self.phase)
 
-    def attend_projected(self, layer, q, k, v, weight, linear, rotary=None):
-        return project_attention(self, layer, q, k, v, weight, linear, rotary)
+    def attention_output(self, layer, q, k, v, projection, linear, rotary=None):
+        return project_attention(self, layer, q, k, v, projection, linear, rotary)
 
     def all_reduce(self, x):
         with self.phase("all_reduce"):
@@ -198,7 +204,12 @@ class Engine:
             if self.use_fusions:
                 ops = dataclasses.replace(ops, fused_norm_linear=one_row_norm_linear,
                                           fused_gated_linear=one_row_gated_linear)
-        self.model = build_model(self.cfg, plan, rank, self.reader, source.load, ops)
+        if options.o_projection not in ("sharded", "replicated"):
+            raise ValueError(f"o_projection {options.o_projection!r}: choose sharded or replicated")
+        # replicated o pays off only through the gather exchange of the fast path
+        self.replicate_o = (options.o_projection == "replicated" and replicated_o_supported(self.cfg, plan)
+                            and self._fast_path_wanted() and options.exchange != "all_to_all")
+        self.model = build_model(self.cfg, plan, rank, self.reader, source.load, ops, self.replicate_o)
         if options.l2_prefetch_mib < 0:
             raise ValueError(f"l2_prefetch_mib {options.l2_prefetch_mib}: a size in MiB, 0 for off")
         self.l2_prefetch_bytes = int(options.l2_prefetch_mib * (1 << 20))  # what a prefetching kernel asks for
@@ -460,6 +471,8 @@ class Engine:
             "decode_kernel": self.use_decode_kernel,
             "small_linear": self.use_small_linear,
             "merges_in_projection": self.attention.stats.merges_in_projection,
+            "o_projection": self.o_projection_use(),
+            "replicated_o_projections": self.attention.stats.replicated_o_projections,
             "l2_prefetch_pairs": self.l2_prefetch_pairs,
             "weight_bytes": self.weight_bytes(),
             "kv_bytes": self.cache.total_bytes(),
@@ -481,6 +494,15 @@ class Engine:
                              dtype=torch.float64, device=self.device)
         gathered = self.comm.all_gather(local)
         return {"tokens": gathered[:, 0].tolist(), "routing": gathered[:, 1].tolist()}
+
+    def o_projection_use(self) -> str:
+        """How decode steps run the attention output projection (EngineOptions.o_projection)."""
+        if not self.replicate_o:
+            return "sharded"
+        if self.gather_exchange is None:
+            return "replicated weights, used sharded: the KVP exchange is an all-to-all"
+        return (f"replicated: batches up to {self.gather_exchange.max_rows} rows project every head, "
+                "larger ones their own heads and all-reduce")
 
     def weight_bytes(self) -> int:
         """Bytes of the weight shards this rank holds (tied tensors once)."""

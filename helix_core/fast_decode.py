@@ -9,7 +9,10 @@ so a step costs one small host-to-device copy, one graph replay and the read of 
 
 The KVP exchange: up to GATHER_MAX_BYTES it is one sum over zero-padded slots (gather_exchange.py),
 beyond that an all-to-all. At batch 1 with the one-row projection kernel, the KVP merge is done by
-the output projection's kernel as it reads its input (`attend_projected`), not by a kernel of its own.
+the output projection's kernel as it reads its input (`attention_output`), not by a kernel of its own.
+A gather delivers every head's partials to every rank: where the rank holds the whole output
+projection (EngineOptions.o_projection "replicated") it projects every head itself, and the layer's
+attention needs no all-reduce.
 
 HOP-B: the batch is cut into pieces; a piece's all-to-all is issued asynchronously (it runs on
 the process group's communication stream) while the next piece's attention runs on the compute
@@ -191,10 +194,28 @@ class FastDecodeContext:
         merged = [self._finish_exchange(*p) for p in self._attend_pieces(layer, q, k, v, value_dim, rotary)]
         return merged[0] if len(merged) == 1 else torch.cat(merged, dim=0)
 
-    def attend_projected(self, layer, q, k, v, weight, linear, rotary=None):
+    def attention_output(self, layer, q, k, v, projection, linear, rotary=None):
+        # where the exchange gathers every head's partials and this rank holds the whole o projection, it
+        # projects them all itself: the sum over heads is then complete, with no all-reduce
+        whole = projection.full is not None and self.gathers_every_row(q.shape[0])
+        weight = projection.full if whole else projection.local
         # with KVP, the split merge before the exchange asks for the o projection's weights in L2
         prefetch = (weight, self.prefetch_bytes) if self.prefetch_bytes and self.kvp > 1 else None
-        pending = self._attend_pieces(layer, q, k, v, None, rotary, prefetch)
+        pending = self._attend_pieces(layer, q, k, v, None, rotary, prefetch, every_head=whole)
+        y = self._project(pending, weight, linear, q)
+        if whole:
+            self.engine.attention.stats.replicated_o_projections += 1
+            return y
+        return self.all_reduce(y)
+
+    def gathers_every_row(self, batch: int) -> bool:
+        """This step's KVP exchanges are all gathers (every rank receives every head's partials)."""
+        gather = self.engine.gather_exchange if self.kvp > 1 else None
+        return gather is not None and gather.fits(batch)
+
+    def _project(self, pending, weight, linear, q):
+        """The output projection of the exchanged partials: merged by the projection's kernel (one row),
+        else by the merge kernel and then projected."""
         if self.merge_in_projection and len(pending) == 1:
             recv, work, dim = pending[0]
             if dim is not None and merge_linear_usable(recv, weight):
@@ -207,10 +228,11 @@ class FastDecodeContext:
         attn = merged[0] if len(merged) == 1 else torch.cat(merged, dim=0)
         return linear(attn.to(q.dtype).reshape(q.shape[0], -1), weight)
 
-    def _attend_pieces(self, layer, q, k, v, value_dim, rotary, prefetch=None) -> list[tuple]:
+    def _attend_pieces(self, layer, q, k, v, value_dim, rotary, prefetch=None, every_head=False) -> list[tuple]:
         """Append k / v, attend per HOP-B piece and start each piece's exchange: [(recv, work, Dv)], or
         [(exact output, None, None)] without KVP (see _finish_exchange). prefetch: (tensor, bytes) the
-        last piece's attention asks for in L2 as it ends (paged_decode_attention)."""
+        last piece's attention asks for in L2 as it ends (paged_decode_attention); every_head: gathered
+        exchanges return every head's partials, not only this rank's heads'."""
         cache = self.cache
         keys = cache.keys[layer]
         values = None if cache.values is None else cache.values[layer]
@@ -241,7 +263,7 @@ class FastDecodeContext:
                     part_out, part_lse = self._attention(*args)
                     out.copy_(part_out)
                     lse.copy_(part_lse)
-                pending.append((gather.exchange(lo, hi), None, dv))
+                pending.append((gather.exchange(lo, hi, every_head), None, dv))
             elif self.use_kernel and self.kvp > 1:
                 # the kernel writes output and LSE straight into the exchange buffer's channels
                 packed = torch.empty(hi - lo, q.shape[1], dv + 1, dtype=torch.float32, device=q.device)

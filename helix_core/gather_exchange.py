@@ -47,9 +47,12 @@ class GatherExchange:
         mine = self.slots[lo:hi, self.index]
         return mine[..., : self.value_dim], mine[..., self.value_dim]
 
-    def exchange(self, lo: int, hi: int) -> torch.Tensor:
+    def exchange(self, lo: int, hi: int, every_head: bool = False) -> torch.Tensor:
         """Every rank's partials for this rank's query heads: recv [kvp, T, out_heads, Dv + 1]
-        (the layout of the all-to-all's receive buffer, as a view)."""
+        (the layout of the all-to-all's receive buffer, as a view); every_head: for all Hq heads of
+        the group (a rank that projects them all itself, see OutProjection)."""
         gathered = self.comm.sum_of(self.slots[lo:hi], "kvp")  # [T, kvp, Hq, Dv + 1]
+        if every_head:
+            return gathered.transpose(0, 1)
         heads = slice(self.index * self.out_heads, (self.index + 1) * self.out_heads)
         return gathered[:, :, heads].transpose(0, 1)

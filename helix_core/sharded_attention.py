@@ -27,6 +27,8 @@ class AttentionStats:
     hopb_pieces_run: int = 0  # pieces of the last layer's exchange
     exchanges: int = 0
     merges_in_projection: int = 0  # fast path: KVP merges done by the o projection's kernel (eager calls)
+    # fast path: layers whose rank projected every head with the whole o projection, no all-reduce (eager calls)
+    replicated_o_projections: int = 0
 
 
 class ShardedAttention:

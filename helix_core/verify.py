@@ -110,6 +110,8 @@ def main(argv=None) -> int:
     parser.add_argument("--all-reduce", choices=["auto", "nccl", "symm"], default="auto")
     parser.add_argument("--exchange", choices=["auto", "all_to_all", "gather"], default="auto")
     parser.add_argument("--small-linear", choices=["auto", "on", "off"], default="auto")
+    parser.add_argument("--merge-in-projection", choices=["auto", "off"], default="auto")
+    parser.add_argument("--o-projection", choices=["sharded", "replicated"], default="sharded")
     parser.add_argument("--batch", type=int, choices=[1, 2, 3], default=3,
                         help="sequences decoded together (1: the batch-1 paths, e.g. the one-row linear kernel)")
     parser.add_argument("--out", help="write the JSON report here")
@@ -131,7 +133,8 @@ def main(argv=None) -> int:
     for spec in args.plan:
         options = EngineOptions(dtype=args.dtype, page_size=8, stage_size=16, hopb_pieces=args.hopb_pieces,
                                 all_reduce=args.all_reduce, exchange=args.exchange,
-                                small_linear=args.small_linear)
+                                small_linear=args.small_linear, merge_in_projection=args.merge_in_projection,
+                                o_projection=args.o_projection)
         with LocalCluster(model_dir, Plan.parse(spec), device=args.device, options=options) as cluster:
             report = check_teacher_forced(cluster, ref_logits, ref_tokens, prompts, tolerance)
             stats = cluster.stats()[0]
@@ -143,7 +146,9 @@ def main(argv=None) -> int:
                "tolerance": tolerance, "hf_same_dtype_max_abs_diff": hf_low_deviation,
                "rank_disagreements": report.disagreements, "hopb_pieces_run": hopb,
                "all_reduce": stats.get("all_reduce"), "exchange": stats.get("exchange"),
-               "small_linear": stats.get("small_linear"), "batch": len(prompts), "ok": ok}
+               "small_linear": stats.get("small_linear"), "merges_in_projection": stats.get("merges_in_projection"),
+               "o_projection": stats.get("o_projection"),
+               "replicated_o_projections": stats.get("replicated_o_projections"), "batch": len(prompts), "ok": ok}
         results.append(row)
         print(json.dumps(row), flush=True)
     if args.out:

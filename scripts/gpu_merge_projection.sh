@@ -6,7 +6,7 @@
 # - the L2 prefetch at a projection's end (small_linear.prefetch_after) and at the split merge's end (before
 #   the KVP exchange): both variants' tests compiled (same bits as without), then o -> a spin kernel standing
 #   for the all-reduce (0 and 8 us) -> gate/up, with o prefetching 0-32 MiB of gate/up.
-# Then the one-GPU step and helix verify, as a check of the layer's new attend_projected path (KVP = 1).
+# Then the one-GPU step and helix verify, as a check of the layer's new attention_output path (KVP = 1).
 # Meant to fit one 10-minute call. On 2 GPUs scripts/gpu_next.sh then measures the step with each on and off. Results in ${OUT:-out}.
 set -u
 LOG_NAME=merge source scripts/gpu_env.sh
@@ -20,7 +20,7 @@ timeout 200 python -m helix_core.kernels.bench_small_linear --merge 2 4 --iters 
 say "o -> gap -> gate/up with the L2 prefetch"
 timeout 200 python -m helix_core.kernels.bench_small_linear --prefetch 0 8 16 24 32 --gap-us 0 8 --iters 50 \
   --json "$out/l2-prefetch.json" 2>&1 | quiet | tee -a "$log"
-say "the one-GPU step after the attend_projected change (llama3-8b 1 x 128K: 8.051 ms on 2026-12-04) and its exactness"
+say "the one-GPU step after the attention_output change (llama3-8b 1 x 128K: 8.051 ms on 2026-12-04) and its exactness"
 bench_rows bench-llama-1gpu.json 200 --shape llama3-8b --plans helix:kvp=1,tpa=1 --points 1x128k --hopb 1
 verify_one_gpu
 say done

@@ -144,6 +144,14 @@ def _engine_flags(parser: argparse.ArgumentParser) -> None:
         default=defaults.small_linear,
         help="batch-1 projections by the Triton weight-streaming kernel: auto (CUDA), on, off (cuBLAS)",
     )
+    parser.add_argument(
+        "--o-projection",
+        choices=["sharded", "replicated"],
+        default=defaults.o_projection,
+        help="replicated: every shard holds all of o_proj and, where the KVP exchange gathers (batches of "
+        "a few rows on CUDA symmetric memory), projects every head itself, one all-reduce a layer fewer "
+        "(Llama family, helix with --tpa 1); sharded: each shard its heads' columns",
+    )
     parser.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size)
     parser.add_argument("--max-waiting-requests", type=int, default=0, help="0: no limit")
     parser.add_argument(
@@ -412,6 +420,7 @@ def _shard_config(args, **fields) -> ShardConfig:
         all_reduce=args.all_reduce,
         exchange=args.exchange,
         small_linear=args.small_linear,
+        o_projection=args.o_projection,
         max_batch_size=args.max_batch_size,
         max_waiting_requests=args.max_waiting_requests,
         profile_every_n_steps=args.profile_every,

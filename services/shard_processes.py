@@ -60,6 +60,8 @@ def shard_argv(config: ShardConfig) -> list[str]:
         config.exchange,
         "--small-linear",
         config.small_linear,
+        "--o-projection",
+        config.o_projection,
         "--max-batch-size",
         str(config.max_batch_size),
         "--max-waiting-requests",

@@ -206,6 +206,7 @@ ENGINE_FLAGS = {
     "allReduce": "all_reduce",
     "exchange": "exchange",
     "smallLinear": "small_linear",
+    "oProjection": "o_projection",
     "maxBatchSize": "max_batch_size",
     "profileEvery": "profile_every",
     "collectiveTimeoutS": "collective_timeout_s",
@@ -393,3 +394,13 @@ def test_dashboard_configmap_ships_the_dashboard_file(release):
     )
     file = json.loads((render.CHART_DIR / "dashboards" / "helix.json").read_text())
     assert json.loads(configmap["data"]["helix.json"]) == file
+
+
+def test_o_projection_value_reaches_the_shard_flag(tmp_path, monkeypatch):
+    """engine.oProjection (no CI values file sets it: it matters for helix with tpa 1 on GPUs)."""
+    values = tmp_path / "replicated-o.yaml"
+    values.write_text('plan: "helix:kvp=8,tpa=1"\nshards:\n  gpusPerPod: 8\nengine:\n  oProjection: replicated\n')
+    release = Release(values)
+    args = parse_cli(container(release.shard_pod_template, "shard")["args"], {"HELIX_POD_INDEX": "0"}, monkeypatch)
+    assert args.o_projection == "replicated"
+    assert "--o-projection" not in container(Release(None).shard_pod_template, "shard")["args"]  # null: no flag

@@ -20,7 +20,7 @@ from .rank_worker import MAX_CONTEXT, BenchJob, run_rank
 
 COLUMNS = [("plan", "{}"), ("gpus", "{}"), ("context", "{}"), ("batch", "{}"), ("hopb_pieces", "{}"),
            ("all_reduce", "{}"), ("exchange", "{}"), ("small_linear", "{}"), ("fusions", "{}"),
-           ("merge_in_projection", "{}"), ("l2_prefetch_mib", "{}"),
+           ("merge_in_projection", "{}"), ("o_projection", "{}"), ("l2_prefetch_mib", "{}"),
            ("ttl_median_s", "{:.3e}"), ("ttl_p99_s", "{:.3e}"), ("ttl_one_at_a_time_s", "{:.3e}"),
            ("ttl_device_s", "{:.3e}"), ("tokens_per_s", "{:.1f}"),
            ("bytes_per_gpu", "{:.3e}"), ("flops_per_gpu", "{:.3e}"), ("roofline_s", "{:.3e}"), ("pct_roofline", "{:.0%}"),
@@ -120,6 +120,10 @@ def main(argv=None) -> int:
     parser.add_argument("--merge-in-projection", choices=["auto", "off"], default="auto",
                         help="batch 1, KVP > 1: the o projection's kernel merges the KVP partials (off: a merge "
                              "kernel before it)")
+    parser.add_argument("--o-projection", choices=["sharded", "replicated"], default="sharded",
+                        help="replicated: every rank holds all of o_proj and, where the KVP exchange gathers "
+                             "(every head's partials on every rank), projects every head itself: no all-reduce "
+                             "after attention (Llama family, helix with TPA = 1)")
     parser.add_argument("--l2-prefetch-mib", type=float, default=0.0,
                         help="sm_90+: what a step reads after a collective, asked for in L2 by the kernel before "
                              "it, up to this many MiB: at batch 1 the o / down projections ask for the projection "
@@ -142,7 +146,8 @@ def main(argv=None) -> int:
                        graphs=args.graphs == "on", device=args.device, all_reduce=args.all_reduce,
                        exchange=args.exchange, profile_dir=args.profile,
                        small_linear=args.small_linear, fusions=args.fusions, kv_pages=args.kv_pages,
-                       merge_in_projection=args.merge_in_projection, l2_prefetch_mib=args.l2_prefetch_mib)
+                       merge_in_projection=args.merge_in_projection, l2_prefetch_mib=args.l2_prefetch_mib,
+                       o_projection=args.o_projection)
         new = run_job(job, Plan.parse(spec).world_size, args.timeout)
         rows += new
         print_table(new)

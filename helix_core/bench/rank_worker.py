@@ -59,6 +59,7 @@ class BenchJob:
     fusions: str = "auto"  # EngineOptions.decode_fusions
     merge_in_projection: str = "auto"  # EngineOptions.merge_in_projection
     l2_prefetch_mib: float = 0.0  # EngineOptions.l2_prefetch_mib
+    o_projection: str = "sharded"  # EngineOptions.o_projection
     profile_dir: str | None = None  # write a per-kernel table of the captured step here (rank 0)
     kv_pages: int | None = None  # pages per rank; None: what the points need, or free memory with a max point
 
@@ -119,7 +120,7 @@ def _run(rank: int, plan: Plan, device, job: BenchJob, results) -> None:
                             max_batch=max(b for b, _ in job.points), all_reduce=job.all_reduce,
                             exchange=job.exchange, small_linear=job.small_linear,
                             decode_fusions=job.fusions, merge_in_projection=job.merge_in_projection,
-                            l2_prefetch_mib=job.l2_prefetch_mib)
+                            l2_prefetch_mib=job.l2_prefetch_mib, o_projection=job.o_projection)
     engine = Engine(ModelSource.random(cfg, DTYPES[_full(job.dtype)], device), plan, rank, comm, device, options)
     for pool in (engine.cache.keys, engine.cache.values):
         if pool is not None:
@@ -205,7 +206,10 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
     local_tokens = [engine.cache.local_length(s) for s in ids]
     vocab = engine.model.vocab
     embed_bytes = 0 if vocab.head is vocab.embed else vocab.embed.nbytes  # a lookup reads B rows only
-    weight_bytes = engine.weight_bytes() - embed_bytes
+    o_projection = _o_projection_used(engine, bucket)
+    # held but not read: a lookup reads B rows of the embedding; o columns of other ranks' heads where
+    # replicated o is held but the step's exchange does not gather
+    weight_bytes = engine.weight_bytes() - embed_bytes - _unread_o_bytes(engine, o_projection)
     element = torch.tensor([], dtype=engine.dtype).element_size()
     work = step_work(cfg, plan, rank, weight_bytes, weight_bytes // element, local_tokens, batch, element)
     roofline = work.roofline_s(hbm, flops) if hbm else None
@@ -217,10 +221,11 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
         "cuda_graphs": job.graphs, "all_reduce": engine.all_reduce_impl,
         "exchange": _exchange_used(engine, bucket), "exchange_impl": engine.exchange_impl,
         "small_linear": engine.use_small_linear, "fusions": engine.use_fusions,
-        # where FastDecodeContext.attend_projected merges in the o projection: one row, KVP > 1, GQA
+        # where FastDecodeContext.attention_output merges in the o projection: one row, KVP > 1, GQA
         "merge_in_projection": engine.use_merge_in_projection and bucket == 1 and plan.kvp > 1 and not cfg.is_mla,
         # MiB of what is read after a collective asked for in L2 before it (sm_90+): by the one-row projections
         # before the all-reduces (batch 1), by the decode kernel's split merge before the KVP exchange
+        "o_projection": o_projection,
         "l2_prefetch_mib": job.l2_prefetch_mib if l2_prefetch_usable(engine.device) and (
             (engine.l2_prefetch_pairs and bucket == 1) or (plan.kvp > 1 and engine.runner.attention_path == "triton"))
         else 0.0,
@@ -265,6 +270,18 @@ def _profile_step(engine: Engine, job: BenchJob, rank: int, name: str, replays: 
         rows, span = critical_path(spans_from_profiler(prof))
         with open(os.path.join(job.profile_dir, f"timeline-{safe}.txt"), "w") as handle:
             handle.write(format_table(rows, span, replays, name))
+
+
+def _o_projection_used(engine: Engine, bucket: int) -> str:
+    """replicated: the bucket's steps project every head on each rank, with no all-reduce after (see
+    FastDecodeContext.attention_output); else sharded."""
+    return "replicated" if engine.replicate_o and _exchange_used(engine, bucket) == "gather" else "sharded"
+
+
+def _unread_o_bytes(engine: Engine, used: str) -> int:
+    if not engine.replicate_o or used == "replicated":
+        return 0
+    return sum(layer.wo.full.nbytes - layer.wo.local.nbytes for layer in engine.model.layers)
 
 
 def _exchange_used(engine: Engine, bucket: int) -> str:
@@ -327,6 +344,8 @@ def phase_functions(engine: Engine, bucket: int) -> dict:
     recv = torch.empty_like(send)
     hidden = torch.zeros(bucket, cfg.hidden_size, device=engine.device, dtype=engine.dtype)
     gather = _exchange_used(engine, bucket) == "gather"
+    # the embedding's and each FFN's, and each attention's unless every rank projects every head itself
+    all_reduces = 2 * layers + 1 if _o_projection_used(engine, bucket) == "sharded" else layers + 1
 
     def all_to_all():
         for _ in range(layers):
@@ -336,7 +355,7 @@ def phase_functions(engine: Engine, bucket: int) -> dict:
                 engine.comm.all_to_all(recv, send, "kvp")
 
     def all_reduce():
-        for _ in range(2 * layers + 1):
+        for _ in range(all_reduces):
             engine.comm.all_reduce(hidden)
 
     return {"attention_s": attention, "ffn_s": ffn, "all_to_all_s": all_to_all, "all_reduce_s": all_reduce}

@@ -33,11 +33,13 @@ class LayerContext(Protocol):
         rotated; the context applies it (Rotary.rotate, or fused with the append)."""
         ...
 
-    def attend_projected(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None,
-                         weight: torch.Tensor, linear: Callable, rotary: Rotary | None = None) -> torch.Tensor:
-        """linear(attention [T, H * Dv] in q's dtype, weight): the output projection of this rank's query
-        heads, before the all-reduce; `project_attention` unless the context fuses the two (the fast
-        path merges the KVP partials inside the projection's kernel)."""
+    def attention_output(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None,
+                         projection: "OutProjection", linear: Callable, rotary: Rotary | None = None) -> torch.Tensor:
+        """The attention block's output, summed over all ranks: linear(attention [T, H * Dv] in q's dtype,
+        projection.local), all-reduced (`project_attention`), unless the context fuses steps: the fast path
+        merges the KVP partials inside the projection's kernel, and where it received every head's partials
+        and the rank holds the whole projection (`projection.full`) it projects them all itself, with no
+        all-reduce."""
         ...
 
     def all_reduce(self, x: torch.Tensor) -> torch.Tensor: ...
@@ -47,11 +49,34 @@ class LayerContext(Protocol):
         ...
 
 
-def project_attention(ctx: LayerContext, layer: int, q, k, v, weight: torch.Tensor, linear: Callable,
+@dataclass(frozen=True)
+class OutProjection:
+    """The attention output projection (o_proj) as one rank holds it. `local` multiplies the heads whose
+    exact output the rank has after the KVP exchange (its columns of W_o); its all-reduce over the ranks
+    sums the heads. `full` (replicated o, EngineOptions.o_projection): the rank holds every column, and
+    `local` is a view of its own; a context whose exchange delivered every head's partials projects them
+    all with `full` and skips the all-reduce."""
+
+    local: torch.Tensor  # [hidden, out_heads * Dv]
+    full: torch.Tensor | None = None  # [hidden, H * Dv]
+
+    @classmethod
+    def load(cls, load: Callable, name: str, local_columns, replicated: bool = False) -> "OutProjection":
+        """From `load` (a rank's slice of a checkpoint tensor): this rank's columns (one contiguous range
+        when replicated), or, replicated, the whole weight with `local` a view of those columns."""
+        if not replicated:
+            return cls(load(name, 1, local_columns))
+        full = load(name)
+        (lo, hi), = local_columns
+        return cls(full[:, lo:hi], full)
+
+
+def project_attention(ctx: LayerContext, layer: int, q, k, v, projection: OutProjection, linear: Callable,
                       rotary: Rotary | None = None) -> torch.Tensor:
-    """LayerContext.attend_projected as two steps: attention, then the projection of its output."""
+    """LayerContext.attention_output step by step: attention, the projection of this rank's heads, the
+    all-reduce."""
     attn = ctx.attend(layer, q, k, v, rotary=rotary).to(q.dtype)
-    return linear(attn.reshape(q.shape[0], -1), weight)
+    return ctx.all_reduce(linear(attn.reshape(q.shape[0], -1), projection.local))
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

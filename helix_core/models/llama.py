@@ -1,8 +1,8 @@
 """Llama-style dense GQA/MHA decoder (Llama 2/3, Mistral, Qwen2): the math of one rank's shard.
 
 Each rank holds the q/k/v rows of its head group (and dimension slice), the o_proj columns of
-the heads whose exact attention it ends up with, and 1/N of the MLP; the LayerContext does the
-KV cache, the attention exchange and the all-reduces.
+the heads whose exact attention it ends up with (or all of o_proj, replicated: OutProjection), and
+1/N of the MLP; the LayerContext does the KV cache, the attention exchange and the all-reduces.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 
 from ..config import ModelConfig
 from ..plan import Plan, head_rows
-from .common import DecoderStack, GatedMLP, LayerContext, Rotary
+from .common import DecoderStack, GatedMLP, LayerContext, OutProjection, Rotary
 from .ops import EAGER, Ops
 
 
@@ -22,13 +22,16 @@ class LlamaLayer:
     post_norm: torch.Tensor
     wqkv: torch.Tensor  # q, k and v rows of this rank, stacked so one GEMM reads them
     bqkv: torch.Tensor | None
-    wo: torch.Tensor
+    wo: OutProjection
     bo: torch.Tensor | None
     mlp: GatedMLP
 
 
 class LlamaModel(DecoderStack):
-    def __init__(self, cfg: ModelConfig, plan: Plan, rank: int, reader, load, ops: Ops = EAGER):
+    def __init__(self, cfg: ModelConfig, plan: Plan, rank: int, reader, load, ops: Ops = EAGER,
+                 replicate_o: bool = False):
+        """replicate_o: hold every column of o_proj (OutProjection.full), for contexts that project every
+        head after an exchange that delivers them all (EngineOptions.o_projection)."""
         self.cfg, self.ops = cfg, ops
         shard = plan.attention_shard(cfg, rank)
         self.shard = shard
@@ -52,7 +55,7 @@ class LlamaModel(DecoderStack):
                                 load(f"{a}.v_proj.weight", 0, v_rows)]),
                 bqkv=torch.cat([load(f"{a}.q_proj.bias", 0, q_rows), load(f"{a}.k_proj.bias", 0, kv_rows),
                                 load(f"{a}.v_proj.bias", 0, v_rows)]) if cfg.qkv_bias else None,
-                wo=load(f"{p}.self_attn.o_proj.weight", 1, o_cols),
+                wo=OutProjection.load(load, f"{a}.o_proj.weight", o_cols, replicate_o),
                 # a bias after a row-parallel matmul is added once, after the all-reduce
                 bo=load(f"{p}.self_attn.o_proj.bias") if cfg.o_bias else None,
                 mlp=GatedMLP.load(reader, f"{p}.mlp", ffn, load),
@@ -66,7 +69,7 @@ class LlamaModel(DecoderStack):
         pairs = []
         for index, layer in enumerate(self.layers):
             after_down = self.layers[index + 1].wqkv if index + 1 < len(self.layers) else self.vocab.head
-            pairs += [(layer.wo, layer.mlp.gate_up), (layer.mlp.down, after_down)]
+            pairs += [(layer.wo.local, layer.mlp.gate_up), (layer.mlp.down, after_down)]
         return pairs
 
     def _layer(self, index, w: LlamaLayer, x, delta, cos, sin, ctx: LayerContext):
@@ -77,7 +80,7 @@ class LlamaModel(DecoderStack):
         k = qkv[:, q_width:q_width + k_width].view(tokens, -1, self.local_head_dim)
         v = qkv[:, q_width + k_width:].view(tokens, -1, self.local_value_dim)
         # the context rotates q and k, on the decode fast path in the kernel that appends k and v
-        y = ctx.all_reduce(ctx.attend_projected(index, q, k, v, w.wo, ops.linear, Rotary(cos, sin, ops.rope)))
+        y = ctx.attention_output(index, q, k, v, w.wo, ops.linear, Rotary(cos, sin, ops.rope))
         if w.bo is not None:
             y = y + w.bo
         with ctx.phase("ffn"):

@@ -34,6 +34,7 @@ class ShardConfig:
     all_reduce: str = "auto"  # auto | nccl | symm (symmetric-memory one-shot over NVLink P2P, CUDA)
     exchange: str = "auto"  # auto | all_to_all | gather (the KVP exchange as a one-shot sum, CUDA)
     small_linear: str = "auto"  # auto | on | off: batch-1 projections by the Triton kernel
+    o_projection: str = "sharded"  # sharded | replicated (EngineOptions.o_projection)
     max_batch_size: int = 64
     max_waiting_requests: int = 0  # 0: no limit
     profile_every_n_steps: int = 0

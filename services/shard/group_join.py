@@ -46,6 +46,7 @@ def join_group(config: ShardConfig):
         all_reduce=config.all_reduce,
         exchange=config.exchange,
         small_linear=config.small_linear,
+        o_projection=config.o_projection,
         seed=config.seed,
         max_batch=config.max_batch_size,
     )  # the fast path's buckets cover the scheduler's batches

@@ -49,6 +49,9 @@ int64 so that large values never print as 1e+06. */}}
 {{- with $smallLinear -}}
 {{- $args = concat $args (list "--small-linear" .) -}}
 {{- end -}}
+{{- with .Values.engine.oProjection -}}
+{{- $args = concat $args (list "--o-projection" .) -}}
+{{- end -}}
 {{- with .Values.model.name -}}
 {{- $args = concat $args (list "--model-name" .) -}}
 {{- end -}}
