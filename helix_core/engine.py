@@ -495,6 +495,16 @@ class Engine:
         gathered = self.comm.all_gather(local)
         return {"tokens": gathered[:, 0].tolist(), "routing": gathered[:, 1].tolist()}
 
+    def gathers(self, rows: int) -> bool:
+        """The KVP exchanges of a fast-path step of `rows` rows are gathers: every rank receives every
+        head's partials (gather_exchange.py)."""
+        return self.gather_exchange is not None and self.gather_exchange.fits(rows)
+
+    def projects_every_head(self, rows: int) -> bool:
+        """A fast-path step of `rows` rows has each rank project every head with the whole o_proj, and no
+        all-reduce after it (EngineOptions.o_projection "replicated", where the exchange gathers)."""
+        return self.replicate_o and self.gathers(rows)
+
     def o_projection_use(self) -> str:
         """How decode steps run the attention output projection (EngineOptions.o_projection)."""
         if not self.replicate_o:

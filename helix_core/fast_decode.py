@@ -197,7 +197,7 @@ class FastDecodeContext:
     def attention_output(self, layer, q, k, v, projection, linear, rotary=None):
         # where the exchange gathers every head's partials and this rank holds the whole o projection, it
         # projects them all itself: the sum over heads is then complete, with no all-reduce
-        whole = projection.full is not None and self.gathers_every_row(q.shape[0])
+        whole = self.engine.projects_every_head(q.shape[0])
         weight = projection.full if whole else projection.local
         # with KVP, the split merge before the exchange asks for the o projection's weights in L2
         prefetch = (weight, self.prefetch_bytes) if self.prefetch_bytes and self.kvp > 1 else None
@@ -207,11 +207,6 @@ class FastDecodeContext:
             self.engine.attention.stats.replicated_o_projections += 1
             return y
         return self.all_reduce(y)
-
-    def gathers_every_row(self, batch: int) -> bool:
-        """This step's KVP exchanges are all gathers (every rank receives every head's partials)."""
-        gather = self.engine.gather_exchange if self.kvp > 1 else None
-        return gather is not None and gather.fits(batch)
 
     def _project(self, pending, weight, linear, q):
         """The output projection of the exchanged partials: merged by the projection's kernel (one row),

@@ -275,7 +275,7 @@ def _profile_step(engine: Engine, job: BenchJob, rank: int, name: str, replays: 
 def _o_projection_used(engine: Engine, bucket: int) -> str:
     """replicated: the bucket's steps project every head on each rank, with no all-reduce after (see
     FastDecodeContext.attention_output); else sharded."""
-    return "replicated" if engine.replicate_o and _exchange_used(engine, bucket) == "gather" else "sharded"
+    return "replicated" if engine.projects_every_head(bucket) else "sharded"
 
 
 def _unread_o_bytes(engine: Engine, used: str) -> int:
@@ -287,8 +287,7 @@ def _unread_o_bytes(engine: Engine, used: str) -> int:
 def _exchange_used(engine: Engine, bucket: int) -> str:
     if engine.plan.kvp == 1:
         return "none"
-    gather = engine.gather_exchange
-    return "gather" if gather is not None and gather.fits(bucket) else "all-to-all"
+    return "gather" if engine.gathers(bucket) else "all-to-all"
 
 
 def _phases(engine: Engine, bucket: int, job: BenchJob) -> dict:
