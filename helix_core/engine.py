@@ -78,7 +78,8 @@ class EngineOptions:
     # replicated (every rank holds all of o_proj; where the fast path's KVP exchange is a gather, which
     # hands every rank every head's partials, each rank projects every head itself and the layer's attention
     # needs no all-reduce: one collective a layer fewer for (N - 1) / N of o_proj read more). Llama family,
-    # helix with TPA = 1 and KVP > 1 (`replicated_o_supported`); elsewhere sharded. Not yet measured on GPUs.
+    # helix with TPA = 1 and KVP > 1 (`replicated_o_supported`), where the exchange gathers; elsewhere sharded
+    # (and nothing extra held). Not yet measured on GPUs.
     o_projection: str = "sharded"
     kv_memory_fraction: float = 0.9  # kv_pages=0: this share of the GPU memory left after the weights
     # all-reduces over all N of up to max_batch x hidden elements: symm (torch symmetric-memory one-shot
@@ -206,9 +207,11 @@ class Engine:
                                           fused_gated_linear=one_row_gated_linear)
         if options.o_projection not in ("sharded", "replicated"):
             raise ValueError(f"o_projection {options.o_projection!r}: choose sharded or replicated")
-        # replicated o pays off only through the gather exchange of the fast path
+        # the exchange first: a replicated o projection is loaded only where a gather will hand every rank
+        # every head's partials
+        self.gather_exchange, self.exchange_impl = self._setup_exchange(plan.attention_shard(self.cfg, rank))
         self.replicate_o = (options.o_projection == "replicated" and replicated_o_supported(self.cfg, plan)
-                            and self._fast_path_wanted() and options.exchange != "all_to_all")
+                            and self.gather_exchange is not None)
         self.model = build_model(self.cfg, plan, rank, self.reader, source.load, ops, self.replicate_o)
         if options.l2_prefetch_mib < 0:
             raise ValueError(f"l2_prefetch_mib {options.l2_prefetch_mib}: a size in MiB, 0 for off")
@@ -236,7 +239,6 @@ class Engine:
         self._next_start_rank = 0
         self._generator = torch.Generator(device=device).manual_seed(options.seed)
 
-        self.gather_exchange, self.exchange_impl = self._setup_exchange()
         self.use_decode_kernel = self._kernel_wanted("decode_kernel", options.decode_kernel)
         self.runner = self._make_runner()
         self._launched: dict[int, LaunchedStep] = {}  # ticket -> a decode step not finished yet
@@ -270,7 +272,7 @@ class Engine:
             return "nccl" if self.device.type == "cuda" else "gloo"
         return self.comm.enable_symmetric_all_reduce(self.options.max_batch * self.cfg.hidden_size, self.dtype)
 
-    def _setup_exchange(self):
+    def _setup_exchange(self, shard):
         """(GatherExchange or None, description) of the fast path's KVP exchange (a collective when
         it sets up symmetric memory; the choice depends only on options and shapes, so every rank
         makes the same one)."""
@@ -286,11 +288,10 @@ class Engine:
             return None, f"{backend} all-to-all (auto gathers only on CUDA symmetric memory)"
         from .gather_exchange import GatherExchange
 
-        shard = self.model.shard
-        value_dim = self.cfg.kv_lora_rank if self.cfg.is_mla else self.model.local_value_dim
+        value_dim = self.cfg.kv_lora_rank if self.cfg.is_mla else sum(hi - lo for lo, hi in shard.value_dims)
         gather = GatherExchange(self.comm, self.plan.kvp, self.comm.index_in("kvp"),
-                                shard.q_heads[1] - shard.q_heads[0], self.attention.out_heads, value_dim,
-                                self.options.max_batch, self.device)
+                                shard.q_heads[1] - shard.q_heads[0], shard.out_heads[1] - shard.out_heads[0],
+                                value_dim, self.options.max_batch, self.device)
         if gather.max_rows == 0:
             return None, f"{backend} all-to-all (one row's exchange is over the gather's limit)"
         symm = "all_reduce nccl: no symmetric memory"
@@ -507,12 +508,13 @@ class Engine:
 
     def o_projection_use(self) -> str:
         """How decode steps run the attention output projection (EngineOptions.o_projection)."""
-        if not self.replicate_o:
-            return "sharded"
-        if self.gather_exchange is None:
-            return "replicated weights, used sharded: the KVP exchange is an all-to-all"
-        return (f"replicated: batches up to {self.gather_exchange.max_rows} rows project every head, "
-                "larger ones their own heads and all-reduce")
+        if self.replicate_o:
+            return (f"replicated: batches up to {self.gather_exchange.max_rows} rows project every head, "
+                    "larger ones their own heads and all-reduce")
+        if self.options.o_projection == "replicated":
+            return ("sharded: replicated needs a Llama-family helix plan with TPA = 1 and KVP > 1 whose fast "
+                    "path exchanges by the gather")
+        return "sharded"
 
     def weight_bytes(self) -> int:
         """Bytes of the weight shards this rank holds (tied tensors once)."""

@@ -68,7 +68,7 @@ def test_supported_plans_and_models():
 GRID = [
     ("llama", "helix:kvp=2,tpa=1", "gather", 2, "replicated"),  # two pieces, each gathered
     ("qwen2", "helix:kvp=4,tpa=1", "gather", 1, "replicated"),  # four slot columns; q/k/v biases
-    ("llama", "helix:kvp=2,tpa=1", "auto", 1, "held"),  # CPU auto exchange is the all-to-all: own columns
+    ("llama", "helix:kvp=2,tpa=1", "auto", 1, "sharded"),  # CPU auto exchange is the all-to-all: no gather
     ("llama", "helix:kvp=2,tpa=2", "gather", 1, "sharded"),  # a rank attends only its group's heads
 ]
 
@@ -88,20 +88,22 @@ def test_replicated_o_matches_transformers(model, spec, exchange, hopb, use):
             assert s["replicated_o_projections"] >= layers, s  # counted per layer call (eager or captured)
         else:
             assert s["replicated_o_projections"] == 0, s
-            expected = "replicated weights, used sharded" if use == "held" else "sharded"
-            assert s["o_projection"].startswith(expected), s["o_projection"]
+            assert s["o_projection"].startswith("sharded: replicated needs"), s["o_projection"]
 
 
 def test_replicated_o_holds_the_other_ranks_columns_too():
-    """weight_bytes grows by (N - 1) / N of o_proj a layer (fp32 here), and by nothing else."""
+    """weight_bytes grows by (N - 1) / N of o_proj a layer (fp32 here), and by nothing else; not at all where
+    the exchange does not gather (the CPU's auto exchange is the all-to-all)."""
     cfg = ModelConfig.from_dir(model_dir("llama"))
-    base = dataclasses.replace(OPTIONS, exchange="gather", o_projection="sharded")
     sizes = {}
-    for choice in ("sharded", "replicated"):
-        with LocalCluster(model_dir("llama"), Plan.helix(2, 1), options=dataclasses.replace(base, o_projection=choice)) as c:
-            sizes[choice] = [s["weight_bytes"] for s in c.stats()]
+    for choice, exchange in (("sharded", "gather"), ("replicated", "gather"), ("replicated", "auto")):
+        options = dataclasses.replace(OPTIONS, exchange=exchange, o_projection=choice)
+        with LocalCluster(model_dir("llama"), Plan.helix(2, 1), options=options) as c:
+            sizes[choice, exchange] = [s["weight_bytes"] for s in c.stats()]
     o_bytes = cfg.hidden_size * cfg.num_heads * cfg.head_dim * 4
-    assert all(r - s == cfg.num_layers * o_bytes // 2 for r, s in zip(sizes["replicated"], sizes["sharded"])), sizes
+    grown = [r - s for r, s in zip(sizes["replicated", "gather"], sizes["sharded", "gather"])]
+    assert grown == [cfg.num_layers * o_bytes // 2] * 2, sizes
+    assert sizes["replicated", "auto"] == sizes["sharded", "gather"], sizes
 
 
 def test_batch_one_merges_every_head_inside_the_whole_projection(monkeypatch):
