@@ -506,6 +506,11 @@ class Engine:
         all-reduce after it (EngineOptions.o_projection "replicated", where the exchange gathers)."""
         return self.replicate_o and self.gathers(rows)
 
+    def merges_in_projection(self, rows: int) -> bool:
+        """A fast-path step of `rows` rows has the o projection's kernel merge the KVP partials of a Llama-family
+        layer (EngineOptions.merge_in_projection: one row, KVP > 1), with no merge kernel before it."""
+        return self.use_merge_in_projection and rows == 1 and self.plan.kvp > 1 and not self.cfg.is_mla
+
     def o_projection_use(self) -> str:
         """How decode steps run the attention output projection (EngineOptions.o_projection)."""
         if self.replicate_o:

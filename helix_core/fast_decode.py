@@ -180,7 +180,6 @@ class FastDecodeContext:
             self.reduce_scores = lambda scores: self.comm.all_reduce(scores, "head_slices")
         self.use_kernel = head_groups is not None  # the kernels write into given out/lse destinations
         self.fuse_append = self.use_kernel and engine.use_fusions  # RoPE + KV append in one kernel
-        self.merge_in_projection = engine.use_merge_in_projection and self.kvp > 1
         self.prefetch_bytes = engine.l2_prefetch_bytes if self.use_kernel else 0
 
     def phase(self, name: str):
@@ -211,7 +210,7 @@ class FastDecodeContext:
     def _project(self, pending, weight, linear, q):
         """The output projection of the exchanged partials: merged by the projection's kernel (one row),
         else by the merge kernel and then projected."""
-        if self.merge_in_projection and len(pending) == 1:
+        if self.engine.merges_in_projection(q.shape[0]):
             recv, work, dim = pending[0]
             if dim is not None and merge_linear_usable(recv, weight):
                 # the o projection's kernel merges the KVP partials as it reads them: no merge kernel

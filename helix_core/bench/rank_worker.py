@@ -222,7 +222,7 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
         "exchange": _exchange_used(engine, bucket), "exchange_impl": engine.exchange_impl,
         "small_linear": engine.use_small_linear, "fusions": engine.use_fusions,
         # where FastDecodeContext.attention_output merges in the o projection: one row, KVP > 1, GQA
-        "merge_in_projection": engine.use_merge_in_projection and bucket == 1 and plan.kvp > 1 and not cfg.is_mla,
+        "merge_in_projection": engine.merges_in_projection(bucket),
         # MiB of what is read after a collective asked for in L2 before it (sm_90+): by the one-row projections
         # before the all-reduces (batch 1), by the decode kernel's split merge before the KVP exchange
         "o_projection": o_projection,
