@@ -93,9 +93,7 @@ def check_teacher_forced(cluster: LocalCluster, reference_logits: dict[int, torc
     return report
 
 
-def main(argv=None) -> int:
-    from .tiny_models import load_hf_model, make_tiny_model
-
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="helix verify", description="Helix exactness against HF transformers")
     parser.add_argument("--arch", default="llama")
     parser.add_argument("--model", help="checkpoint folder (default: a tiny random one of --arch)")
@@ -116,7 +114,13 @@ def main(argv=None) -> int:
                         help="sequences decoded together (1: the batch-1 paths, e.g. the one-row linear kernel)")
     parser.add_argument("--out", help="write the JSON report here")
     parser.add_argument("--overrides", default="{}", help="JSON of tiny-model config overrides")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    from .tiny_models import load_hf_model, make_tiny_model
+
+    args = build_parser().parse_args(argv)
     model_dir = args.model or str(make_tiny_model(args.arch, f"/tmp/helix-verify-{args.arch}",
                                                   **json.loads(args.overrides)))
     hf = load_hf_model(model_dir, dtype=torch.float32)

@@ -76,7 +76,7 @@ def start_serve(model_dir: str, workdir: Path, gpus: int) -> tuple[subprocess.Po
     raise RuntimeError("helix serve did not become ready: " + (workdir / "serve.log").read_text()[-3000:])
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, default=200)
@@ -86,6 +86,11 @@ def main() -> int:
     parser.add_argument("--skip-ttl", action="store_true", help="only the fault check")
     parser.add_argument("--gpus", type=int, choices=[1, 2], default=2,
                         help="1: helix KVP=1 on one GPU, the TTL check only (the fault check needs a second rank)")
+    return parser
+
+
+def main() -> int:
+    parser = build_parser()
     args = parser.parse_args()
     if args.gpus == 1 and args.skip_ttl:
         parser.error("--gpus 1 has only the TTL check")

@@ -90,7 +90,7 @@ def print_table(rows: list[dict], out=sys.stdout) -> None:
         print("| " + " | ".join(cells) + " |", file=out)
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="helix bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", default="llama3-8b")
@@ -135,7 +135,11 @@ def main(argv=None) -> int:
     parser.add_argument("--peer", choices=["hf"], help="also time HF transformers (static cache, one GPU)")
     parser.add_argument("--timeout", type=float, default=540.0, help="seconds per plan")
     parser.add_argument("--json", help="append the rows to this JSON file")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     points = parse_points(args.points)
     rows = []
     for spec in args.plans:

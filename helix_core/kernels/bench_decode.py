@@ -447,7 +447,7 @@ SUITE = [  # (batch, context, heads, kv_heads, dk, dv, mla)
 ]
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--context", type=int, default=131072, help="keys per sequence (this rank's shard)")
     p.add_argument("--batch", type=int, default=1)
@@ -471,7 +471,11 @@ def main(argv=None) -> int:
     p.add_argument("--no-baseline", action="store_true", help="skip Helix's torch gather + partial_attention path")
     p.add_argument("--suite", action="store_true", help="GQA and MLA at 128K x1 and 8K x batch, with sweeps")
     p.add_argument("--json", default=None, help="write all results to this file")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
 
     if not torch.cuda.is_available():
         _fail("needs a CUDA GPU (torch.cuda.is_available() is False); the kernels are tested on CPU by "

@@ -151,7 +151,7 @@ def bench_prefetch(mib: float, gap_us: float, dtype: torch.dtype, iters: int) ->
     return {"prefetch_mib": mib, "gap_us": gap_us, "o_then_gate_up_s": seconds, "rel_err": err}
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
@@ -163,7 +163,11 @@ def main(argv=None) -> int:
     parser.add_argument("--gap-us", type=float, nargs="+", default=[0.0, 8.0],
                         help="--prefetch: the gaps between the two projections (a spin kernel)")
     parser.add_argument("--json")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     if not torch.cuda.is_available():
         print("bench_small_linear needs CUDA", file=sys.stderr)
         return 2

@@ -1,0 +1,80 @@
+"""The GPU scripts the next device calls run (scripts/dry_run.py): every command they would run parses and
+asks for what exists (flags, shapes, points, plans that fit the machine's GPUs, pytest selections), so a
+typo costs a CPU test instead of a call of the session's 30 device minutes. The checker itself is tested
+on a script of known mistakes, each of which it must report."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("dry_run", ROOT / "scripts" / "dry_run.py")
+dry_run = importlib.util.module_from_spec(_spec)
+sys.modules["dry_run"] = dry_run  # its dataclass looks itself up there
+_spec.loader.exec_module(dry_run)
+
+# the scripts the closing note names for the next device calls, and the GPUs of the machine each is for
+NEXT_CALLS = {"gpu_next.sh": 2, "gpu_next2.sh": 2, "gpu_bench.sh": 2, "gpu_merge_projection.sh": 1,
+              "gpu_next_1gpu.sh": 1}
+
+
+@pytest.mark.parametrize("script,gpus", sorted(NEXT_CALLS.items()))
+def test_next_gpu_scripts_pass_the_dry_run(script, gpus):
+    commands, failures = dry_run.dry_run([ROOT / "scripts" / script], gpus)
+    assert failures == []
+    assert len(commands) >= 3
+    assert {c.describe(): c.problems for c in commands if c.problems} == {}
+    assert all(c.limit_s for c in commands), "every GPU command runs under `timeout`"
+
+
+BAD_SCRIPT = """set -u
+source scripts/gpu_env.sh
+timeout 100 python -m helix_core.bench.main --shape llama3-8b --plans tp:n=2 --points 1x128k --o-projecton replicated
+timeout 100 python -m helix_core.bench.main --shape llama3-8b --plans helix:kvp=4,tpa=1 --points 1x128k
+timeout 100 python -m helix_core.bench.main --shape llama3-8b --plans helix:kvp=1,tpa=2 --points 1xq28k
+timeout 100 python -m helix_core.bench.main --shape llama3-7b --plans tp:n=2
+timeout 100 python -m helix_core.verify --device cuda --arch llama --plan headslice:n=3,m=1 \\
+  --overrides '{"num_attention_heads":16,"num_key_value_heads":16}'
+timeout 100 python -m helix_core.verify --device cuda --arch llama --plan helix:kvp=2,tpa=1 --overrides '{bad'
+timeout -s KILL 50 python -m pytest -q tests/test_small_linear.py -k "no_such_test_anywhere"
+timeout 100 python scripts/gpu_serve_check.py --gpus 3 --out x
+timeout 100 python -m helix_core.kernels.bench_decode --contxt 5
+timeout 100 python -m helix_core.kernels.bench_decode --context 5
+python -c "print(1)"
+"""
+
+
+def test_dry_run_reports_each_mistake(tmp_path):
+    script = tmp_path / "bad.sh"
+    script.write_text(BAD_SCRIPT)
+    commands, failures = dry_run.dry_run([script], gpus=2)
+    assert failures == []
+    problems = [" ".join(c.problems) for c in commands]
+    expected = [
+        "unrecognized arguments: --o-projecton",
+        "needs 4 GPUs, the call has 2",
+        "invalid literal for int()",
+        "unknown shape 'llama3-7b'",
+        "n=3 head groups must divide the 16 query",
+        "--overrides is not JSON",
+        "pytest collects nothing",
+        "argument --gpus: invalid choice: 3",
+        "unrecognized arguments: --contxt 5",
+        "",  # a good command has no problem
+        "teach scripts/dry_run.py",
+    ]
+    assert len(problems) == len(expected)
+    for found, wanted in zip(problems, expected):
+        assert (wanted in found) if wanted else found == ""
+    assert [c.limit_s for c in commands] == [100.0] * 6 + [50.0] + [100.0] * 3 + [None]
+
+
+def test_dry_run_reports_a_failing_script(tmp_path):
+    script = tmp_path / "fails.sh"
+    script.write_text("set -u\necho $UNDEFINED_VARIABLE_OF_THIS_TEST\n")
+    commands, failures = dry_run.dry_run([script], gpus=1)
+    assert commands == []
+    assert any("bash exited" in f for f in failures) and any("no python command" in f for f in failures)
