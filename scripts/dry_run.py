@@ -8,7 +8,8 @@ does nothing. Each recorded command is then checked as far as a CPU can:
 - `helix bench`: its flags, shape, points and dtype; every plan valid for the shape on at most --gpus GPUs;
 - `helix verify`: its flags, arch, dtype and overrides; every plan valid for that tiny model on at most --gpus;
 - the kernel benches and the scripts/*.py with a `build_parser()`: their flags;
-- `pytest`: the selection collects at least one test.
+- `pytest`: the selection collects at least one test (or its module skips itself on a CPU);
+- `python -c CODE` and `python -` (a program on stdin): the program compiles.
 A typo found here costs nothing; found on the GPU machine it costs a call of a 30-minute budget.
 Exit status 1 if any command has a problem, or a script fails or records nothing.
 """
@@ -36,10 +37,13 @@ while [[ $# -gt 0 && $1 == -* ]]; do
 done
 HELIX_DRY_RUN_LIMIT=$1 exec "${@:2}"
 """
+# records its arguments, the limit of the `timeout` around it, and a program given on stdin (`python -`)
 _PYTHON_SHIM = """#!/usr/bin/env bash
 exec {python} -c 'import json, os, sys
+stdin = sys.stdin.read() if sys.argv[1:2] == ["-"] else None
 with open(os.environ["HELIX_DRY_RUN_LOG"], "a") as log:
-    log.write(json.dumps({{"argv": sys.argv[1:], "limit": os.environ.get("HELIX_DRY_RUN_LIMIT")}}) + "\\n")' "$@"
+    log.write(json.dumps({{"argv": sys.argv[1:], "limit": os.environ.get("HELIX_DRY_RUN_LIMIT"),
+                          "stdin": stdin}}) + "\\n")' "$@"
 """
 
 
@@ -48,6 +52,7 @@ class Command:
     script: str
     argv: list[str]
     limit_s: float | None
+    stdin: str | None = None  # the program of `python -`
     problems: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -70,13 +75,15 @@ def record(script: Path, workdir: Path) -> tuple[list[Command], str]:
            "HELIX_DRY_RUN_LOG": str(log)}
     env.pop("HELIX_DRY_RUN_LIMIT", None)
     done = subprocess.run(["bash", str(script)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    failure = "" if done.returncode == 0 else f"bash exited {done.returncode}: {done.stderr[-2000:]}"
+    # a script's last pipeline may end in a grep that finds nothing here: only an exit that says why fails
+    failure = f"bash exited {done.returncode}: {done.stderr[-2000:]}" if done.returncode and done.stderr.strip() else ""
     commands = []
     if log.exists():
         for line in log.read_text().splitlines():
             entry = json.loads(line)
             limit = entry["limit"]
-            commands.append(Command(script.name, entry["argv"], float(limit.rstrip("s")) if limit else None))
+            commands.append(Command(script.name, entry["argv"], float(limit.rstrip("s")) if limit else None,
+                                    entry["stdin"]))
     return commands, failure
 
 
@@ -170,10 +177,12 @@ def _check_with_parser(module: str):
 
 
 def check_pytest(argv: list[str], gpus: int) -> list[str]:
-    done = subprocess.run([sys.executable, "-m", "pytest", *argv, "--collect-only", "-q", "-p", "no:cacheprovider"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "pytest", *argv, "--collect-only", "-q", "-rs", "-p",
+                           "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     if done.returncode == 0:
         return []
+    if done.returncode == 5 and "SKIPPED [" in done.stdout:
+        return []  # a module that skips itself on a CPU (a GPU-only test): collected on the GPU machine
     return [f"pytest collects nothing or fails to collect (exit {done.returncode}): {done.stdout.strip()[-400:]}"]
 
 
@@ -201,7 +210,26 @@ MODULE_CHECKS = {
 
 
 def check(command: Command, gpus: int) -> list[str]:
-    argv = command.argv
+    try:
+        if command.argv[:1] == ["-"]:
+            return _check_source(command.stdin or "", "<stdin>")
+        if command.argv[:1] == ["-c"] and len(command.argv) > 1:
+            return _check_source(command.argv[1], "<-c>")
+        return _check(command.argv, gpus)
+    except Exception as error:  # noqa: BLE001 - a checker's crash is this command's problem, the rest go on
+        return [f"the check itself failed: {type(error).__name__}: {error}"]
+
+
+def _check_source(source: str, name: str) -> list[str]:
+    """An inline program: as far as a CPU can tell without running it, that it compiles."""
+    try:
+        compile(source, name, "exec")
+    except SyntaxError as error:
+        return [f"{name} does not compile: {error}"]
+    return []
+
+
+def _check(argv: list[str], gpus: int) -> list[str]:
     if len(argv) >= 2 and argv[0] == "-m":
         checker = MODULE_CHECKS.get(argv[1])
         if checker is None:

@@ -9,6 +9,7 @@ against the Triton kernel (CUDA graphs, 50 replays). Run by scripts/gpu_gluon_ml
 """
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 from pathlib import Path
@@ -220,14 +221,25 @@ def split_cost(points=((1, 131072), (1, 32768), (4, 131072))) -> int:
     return 0
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=["bench", "probe", *MODES])
+    parser.add_argument("values", nargs="*",
+                        help="probe: its switches as integers; bench: points HEADS,BATCH,KEYS[,PAGE]")
+    return parser
+
+
+MODES = {"split-cost": split_cost, "sustained": sustained, "check": check}  # the modes without values
+
+
+def main() -> int:
+    args = build_parser().parse_args()
+    if args.mode in MODES:
+        return MODES[args.mode]()
+    if args.mode == "probe":
+        return probe(*(int(v) for v in args.values))
+    return bench([tuple(int(v) for v in p.split(",")) for p in args.values] if args.values else POINTS)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "split-cost":
-        sys.exit(split_cost())
-    if sys.argv[1] == "sustained":
-        sys.exit(sustained())
-    if sys.argv[1] == "probe":
-        sys.exit(probe(*(int(v) for v in sys.argv[2:])))
-    if sys.argv[1] == "check":
-        sys.exit(check())
-    sys.exit(bench(POINTS if len(sys.argv) < 3 else
-                   [tuple(int(v) for v in p.split(",")) for p in sys.argv[2:]]))  # heads,batch,keys[,page]
+    sys.exit(main())

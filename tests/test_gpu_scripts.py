@@ -43,7 +43,15 @@ timeout -s KILL 50 python -m pytest -q tests/test_small_linear.py -k "no_such_te
 timeout 100 python scripts/gpu_serve_check.py --gpus 3 --out x
 timeout 100 python -m helix_core.kernels.bench_decode --contxt 5
 timeout 100 python -m helix_core.kernels.bench_decode --context 5
-python -c "print(1)"
+python -m helix_core.no_such_tool --flag
+python -c "print(1"
+python - "$OUT/x.json" <<'PY'
+import json, sys
+print(json.load(open(sys.argv[1])))
+PY
+python - <<'PY'
+for row in rows
+PY
 """
 
 
@@ -64,17 +72,20 @@ def test_dry_run_reports_each_mistake(tmp_path):
         "argument --gpus: invalid choice: 3",
         "unrecognized arguments: --contxt 5",
         "",  # a good command has no problem
-        "teach scripts/dry_run.py",
+        "not known to scripts/dry_run.py",
+        "<-c> does not compile",
+        "",
+        "<stdin> does not compile",
     ]
     assert len(problems) == len(expected)
     for found, wanted in zip(problems, expected):
         assert (wanted in found) if wanted else found == ""
-    assert [c.limit_s for c in commands] == [100.0] * 6 + [50.0] + [100.0] * 3 + [None]
+    assert [c.limit_s for c in commands] == [100.0] * 6 + [50.0] + [100.0] * 3 + [None] * 4
 
 
 def test_dry_run_reports_a_failing_script(tmp_path):
     script = tmp_path / "fails.sh"
-    script.write_text("set -u\necho $UNDEFINED_VARIABLE_OF_THIS_TEST\n")
+    script.write_text("set -u\necho $UNDEFINED_VARIABLE_OF_THIS_TEST\n")  # bash says why it stops
     commands, failures = dry_run.dry_run([script], gpus=1)
     assert commands == []
     assert any("bash exited" in f for f in failures) and any("no python command" in f for f in failures)

@@ -123,7 +123,7 @@ def run(args) -> dict:
     return result
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--heads", type=int, default=8, help="query heads of the rank's head group (= KV heads)")
     p.add_argument("--dim", type=int, default=512, help="whole head dim (Dk = Dv)")
@@ -138,7 +138,11 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-sweep", action="store_true", help="time only the default launch config")
     p.add_argument("--json", default=None, help="write the results to this file")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     if not torch.cuda.is_available():
         print("bench_sliced: needs a CUDA GPU; tests/test_kernels_sliced.py runs the kernels on CPU", file=sys.stderr)
         return 2
