@@ -205,6 +205,7 @@ MODULE_CHECKS = {
     "helix_core.kernels.bench_decode": _check_with_parser("helix_core.kernels.bench_decode"),
     "helix_core.kernels.bench_small_linear": _check_with_parser("helix_core.kernels.bench_small_linear"),
     "helix_core.kernels.bench_sliced": _check_with_parser("helix_core.kernels.bench_sliced"),
+    "helix_core.bench.collective_probe": _check_with_parser("helix_core.bench.collective_probe"),
     "pytest": check_pytest,
 }
 

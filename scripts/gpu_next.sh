@@ -6,6 +6,9 @@
 # - the replicated output projection (2026-12-05, `--o-projection replicated`): each rank projects every
 #   gathered head itself, so a 32-layer batch-1 step has 64 instead of 96 all-reduce-like collectives for
 #   16 MB a layer read more: verify at batch 1 and 3, the step at 1 x 128K and 8 x 128K;
+# - the latency of one small all-reduce in a CUDA graph by each path torch offers (helix_core/bench/collective_probe:
+#   NCCL, the engine's symmetric-memory one-shot at 8.2 us on 2026-11-22, NCCL 2.27+'s symmetric kernels on a
+#   window-registered buffer, which the engine does not use yet);
 # - the o / down projections asking for the projection after their all-reduce in L2 (off by default).
 # Every bench call also runs the FFN / other phases on 2 GPUs for the first time. The rest of the former
 # gpu_next.sh (serving checks, the 16 x 512 example, deepseek-mla) is scripts/gpu_next2.sh, so each fits one
@@ -27,6 +30,9 @@ done
 say "replicated o projection: 1 x 128K and 8 x 128K"
 bench_rows bench-replicated-o.json 300 --shape llama3-8b --plans helix:kvp=2,tpa=1 --points 1x128k 8x128k --hopb 1 \
   --o-projection replicated
+say "one small all-reduce inside a CUDA graph: NCCL, torch's one-shot (the engine's), NCCL's symmetric kernels"
+timeout 300 python -m helix_core.bench.collective_probe --deadline 90 --json "$out/collectives.json" 2>&1 \
+  | grep -E '^\{' | tee -a "$log"
 v --arch llama --dtype float32 --tolerance 1e-4 --steps 16 --batch 1 --plan helix:kvp=2,tpa=1 --plan tp:n=2 \
   --out "$out/verify-batch1-llama-fp32.json"
 v --arch deepseek_v3 --dtype bfloat16 --steps 16 --batch 1 --plan helix:kvp=2,tpa=1 --out "$out/verify-batch1-dsv3-bf16.json"

@@ -155,7 +155,7 @@ def main(argv=None) -> int:
         new = run_job(job, Plan.parse(spec).world_size, args.timeout)
         rows += new
         print_table(new)
-        _save(args.json, new)
+        append_rows(args.json, new)
     if args.peer == "hf":
         from .peer_hf import time_hf
 
@@ -167,11 +167,12 @@ def main(argv=None) -> int:
                 continue
             print(json.dumps(row), flush=True)
             rows.append(row)
-            _save(args.json, [row])
+            append_rows(args.json, [row])
     return 0 if rows else 1
 
 
-def _save(path: str | None, rows: list[dict]) -> None:
+def append_rows(path: str | None, rows: list[dict]) -> None:
+    """Add `rows` to the JSON list in `path` (created if missing), so a killed run keeps what it measured."""
     if not path:
         return
     try:
