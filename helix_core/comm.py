@@ -18,6 +18,9 @@ DEFAULT_TIMEOUT_S = float(os.environ.get("HELIX_COLLECTIVE_TIMEOUT_S", "120"))
 # Followers wait on the control channel between commands; rank 0 sends a heartbeat at least
 # this often (see group.py), so a silent rank 0 is detected within this time.
 CONTROL_TIMEOUT_S = float(os.environ.get("HELIX_CONTROL_TIMEOUT_S", "60"))
+# what enable_symmetric_all_reduce / enable_window_all_reduce return when their path is set up
+SYMMETRIC_ONE_SHOT = "symm-mem one-shot"
+NCCL_WINDOW = "nccl window"
 
 
 class _Group:
@@ -46,7 +49,7 @@ class Comm:
                 if rank in ranks:
                     self._groups[name] = _Group(ranks, handle)
         self._control = None
-        self._symmetric: dict[str, object] = {}  # group -> SymmetricAllReduce, where enabled
+        self._fast_sums: dict[str, object] = {}  # group -> SymmetricAllReduce or WindowAllReduce, where enabled
         self.muted = False  # benchmarks: collectives become local no-ops, to time compute alone
         if distributed and plan.world_size > 1:
             self._control = dist.new_group(backend="gloo", timeout=timedelta(seconds=CONTROL_TIMEOUT_S))
@@ -62,7 +65,7 @@ class Comm:
     def enable_symmetric_all_reduce(self, max_numel: int, dtype: torch.dtype, group: str = "all") -> str:
         """Route sums over `group` of up to `max_numel` `dtype` elements (all_reduce, sum_of)
         through the one-shot symmetric-memory kernel. Collective: every rank calls it at the same
-        point. Returns the implementation now in use for them ("symm-mem one-shot" or why not)."""
+        point. Returns the implementation now in use for them (SYMMETRIC_ONE_SHOT or why not)."""
         from .symm_all_reduce import SUPPORTED_DTYPES, SymmetricAllReduce, symmetric_memory_available
 
         g = self._groups[group]
@@ -75,13 +78,32 @@ class Comm:
         if dtype not in SUPPORTED_DTYPES:
             return f"nccl (the one-shot kernel has no {dtype})"
         try:
-            self._symmetric[group] = SymmetricAllReduce(g.handle, max_numel, dtype, self.device)
+            self._fast_sums[group] = SymmetricAllReduce(g.handle, max_numel, dtype, self.device)
         except Exception as error:  # noqa: BLE001 - e.g. GPUs without peer access: every rank fails alike
             return f"nccl (symmetric memory failed: {type(error).__name__}: {error})"
-        return "symm-mem one-shot"
+        return SYMMETRIC_ONE_SHOT
+
+    def enable_window_all_reduce(self, max_numel: int, dtype: torch.dtype, group: str = "all") -> str:
+        """Route sums over `group` of up to `max_numel` `dtype` elements through a buffer registered as an
+        NCCL symmetric window (NCCL's symmetric kernels; window_all_reduce.py). Collective like
+        enable_symmetric_all_reduce; returns NCCL_WINDOW or why the plain collective stays."""
+        from .window_all_reduce import SUPPORTED_DTYPES, WindowAllReduce
+
+        g = self._groups[group]
+        if g.handle is None:
+            return "none (one rank)"
+        if self.device.type != "cuda":
+            return "gloo (NCCL windows need CUDA)"
+        if dtype not in SUPPORTED_DTYPES:
+            return f"nccl (NCCL's symmetric kernels have no {dtype})"
+        try:
+            self._fast_sums[group] = WindowAllReduce(g.handle, max_numel, dtype, self.device)
+        except Exception as error:  # noqa: BLE001 - e.g. a torch or NCCL without windows: every rank fails alike
+            return f"nccl (window registration failed: {type(error).__name__}: {error})"
+        return NCCL_WINDOW
 
     def _fast_sum(self, group: str, tensor: torch.Tensor):
-        fast = self._symmetric.get(group)
+        fast = self._fast_sums.get(group)
         return fast if fast is not None and fast.handles(tensor) else None
 
     def all_reduce(self, tensor: torch.Tensor, group: str = "all") -> torch.Tensor:

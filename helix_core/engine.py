@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 
 from .checkpoint import CheckpointReader
-from .comm import Comm
+from .comm import NCCL_WINDOW, SYMMETRIC_ONE_SHOT, Comm
 from .config import ModelConfig
 from .kv_cache import PagedKVCache, StagePlacement
 from .launched_steps import LaunchedStep
@@ -83,12 +83,17 @@ class EngineOptions:
     o_projection: str = "sharded"
     kv_memory_fraction: float = 0.9  # kv_pages=0: this share of the GPU memory left after the weights
     # all-reduces over all N of up to max_batch x hidden elements: symm (torch symmetric-memory one-shot
-    # kernel over NVLink P2P; CUDA, bf16/fp32), nccl, or auto (symm where it can run, else NCCL/gloo)
+    # kernel over NVLink P2P; CUDA, bf16/fp32), nccl, nccl-window (NCCL's symmetric kernels, staged through a
+    # window-registered buffer; window_all_reduce.py; not yet measured), or auto (symm where it can run,
+    # else NCCL/gloo)
     all_reduce: str = "auto"
     # the fast path's KVP exchange: gather (a sum over zero-padded slots, by the symm-mem one-shot
     # kernel; see gather_exchange.py), all_to_all, or auto (gather where symmetric memory runs and
     # all_reduce is not nccl, for exchanges up to GATHER_MAX_BYTES; else the all-to-all)
     exchange: str = "auto"
+
+
+ALL_REDUCE_CHOICES = ("auto", "nccl", "symm", "nccl-window")  # EngineOptions.all_reduce
 
 
 @dataclass
@@ -264,13 +269,19 @@ class Engine:
     def _setup_all_reduce(self) -> str:
         """Which kernel the step's all-reduces over all N use (a collective when it sets one up)."""
         choice = self.options.all_reduce
-        if choice not in ("auto", "nccl", "symm"):
-            raise ValueError(f"all_reduce {choice!r}: choose auto, nccl or symm")
+        if choice not in ALL_REDUCE_CHOICES:
+            raise ValueError(f"all_reduce {choice!r}: choose {', '.join(ALL_REDUCE_CHOICES)}")
         if self.plan.world_size == 1:
             return "none (one rank)"
         if choice == "nccl":
             return "nccl" if self.device.type == "cuda" else "gloo"
-        return self.comm.enable_symmetric_all_reduce(self.options.max_batch * self.cfg.hidden_size, self.dtype)
+        return self._enable_fast_sum(self.options.max_batch * self.cfg.hidden_size, self.dtype, "all")
+
+    def _enable_fast_sum(self, max_numel: int, dtype: torch.dtype, group: str) -> str:
+        """Sets up the all_reduce option's faster path for `group` (collective); what its sums now run on."""
+        if self.options.all_reduce == "nccl-window":
+            return self.comm.enable_window_all_reduce(max_numel, dtype, group)
+        return self.comm.enable_symmetric_all_reduce(max_numel, dtype, group)
 
     def _setup_exchange(self, shard):
         """(GatherExchange or None, description) of the fast path's KVP exchange (a collective when
@@ -294,15 +305,15 @@ class Engine:
                                 value_dim, self.options.max_batch, self.device)
         if gather.max_rows == 0:
             return None, f"{backend} all-to-all (one row's exchange is over the gather's limit)"
-        symm = "all_reduce nccl: no symmetric memory"
+        fast = "all_reduce nccl: no symmetric memory"
         if self.options.all_reduce != "nccl":
-            symm = self.comm.enable_symmetric_all_reduce(gather.numel, torch.float32, group="kvp")
+            fast = self._enable_fast_sum(gather.numel, torch.float32, "kvp")
         rows = f"up to {gather.max_rows} rows, then {backend} all-to-all"
-        if symm == "symm-mem one-shot":
-            return gather, f"gather by symm-mem one-shot sum ({rows})"
+        if fast in (SYMMETRIC_ONE_SHOT, NCCL_WINDOW):
+            return gather, f"gather by {fast} sum ({rows})"
         if choice == "gather":
-            return gather, f"gather by {backend} all-reduce ({rows}; {symm})"
-        return None, f"{backend} all-to-all ({symm})"
+            return gather, f"gather by {backend} all-reduce ({rows}; {fast})"
+        return None, f"{backend} all-to-all ({fast})"
 
     def _kernel_wanted(self, name: str, mode: str) -> bool:
         """A Triton kernel option: auto (CUDA) | on (also CPU, under TRITON_INTERPRET) | off."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .engine import DTYPES, EngineOptions, PrefillItem
+from .engine import ALL_REDUCE_CHOICES, DTYPES, EngineOptions, PrefillItem
 from .launcher import LocalCluster
 from .plan import Plan
 
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="logit tolerance; default: 1.5 x how far HF itself in --dtype is from HF fp32 "
                              "on the same tokens (at least 0.02)")
     parser.add_argument("--hopb-pieces", type=int, default=2)
-    parser.add_argument("--all-reduce", choices=["auto", "nccl", "symm"], default="auto")
+    parser.add_argument("--all-reduce", choices=ALL_REDUCE_CHOICES, default="auto")
     parser.add_argument("--exchange", choices=["auto", "all_to_all", "gather"], default="auto")
     parser.add_argument("--small-linear", choices=["auto", "on", "off"], default="auto")
     parser.add_argument("--merge-in-projection", choices=["auto", "off"], default="auto")

@@ -8,7 +8,7 @@
 #   16 MB a layer read more: verify at batch 1 and 3, the step at 1 x 128K and 8 x 128K;
 # - the latency of one small all-reduce in a CUDA graph by each path torch offers (helix_core/bench/collective_probe:
 #   NCCL, the engine's symmetric-memory one-shot at 8.2 us on 2026-11-22, NCCL 2.27+'s symmetric kernels on a
-#   window-registered buffer, which the engine does not use yet);
+#   window-registered buffer; if those, copies included, beat the one-shot, the step with `--all-reduce nccl-window`);
 # - the o / down projections asking for the projection after their all-reduce in L2 (off by default).
 # Every bench call also runs the FFN / other phases on 2 GPUs for the first time. The rest of the former
 # gpu_next.sh (serving checks, the 16 x 512 example, deepseek-mla) is scripts/gpu_next2.sh, so each fits one
@@ -33,6 +33,22 @@ bench_rows bench-replicated-o.json 300 --shape llama3-8b --plans helix:kvp=2,tpa
 say "one small all-reduce inside a CUDA graph: NCCL, torch's one-shot (the engine's), NCCL's symmetric kernels"
 timeout 300 python -m helix_core.bench.collective_probe --deadline 90 --json "$out/collectives.json" 2>&1 \
   | grep -E '^\{' | tee -a "$log"
+# where NCCL's symmetric kernels, copies in and out included (what --all-reduce nccl-window runs), beat the one-shot
+# at batch 1 with exact sums: the step with them, exactness first
+if python - "$out/collectives.json" <<'PY'
+import json, sys
+rows = {(r["path"], r.get("size")): r for r in json.load(open(sys.argv[1]))}
+window, one_shot = (rows.get((path, "o/ffn batch 1"), {}) for path in ("nccl-window-copy", "symm-one-shot"))
+faster = window.get("exact") and one_shot.get("seconds_per_all_reduce", 0) > window.get("seconds_per_all_reduce", 1e9)
+sys.exit(0 if faster else 1)
+PY
+then
+  say "nccl-window beat the one-shot: the step with --all-reduce nccl-window"
+  v --arch llama --dtype bfloat16 --steps 16 --batch 1 --plan helix:kvp=2,tpa=1 --plan tp:n=2 --all-reduce nccl-window \
+    --out "$out/verify-batch1-llama-bf16-nccl-window.json"
+  bench_rows bench-nccl-window.json 200 --shape llama3-8b --plans helix:kvp=2,tpa=1 tp:n=2 --points 1x128k --hopb 1 \
+    --all-reduce nccl-window
+fi
 v --arch llama --dtype float32 --tolerance 1e-4 --steps 16 --batch 1 --plan helix:kvp=2,tpa=1 --plan tp:n=2 \
   --out "$out/verify-batch1-llama-fp32.json"
 v --arch deepseek_v3 --dtype bfloat16 --steps 16 --batch 1 --plan helix:kvp=2,tpa=1 --out "$out/verify-batch1-dsv3-bf16.json"

@@ -125,10 +125,11 @@ def _engine_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hopb-pieces", type=int, default=defaults.hopb_pieces, help="HOP-B pieces (1: off)")
     parser.add_argument(
         "--all-reduce",
-        choices=["auto", "nccl", "symm"],
+        choices=["auto", "nccl", "symm", "nccl-window"],
         default=defaults.all_reduce,
         help="all-reduces of the decode step: symm (torch symmetric-memory one-shot kernel over NVLink "
-        "peer-to-peer; CUDA, bf16/fp32), nccl, or auto (symm where it can run, else NCCL)",
+        "peer-to-peer; CUDA, bf16/fp32), nccl, nccl-window (NCCL's symmetric kernels through a "
+        "window-registered buffer; CUDA), or auto (symm where it can run, else NCCL)",
     )
     parser.add_argument(
         "--exchange",

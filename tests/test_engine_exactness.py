@@ -101,10 +101,11 @@ def _item(seq_id, prompt, **kw):
     return PrefillItem(seq_id, prompt, **kw)
 
 
-def test_symmetric_all_reduce_request_off_gpu_keeps_gloo_and_exactness():
-    """--all-reduce symm is a CUDA feature: on CPU the engine says it kept gloo and stays exact
-    (the GPU run of helix verify --all-reduce symm checks the kernel itself against HF)."""
-    options = EngineOptions(**{**OPTIONS.__dict__, "all_reduce": "symm", "fast_decode": "on", "max_batch": 4})
+@pytest.mark.parametrize("all_reduce", ["symm", "nccl-window"])
+def test_cuda_all_reduce_request_off_gpu_keeps_gloo_and_exactness(all_reduce):
+    """--all-reduce symm and nccl-window are CUDA features: on CPU the engine says it kept gloo and stays exact
+    (the GPU run of helix verify --all-reduce ... checks the kernels themselves against HF)."""
+    options = EngineOptions(**{**OPTIONS.__dict__, "all_reduce": all_reduce, "fast_decode": "on", "max_batch": 4})
     with LocalCluster(model_dir("llama"), Plan.helix(2, 1), options=options) as cluster:
         report = check_free_running(cluster, hf_model("llama"), PROMPTS, 8, tolerance=1e-4)
         stats = cluster.stats()

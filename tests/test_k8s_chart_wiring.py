@@ -404,3 +404,38 @@ def test_o_projection_value_reaches_the_shard_flag(tmp_path, monkeypatch):
     args = parse_cli(container(release.shard_pod_template, "shard")["args"], {"HELIX_POD_INDEX": "0"}, monkeypatch)
     assert args.o_projection == "replicated"
     assert "--o-projection" not in container(Release(None).shard_pod_template, "shard")["args"]  # null: no flag
+
+
+def _shard_choices(dest: str) -> list | None:
+    """The choices of `helix shard`'s flag that sets `dest` (None: a flag without choices)."""
+    import argparse
+
+    from services import cli
+
+    (sub,) = [a for a in cli._parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    (action,) = [a for a in sub.choices["shard"]._actions if a.dest == dest]
+    return None if action.choices is None else list(action.choices)
+
+
+def test_engine_value_enums_are_the_shard_flag_choices():
+    """A choice added to a flag (e.g. --all-reduce nccl-window) must be one the chart's schema accepts, and
+    the schema must offer nothing the flag refuses."""
+    schema = json.loads((render.CHART_DIR / "values.schema.json").read_text())
+    engine = schema["properties"]["engine"]["properties"]
+    checked = 0
+    for key, dest in ENGINE_FLAGS.items():
+        enum = engine[key].get("enum")
+        if enum is None:
+            continue
+        choices = _shard_choices(dest)
+        assert [v for v in enum if v is not None and not isinstance(v, bool)] == choices, key
+        # YAML 1.1 reads an unquoted on / off as true / false: the schema takes those too, for on / off
+        assert all({True: "on", False: "off"}[v] in choices for v in enum if isinstance(v, bool)), key
+        checked += 1
+    assert checked >= 4  # allReduce, exchange, smallLinear, oProjection
+
+
+def test_all_reduce_flag_offers_what_the_engine_takes():
+    from helix_core.engine import ALL_REDUCE_CHOICES
+
+    assert _shard_choices("all_reduce") == list(ALL_REDUCE_CHOICES)

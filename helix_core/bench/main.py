@@ -15,6 +15,7 @@ import queue
 import sys
 import time
 
+from ..engine import ALL_REDUCE_CHOICES
 from ..launcher import free_port
 from .rank_worker import MAX_CONTEXT, BenchJob, run_rank
 
@@ -106,9 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--graphs", choices=["on", "off"], default="on")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu: a smoke run, no roofline")
     parser.add_argument("--page-size", type=int, default=64)
-    parser.add_argument("--all-reduce", choices=["auto", "nccl", "symm"], default="auto",
-                        help="symm: torch symmetric-memory one-shot all-reduce (NVLink P2P); "
-                             "auto: symm where it runs")
+    parser.add_argument("--all-reduce", choices=ALL_REDUCE_CHOICES, default="auto",
+                        help="symm: torch symmetric-memory one-shot all-reduce (NVLink P2P); nccl-window: NCCL's "
+                             "symmetric kernels through a window-registered buffer; auto: symm where it runs")
     parser.add_argument("--exchange", choices=["auto", "all_to_all", "gather"], default="auto",
                         help="KVP exchange: gather = one sum over zero-padded slots (symm-mem one-shot "
                              "where it runs); auto: gather for small exchanges where symm memory runs")

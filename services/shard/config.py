@@ -31,7 +31,7 @@ class ShardConfig:
     stage_size: int = 16
     prefill_chunk: int = 256  # prompt tokens per step (per forward pass)
     hopb_pieces: int = 1
-    all_reduce: str = "auto"  # auto | nccl | symm (symmetric-memory one-shot over NVLink P2P, CUDA)
+    all_reduce: str = "auto"  # auto | nccl | symm (symmetric-memory one-shot over NVLink P2P, CUDA) | nccl-window
     exchange: str = "auto"  # auto | all_to_all | gather (the KVP exchange as a one-shot sum, CUDA)
     small_linear: str = "auto"  # auto | on | off: batch-1 projections by the Triton kernel
     o_projection: str = "sharded"  # sharded | replicated (EngineOptions.o_projection)
