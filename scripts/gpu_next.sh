@@ -8,18 +8,18 @@
 #   16 MB a layer read more: verify at batch 1 and 3, the step at 1 x 128K and 8 x 128K;
 # - the latency of one small all-reduce in a CUDA graph by each path torch offers (helix_core/bench/collective_probe:
 #   NCCL, the engine's symmetric-memory one-shot at 8.2 us on 2026-11-22, NCCL 2.27+'s symmetric kernels on a
-#   window-registered buffer; if those, copies included, beat the one-shot, the step with `--all-reduce nccl-window`);
-# - the o / down projections asking for the projection after their all-reduce in L2 (off by default).
+#   window-registered buffer; if those, copies included, beat the one-shot, the step with `--all-reduce nccl-window`).
+# The o / down projections asking for the projection after their all-reduce in L2 (off by default) and the fp32 /
+# DeepSeek verifies moved to scripts/gpu_next3.sh (2026-12-05, second session), so this call fits 10 minutes.
 # Every bench call also runs the FFN / other phases on 2 GPUs for the first time. The rest of the former
 # gpu_next.sh (serving checks, the 16 x 512 example, deepseek-mla) is scripts/gpu_next2.sh, so each fits one
 # 10-minute call. Results in ${OUT:-out}. Then scripts/gpu_bench.sh: the llama3-8b and mqa-8b 2-GPU targets have
 # not run with the GQA kernel of the third session of 2026-12-03 (1 x 128K 127.7 against 133.9 us on one H200).
 set -u
 LOG_NAME=next source scripts/gpu_env.sh
-v() { say "helix verify $*"; timeout 120 python -m helix_core.verify --device cuda "$@" 2>&1 | grep -E '^\{|Error|error' | tee -a "$log"; }
-v --arch llama --dtype bfloat16 --steps 16 --batch 1 --plan helix:kvp=2,tpa=1 --out "$out/verify-batch1-llama-bf16.json"
+verify_cuda --arch llama --dtype bfloat16 --steps 16 --batch 1 --plan helix:kvp=2,tpa=1 --out "$out/verify-batch1-llama-bf16.json"
 for batch in 1 3; do
-  v --arch llama --dtype bfloat16 --steps 16 --batch $batch --plan helix:kvp=2,tpa=1 --o-projection replicated \
+  verify_cuda --arch llama --dtype bfloat16 --steps 16 --batch $batch --plan helix:kvp=2,tpa=1 --o-projection replicated \
     --out "$out/verify-batch$batch-llama-bf16-replicated-o.json"
 done
 say "llama3-8b 1 x 128K, helix KVP=2: the KVP merge inside the o projection (default) against a merge kernel"
@@ -44,17 +44,9 @@ sys.exit(0 if faster else 1)
 PY
 then
   say "nccl-window beat the one-shot: the step with --all-reduce nccl-window"
-  v --arch llama --dtype bfloat16 --steps 16 --batch 1 --plan helix:kvp=2,tpa=1 --plan tp:n=2 --all-reduce nccl-window \
+  verify_cuda --arch llama --dtype bfloat16 --steps 16 --batch 1 --plan helix:kvp=2,tpa=1 --plan tp:n=2 --all-reduce nccl-window \
     --out "$out/verify-batch1-llama-bf16-nccl-window.json"
   bench_rows bench-nccl-window.json 200 --shape llama3-8b --plans helix:kvp=2,tpa=1 tp:n=2 --points 1x128k --hopb 1 \
     --all-reduce nccl-window
 fi
-v --arch llama --dtype float32 --tolerance 1e-4 --steps 16 --batch 1 --plan helix:kvp=2,tpa=1 --plan tp:n=2 \
-  --out "$out/verify-batch1-llama-fp32.json"
-v --arch deepseek_v3 --dtype bfloat16 --steps 16 --batch 1 --plan helix:kvp=2,tpa=1 --out "$out/verify-batch1-dsv3-bf16.json"
-say "1 x 128K with the o and down projections prefetching the projection after their all-reduce into L2"
-bench_rows bench-prefetch-16.json 200 --shape llama3-8b --plans helix:kvp=2,tpa=1 tp:n=2 --points 1x128k --hopb 1 \
-  --l2-prefetch-mib 16
-bench_rows bench-replicated-o-prefetch.json 200 --shape llama3-8b --plans helix:kvp=2,tpa=1 --points 1x128k --hopb 1 \
-  --o-projection replicated --l2-prefetch-mib 16
 say done
