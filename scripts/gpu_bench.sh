@@ -14,6 +14,11 @@ b --shape deepseek-mla --layers 4 --plans helix:kvp=2,tpa=1 tp:n=2 --points 4x1m
 b --shape llama3-8b --plans helix:kvp=1,tpa=1 --points 1x128k --peer hf --steps 100
 b --shape deepseek-mla --layers 4 --plans helix:kvp=1,tpa=1 --points 1x32k --peer hf --steps 100
 # the decode attention kernel alone, one GPU, against torch SDPA
+# the engine's GQA pages (16 tokens) and helix bench's before 2026-12-05 (64) at 1 x 128K
+for page in 16 64; do
+  timeout 60 python -m helix_core.kernels.bench_decode --context 131072 --batch 1 --page-size $page --no-sweep \
+    --no-baseline --json "$out/kernel-gqa-131072-page$page.json" 2>&1 | quiet | tail -4
+done
 for ctx in 32768 1048576; do
   timeout 60 python -m helix_core.kernels.bench_decode --context $ctx --batch 1 --no-sweep --no-baseline \
      --json "$out/kernel-gqa-$ctx.json" 2>&1 | quiet | tail -4

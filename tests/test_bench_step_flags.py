@@ -14,7 +14,7 @@ def test_row_reports_the_merge_in_the_projection_as_asked(tmp_path, choice):
     pytest.importorskip("triton")
     out = tmp_path / "bench.json"
     subprocess.run([sys.executable, "-m", "helix_core.bench.main", "--device", "cpu", "--shape", "tiny-llama",
-                    "--plans", "helix:kvp=2,tpa=1", "tp:n=2", "--points", "1x200", "--kv-pages", "12",
+                    "--plans", "helix:kvp=2,tpa=1", "tp:n=2", "--points", "1x200", "--kv-pages", "16",
                     "--steps", "2", "--warmup", "1", "--graphs", "off", "--hopb", "1", "--dtype", "fp32",
                     "--small-linear", "on", "--merge-in-projection", choice, "--l2-prefetch-mib", "16",
                     "--json", str(out)],
@@ -24,6 +24,7 @@ def test_row_reports_the_merge_in_the_projection_as_asked(tmp_path, choice):
     assert rows["tp:n=2"]["merge_in_projection"] is False  # no KVP partials to merge
     assert all(row["small_linear"] and row["attention_verified"] for row in rows.values())
     assert all(row["l2_prefetch_mib"] == 0.0 for row in rows.values())  # asked for, but a CPU cannot prefetch
+    assert all(row["page_size"] == 16 for row in rows.values())  # no --page-size: the engine's default for GQA
 
 
 def test_row_reports_the_replicated_o_projection_and_its_bytes(tmp_path):
@@ -34,6 +35,7 @@ def test_row_reports_the_replicated_o_projection_and_its_bytes(tmp_path):
         out = tmp_path / f"{choice}.json"
         subprocess.run([sys.executable, "-m", "helix_core.bench.main", "--device", "cpu", "--shape", "tiny-llama",
                         "--plans", "helix:kvp=2,tpa=1", "tp:n=2", "--points", "1x200", "--kv-pages", "12",
+                        "--page-size", "64",
                         "--steps", "2", "--warmup", "1", "--graphs", "off", "--hopb", "1", "--dtype", "fp32",
                         "--exchange", "gather", "--o-projection", choice, "--json", str(out)],
                        check=True, timeout=300, capture_output=True)

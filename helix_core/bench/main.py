@@ -19,7 +19,7 @@ from ..engine import ALL_REDUCE_CHOICES
 from ..launcher import free_port
 from .rank_worker import MAX_CONTEXT, BenchJob, run_rank
 
-COLUMNS = [("plan", "{}"), ("gpus", "{}"), ("context", "{}"), ("batch", "{}"), ("hopb_pieces", "{}"),
+COLUMNS = [("plan", "{}"), ("gpus", "{}"), ("context", "{}"), ("batch", "{}"), ("page_size", "{}"), ("hopb_pieces", "{}"),
            ("all_reduce", "{}"), ("exchange", "{}"), ("small_linear", "{}"), ("fusions", "{}"),
            ("merge_in_projection", "{}"), ("o_projection", "{}"), ("l2_prefetch_mib", "{}"),
            ("ttl_median_s", "{:.3e}"), ("ttl_p99_s", "{:.3e}"), ("ttl_one_at_a_time_s", "{:.3e}"),
@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hopb", type=int, nargs="+", default=[1, 2], help="HOP-B pieces to run (1 = off)")
     parser.add_argument("--graphs", choices=["on", "off"], default="on")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu: a smoke run, no roofline")
-    parser.add_argument("--page-size", type=int, default=64)
+    parser.add_argument("--page-size", type=int, help="tokens per KV page (default: the engine's, as a server of the "
+                                                         "shape would run it: 16 GQA, 64 MLA)")
     parser.add_argument("--all-reduce", choices=ALL_REDUCE_CHOICES, default="auto",
                         help="symm: torch symmetric-memory one-shot all-reduce (NVLink P2P); nccl-window: NCCL's "
                              "symmetric kernels through a window-registered buffer; auto: symm where it runs")

@@ -25,7 +25,7 @@ import torch
 
 from ..attention import partial_attention
 from ..comm import Comm, init_distributed, shutdown_distributed
-from ..engine import DTYPES, Engine, EngineOptions, ModelSource, _Sequence
+from ..engine import DTYPES, Engine, EngineOptions, ModelSource, _Sequence, default_page_size
 from ..fast_decode import DecodeRunner, FastDecodeContext, paged_attention
 from ..kernels import l2_prefetch_usable
 from ..kv_cache import StagePlacement
@@ -48,7 +48,7 @@ class BenchJob:
     hopb: tuple[int, ...]
     steps: int = 100
     warmup: int = 5
-    page_size: int = 64
+    page_size: int | None = None  # None: the engine's default (engine.default_page_size: 16 GQA, 64 MLA)
     stage_size: int = 16
     graphs: bool = True
     init_method: str = ""
@@ -77,7 +77,7 @@ def _time_replays(fn, iters: int) -> float:
     return time_cuda(fn, iters, warmup=1)
 
 
-def _pages_needed(job: BenchJob, kvp: int) -> int:
+def _pages_needed(job: BenchJob, kvp: int, page_size: int) -> int:
     """Pages per rank: as asked, else just enough for the points, else (a max point) 0, which sizes
     the pool from the GPU memory left after the weights, as a server does."""
     if job.kv_pages:
@@ -89,7 +89,7 @@ def _pages_needed(job: BenchJob, kvp: int) -> int:
     for batch, context in job.points:
         length = context + _decoded_per_point(job)
         per_rank = max(placement.local_count(length, s % kvp, r) for s in range(batch) for r in range(kvp))
-        most = max(most, batch * (-(-per_rank // job.page_size) + 1))
+        most = max(most, batch * (-(-per_rank // page_size) + 1))
     return most
 
 
@@ -114,8 +114,9 @@ def _run(rank: int, plan: Plan, device, job: BenchJob, results) -> None:
     """Rank 0 puts each point's row on `results` as soon as it is measured."""
     cfg = shape_config(job.shape, job.layers)
     comm = Comm(plan, rank, device)
-    options = EngineOptions(dtype=_full(job.dtype), page_size=job.page_size, stage_size=job.stage_size,
-                            kv_pages=_pages_needed(job, plan.kvp), fast_decode="on",
+    page_size = job.page_size or default_page_size(cfg)  # what a server of this model would use, unless asked
+    options = EngineOptions(dtype=_full(job.dtype), page_size=page_size, stage_size=job.stage_size,
+                            kv_pages=_pages_needed(job, plan.kvp, page_size), fast_decode="on",
                             cuda_graphs=job.graphs and device.type == "cuda",
                             max_batch=max(b for b, _ in job.points), all_reduce=job.all_reduce,
                             exchange=job.exchange, small_linear=job.small_linear,
@@ -231,7 +232,8 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
         else 0.0,
         "attention_path": engine.runner.attention_path,
         "sm90_mla_kernel": engine.runner.attention_path == "triton" and engine.runner.sm90_mla_kernel,
-        "kv": "random data (no prefill)", "kv_pool_pages_per_rank": engine.cache.num_pages,
+        "kv": "random data (no prefill)", "page_size": engine.cache.page_size,
+        "kv_pool_pages_per_rank": engine.cache.num_pages,
         "kv_pool_bytes_per_gpu": engine.cache.total_bytes(),
         "ttl_median_s": ttl, "ttl_p99_s": sorted(host)[min(len(host) - 1, int(0.99 * len(host)))],
         "ttl_one_at_a_time_s": statistics.median(one_at_a_time),

@@ -1,0 +1,238 @@
+"""The speed issue's targets, judged from the JSON the benchmarks wrote: one table, each target's best
+measurement, by how much it is met or missed, and the file and settings it came from.
+
+    python -m helix_core.bench.targets out/*.json docs/results/*.json
+
+Reads `helix bench` rows (a JSON list; the HF peer's rows too), `bench_decode` reports (a dict with
+"results"), and `scripts/gpu_serve_check.py` reports (a dict with "grpc_over_engine"); other JSON is skipped.
+A target no file measures is listed as not measured, never as met. Each target takes the best row over
+every file and setting (the table names the settings, so a result that needs a non-default flag says so).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+M = 1 << 20
+K128 = 128 << 10
+
+
+@dataclass
+class Verdict:
+    target: str
+    measured: str  # the best measurement, in words; "not measured" where no file has one
+    met: bool | None  # None: not measured
+    source: str = ""  # file and the settings of the row behind `measured`
+
+
+def load(paths: list[Path]) -> tuple[list[dict], list[dict], list[dict]]:
+    """(bench rows, kernel cases, serve reports), each tagged with its file in "_file"."""
+    rows, kernels, serves = [], [], []
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(data, list):
+            rows += [{**r, "_file": str(path)} for r in data if isinstance(r, dict) and "plan" in r and "shape" in r]
+        elif isinstance(data, dict) and isinstance(data.get("results"), list):
+            kernels += [{**case, "_file": str(path)} for case in data["results"] if isinstance(case, dict)]
+        elif isinstance(data, dict) and "grpc_over_engine" in data:
+            serves.append({**data, "_file": str(path)})
+    return rows, kernels, serves
+
+
+def _tokens(context: int) -> str:
+    return f"{context // M}M" if context % M == 0 else f"{context // 1024}K"
+
+
+def _pick_pair(pairs: list[tuple]) -> tuple[tuple, str]:
+    """The best (lowest first element) of (value, a, b) pairs, preferring a and b from the same file (one run);
+    with a note where only pairs across runs exist."""
+    same = [p for p in pairs if p[1]["_file"] == p[2]["_file"]]
+    if same:
+        return min(same, key=lambda p: p[0]), ""
+    return min(pairs, key=lambda p: p[0]), " (across runs)"
+
+
+def _settings(row: dict) -> str:
+    keys = ("hopb_pieces", "all_reduce", "exchange", "o_projection", "merge_in_projection", "l2_prefetch_mib")
+    return ", ".join(f"{k}={row[k]}" for k in keys if row.get(k) not in (None, "", 0.0, False))
+
+
+def _source(row: dict) -> str:
+    settings = _settings(row)
+    return Path(row["_file"]).name + (f" ({settings})" if settings else "")
+
+
+def _rows(rows, shape, plan_kind, gpus, batch=None, context=None, min_tokens=None, layers=None):
+    found = []
+    for r in rows:
+        if r.get("shape") != shape or r.get("gpus") != gpus or not r.get("ttl_median_s"):
+            continue
+        if not str(r.get("plan", "")).startswith(plan_kind):
+            continue
+        if batch is not None and (r.get("batch"), r.get("context")) != (batch, context):
+            continue
+        if min_tokens is not None and r["batch"] * r["context"] < min_tokens:
+            continue
+        if layers is not None and r.get("layers") != layers:
+            continue
+        found.append(r)
+    return found
+
+
+def roofline_target(rows, batch, context, floor) -> Verdict:
+    name = f"llama3-8b 2 GPUs, {batch} x {_tokens(context)}, roofline / TTL >= {floor:.2f}"
+    found = [r for r in _rows(rows, "llama3-8b", "helix", 2, batch, context) if r.get("pct_roofline")]
+    if not found:
+        return Verdict(name, "not measured", None)
+    best = max(found, key=lambda r: r["pct_roofline"])
+    share = best["pct_roofline"]
+    return Verdict(name, f"{share:.3f} ({best['ttl_median_s'] * 1e3:.3f} ms; {share - floor:+.3f})", share >= floor,
+                   _source(best))
+
+
+def plan_ratio_target(rows, shape, ceiling, layers=None) -> Verdict:
+    """Helix KVP=2 TTL over TP=2 TTL at the same point (batch x context >= 4M), the best pair."""
+    name = f"{shape} 2 GPUs, >= 4M tokens, helix TTL <= {ceiling} x TP"
+    helix = _rows(rows, shape, "helix", 2, min_tokens=4 * M, layers=layers)
+    tp = _rows(rows, shape, "tp", 2, min_tokens=4 * M, layers=layers)
+    pairs = []
+    for h in helix:
+        for file in {h["_file"], None}:  # TP at its best in the same run, and in any run
+            same = [t for t in tp if (t["batch"], t["context"], t.get("layers")) == (h["batch"], h["context"], h.get("layers"))
+                    and file in (None, t["_file"])]
+            if same:
+                t = min(same, key=lambda r: r["ttl_median_s"])
+                pairs.append((h["ttl_median_s"] / t["ttl_median_s"], h, t))
+    if not pairs:
+        return Verdict(name, "not measured", None)
+    (ratio, h, t), note = _pick_pair(pairs)
+    return Verdict(name, f"{ratio:.3f} ({h['ttl_median_s'] * 1e3:.2f} against {t['ttl_median_s'] * 1e3:.2f} ms at "
+                         f"{h['batch']} x {_tokens(h['context'])}; {ratio - ceiling:+.3f}){note}", ratio <= ceiling,
+                   f"helix {_source(h)}; tp {_source(t)}")
+
+
+def peer_target(rows, shape, context, factor, layers=None) -> Verdict:
+    name = f"{shape} 1 GPU, 1 x {_tokens(context)}, HF transformers TTL >= {factor}x ours"
+    ours = _rows(rows, shape, "helix", 1, 1, context, layers=layers)
+    hf = _rows(rows, shape, "hf-transformers", 1, 1, context, layers=layers)
+    pairs = [(r["ttl_median_s"] / peer["ttl_median_s"], r, peer) for r in ours for peer in hf]
+    if not pairs:
+        return Verdict(name, "not measured", None)
+    (_, best, peer), note = _pick_pair(pairs)
+    speedup = peer["ttl_median_s"] / best["ttl_median_s"]
+    return Verdict(name, f"{speedup:.1f}x ({best['ttl_median_s'] * 1e3:.3f} against {peer['ttl_median_s'] * 1e3:.2f} "
+                         f"ms){note}", speedup >= factor, f"ours {_source(best)}; hf {Path(peer['_file']).name}")
+
+
+def _kernel_best(case: dict) -> dict | None:
+    ok = [c for c in case.get("configs", []) if c.get("ok") and (c.get("graph_s") or c.get("eager_s"))]
+    return min(ok, key=lambda c: c.get("graph_s") or c["eager_s"]) if ok else None
+
+
+def gqa_kernel_targets(kernels) -> list[Verdict]:
+    verdicts = []
+    best_by_case: dict[str, tuple[float, dict]] = {}  # each GQA point (KV heads > 1) at >= 128K: its best run
+    for case in kernels:
+        best = _kernel_best(case)
+        if (case.get("mla") or case.get("kv_heads", 0) < 2 or case.get("context", 0) < K128 or best is None
+                or "head-major" in case.get("case", "")):  # a layout the engine does not use
+            continue
+        rate = best.get("graph_tbps") or best["eager_tbps"]
+        if rate > best_by_case.get(case["case"], (0.0, None))[0]:
+            best_by_case[case["case"]] = (rate, case)
+    name = "GQA decode kernel >= 4.2 TB/s of KV at >= 128K (every point, its best run)"
+    if best_by_case:
+        worst, case = min(best_by_case.values(), key=lambda p: p[0])
+        verdicts.append(Verdict(name, f"{worst:.3f} TB/s at the slowest of {len(best_by_case)} points ({case['case']})",
+                                worst >= 4.2, Path(case["_file"]).name))
+    else:
+        verdicts.append(Verdict(name, "not measured", None))
+    name = "GQA decode kernel faster than SDPA (enable_gqa) at 32K, batch 1"
+    short = [(case, _kernel_best(case)) for case in kernels
+             if not case.get("mla") and case.get("context") == 32 << 10 and case.get("batch") == 1
+             and case.get("sdpa_enable_gqa_s")]
+    short = [(case, best) for case, best in short if best]
+    if short:
+        case, best = min(short, key=lambda p: (p[1].get("graph_s") or p[1]["eager_s"]) / p[0]["sdpa_enable_gqa_s"])
+        ours = best.get("graph_s") or best["eager_s"]
+        verdicts.append(Verdict(name, f"{ours * 1e6:.1f} against {case['sdpa_enable_gqa_s'] * 1e6:.1f} us",
+                                ours < case["sdpa_enable_gqa_s"], Path(case["_file"]).name))
+    else:
+        verdicts.append(Verdict(name, "not measured", None))
+    return verdicts
+
+
+def mla_kernel_target(kernels) -> Verdict:
+    name = "MLA decode kernel >= 70% of the matrix rate (a matmul timed as long), every point, its best run"
+    best_by_case: dict[str, tuple[float, dict]] = {}
+    for case in kernels:
+        share = case.get("default_share_of_matmul") if case.get("mla") else None
+        if share and share > best_by_case.get(case["case"], (0.0, None))[0]:
+            best_by_case[case["case"]] = (share, case)
+    if not best_by_case:
+        return Verdict(name, "not measured", None)
+    worst, case = min(best_by_case.values(), key=lambda p: p[0])
+    return Verdict(name, f"{worst:.1%} at the lowest of {len(best_by_case)} points ({case['case']}; best "
+                         f"{max(s for s, _ in best_by_case.values()):.1%})", worst >= 0.70, Path(case["_file"]).name)
+
+
+def grpc_target(serves) -> Verdict:
+    name = "gRPC client TTL within 5% (or 50 us) of the engine alone"
+    if not serves:
+        return Verdict(name, "not measured", None)
+
+    def excess(report):
+        return report["grpc_client_ttl_median_s"] - report["engine_alone_ttl_median_s"]
+    best = min(serves, key=excess)
+    allowed = max(0.05 * best["engine_alone_ttl_median_s"], 50e-6)
+    return Verdict(name, f"{best['grpc_over_engine']:.3f}x ({best['grpc_client_ttl_median_s'] * 1e3:.3f} against "
+                         f"{best['engine_alone_ttl_median_s'] * 1e3:.3f} ms)", excess(best) <= allowed,
+                   Path(best["_file"]).name)
+
+
+def judge(paths: list[Path]) -> list[Verdict]:
+    rows, kernels, serves = load(paths)
+    return [
+        roofline_target(rows, 1, M, 0.85),
+        roofline_target(rows, 8, K128, 0.85),
+        roofline_target(rows, 1, K128, 0.70),
+        plan_ratio_target(rows, "mqa-8b", 0.6),
+        plan_ratio_target(rows, "deepseek-mla", 0.8),
+        *gqa_kernel_targets(kernels),
+        mla_kernel_target(kernels),
+        peer_target(rows, "llama3-8b", K128, 5),
+        peer_target(rows, "deepseek-mla", 32 << 10, 6, layers=4),
+        grpc_target(serves),
+    ]
+
+
+def markdown(verdicts: list[Verdict]) -> str:
+    lines = ["| target | measured | met? | from |", "|---|---|---|---|"]
+    for v in verdicts:
+        met = "not measured" if v.met is None else ("yes" if v.met else "no")
+        lines.append(f"| {v.target} | {v.measured} | {met} | {v.source} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("--json", action="store_true", help="one JSON object per target instead of the table")
+    args = parser.parse_args(argv)
+    verdicts = judge(args.files)
+    if args.json:
+        for v in verdicts:
+            print(json.dumps(v.__dict__))
+    else:
+        print(markdown(verdicts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""`python -m helix_core.bench.targets`: the issue's targets judged from benchmark JSON. Synthetic files of
+each kind with numbers chosen so every verdict is known by hand: met and missed sides of each threshold,
+the best row winning over worse ones, helix / TP pairs from one run preferred to better pairs across runs,
+layouts and shapes the targets do not cover left out, and targets nobody measured never called met."""
+import json
+
+from helix_core.bench import targets
+
+M, K = 1 << 20, 1 << 10
+
+
+def bench_row(shape, plan, gpus, batch, context, ttl, pct=None, layers=32, **extra):
+    return {"shape": shape, "plan": plan, "gpus": gpus, "batch": batch, "context": context, "ttl_median_s": ttl,
+            "pct_roofline": pct, "layers": layers, **extra}
+
+
+def kernel_case(case, mla, batch, context, kv_heads, graph_s, tbps=None, share=None, sdpa_s=None):
+    return {"case": case, "mla": mla, "batch": batch, "context": context, "kv_heads": kv_heads,
+            "configs": [{"config": "default", "ok": True, "graph_s": graph_s, "graph_tbps": tbps}],
+            "default_share_of_matmul": share, "sdpa_enable_gqa_s": sdpa_s}
+
+
+def write(path, data):
+    path.write_text(json.dumps(data))
+    return path
+
+
+def by_target(verdicts):
+    return {v.target: v for v in verdicts}
+
+
+def test_each_target_judged_from_its_best_measurement(tmp_path):
+    run_a = write(tmp_path / "run-a.json", [
+        bench_row("llama3-8b", "helix:kvp=2,tpa=1", 2, 1, M, 0.020, pct=0.86, o_projection="sharded"),
+        bench_row("llama3-8b", "helix:kvp=2,tpa=1", 2, 8, 128 * K, 0.020, pct=0.84),
+        bench_row("llama3-8b", "helix:kvp=2,tpa=1", 2, 1, 128 * K, 0.0064, pct=0.61),
+        bench_row("llama3-8b", "helix:kvp=2,tpa=1", 2, 1, 128 * K, 0.0058, pct=0.72, o_projection="replicated"),
+        bench_row("llama3-8b", "tp:n=2", 2, 1, 128 * K, 0.0050, pct=0.99),  # TP rows never count for helix's
+        bench_row("mqa-8b", "helix:kvp=2,tpa=1", 2, 4, M, 0.012),
+        bench_row("mqa-8b", "tp:n=2", 2, 4, M, 0.020),  # same run: 0.60
+        bench_row("deepseek-mla", "helix:kvp=2,tpa=1", 2, 4, M, 0.015, layers=4),
+        bench_row("deepseek-mla", "tp:n=2", 2, 4, M, 0.016, layers=4),
+        bench_row("deepseek-mla", "helix:kvp=2,tpa=1", 2, 1, 128 * K, 0.001, layers=4),  # under 4M tokens
+        bench_row("llama3-8b", "helix:kvp=1,tpa=1", 1, 1, 128 * K, 0.010),
+        bench_row("llama3-8b", "hf-transformers", 1, 1, 128 * K, 0.055),  # 5.5x in this run
+    ])
+    run_b = write(tmp_path / "run-b.json", [
+        bench_row("llama3-8b", "helix:kvp=2,tpa=1", 2, 8, 128 * K, 0.019, pct=0.851),
+        bench_row("mqa-8b", "tp:n=2", 2, 4, M, 0.040),  # a slow TP of another run must not flatter helix
+        bench_row("llama3-8b", "helix:kvp=1,tpa=1", 1, 1, 128 * K, 0.008),  # no HF row in this run
+    ])
+    kernels = write(tmp_path / "kernel.json", {"results": [
+        kernel_case("GQA 128K p16", False, 1, 128 * K, 8, 1.3e-4, tbps=4.21),
+        kernel_case("GQA 1M p16", False, 1, M, 8, 1e-3, tbps=4.5),
+        kernel_case("GQA 128K head-major", False, 1, 128 * K, 8, 1.4e-4, tbps=3.0),  # not the engine's layout
+        kernel_case("MQA 4x512K", False, 4, 512 * K, 1, 3e-4, tbps=4.0),  # one KV head: not the GQA target
+        kernel_case("GQA 32K p16", False, 1, 32 * K, 8, 40e-6, tbps=3.3, sdpa_s=41e-6),
+        kernel_case("MLA 4x128K", True, 4, 128 * K, 1, 1e-4, share=0.81),
+        kernel_case("MLA 1x128K", True, 1, 128 * K, 1, 1e-4, share=0.646),
+    ]})
+    kernels_later = write(tmp_path / "kernel-later.json", {"results": [
+        kernel_case("MLA 1x128K", True, 1, 128 * K, 1, 1e-4, share=0.71),  # a later, better run of the point
+        kernel_case("GQA 128K p16", False, 1, 128 * K, 8, 1.4e-4, tbps=4.0),  # a worse run: the best one counts
+    ]})
+    serve = write(tmp_path / "serve.json", {"engine_alone_ttl_median_s": 0.002, "grpc_client_ttl_median_s": 0.00209,
+                                             "grpc_over_engine": 1.045})
+    ignored = write(tmp_path / "collectives.json", [{"path": "nccl", "size": "x"}])
+    verdicts = by_target(targets.judge([run_a, run_b, kernels, kernels_later, serve, ignored]))
+
+    def verdict(prefix):
+        (found,) = [v for name, v in verdicts.items() if name.startswith(prefix)]
+        return found
+
+    assert verdict("llama3-8b 2 GPUs, 1 x 1M").met is True
+    assert verdict("llama3-8b 2 GPUs, 8 x 128K").met is True and "0.851" in verdict("llama3-8b 2 GPUs, 8 x 128K").measured
+    small = verdict("llama3-8b 2 GPUs, 1 x 128K")
+    assert small.met is True and small.measured.startswith("0.720") and "o_projection=replicated" in small.source
+    mqa = verdict("mqa-8b")
+    assert mqa.met is True and mqa.measured.startswith("0.600") and "across runs" not in mqa.measured
+    dsv3 = verdict("deepseek-mla 2 GPUs")
+    assert dsv3.met is False and dsv3.measured.startswith("0.938")  # 15 / 16
+    peer = verdict("llama3-8b 1 GPU")
+    assert peer.met is True and peer.measured.startswith("5.5x")  # same run, not 0.055 / 0.008 across runs
+    assert verdict("deepseek-mla 1 GPU").met is None and verdict("deepseek-mla 1 GPU").measured == "not measured"
+    gqa = verdict("GQA decode kernel >=")
+    assert gqa.met is True and gqa.measured.startswith("4.210 TB/s") and "of 2 points" in gqa.measured
+    assert verdict("GQA decode kernel faster than SDPA").met is True
+    mla = verdict("MLA decode kernel")
+    assert mla.met is True and mla.measured.startswith("71.0%")  # the 1 x 128K point's best run
+    assert verdict("gRPC").met is True  # 4.5% over
+
+
+def test_misses_and_cross_run_pairs_are_said(tmp_path):
+    helix_run = write(tmp_path / "helix.json", [
+        bench_row("mqa-8b", "helix:kvp=2,tpa=1", 2, 4, M, 0.013),
+        bench_row("llama3-8b", "helix:kvp=2,tpa=1", 2, 1, 128 * K, 0.0064, pct=0.611),
+    ])
+    tp_run = write(tmp_path / "tp.json", [bench_row("mqa-8b", "tp:n=2", 2, 4, M, 0.020)])
+    serve = write(tmp_path / "serve.json", {"engine_alone_ttl_median_s": 0.002, "grpc_client_ttl_median_s": 0.0022,
+                                             "grpc_over_engine": 1.1})
+    kernels = write(tmp_path / "kernel.json", {"results": [
+        kernel_case("GQA 128K p64", False, 1, 128 * K, 8, 1.4e-4, tbps=3.9),
+        kernel_case("GQA 32K", False, 1, 32 * K, 8, 42e-6, tbps=3.2, sdpa_s=41e-6)]})
+    verdicts = {v.target.split(",")[0] + v.target.split(",")[1] if "," in v.target else v.target: v
+                for v in targets.judge([helix_run, tp_run, serve, kernels])}
+    mqa = next(v for k, v in verdicts.items() if k.startswith("mqa-8b"))
+    assert mqa.met is False and mqa.measured.startswith("0.650") and mqa.measured.endswith("(across runs)")
+    small = next(v for k, v in verdicts.items() if k.startswith("llama3-8b 2 GPUs 1 x 128K"))
+    assert small.met is False and "-0.089" in small.measured
+    assert next(v for k, v in verdicts.items() if k.startswith("gRPC")).met is False  # 200 us over 2 ms
+    assert next(v for k, v in verdicts.items() if k.startswith("GQA decode kernel >=")).met is False
+    assert next(v for k, v in verdicts.items() if k.startswith("GQA decode kernel faster")).met is False
+    unmeasured = [v for v in verdicts.values() if v.met is None]
+    assert {v.measured for v in unmeasured} == {"not measured"} and len(unmeasured) == 6
+
+
+def test_table_lists_every_target(tmp_path, capsys):
+    assert targets.main([str(write(tmp_path / "empty.json", []))]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 + 11 and all(line.endswith("| not measured |  |") for line in lines[2:])
