@@ -32,11 +32,14 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
           "float16": torch.float16, "fp16": torch.float16}
 
 
+GQA_PAGE_SIZE = 16
+MLA_PAGE_SIZE = 64  # whole 64-key tiles for the sm_90 MLA kernel's TMA loads
+
+
 def default_page_size(cfg) -> int:
-    """Tokens per KV page when the options leave it open: 64 for MLA's latent cache (whole 64-key tiles for the
-    sm_90 MLA kernel's TMA loads; H200, 128 heads, 4 x 512K keys: 1118 against 1364 us with 16-key pages,
-    2026-12-04), 16 otherwise."""
-    return 64 if cfg.is_mla else 16
+    """Tokens per KV page when the options leave it open: 64 for MLA's latent cache (H200, 128 heads, 4 x 512K
+    keys: 1118 against 1364 us with 16-key pages, 2026-12-04), 16 otherwise."""
+    return MLA_PAGE_SIZE if cfg.is_mla else GQA_PAGE_SIZE
 
 
 class RequestError(ValueError):

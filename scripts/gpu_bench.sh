@@ -19,7 +19,7 @@ for page in 16 64; do
   timeout 60 python -m helix_core.kernels.bench_decode --context 131072 --batch 1 --page-size $page --no-sweep \
     --no-baseline --json "$out/kernel-gqa-131072-page$page.json" 2>&1 | quiet | tail -4
 done
-for ctx in 32768 1048576; do
+for ctx in 32768 262144 1048576; do  # 256K: last measured before the block-table look-ahead (4.147 TB/s)
   timeout 60 python -m helix_core.kernels.bench_decode --context $ctx --batch 1 --no-sweep --no-baseline \
      --json "$out/kernel-gqa-$ctx.json" 2>&1 | quiet | tail -4
 done

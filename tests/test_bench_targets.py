@@ -14,8 +14,8 @@ def bench_row(shape, plan, gpus, batch, context, ttl, pct=None, layers=32, **ext
             "pct_roofline": pct, "layers": layers, **extra}
 
 
-def kernel_case(case, mla, batch, context, kv_heads, graph_s, tbps=None, share=None, sdpa_s=None):
-    return {"case": case, "mla": mla, "batch": batch, "context": context, "kv_heads": kv_heads,
+def kernel_case(case, mla, batch, context, kv_heads, graph_s, tbps=None, share=None, sdpa_s=None, page=16):
+    return {"case": case, "mla": mla, "batch": batch, "context": context, "kv_heads": kv_heads, "page_size": page,
             "configs": [{"config": "default", "ok": True, "graph_s": graph_s, "graph_tbps": tbps}],
             "default_share_of_matmul": share, "sdpa_enable_gqa_s": sdpa_s}
 
@@ -53,6 +53,7 @@ def test_each_target_judged_from_its_best_measurement(tmp_path):
         kernel_case("GQA 128K p16", False, 1, 128 * K, 8, 1.3e-4, tbps=4.21),
         kernel_case("GQA 1M p16", False, 1, M, 8, 1e-3, tbps=4.5),
         kernel_case("GQA 128K head-major", False, 1, 128 * K, 8, 1.4e-4, tbps=3.0),  # not the engine's layout
+        kernel_case("GQA 128K p64", False, 1, 128 * K, 8, 1.4e-4, tbps=3.9, page=64),  # nor its page size
         kernel_case("MQA 4x512K", False, 4, 512 * K, 1, 3e-4, tbps=4.0),  # one KV head: not the GQA target
         kernel_case("GQA 32K p16", False, 1, 32 * K, 8, 40e-6, tbps=3.3, sdpa_s=41e-6),
         kernel_case("MLA 4x128K", True, 4, 128 * K, 1, 1e-4, share=0.81),
@@ -99,7 +100,7 @@ def test_misses_and_cross_run_pairs_are_said(tmp_path):
     serve = write(tmp_path / "serve.json", {"engine_alone_ttl_median_s": 0.002, "grpc_client_ttl_median_s": 0.0022,
                                              "grpc_over_engine": 1.1})
     kernels = write(tmp_path / "kernel.json", {"results": [
-        kernel_case("GQA 128K p64", False, 1, 128 * K, 8, 1.4e-4, tbps=3.9),
+        kernel_case("GQA 128K p16", False, 1, 128 * K, 8, 1.4e-4, tbps=3.9),
         kernel_case("GQA 32K", False, 1, 32 * K, 8, 42e-6, tbps=3.2, sdpa_s=41e-6)]})
     verdicts = {v.target.split(",")[0] + v.target.split(",")[1] if "," in v.target else v.target: v
                 for v in targets.judge([helix_run, tp_run, serve, kernels])}
