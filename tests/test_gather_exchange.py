@@ -3,15 +3,10 @@
 Reference: torch.distributed's all_to_all_single over the same partials (gloo, 4 CPU ranks in two
 KVP groups of two, the layout of helix kvp=2 x tpa=2), compared bitwise, including LSEs of rows
 with no local keys (-inf) and rows past the slot buffer (which must say they do not fit)."""
-import os
-import tempfile
-
-import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
-from helix_core.comm import Comm, init_distributed, shutdown_distributed
+from gloo_ranks import run_gloo_ranks
+from helix_core.comm import Comm
 from helix_core.gather_exchange import GatherExchange
 from helix_core.plan import Plan
 
@@ -27,62 +22,37 @@ def _partials(rank: int, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
     return out, lse
 
 
-def _worker(rank: int, init_method: str, failures) -> None:
-    try:
-        init_distributed(rank, 4, init_method, torch.device("cpu"))
-        plan = Plan.parse("helix:kvp=2,tpa=2")
-        comm = Comm(plan, rank, torch.device("cpu"))
-        kvp = comm.size("kvp")
-        index = comm.index_in("kvp")
-        gather = GatherExchange(comm, kvp, index, HEADS, HEADS // kvp, DV, max_rows=64,
-                                device=torch.device("cpu"), max_bytes=ROWS * kvp * HEADS * (DV + 1) * 4)
-        assert gather.max_rows == ROWS and gather.fits(ROWS) and not gather.fits(ROWS + 1)
-        for lo, hi in ((0, 2), (2, ROWS)):  # two HOP-B pieces, then the same rows again (reuse)
-            for _ in range(2):
-                out, lse = _partials(rank, hi - lo)
-                send_out, send_lse = gather.send_view(lo, hi)
-                send_out.copy_(out)
-                send_lse.copy_(lse)
-                before = gather.slots.clone()
-                recv = gather.exchange(lo, hi)
-                assert torch.equal(gather.slots, before), "the sum must leave the slots as they were"
-                # the reference: the all-to-all of the packed partials (piece j of the heads to peer j)
-                packed = torch.cat([out, lse.unsqueeze(-1)], dim=-1)
-                send = packed.view(hi - lo, kvp, HEADS // kvp, DV + 1).transpose(0, 1).contiguous()
-                expect = torch.empty_like(send)
-                comm.all_to_all(expect, send, "kvp")
-                assert recv.shape == expect.shape
-                assert torch.equal(recv, expect), (rank, lo, hi, (recv - expect).abs().max())
-                # other ranks' columns were never written: still zero
-                others = [j for j in range(kvp) if j != index]
-                assert not gather.slots[:, others].any()
-        dist.barrier()
-    except BaseException as error:  # noqa: BLE001 - reported to the parent
-        failures.put(f"rank {rank}: {type(error).__name__}: {error}")
-        raise
-    finally:
-        shutdown_distributed()
+def _worker(rank: int) -> None:
+    plan = Plan.parse("helix:kvp=2,tpa=2")
+    comm = Comm(plan, rank, torch.device("cpu"))
+    kvp = comm.size("kvp")
+    index = comm.index_in("kvp")
+    gather = GatherExchange(comm, kvp, index, HEADS, HEADS // kvp, DV, max_rows=64,
+                            device=torch.device("cpu"), max_bytes=ROWS * kvp * HEADS * (DV + 1) * 4)
+    assert gather.max_rows == ROWS and gather.fits(ROWS) and not gather.fits(ROWS + 1)
+    for lo, hi in ((0, 2), (2, ROWS)):  # two HOP-B pieces, then the same rows again (reuse)
+        for _ in range(2):
+            out, lse = _partials(rank, hi - lo)
+            send_out, send_lse = gather.send_view(lo, hi)
+            send_out.copy_(out)
+            send_lse.copy_(lse)
+            before = gather.slots.clone()
+            recv = gather.exchange(lo, hi)
+            assert torch.equal(gather.slots, before), "the sum must leave the slots as they were"
+            # the reference: the all-to-all of the packed partials (piece j of the heads to peer j)
+            packed = torch.cat([out, lse.unsqueeze(-1)], dim=-1)
+            send = packed.view(hi - lo, kvp, HEADS // kvp, DV + 1).transpose(0, 1).contiguous()
+            expect = torch.empty_like(send)
+            comm.all_to_all(expect, send, "kvp")
+            assert recv.shape == expect.shape
+            assert torch.equal(recv, expect), (rank, lo, hi, (recv - expect).abs().max())
+            # other ranks' columns were never written: still zero
+            others = [j for j in range(kvp) if j != index]
+            assert not gather.slots[:, others].any()
 
 
 def test_gather_exchange_delivers_the_all_to_all_bitwise():
-    ctx = mp.get_context("spawn")
-    failures = ctx.SimpleQueue()
-    with tempfile.TemporaryDirectory() as tmp:
-        init = "file://" + os.path.join(tmp, "rendezvous")
-        procs = [ctx.Process(target=_worker, args=(r, init, failures)) for r in range(4)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(timeout=120)
-        for p in procs:
-            if p.is_alive():
-                p.kill()
-                pytest.fail("a rank hung")
-    errors = []
-    while not failures.empty():
-        errors.append(failures.get())
-    assert not errors, errors
-    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    run_gloo_ranks(_worker, 4)
 
 
 def test_single_rank_sum_is_a_copy():

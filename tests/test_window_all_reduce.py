@@ -3,15 +3,12 @@ window is an ordinary buffer summed by gloo: every call must return the sum work
 into `out` (leaving the input as it was), for tensors of several sizes through the one window; what it does
 not take must say so. The window's NCCL registration runs only on GPUs (scripts/gpu_next.sh, through
 helix_core.bench.collective_probe and `--all-reduce nccl-window`)."""
-import os
-import tempfile
-
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
-from helix_core.comm import Comm, init_distributed, shutdown_distributed
+from gloo_ranks import run_gloo_ranks
+from helix_core.comm import Comm
 from helix_core.plan import Plan
 from helix_core.window_all_reduce import WindowAllReduce
 
@@ -23,52 +20,27 @@ def _values(rank: int, shape, dtype) -> torch.Tensor:
     return torch.randint(-50, 50, shape, generator=gen).to(dtype)  # small integers: exact sums in any order
 
 
-def _worker(rank: int, init_method: str, failures) -> None:
-    try:
-        init_distributed(rank, RANKS, init_method, torch.device("cpu"))
-        for dtype in (torch.float32, torch.bfloat16):
-            reducer = WindowAllReduce(dist.group.WORLD, 64, dtype, torch.device("cpu"))
-            for shape in ((4, 16), (3,), (64,)):  # sizes up to the window's, one window reused
-                expect = sum(_values(r, shape, torch.float32) for r in range(RANKS)).to(dtype)
-                mine = _values(rank, shape, dtype)
-                assert reducer.handles(mine)
-                same = reducer(mine.clone())
-                assert same.shape == shape and torch.equal(same, expect), (dtype, shape)
-                out = torch.full(shape, 7.0, dtype=dtype)
-                kept = mine.clone()
-                assert reducer(kept, out=out) is out
-                assert torch.equal(out, expect) and torch.equal(kept, mine), "out= must leave the input as it was"
-            assert not reducer.handles(torch.zeros(65, dtype=dtype))  # larger than the window
-            assert not reducer.handles(torch.zeros(8, 8, dtype=dtype).t())  # not contiguous
-            other = torch.float16 if dtype == torch.float32 else torch.float32
-            assert not reducer.handles(torch.zeros(8, dtype=other))
-        dist.barrier()
-    except BaseException as error:  # noqa: BLE001 - reported to the parent
-        failures.put(f"rank {rank}: {type(error).__name__}: {error}")
-        raise
-    finally:
-        shutdown_distributed()
+def _worker(rank: int) -> None:
+    for dtype in (torch.float32, torch.bfloat16):
+        reducer = WindowAllReduce(dist.group.WORLD, 64, dtype, torch.device("cpu"))
+        for shape in ((4, 16), (3,), (64,)):  # sizes up to the window's, one window reused
+            expect = sum(_values(r, shape, torch.float32) for r in range(RANKS)).to(dtype)
+            mine = _values(rank, shape, dtype)
+            assert reducer.handles(mine)
+            same = reducer(mine.clone())
+            assert same.shape == shape and torch.equal(same, expect), (dtype, shape)
+            out = torch.full(shape, 7.0, dtype=dtype)
+            kept = mine.clone()
+            assert reducer(kept, out=out) is out
+            assert torch.equal(out, expect) and torch.equal(kept, mine), "out= must leave the input as it was"
+        assert not reducer.handles(torch.zeros(65, dtype=dtype))  # larger than the window
+        assert not reducer.handles(torch.zeros(8, 8, dtype=dtype).t())  # not contiguous
+        other = torch.float16 if dtype == torch.float32 else torch.float32
+        assert not reducer.handles(torch.zeros(8, dtype=other))
 
 
 def test_window_staging_sums_exactly_in_place_and_into_out():
-    ctx = mp.get_context("spawn")
-    failures = ctx.SimpleQueue()
-    with tempfile.TemporaryDirectory() as tmp:
-        init = "file://" + os.path.join(tmp, "rendezvous")
-        procs = [ctx.Process(target=_worker, args=(r, init, failures)) for r in range(RANKS)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(timeout=120)
-        for p in procs:
-            if p.is_alive():
-                p.kill()
-                pytest.fail("a rank hung")
-    errors = []
-    while not failures.empty():
-        errors.append(failures.get())
-    assert not errors, errors
-    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    run_gloo_ranks(_worker, RANKS)
 
 
 def test_window_dtypes_and_single_rank():

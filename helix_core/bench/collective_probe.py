@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
-import queue
 import sys
 import time
 from datetime import timedelta
 
 from ..launcher import free_port
 from .main import append_rows
+from .ranks import run_ranks
 
 # (name, elements, dtype name): what a llama3-8b step's all-reduce-like collectives move on 2 GPUs
 SIZES = [("o/ffn batch 1", 4096, "bfloat16"), ("o/ffn batch 8", 8 * 4096, "bfloat16"),
@@ -160,37 +159,14 @@ def _rank_main(rank: int, path: str, args: dict, results) -> None:
         dist.destroy_process_group()
         results.put(("done", rank))
     except Exception as error:  # noqa: BLE001 - reported to the parent, which ends the path
-        results.put(("failed", f"rank {rank}: {type(error).__name__}: {error}"[:500]))
+        results.put(("error", f"rank {rank}: {type(error).__name__}: {error}"[:500]))
 
 
 def run_path(path: str, world_size: int, chain: int, replays: int, deadline: float) -> list[dict]:
     """One path's rows, from its own `world_size` processes; a failure or a hang becomes a row that says so."""
-    context = mp.get_context("spawn")
-    results = context.Queue()
     args = {"init_method": f"tcp://127.0.0.1:{free_port()}", "world_size": world_size, "chain": chain,
             "replays": replays, "deadline": deadline}
-    procs = [context.Process(target=_rank_main, args=(rank, path, args, results), daemon=True)
-             for rank in range(world_size)]
-    for proc in procs:
-        proc.start()
-    rows, done, failure = [], 0, None
-    end = time.monotonic() + deadline
-    while done < world_size and failure is None:
-        try:
-            kind, value = results.get(timeout=max(0.1, end - time.monotonic()))
-        except queue.Empty:
-            failure = f"no result within {deadline:.0f} s (killed)"
-            break
-        if kind == "row":
-            rows.append(value)
-        elif kind == "done":
-            done += 1
-        else:
-            failure = value
-    for proc in procs:
-        proc.join(timeout=5 if failure is None else 0.5)
-        if proc.is_alive():
-            proc.kill()
+    rows, failure = run_ranks(_rank_main, (path, args), world_size, deadline, done_count=world_size)
     if failure is not None:
         rows.append({"path": path, "world_size": world_size, "error": failure})
     return rows

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import queue
 import sys
-import time
 
 from ..engine import ALL_REDUCE_CHOICES
 from ..launcher import free_port
+from .ranks import run_ranks
 from .rank_worker import MAX_CONTEXT, BenchJob, run_rank
 
 COLUMNS = [("plan", "{}"), ("gpus", "{}"), ("context", "{}"), ("batch", "{}"), ("page_size", "{}"), ("hopb_pieces", "{}"),
@@ -45,32 +43,11 @@ def _tokens(text: str) -> int:
 
 
 def run_job(job: BenchJob, world_size: int, timeout_s: float) -> list[dict]:
-    context = mp.get_context("spawn")
-    results = context.Queue()
     job = BenchJob(**{**job.__dict__, "init_method": f"tcp://127.0.0.1:{free_port()}"})
-    procs = [context.Process(target=run_rank, args=(rank, job, results), daemon=True) for rank in range(world_size)]
-    for proc in procs:
-        proc.start()
-    rows, failure = [], None
-    deadline = time.monotonic() + timeout_s
-    while failure is None:
-        try:
-            status, value = results.get(timeout=max(1.0, deadline - time.monotonic()))
-        except queue.Empty:
-            failure = f"no result within {timeout_s:.0f} s"
-            break
-        if status == "done":
-            break
-        if status == "error":
-            failure = value
-        else:
-            if value.get("ttl_device_s") and value.get("compute_only_s"):
-                value["exposed_comm_s"] = max(0.0, value["ttl_device_s"] - value["compute_only_s"])
-            rows.append(value)
-    for proc in procs:
-        proc.join(timeout=10 if failure is None else 1)
-        if proc.is_alive():
-            proc.kill()
+    rows, failure = run_ranks(run_rank, (job,), world_size, timeout_s)  # rank 0 reports
+    for row in rows:
+        if row.get("ttl_device_s") and row.get("compute_only_s"):
+            row["exposed_comm_s"] = max(0.0, row["ttl_device_s"] - row["compute_only_s"])
     if failure is not None:
         print(f"FAILED: bench {job.shape} {job.plan}: {failure}", flush=True)
     return rows
