@@ -34,6 +34,8 @@ class WindowAllReduce:
         self.max_numel = int(max_numel)
         self.pool = None
         if device.type == "cuda":
+            # registering a symmetric pool needs the group's NCCL communicator to exist already
+            dist.all_reduce(torch.zeros(1, device=device), group=group)
             backend = group._get_backend(device)
             self.pool = torch.cuda.MemPool(backend.mem_allocator)
             with torch.cuda.use_mem_pool(self.pool):
