@@ -75,7 +75,8 @@ class EngineOptions:
     # what a step reads after a collective, asked for in L2 (up to this many MiB) by the kernel before it, so
     # HBM works during the collective's latency: the one-row o / down projections ask for the projection after
     # their all-reduce (small_linear.prefetch_after), and with KVP the decode kernel's split merge for the o
-    # projection read after the exchange; 0: off (not yet measured on 2 GPUs; sm_90+)
+    # projection read after the exchange; 0: off (sm_90+; on one H200 it made o -> gap -> gate/up slower at
+    # every amount, 2026-12-05: docs/benchmarks.md)
     l2_prefetch_mib: float = 0.0
     # the attention output projection: sharded (each rank its heads' columns, then an all-reduce) or
     # replicated (every rank holds all of o_proj; where the fast path's KVP exchange is a gather, which

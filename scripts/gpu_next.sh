@@ -9,8 +9,8 @@
 # - the latency of one small all-reduce in a CUDA graph by each path torch offers (helix_core/bench/collective_probe:
 #   NCCL, the engine's symmetric-memory one-shot at 8.2 us on 2026-11-22, NCCL 2.27+'s symmetric kernels on a
 #   window-registered buffer; if those, copies included, beat the one-shot, the step with `--all-reduce nccl-window`).
-# The o / down projections asking for the projection after their all-reduce in L2 (off by default) and the fp32 /
-# DeepSeek verifies moved to scripts/gpu_next3.sh (2026-12-05, second session), so this call fits 10 minutes.
+# The fp32 / DeepSeek verifies moved to scripts/gpu_next3.sh (2026-12-05, second session), so this call fits 10
+# minutes. On one H200 the same day the merge in the projection was bitwise equal and 1.0 us a layer faster.
 # Every bench call also runs the FFN / other phases on 2 GPUs for the first time. The rest of the former
 # gpu_next.sh (serving checks, the 16 x 512 example, deepseek-mla) is scripts/gpu_next2.sh, so each fits one
 # 10-minute call. Results in ${OUT:-out}. Then scripts/gpu_bench.sh: the llama3-8b and mqa-8b 2-GPU targets have

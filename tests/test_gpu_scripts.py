@@ -25,7 +25,7 @@ NEXT_CALLS = {"gpu_next.sh": 2, "gpu_next2.sh": 2, "gpu_next3.sh": 2, "gpu_bench
 def test_next_gpu_scripts_pass_the_dry_run(script, gpus):
     commands, failures = dry_run.dry_run([ROOT / "scripts" / script], gpus)
     assert failures == []
-    assert len(commands) >= 3
+    assert commands
     assert {c.describe(): c.problems for c in commands if c.problems} == {}
     assert all(c.limit_s for c in commands if c.argv[0] not in ("-", "-c")), "every GPU command runs under `timeout`"
 
