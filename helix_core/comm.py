@@ -68,20 +68,17 @@ class Comm:
         point. Returns the implementation now in use for them (SYMMETRIC_ONE_SHOT or why not)."""
         from .symm_all_reduce import SUPPORTED_DTYPES, SymmetricAllReduce, symmetric_memory_available
 
-        g = self._groups[group]
-        if g.handle is None:
-            return "none (one rank)"
         if self.device.type != "cuda":
-            return "gloo (symmetric memory needs CUDA)"
-        if not symmetric_memory_available():
-            return "nccl (symmetric memory needs a CUDA build of torch with symm_mem)"
-        if dtype not in SUPPORTED_DTYPES:
-            return f"nccl (the one-shot kernel has no {dtype})"
-        try:
-            self._fast_sums[group] = SymmetricAllReduce(g.handle, max_numel, dtype, self.device)
-        except Exception as error:  # noqa: BLE001 - e.g. GPUs without peer access: every rank fails alike
-            return f"nccl (symmetric memory failed: {type(error).__name__}: {error})"
-        return SYMMETRIC_ONE_SHOT
+            why_not = "gloo (symmetric memory needs CUDA)"
+        elif not symmetric_memory_available():
+            why_not = "nccl (symmetric memory needs a CUDA build of torch with symm_mem)"
+        elif dtype not in SUPPORTED_DTYPES:
+            why_not = f"nccl (the one-shot kernel has no {dtype})"
+        else:
+            why_not = None
+        # failures, e.g. GPUs without peer access: every rank fails alike
+        return self._install_fast_sum(group, why_not, SymmetricAllReduce, max_numel, dtype,
+                                      SYMMETRIC_ONE_SHOT, "symmetric memory failed")
 
     def enable_window_all_reduce(self, max_numel: int, dtype: torch.dtype, group: str = "all") -> str:
         """Route sums over `group` of up to `max_numel` `dtype` elements through a buffer registered as an
@@ -89,18 +86,30 @@ class Comm:
         enable_symmetric_all_reduce; returns NCCL_WINDOW or why the plain collective stays."""
         from .window_all_reduce import SUPPORTED_DTYPES, WindowAllReduce
 
+        if self.device.type != "cuda":
+            why_not = "gloo (NCCL windows need CUDA)"
+        elif dtype not in SUPPORTED_DTYPES:
+            why_not = f"nccl (NCCL's symmetric kernels have no {dtype})"
+        else:
+            why_not = None
+        # failures, e.g. a torch or NCCL without windows: every rank fails alike
+        return self._install_fast_sum(group, why_not, WindowAllReduce, max_numel, dtype, NCCL_WINDOW,
+                                      "window registration failed")
+
+    def _install_fast_sum(self, group: str, why_not: str | None, make, max_numel: int, dtype: torch.dtype,
+                          name: str, failed: str) -> str:
+        """`make(handle, max_numel, dtype, device)` becomes the group's sum unless the group has one rank or
+        `why_not` says why not; returns `name`, or what the group's sums stay on and why."""
         g = self._groups[group]
         if g.handle is None:
             return "none (one rank)"
-        if self.device.type != "cuda":
-            return "gloo (NCCL windows need CUDA)"
-        if dtype not in SUPPORTED_DTYPES:
-            return f"nccl (NCCL's symmetric kernels have no {dtype})"
+        if why_not is not None:
+            return why_not
         try:
-            self._fast_sums[group] = WindowAllReduce(g.handle, max_numel, dtype, self.device)
-        except Exception as error:  # noqa: BLE001 - e.g. a torch or NCCL without windows: every rank fails alike
-            return f"nccl (window registration failed: {type(error).__name__}: {error})"
-        return NCCL_WINDOW
+            self._fast_sums[group] = make(g.handle, max_numel, dtype, self.device)
+        except Exception as error:  # noqa: BLE001 - the caller's path cannot run here: the plain collective stays
+            return f"nccl ({failed}: {type(error).__name__}: {error})"
+        return name
 
     def _fast_sum(self, group: str, tensor: torch.Tensor):
         fast = self._fast_sums.get(group)
