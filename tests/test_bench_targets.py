@@ -43,6 +43,7 @@ def test_each_target_judged_from_its_best_measurement(tmp_path):
         bench_row("deepseek-mla", "helix:kvp=2,tpa=1", 2, 1, 128 * K, 0.001, layers=4),  # under 4M tokens
         bench_row("llama3-8b", "helix:kvp=1,tpa=1", 1, 1, 128 * K, 0.010),
         bench_row("llama3-8b", "hf-transformers", 1, 1, 128 * K, 0.055),  # 5.5x in this run
+        bench_row("llama3-8b", "hf-transformers", 1, 1, 128 * K, 0.080),  # a slower HF row must not flatter ours
     ])
     run_b = write(tmp_path / "run-b.json", [
         bench_row("llama3-8b", "helix:kvp=2,tpa=1", 2, 8, 128 * K, 0.019, pct=0.851),

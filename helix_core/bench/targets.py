@@ -51,13 +51,23 @@ def _tokens(context: int) -> str:
     return f"{context // M}M" if context % M == 0 else f"{context // 1024}K"
 
 
-def _pick_pair(pairs: list[tuple]) -> tuple[tuple, str]:
-    """The best (lowest first element) of (value, a, b) pairs, preferring a and b from the same file (one run);
-    with a note where only pairs across runs exist."""
-    same = [p for p in pairs if p[1]["_file"] == p[2]["_file"]]
-    if same:
-        return min(same, key=lambda p: p[0]), ""
-    return min(pairs, key=lambda p: p[0]), " (across runs)"
+def _best_pair(ours: list[dict], baselines: list[dict]) -> tuple[tuple[float, dict, dict], str] | None:
+    """(our TTL / the baseline's, our row, the baseline's row) at its lowest, each of our rows against the
+    baseline at its best (lowest TTL) at the same point (batch, context, layers), preferring pairs from one
+    file (one run), with a note where only pairs across runs exist; None without any pair."""
+    def point(row):
+        return row["batch"], row["context"], row.get("layers")
+
+    same_run, any_run = [], []
+    for row in ours:
+        for pairs, scope in ((same_run, row["_file"]), (any_run, None)):
+            matching = [b for b in baselines if point(b) == point(row) and scope in (None, b["_file"])]
+            if matching:
+                base = min(matching, key=lambda b: b["ttl_median_s"])
+                pairs.append((row["ttl_median_s"] / base["ttl_median_s"], row, base))
+    if same_run:
+        return min(same_run, key=lambda p: p[0]), ""
+    return (min(any_run, key=lambda p: p[0]), " (across runs)") if any_run else None
 
 
 def _settings(row: dict) -> str:
@@ -101,19 +111,11 @@ def roofline_target(rows, batch, context, floor) -> Verdict:
 def plan_ratio_target(rows, shape, ceiling, layers=None) -> Verdict:
     """Helix KVP=2 TTL over TP=2 TTL at the same point (batch x context >= 4M), the best pair."""
     name = f"{shape} 2 GPUs, >= 4M tokens, helix TTL <= {ceiling} x TP"
-    helix = _rows(rows, shape, "helix", 2, min_tokens=4 * M, layers=layers)
-    tp = _rows(rows, shape, "tp", 2, min_tokens=4 * M, layers=layers)
-    pairs = []
-    for h in helix:
-        for file in {h["_file"], None}:  # TP at its best in the same run, and in any run
-            same = [t for t in tp if (t["batch"], t["context"], t.get("layers")) == (h["batch"], h["context"], h.get("layers"))
-                    and file in (None, t["_file"])]
-            if same:
-                t = min(same, key=lambda r: r["ttl_median_s"])
-                pairs.append((h["ttl_median_s"] / t["ttl_median_s"], h, t))
-    if not pairs:
+    best = _best_pair(_rows(rows, shape, "helix", 2, min_tokens=4 * M, layers=layers),
+                      _rows(rows, shape, "tp", 2, min_tokens=4 * M, layers=layers))
+    if best is None:
         return Verdict(name, "not measured", None)
-    (ratio, h, t), note = _pick_pair(pairs)
+    (ratio, h, t), note = best
     return Verdict(name, f"{ratio:.3f} ({h['ttl_median_s'] * 1e3:.2f} against {t['ttl_median_s'] * 1e3:.2f} ms at "
                          f"{h['batch']} x {_tokens(h['context'])}; {ratio - ceiling:+.3f}){note}", ratio <= ceiling,
                    f"helix {_source(h)}; tp {_source(t)}")
@@ -121,12 +123,11 @@ def plan_ratio_target(rows, shape, ceiling, layers=None) -> Verdict:
 
 def peer_target(rows, shape, context, factor, layers=None) -> Verdict:
     name = f"{shape} 1 GPU, 1 x {_tokens(context)}, HF transformers TTL >= {factor}x ours"
-    ours = _rows(rows, shape, "helix", 1, 1, context, layers=layers)
-    hf = _rows(rows, shape, "hf-transformers", 1, 1, context, layers=layers)
-    pairs = [(r["ttl_median_s"] / peer["ttl_median_s"], r, peer) for r in ours for peer in hf]
-    if not pairs:
+    pair = _best_pair(_rows(rows, shape, "helix", 1, 1, context, layers=layers),
+                      _rows(rows, shape, "hf-transformers", 1, 1, context, layers=layers))
+    if pair is None:
         return Verdict(name, "not measured", None)
-    (_, best, peer), note = _pick_pair(pairs)
+    (_, best, peer), note = pair
     speedup = peer["ttl_median_s"] / best["ttl_median_s"]
     return Verdict(name, f"{speedup:.1f}x ({best['ttl_median_s'] * 1e3:.3f} against {peer['ttl_median_s'] * 1e3:.2f} "
                          f"ms){note}", speedup >= factor, f"ours {_source(best)}; hf {Path(peer['_file']).name}")
