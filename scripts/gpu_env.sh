@@ -34,11 +34,6 @@ verify_rows() {
   timeout "$limit" python -m helix_core.verify --device cuda "$@" --out "$out/$json" 2>&1 \
     | grep -E '^\{|Error|error' | tee -a "$log"
 }
-# verify_cuda ARGS...: one `helix verify --device cuda` call (120 s at most), announced, its JSON lines into $log
-verify_cuda() {
-  say "helix verify $*"
-  timeout 120 python -m helix_core.verify --device cuda "$@" 2>&1 | grep -E '^\{|Error|error' | tee -a "$log"
-}
 # verify_one_gpu: exactness of the one-GPU fast path against HF with CUDA graphs: llama bf16 at batch 1 and 3,
 # a tiny DeepSeek-V3 widened to 128 heads over a 512 + 64 latent at batch 1 (JSON to $out/verify-*.json)
 verify_one_gpu() {

@@ -17,10 +17,12 @@
 # not run with the GQA kernel of the third session of 2026-12-03 (1 x 128K 127.7 against 133.9 us on one H200).
 set -u
 LOG_NAME=next source scripts/gpu_env.sh
-verify_cuda --arch llama --dtype bfloat16 --steps 16 --batch 1 --plan helix:kvp=2,tpa=1 --out "$out/verify-batch1-llama-bf16.json"
+say "helix verify, llama bf16, helix KVP=2, batch 1"
+verify_rows verify-batch1-llama-bf16.json 120 --arch llama --dtype bfloat16 --steps 16 --batch 1 --plan helix:kvp=2,tpa=1
 for batch in 1 3; do
-  verify_cuda --arch llama --dtype bfloat16 --steps 16 --batch $batch --plan helix:kvp=2,tpa=1 --o-projection replicated \
-    --out "$out/verify-batch$batch-llama-bf16-replicated-o.json"
+  say "helix verify, llama bf16, helix KVP=2, batch $batch, replicated o"
+  verify_rows "verify-batch$batch-llama-bf16-replicated-o.json" 120 --arch llama --dtype bfloat16 --steps 16 \
+    --batch $batch --plan helix:kvp=2,tpa=1 --o-projection replicated
 done
 say "llama3-8b 1 x 128K, helix KVP=2: the KVP merge inside the o projection (default) against a merge kernel"
 for merge in auto off; do
@@ -44,8 +46,8 @@ sys.exit(0 if faster else 1)
 PY
 then
   say "nccl-window beat the one-shot: the step with --all-reduce nccl-window"
-  verify_cuda --arch llama --dtype bfloat16 --steps 16 --batch 1 --plan helix:kvp=2,tpa=1 --plan tp:n=2 --all-reduce nccl-window \
-    --out "$out/verify-batch1-llama-bf16-nccl-window.json"
+  verify_rows verify-batch1-llama-bf16-nccl-window.json 120 --arch llama --dtype bfloat16 --steps 16 --batch 1 \
+    --plan helix:kvp=2,tpa=1 --plan tp:n=2 --all-reduce nccl-window
   bench_rows bench-nccl-window.json 200 --shape llama3-8b --plans helix:kvp=2,tpa=1 tp:n=2 --points 1x128k --hopb 1 \
     --all-reduce nccl-window
 fi

@@ -6,7 +6,10 @@
 # Results in ${OUT:-out}.
 set -u
 LOG_NAME=next3 source scripts/gpu_env.sh
-verify_cuda --arch llama --dtype float32 --tolerance 1e-4 --steps 16 --batch 1 --plan helix:kvp=2,tpa=1 --plan tp:n=2 \
-  --out "$out/verify-batch1-llama-fp32.json"
-verify_cuda --arch deepseek_v3 --dtype bfloat16 --steps 16 --batch 1 --plan helix:kvp=2,tpa=1 --out "$out/verify-batch1-dsv3-bf16.json"
+say "helix verify, llama fp32, helix KVP=2 and TP=2, batch 1"
+verify_rows verify-batch1-llama-fp32.json 120 --arch llama --dtype float32 --tolerance 1e-4 --steps 16 --batch 1 \
+  --plan helix:kvp=2,tpa=1 --plan tp:n=2
+say "helix verify, DeepSeek-V3 bf16, helix KVP=2, batch 1"
+verify_rows verify-batch1-dsv3-bf16.json 120 --arch deepseek_v3 --dtype bfloat16 --steps 16 --batch 1 \
+  --plan helix:kvp=2,tpa=1
 say done
