@@ -6,6 +6,7 @@ against the Triton kernel (CUDA graphs, 50 replays). Run by scripts/gpu_gluon_ml
     python scripts/gpu_gluon_mla.py probe       # parts of the kernel's work switched off
     python scripts/gpu_gluon_mla.py sustained   # rates over 20 calls and over 3 s (the GPU's power cap)
     python scripts/gpu_gluon_mla.py split-cost  # a short launch's time: split kernel, merge, split counts, PDL
+    python scripts/gpu_gluon_mla.py timeline    # each program's stages, from clock readings the kernel writes
 """
 from __future__ import annotations
 
@@ -221,6 +222,63 @@ def split_cost(points=((1, 131072), (1, 32768), (4, 131072))) -> int:
     return 0
 
 
+TIMELINE_POINTS = ((1, 32768, 66), (1, 65536, 66), (1, 131072, 66), (1, 262144, 66), (1, 524288, 66),
+                   (1, 131072, 33), (4, 131072, None), (4, 524288, None))
+
+
+def _spread(values) -> str:
+    values = sorted(values)
+    return f"{values[len(values) // 2]:7.2f} [{values[0]:7.2f}, {values[-1]:7.2f}]"
+
+
+def timeline(points=TIMELINE_POINTS) -> int:
+    """Where a launch's time goes, program by program (128 heads, pages of 64, CUDA graph, back to back): each
+    program of the split kernel writes %globaltimer and %clock64 at its stages (mla_sm90.launch(trace=...)); the
+    last of 0.3 s of replays is read. Per point: the launch timed with and without the readings, then the median
+    [min, max] over programs of: its start after the first program's, Q in shared memory, the first key tile's
+    wait, the tile loop (and per tile), each warpgroup's epilogue, its end; and the SM clock the readings give."""
+    from helix_core.bench.probes import capture_graph, time_for
+    from helix_core.kernels import mla_sm90
+
+    for batch, length, forced in points:
+        launch, auto, flop = launch_case(batch, length)
+        splits = forced or auto
+        blocks = 2
+        trace = torch.zeros(blocks * splits * batch, 16, dtype=torch.int64, device="cuda")
+        plain = time_for(capture_graph(lambda: launch(splits)).replay, 0.3)
+        traced = time_for(capture_graph(lambda: launch(splits, trace=trace)).replay, 0.3)
+        torch.cuda.synchronize()
+        rows = mla_sm90.trace_rows(trace, blocks, splits, batch)
+        t0 = min(r["time_start"] for r in rows)
+        per_split = -(-length // splits)
+        per_split = -(-per_split // 64) * 64  # the kernel's keys a split: whole tiles of 64
+        tiles = [max(0, min(per_split, length - r["split"] * per_split)) // 64 for r in rows]
+        ghz = [(r["clock_stored"] - r["clock_start"]) / max(1, r["time_stored"] - r["time_start"]) for r in rows]
+        clock = sorted(ghz)[len(ghz) // 2]
+
+        def us(a, b):
+            return [(r[b] - r[a]) / clock / 1e3 for r in rows]
+        loop = us("clock_first_tile", "clock_loop_end")
+        parts = {
+            "start after first": [(r["time_start"] - t0) / 1e3 for r in rows],
+            "Q in shared memory": us("clock_start", "clock_q_ready"),
+            "first tile's wait": us("clock_q_ready", "clock_first_tile"),
+            "tile loop": loop,
+            "per tile": [t / n for t, n in zip(loop, tiles) if n],
+            "scores epilogue": us("clock_loop_end", "clock_stored"),
+            "values epilogue": us("clock_loop_end", "clock_values_stored"),
+            "end after first start": [(max(r["time_stored"], r["time_values_stored"]) - t0) / 1e3 for r in rows],
+        }
+        sms = len({r["sm"] for r in rows})
+        print(f"timeline {batch} x {length} splits {splits} ({len(rows)} programs on {sms} SMs, "
+              f"{max(tiles)} tiles a program): launch {plain * 1e6:.1f} us ({flop / plain / 1e12:.1f} TF/s), "
+              f"traced {traced * 1e6:.1f} us; SM clock {clock:.2f} GHz", flush=True)
+        for name, values in parts.items():
+            print(f"timeline {batch} x {length} splits {splits}   {name:22s} {_spread(values)} us", flush=True)
+        torch.cuda.empty_cache()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=["bench", "probe", *MODES])
@@ -229,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-MODES = {"split-cost": split_cost, "sustained": sustained, "check": check}  # the modes without values
+MODES = {"split-cost": split_cost, "sustained": sustained, "check": check, "timeline": timeline}  # the modes without values
 
 
 def main() -> int:

@@ -18,7 +18,7 @@ _spec.loader.exec_module(dry_run)
 
 # the scripts the closing note names for the next device calls, and the GPUs of the machine each is for
 NEXT_CALLS = {"gpu_next.sh": 2, "gpu_next2.sh": 2, "gpu_next3.sh": 2, "gpu_bench.sh": 2, "gpu_merge_projection.sh": 1,
-              "gpu_next_1gpu.sh": 1}
+              "gpu_next_1gpu.sh": 1, "gpu_mla_timeline.sh": 1}
 
 
 @pytest.mark.parametrize("script,gpus", sorted(NEXT_CALLS.items()))

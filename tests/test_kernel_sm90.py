@@ -60,6 +60,7 @@ if mla_sm90.gluon_hopper_available():
     for page in (64, 16, 4):
         out[f"gluon mla page {page}"] = asdict(r.gluon_mla_report(page))
     out["gluon mla page 64 final"] = asdict(r.gluon_mla_report(64, final=True))
+    out["gluon mla page 64 traced"] = asdict(r.gluon_mla_report(64, trace=True))
 print(json.dumps(out))
 """
 
@@ -112,6 +113,16 @@ def test_gluon_mla_kernel_is_warp_specialized_and_loads_by_tma(reports):
     assert reports["gluon mla page 64"]["tma"] > 0
     assert reports["gluon mla page 16"]["tma"] == 4 * reports["gluon mla page 64"]["tma"]
     assert reports["gluon mla page 4"]["tma"] == 0
+
+
+def test_the_gluon_mla_trace_reads_clocks_only_when_asked(reports):
+    """The measurement trace (TRACE_ON) adds clock reads, and nothing that costs shared memory or spills."""
+    if "gluon mla page 64" not in reports:
+        pytest.skip("this Triton has no Gluon")
+    plain, traced = reports["gluon mla page 64"], reports["gluon mla page 64 traced"]
+    assert plain["clock_reads"] == 0 and traced["clock_reads"] >= 9
+    assert traced["spill_bytes"] == 0 and traced["shared_bytes"] == plain["shared_bytes"]
+    assert traced["wgmma"] == plain["wgmma"] and traced["tma"] == plain["tma"]
 
 
 def test_mla_uses_hopper_tensor_cores_with_registers_to_spare(reports):

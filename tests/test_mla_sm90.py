@@ -86,3 +86,29 @@ def test_splits_fill_one_wave_without_short_splits(batch, keys):
 
 def test_a_cpu_cache_is_not_taken():
     assert not mla_sm90.takes_cache(pool(), 512)
+
+
+@pytest.mark.parametrize("shape, dtype", [((12, 16), torch.int32), ((11, 16), torch.int64), ((12, 8), torch.int64),
+                                          ((12,), torch.int64)])
+def test_a_trace_of_the_wrong_shape_or_type_is_refused_before_launch(shape, dtype):
+    """A traced launch of 2 head blocks x 3 splits x 2 sequences needs int64 rows of 16 for 12 programs."""
+    pytest.importorskip("triton.experimental.gluon")
+    q = torch.zeros(2, 128, 576, dtype=torch.bfloat16)
+    group_kv = torch.zeros(2, dtype=torch.int32)
+    with pytest.raises(ValueError, match="trace must be int64"):
+        mla_sm90.launch(q, pool(), torch.zeros(2, 4, dtype=torch.int32), torch.ones(2, dtype=torch.int32), 0.1,
+                        group_kv, torch.zeros(2, 64, dtype=torch.int32), 3, torch.zeros(2, 128, 512),
+                        torch.zeros(2, 128), trace=torch.zeros(shape, dtype=dtype))
+
+
+def test_trace_rows_name_each_program_as_the_kernel_numbers_them():
+    """The kernel writes program (head block g, split s, sequence b) at row (b * splits + s) * blocks + g."""
+    blocks, splits, batch = 2, 3, 2
+    trace = torch.zeros(blocks * splits * batch, 16, dtype=torch.int64)
+    for b in range(batch):
+        for s in range(splits):
+            for g in range(blocks):
+                trace[(b * splits + s) * blocks + g, 9] = 100 * b + 10 * s + g  # the "sm" slot
+    rows = mla_sm90.trace_rows(trace, blocks, splits, batch)
+    assert [r["sm"] for r in rows] == [100 * r["sequence"] + 10 * r["split"] + r["head_block"] for r in rows]
+    assert len({(r["head_block"], r["split"], r["sequence"]) for r in rows}) == 12

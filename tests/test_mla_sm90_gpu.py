@@ -83,6 +83,33 @@ def test_tma_and_cp_async_loads_agree():
     torch.testing.assert_close(results[0][1], results[1][1], atol=0, rtol=0)
 
 
+def test_traced_launch_gives_the_same_output_and_ordered_readings():
+    """The measurement trace (scripts/gpu_gluon_mla.py timeline) changes no output bit, and each program's
+    readings come in the order of its stages, on SMs of this GPU."""
+    q, keys, table, lens = make_case([5000, 300], 128, 64)
+    groups = da.HeadGroups.from_group_size(128, 128)
+    group_kv, group_heads = groups.tables(64, q.device)
+    splits, blocks = 3, group_kv.shape[0]
+    trace = torch.zeros(blocks * splits * 2, 16, dtype=torch.int64, device="cuda")
+    results = []
+    for traced in (None, trace):
+        out = torch.empty(2, 128, 512, device="cuda")
+        lse = torch.empty(2, 128, device="cuda")
+        mla_sm90.launch(q, keys, table, lens, SCALE, group_kv, group_heads, splits, out, lse, trace=traced)
+        results.append((out, lse))
+    torch.testing.assert_close(results[0][0], results[1][0], atol=0, rtol=0)
+    torch.testing.assert_close(results[0][1], results[1][1], atol=0, rtol=0)
+    rows = mla_sm90.trace_rows(trace, blocks, splits, 2)
+    assert {(r["head_block"], r["split"], r["sequence"]) for r in rows} == {
+        (g, s, b) for g in range(blocks) for s in range(splits) for b in range(2)}
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    for r in rows:
+        clocks = [r[k] for k in ("clock_start", "clock_q_ready", "clock_first_tile", "clock_loop_end", "clock_stored")]
+        assert clocks == sorted(clocks) and clocks[0] > 0, r
+        assert r["clock_values_stored"] >= r["clock_loop_end"], r
+        assert 0 < r["time_start"] <= r["time_stored"] and 0 <= r["sm"] < sms, r
+
+
 def test_cuda_graph_replays_with_new_lengths():
     """Captured once, replayed after the sequences grew: lengths and pages are read on the device."""
     q, keys, table, lens = make_case([3200, 6500], 128, 64)  # pages for the grown lengths

@@ -27,6 +27,8 @@ so all of its threads' stores are done):
 
 PROBE (measurement only, wrong results): bit 1 loads only the first two tiles, bit 2 drops warpgroup 1's
 value MMA; scripts/gpu_gluon_mla.py `probe` times them to see what bounds the kernel.
+TRACE_ON (measurement only, same results): each program writes clock readings at its stages into a row of
+TRACE (see TRACE_SLOTS); scripts/gpu_gluon_mla.py `timeline` reads them to see where a short split's time goes.
 
 One program = (head block of 64, split, sequence); it writes the normalized partial output and its
 base-2 LSE like `_triton_decode._decode_split_kernel` (FINAL: the output and natural LSE), so the
@@ -57,6 +59,29 @@ HALF = gl.constexpr(256)  # value columns a warpgroup owns (Dv 512)
 TAIL = gl.constexpr(64)  # rope dims after the 512 latent dims
 STAGES = gl.constexpr(2)  # key tiles in shared memory
 ROW_BLOCKS = gl.constexpr(8)  # TMA boxes a tile at most (boxes of >= 8 keys: whole 128-byte swizzle atoms)
+# TRACE row of a program (int64): where each reading is written (clock: the SM's %clock64; time: %globaltimer, ns)
+TRACE_SLOTS = ("time_start", "clock_start", "clock_q_ready", "clock_first_tile", "clock_loop_end", "clock_stored",
+               "time_stored", "clock_values_stored", "time_values_stored", "sm")
+TRACE_ROW = gl.constexpr(16)
+
+
+@gluon.jit
+def _stamp(TRACE, slot: gl.constexpr, WHAT: gl.constexpr, ON: gl.constexpr):
+    """Write one reading (WHAT 0: %clock64, 1: %globaltimer, 2: %smid) into `slot` of this program's TRACE row,
+    from the warps running the code (4)."""
+    if ON:
+        lane = gl.arange(0, 128, gl.BlockedLayout([1], [32], [4], [0]))
+        if WHAT == 0:
+            value = gl.inline_asm_elementwise("mov.u64 $0, %clock64;", "=l,l", [lane.to(gl.int64)], dtype=gl.int64,
+                                              is_pure=False, pack=1)
+        elif WHAT == 1:
+            value = gl.inline_asm_elementwise("mov.u64 $0, %globaltimer;", "=l,l", [lane.to(gl.int64)],
+                                              dtype=gl.int64, is_pure=False, pack=1)
+        else:
+            value = gl.inline_asm_elementwise("mov.u32 $0, %smid;", "=r,r", [lane], dtype=gl.int32,
+                                              is_pure=False, pack=1).to(gl.int64)
+        row = (gl.program_id(2) * gl.num_programs(1) + gl.program_id(1)) * gl.num_programs(0) + gl.program_id(0)
+        gl.store(TRACE + row.to(gl.int64) * TRACE_ROW + slot + lane * 0, value, mask=lane == 0)
 
 
 @gluon.jit
@@ -151,8 +176,8 @@ def _scores(q_lo, q_hi, q_t, k_lo, k_hi, k_t, zero_s):
 @gluon.jit
 def _scores_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
                       OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, qk_scale,
-                      stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls,
-                      FINAL: gl.constexpr, PROBE: gl.constexpr):
+                      stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, TRACE,
+                      FINAL: gl.constexpr, PROBE: gl.constexpr, TRACE_ON: gl.constexpr):
     """Warpgroup 0: scores, softmax, and output columns [0, HALF)."""
     full, empty, p_ready, p_free, done = bars
     S_LAYOUT: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -170,6 +195,9 @@ def _scores_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_sm
     for j in range(n_tiles):
         s = j % STAGES
         mbarrier.wait(full.index(s), (j // STAGES) & 1)
+        if TRACE_ON:
+            if j == 0:
+                _stamp(TRACE, 3, 0, TRACE_ON)
         qk = warpgroup_mma_wait(0, deps=[_scores(q_lo, q_hi, q_t, k_lo.index(s), k_hi.index(s), k_t.index(s), zero_s)])
         n_ok = (start + j * BLOCK_N + offs_n) < end
         qk = gl.where(n_ok[None, :], qk * qk_scale, float("-inf"))
@@ -195,6 +223,7 @@ def _scores_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_sm
         o = warpgroup_mma_wait(0, deps=[o])
         mbarrier.arrive(empty.index(s), count=1)
 
+    _stamp(TRACE, 4, 0, TRACE_ON)
     l_smem.store(l_i)
     _barrier()
     mbarrier.arrive(done, count=1)
@@ -204,14 +233,17 @@ def _scores_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_sm
     heads = gl.where(h_ok, heads, 0).to(gl.int64)
     _store_half(OUT, LSE, o, l_i, m_i, heads, h_ok, 0, b, split, stride_ob, stride_oh, stride_os,
                 stride_lb, stride_lh, stride_ls, O_LAYOUT, FINAL, True)
+    _stamp(TRACE, 5, 0, TRACE_ON)
+    _stamp(TRACE, 6, 1, TRACE_ON)
 
 
 @gluon.jit
 def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
                       desc, K, BLOCK_TABLE, OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, kv_off,
                       stride_kp, stride_ks, stride_btb,
-                      stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls,
-                      PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, FINAL: gl.constexpr, PROBE: gl.constexpr):
+                      stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, TRACE,
+                      PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, FINAL: gl.constexpr, PROBE: gl.constexpr,
+                      TRACE_ON: gl.constexpr):
     """Warpgroup 1: loads every tile (one ahead of warpgroup 0) and output columns [HALF, 2 HALF)."""
     full, empty, p_ready, p_free, done = bars
     O_LAYOUT: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -262,11 +294,14 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
     heads = gl.where(h_ok, heads, 0).to(gl.int64)
     _store_half(OUT, LSE, o, l_i, l_i, heads, h_ok, HALF, b, split, stride_ob, stride_oh, stride_os,
                 stride_lb, stride_lh, stride_ls, O_LAYOUT, FINAL, False)
+    _stamp(TRACE, 7, 0, TRACE_ON)
+    _stamp(TRACE, 8, 1, TRACE_ON)
 
 
 @gluon.jit
 def _mla_decode_kernel(
     Q, K, K_DESC, BLOCK_TABLE, LENGTHS, GROUP_KV, GROUP_HEADS, OUT, LSE,
+    TRACE,  # int64 [programs, TRACE_ROW] with TRACE_ON, else never read
     qk_scale,  # softmax scale * log2(e)
     num_splits,
     stride_qb, stride_qh, stride_kp, stride_ks, stride_kh, stride_btb,
@@ -274,7 +309,11 @@ def _mla_decode_kernel(
     stride_lb, stride_lh, stride_ls,  # LSE [B, Hq, S]
     PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, FINAL: gl.constexpr, PROBE: gl.constexpr = 0,
     WORKER_REGS: gl.constexpr = 240,  # registers a thread of warpgroup 1 (its O half takes 128; mla_sm90)
+    TRACE_ON: gl.constexpr = False,
 ):
+    _stamp(TRACE, 0, 1, TRACE_ON)
+    _stamp(TRACE, 1, 0, TRACE_ON)
+    _stamp(TRACE, 9, 2, TRACE_ON)
     grp = gl.program_id(0)
     split = gl.program_id(1)
     b = gl.program_id(2)
@@ -331,15 +370,17 @@ def _mla_decode_kernel(
     mbarrier.init(done, count=1)
     fence_async_shared()  # Q's stores and the barrier inits, before any wgmma or other warp sees them
     _barrier()
+    _stamp(TRACE, 2, 0, TRACE_ON)
 
     bars = (full, empty, p_ready, p_free, done)
     gl.warp_specialize([
         (_scores_partition, (q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
                              OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, qk_scale,
-                             stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, FINAL, PROBE)),
+                             stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, TRACE, FINAL, PROBE,
+                             TRACE_ON)),
         (_values_partition, (k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
                              K_DESC, K, BLOCK_TABLE, OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, kv_off,
                              stride_kp, stride_ks, stride_btb,
-                             stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, PAGE_SIZE, TMA_ROWS, FINAL,
-                             PROBE)),
+                             stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, TRACE, PAGE_SIZE,
+                             TMA_ROWS, FINAL, PROBE, TRACE_ON)),
     ], [4], [WORKER_REGS])

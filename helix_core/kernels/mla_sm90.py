@@ -102,12 +102,18 @@ def choose_splits(batch: int, groups, max_length: int, device: torch.device, for
 def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, lengths: torch.Tensor,
            scale: float, group_kv: torch.Tensor, group_heads: torch.Tensor, num_splits: int,
            out: torch.Tensor, lse: torch.Tensor, pdl: bool = False, probe: int = 0, use_tma: bool = True,
-           worker_regs: int = WORKER_REGS) -> None:
+           worker_regs: int = WORKER_REGS, trace: torch.Tensor | None = None) -> None:
     """Attention of q [B, Hq, 576] over the paged cache into out [B, Hq, 512] and lse [B, Hq] (natural log).
-    group_kv / group_heads: HeadGroups.tables(64) of the call; num_splits >= 1."""
+    group_kv / group_heads: HeadGroups.tables(64) of the call; num_splits >= 1. trace (measurement): an int64
+    [head blocks x splits x B, TRACE_ROW] tensor the split kernel's programs write their clock readings into
+    (`trace_rows` reads them)."""
     mod = kernel_module("_gluon_mla")
     batch = q.shape[0]
     head_blocks = group_kv.shape[0]
+    if trace is not None and (trace.dtype != torch.int64 or trace.dim() != 2 or trace.shape[1] != mod.TRACE_ROW.value
+                              or trace.shape[0] < head_blocks * num_splits * batch):
+        raise ValueError(f"trace must be int64 [>= {head_blocks * num_splits * batch}, {mod.TRACE_ROW.value}], "
+                         f"not {trace.dtype} {list(trace.shape)}")
     qk_scale = float(scale) * 1.4426950408889634
     tma_rows = tma_box_rows(key_pages) if use_tma else 0
     desc = key_descriptor(key_pages, tma_rows) if tma_rows else key_pages  # placeholder: never read
@@ -116,12 +122,13 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
         final = splits == 1
         mod._mla_decode_kernel[(head_blocks, splits, batch)](
             q, key_pages, desc, block_table, lengths, group_kv, group_heads, part_out, part_lse,
-            qk_scale, splits,
+            trace if trace is not None else lengths, qk_scale, splits,
             q.stride(0), q.stride(1), key_pages.stride(0), key_pages.stride(1), key_pages.stride(2),
             block_table.stride(0),
             part_out.stride(0), part_out.stride(1), 0 if final else part_out.stride(2),
             part_lse.stride(0), part_lse.stride(1), 0 if final else part_lse.stride(2),
-            PAGE_SIZE=key_pages.shape[1], TMA_ROWS=tma_rows, FINAL=final, PROBE=probe, WORKER_REGS=worker_regs, num_warps=4,
+            PAGE_SIZE=key_pages.shape[1], TMA_ROWS=tma_rows, FINAL=final, PROBE=probe, WORKER_REGS=worker_regs,
+            TRACE_ON=trace is not None, num_warps=4,
         )
 
     if num_splits == 1:
@@ -134,3 +141,15 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
     run(mid_out, mid_lse, num_splits)
     _launch_merge(_kernels(), mid_out.permute(2, 0, 1, 3), mid_lse.permute(2, 0, 1), out, lse, lse_in_log2=True,
                   pdl=pdl)
+
+
+def trace_rows(trace: torch.Tensor, head_blocks: int, num_splits: int, batch: int) -> list[dict]:
+    """The programs' readings of a traced launch: a dict per program (its head block, split and sequence, and
+    each of _gluon_mla.TRACE_SLOTS)."""
+    slots = kernel_module("_gluon_mla").TRACE_SLOTS
+    values = trace[:head_blocks * num_splits * batch, :len(slots)].cpu().tolist()
+    rows = []
+    for index, row in enumerate(values):
+        grp, rest = index % head_blocks, index // head_blocks
+        rows.append(dict(head_block=grp, split=rest % num_splits, sequence=rest // num_splits, **dict(zip(slots, row))))
+    return rows

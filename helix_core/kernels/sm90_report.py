@@ -46,6 +46,7 @@ class KernelReport:
     tma: int = 0  # TMA (bulk tensor) copies in the PTX
     l2_prefetch: int = 0  # bulk L2 prefetches (cp.async.bulk.prefetch.L2) in the PTX
     setmaxnreg: int = 0  # register re-allocations between warp-specialized partitions
+    clock_reads: int = 0  # reads of %clock64 / %globaltimer (a measurement trace)
 
     def fits(self) -> bool:
         return self.spill_bytes == 0 and self.shared_bytes <= SHARED_LIMIT
@@ -128,18 +129,21 @@ def sliced_kernel_report(kernel: str, dim: int, *, max_group: int = 1, page_size
                    {"qk_scale", "num_splits", "num_keys", "stride_lh", "stride_ls"}, module="_triton_sliced")
 
 
-def gluon_mla_report(page_size: int = 64, *, final: bool = False, tma: bool = True, dtype: str = "bf16"
-                     ) -> KernelReport:
+def gluon_mla_report(page_size: int = 64, *, final: bool = False, tma: bool = True, dtype: str = "bf16",
+                     trace: bool = False) -> KernelReport:
     """The sm_90 Gluon MLA kernel (kernels/_gluon_mla.py) as `mla_sm90.launch` builds it for a cache of
-    `page_size`-key pages (tma: whole tiles by TMA where the page size allows; final: one split)."""
+    `page_size`-key pages (tma: whole tiles by TMA where the page size allows; final: one split; trace: with
+    the programs' clock readings written out)."""
     import torch
 
     from . import mla_sm90
 
     pages = torch.empty(2, page_size, 1, mla_sm90.KEY_DIM, dtype=torch.bfloat16 if dtype == "bf16" else torch.float16)
     rows = mla_sm90.tma_box_rows(pages) if tma else 0
-    consts = dict(PAGE_SIZE=page_size, TMA_ROWS=rows, FINAL=final, PROBE=0, WORKER_REGS=mla_sm90.WORKER_REGS)
-    types = dict(_POINTER_TYPES, Q=f"*{dtype}", K=f"*{dtype}", OUT="*fp32", LSE="*fp32", qk_scale="fp32")
+    consts = dict(PAGE_SIZE=page_size, TMA_ROWS=rows, FINAL=final, PROBE=0, WORKER_REGS=mla_sm90.WORKER_REGS,
+                  TRACE_ON=trace)
+    types = dict(_POINTER_TYPES, Q=f"*{dtype}", K=f"*{dtype}", OUT="*fp32", LSE="*fp32", TRACE="*i64",
+                 qk_scale="fp32")
     if rows:
         from triton.runtime.jit import mangle_type
 
@@ -231,7 +235,8 @@ def _report(name: str, consts: dict, options: dict, types: dict, not_aligned: se
                         dot_warps=tuple(re.findall(r"nvidia_mma<\{versionMajor = 3[^}]*warpsPerCTA = (\[[0-9, ]+\])",
                                                    compiled.asm["ttgir"])),
                         tma=ptx.count("cp.async.bulk.tensor"), setmaxnreg=ptx.count("setmaxnreg."),
-                        l2_prefetch=ptx.count("cp.async.bulk.prefetch.L2"))
+                        l2_prefetch=ptx.count("cp.async.bulk.prefetch.L2"),
+                        clock_reads=ptx.count("%clock64") + ptx.count("%globaltimer"))
 
 
 # the bench shapes: llama3-8b's GQA (group 4, 128 dims), DeepSeek-V3's absorbed MLA (128 heads, 576 / 512)
