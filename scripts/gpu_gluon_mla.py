@@ -222,60 +222,79 @@ def split_cost(points=((1, 131072), (1, 32768), (4, 131072))) -> int:
     return 0
 
 
-TIMELINE_POINTS = ((1, 32768, 66), (1, 65536, 66), (1, 131072, 66), (1, 262144, 66), (1, 524288, 66),
-                   (1, 131072, 33), (4, 131072, None), (4, 524288, None))
+TIMELINE_POINTS = ((1, 32768, None), (1, 131072, None), (1, 524288, None), (4, 131072, None), (4, 524288, None))
+TIMELINE_VARIANTS = (("Q through registers", dict(q_by_tma=False)), ("Q by TMA", dict(q_by_tma=True)),
+                     ("Q by TMA, bf16 partials", dict(q_by_tma=True, partials=torch.bfloat16)))
 
 
 def _spread(values) -> str:
     values = sorted(values)
+    if not values:
+        return "      -"
     return f"{values[len(values) // 2]:7.2f} [{values[0]:7.2f}, {values[-1]:7.2f}]"
+
+
+def _stages(rows, length, splits) -> tuple[dict, float]:
+    """Each stage's microseconds per program (programs with keys only) from a traced launch's rows, and the SM
+    clock (GHz) the readings give."""
+    per_split = -(-length // splits)
+    per_split = -(-per_split // 64) * 64  # the kernel's keys a split: whole tiles of 64
+    for r in rows:
+        r["tiles"] = max(0, min(per_split, length - r["split"] * per_split)) // 64
+    busy = [r for r in rows if r["tiles"]]
+    ghz = sorted((r["clock_stored"] - r["clock_start"]) / max(1, r["time_stored"] - r["time_start"]) for r in busy)
+    clock = ghz[len(ghz) // 2]
+    t0 = min(r["time_start"] for r in rows)
+
+    def us(a, b):
+        return [(r[b] - r[a]) / clock / 1e3 for r in busy]
+    loop = us("clock_first_tile", "clock_loop_end")
+    return {
+        "start after first": [(r["time_start"] - t0) / 1e3 for r in busy],
+        "setup (Q issued / in smem)": us("clock_start", "clock_q_ready"),
+        "Q in shared memory": us("clock_start", "clock_q_arrived"),
+        "first tile (from start)": us("clock_start", "clock_first_tile"),
+        "tile loop": loop,
+        "per tile": [t / r["tiles"] for t, r in zip(loop, busy)],
+        "scores epilogue": us("clock_loop_end", "clock_stored"),
+        "values epilogue": us("clock_loop_end", "clock_values_stored"),
+        "end after first start": [(max(r["time_stored"], r["time_values_stored"]) - t0) / 1e3 for r in busy],
+    }, clock
 
 
 def timeline(points=TIMELINE_POINTS) -> int:
     """Where a launch's time goes, program by program (128 heads, pages of 64, CUDA graph, back to back): each
     program of the split kernel writes %globaltimer and %clock64 at its stages (mla_sm90.launch(trace=...)); the
-    last of 0.3 s of replays is read. Per point: the launch timed with and without the readings, then the median
-    [min, max] over programs of: its start after the first program's, Q in shared memory, the first key tile's
-    wait, the tile loop (and per tile), each warpgroup's epilogue, its end; and the SM clock the readings give."""
-    from helix_core.bench.probes import capture_graph, time_for
+    last of 0.3 s of replays is read. Per point and variant (TIMELINE_VARIANTS): the launch timed with and without
+    the readings, and 10 launches captured in one graph (no graph launch between them, as in a decode step), then the median [min, max] over programs (those with keys) of each stage, and the SM clock the
+    readings give; last, the 8192^3 matmul timed for 0.3 s, for the share of the matrix rate."""
+    from helix_core.bench.probes import capture_graph, matmul_rate, time_for
     from helix_core.kernels import mla_sm90
 
+    shares = []
     for batch, length, forced in points:
         launch, auto, flop = launch_case(batch, length)
         splits = forced or auto
         blocks = 2
-        trace = torch.zeros(blocks * splits * batch, 16, dtype=torch.int64, device="cuda")
-        plain = time_for(capture_graph(lambda: launch(splits)).replay, 0.3)
-        traced = time_for(capture_graph(lambda: launch(splits, trace=trace)).replay, 0.3)
-        torch.cuda.synchronize()
-        rows = mla_sm90.trace_rows(trace, blocks, splits, batch)
-        t0 = min(r["time_start"] for r in rows)
-        per_split = -(-length // splits)
-        per_split = -(-per_split // 64) * 64  # the kernel's keys a split: whole tiles of 64
-        tiles = [max(0, min(per_split, length - r["split"] * per_split)) // 64 for r in rows]
-        ghz = [(r["clock_stored"] - r["clock_start"]) / max(1, r["time_stored"] - r["time_start"]) for r in rows]
-        clock = sorted(ghz)[len(ghz) // 2]
-
-        def us(a, b):
-            return [(r[b] - r[a]) / clock / 1e3 for r in rows]
-        loop = us("clock_first_tile", "clock_loop_end")
-        parts = {
-            "start after first": [(r["time_start"] - t0) / 1e3 for r in rows],
-            "Q in shared memory": us("clock_start", "clock_q_ready"),
-            "first tile's wait": us("clock_q_ready", "clock_first_tile"),
-            "tile loop": loop,
-            "per tile": [t / n for t, n in zip(loop, tiles) if n],
-            "scores epilogue": us("clock_loop_end", "clock_stored"),
-            "values epilogue": us("clock_loop_end", "clock_values_stored"),
-            "end after first start": [(max(r["time_stored"], r["time_values_stored"]) - t0) / 1e3 for r in rows],
-        }
-        sms = len({r["sm"] for r in rows})
-        print(f"timeline {batch} x {length} splits {splits} ({len(rows)} programs on {sms} SMs, "
-              f"{max(tiles)} tiles a program): launch {plain * 1e6:.1f} us ({flop / plain / 1e12:.1f} TF/s), "
-              f"traced {traced * 1e6:.1f} us; SM clock {clock:.2f} GHz", flush=True)
-        for name, values in parts.items():
-            print(f"timeline {batch} x {length} splits {splits}   {name:22s} {_spread(values)} us", flush=True)
+        for name, options in TIMELINE_VARIANTS:
+            trace = torch.zeros(blocks * splits * batch, 16, dtype=torch.int64, device="cuda")
+            plain = time_for(capture_graph(lambda: launch(splits, **options)).replay, 0.3)
+            ten = time_for(capture_graph(lambda: [launch(splits, **options) for _ in range(10)]).replay, 0.3) / 10
+            traced = time_for(capture_graph(lambda: launch(splits, trace=trace, **options)).replay, 0.3)
+            torch.cuda.synchronize()
+            stages, clock = _stages(mla_sm90.trace_rows(trace, blocks, splits, batch), length, splits)
+            tag = f"timeline {batch} x {length} splits {splits} {name}:"
+            print(f"{tag} launch {plain * 1e6:.1f} us ({flop / plain / 1e12:.1f} TF/s), traced {traced * 1e6:.1f} us; "
+                  f"10 launches a graph {ten * 1e6:.1f} us each ({flop / ten / 1e12:.1f} TF/s); SM clock {clock:.2f} GHz",
+                  flush=True)
+            for stage, values in stages.items():
+                print(f"{tag}   {stage:27s} {_spread(values)} us", flush=True)
+            shares.append((tag, flop / plain, flop / ten))
         torch.cuda.empty_cache()
+    matmul = matmul_rate(torch.device("cuda"), sustained_s=0.3)
+    for tag, rate, rate_ten in shares:
+        print(f"{tag} {rate / 1e12:.1f} TF/s = {rate / matmul:.1%} of the matmul ({matmul / 1e12:.1f} TF/s, 0.3 s); "
+              f"10 a graph: {rate_ten / matmul:.1%}", flush=True)
     return 0
 
 

@@ -61,6 +61,7 @@ if mla_sm90.gluon_hopper_available():
         out[f"gluon mla page {page}"] = asdict(r.gluon_mla_report(page))
     out["gluon mla page 64 final"] = asdict(r.gluon_mla_report(64, final=True))
     out["gluon mla page 64 traced"] = asdict(r.gluon_mla_report(64, trace=True))
+    out["gluon mla page 64 q tma"] = asdict(r.gluon_mla_report(64, q_tma=True))
 print(json.dumps(out))
 """
 
@@ -113,6 +114,9 @@ def test_gluon_mla_kernel_is_warp_specialized_and_loads_by_tma(reports):
     assert reports["gluon mla page 64"]["tma"] > 0
     assert reports["gluon mla page 16"]["tma"] == 4 * reports["gluon mla page 64"]["tma"]
     assert reports["gluon mla page 4"]["tma"] == 0
+    q_tma = reports["gluon mla page 64 q tma"]  # 9 more boxes: Q's 576 dims in 64-dim boxes
+    assert q_tma["tma"] == reports["gluon mla page 64"]["tma"] + 9 and q_tma["spill_bytes"] == 0
+    assert q_tma["shared_bytes"] <= SHARED_LIMIT
 
 
 def test_the_gluon_mla_trace_reads_clocks_only_when_asked(reports):

@@ -112,3 +112,22 @@ def test_trace_rows_name_each_program_as_the_kernel_numbers_them():
     rows = mla_sm90.trace_rows(trace, blocks, splits, batch)
     assert [r["sm"] for r in rows] == [100 * r["sequence"] + 10 * r["split"] + r["head_block"] for r in rows]
     assert len({(r["head_block"], r["split"], r["sequence"]) for r in rows}) == 12
+
+
+def test_queries_go_by_tma_only_from_a_layout_tma_can_address():
+    """Rows of 576 values 16-byte aligned, sequences a whole number of rows apart; otherwise None (registers)."""
+    pytest.importorskip("triton.experimental.gluon")
+    q = torch.zeros(3, 128, 576, dtype=torch.bfloat16)
+    assert mla_sm90.query_descriptor(q) is not None
+    assert mla_sm90.query_descriptor(torch.zeros(3, 130, 576, dtype=torch.bfloat16)[:, 1:129]) is not None
+    assert mla_sm90.query_descriptor(torch.zeros(3, 128, 580, dtype=torch.bfloat16)[..., :576]) is None  # 8 B off
+    odd = torch.zeros(3 * 128 * 576 + 576 * 64, dtype=torch.bfloat16).as_strided((3, 128, 576), (128 * 576 + 576 // 2, 576, 1))
+    assert mla_sm90.query_descriptor(odd) is None  # sequences half a row apart
+    assert mla_sm90.query_descriptor(torch.zeros(1, 128, 576, dtype=torch.bfloat16)) is not None
+
+
+def test_only_blocks_of_consecutive_heads_count_as_whole_runs():
+    assert da.HeadGroups.from_group_size(128, 128).whole_runs(64)
+    assert da.HeadGroups([h // 64 for h in range(128)]).whole_runs(64)  # two KV heads, 64 consecutive each
+    assert not da.HeadGroups.from_group_size(16, 16).whole_runs(64)  # a block padded with 48 empty rows
+    assert not da.HeadGroups([0, 1] * 64).whole_runs(64)  # every other head

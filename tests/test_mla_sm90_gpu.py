@@ -70,17 +70,24 @@ def test_fp16_cache_and_several_head_groups():
 
 
 def test_tma_and_cp_async_loads_agree():
+    """Keys by TMA or cp.async, queries by TMA or through registers (also from a q whose sequences are 130
+    head rows apart): the same math in the same order, so the same bits."""
     q, keys, table, lens = make_case([5000, 4097], 128, 64)
+    wide = torch.zeros(2, 130, 576, dtype=q.dtype, device="cuda")
+    wide[:, 1:129] = q
     groups = da.HeadGroups.from_group_size(128, 128)
     group_kv, group_heads = groups.tables(64, q.device)
     results = []
-    for use_tma in (True, False):
+    for use_tma, q_by_tma, query in ((True, False, q), (False, False, q), (True, True, q), (True, True, wide[:, 1:129])):
         out = torch.empty(2, 128, 512, device="cuda")
         lse = torch.empty(2, 128, device="cuda")
-        mla_sm90.launch(q, keys, table, lens, SCALE, group_kv, group_heads, 4, out, lse, use_tma=use_tma)
+        mla_sm90.launch(query, keys, table, lens, SCALE, group_kv, group_heads, 4, out, lse, use_tma=use_tma,
+                        q_by_tma=q_by_tma)
         results.append((out, lse))
-    torch.testing.assert_close(results[0][0], results[1][0], atol=0, rtol=0)  # same math, same order
-    torch.testing.assert_close(results[0][1], results[1][1], atol=0, rtol=0)
+    for out, lse in results[1:]:
+        torch.testing.assert_close(out, results[0][0], atol=0, rtol=0)
+        torch.testing.assert_close(lse, results[0][1], atol=0, rtol=0)
+    assert_matches(*results[0], *reference(q, keys, table, lens))
 
 
 def test_traced_launch_gives_the_same_output_and_ordered_readings():
@@ -95,7 +102,8 @@ def test_traced_launch_gives_the_same_output_and_ordered_readings():
     for traced in (None, trace):
         out = torch.empty(2, 128, 512, device="cuda")
         lse = torch.empty(2, 128, device="cuda")
-        mla_sm90.launch(q, keys, table, lens, SCALE, group_kv, group_heads, splits, out, lse, trace=traced)
+        mla_sm90.launch(q, keys, table, lens, SCALE, group_kv, group_heads, splits, out, lse, trace=traced,
+                        q_by_tma=True)
         results.append((out, lse))
     torch.testing.assert_close(results[0][0], results[1][0], atol=0, rtol=0)
     torch.testing.assert_close(results[0][1], results[1][1], atol=0, rtol=0)
@@ -104,7 +112,8 @@ def test_traced_launch_gives_the_same_output_and_ordered_readings():
         (g, s, b) for g in range(blocks) for s in range(splits) for b in range(2)}
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     for r in rows:
-        clocks = [r[k] for k in ("clock_start", "clock_q_ready", "clock_first_tile", "clock_loop_end", "clock_stored")]
+        clocks = [r[k] for k in ("clock_start", "clock_q_ready", "clock_q_arrived", "clock_first_tile",
+                                 "clock_loop_end", "clock_stored")]
         assert clocks == sorted(clocks) and clocks[0] > 0, r
         assert r["clock_values_stored"] >= r["clock_loop_end"], r
         assert 0 < r["time_start"] <= r["time_stored"] and 0 <= r["sm"] < sms, r

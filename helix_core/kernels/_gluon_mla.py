@@ -30,6 +30,10 @@ value MMA; scripts/gpu_gluon_mla.py `probe` times them to see what bounds the ke
 TRACE_ON (measurement only, same results): each program writes clock readings at its stages into a row of
 TRACE (see TRACE_SLOTS); scripts/gpu_gluon_mla.py `timeline` reads them to see where a short split's time goes.
 
+Q_TMA: the block's queries come by TMA (its 64 heads consecutive rows of Q), in flight while warpgroup 1
+asks for the first key tile; warpgroup 0 waits for them on q_full. Otherwise they go through registers
+before the partitions start (the only way for a block of scattered or padded heads).
+
 One program = (head block of 64, split, sequence); it writes the normalized partial output and its
 base-2 LSE like `_triton_decode._decode_split_kernel` (FINAL: the output and natural LSE), so the
 same merge kernel combines the splits. Compiled only for sm_90 with a Gluon-capable Triton (3.5+);
@@ -61,7 +65,7 @@ STAGES = gl.constexpr(2)  # key tiles in shared memory
 ROW_BLOCKS = gl.constexpr(8)  # TMA boxes a tile at most (boxes of >= 8 keys: whole 128-byte swizzle atoms)
 # TRACE row of a program (int64): where each reading is written (clock: the SM's %clock64; time: %globaltimer, ns)
 TRACE_SLOTS = ("time_start", "clock_start", "clock_q_ready", "clock_first_tile", "clock_loop_end", "clock_stored",
-               "time_stored", "clock_values_stored", "time_values_stored", "sm")
+               "time_stored", "clock_values_stored", "time_values_stored", "sm", "clock_q_arrived")
 TRACE_ROW = gl.constexpr(16)
 
 
@@ -179,7 +183,7 @@ def _scores_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_sm
                       stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, TRACE,
                       FINAL: gl.constexpr, PROBE: gl.constexpr, TRACE_ON: gl.constexpr):
     """Warpgroup 0: scores, softmax, and output columns [0, HALF)."""
-    full, empty, p_ready, p_free, done = bars
+    full, empty, p_ready, p_free, done, q_full = bars
     S_LAYOUT: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                        instr_shape=[16, BLOCK_N, 16])
     O_LAYOUT: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -192,6 +196,9 @@ def _scores_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_sm
     o = gl.zeros([BLOCK_H, HALF], gl.float32, O_LAYOUT)
     zero_s = gl.zeros([BLOCK_H, BLOCK_N], gl.float32, S_LAYOUT)
     offs_n = gl.arange(0, BLOCK_N, gl.SliceLayout(0, S_LAYOUT))
+    heads = gl.load(GROUP_HEADS + grp * BLOCK_H + gl.arange(0, BLOCK_H, ROW))  # for the epilogue, asked for early
+    mbarrier.wait(q_full, 0)
+    _stamp(TRACE, 10, 0, TRACE_ON)
     for j in range(n_tiles):
         s = j % STAGES
         mbarrier.wait(full.index(s), (j // STAGES) & 1)
@@ -227,8 +234,6 @@ def _scores_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_sm
     l_smem.store(l_i)
     _barrier()
     mbarrier.arrive(done, count=1)
-    offs_h = gl.arange(0, BLOCK_H, ROW)
-    heads = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_h)
     h_ok = heads >= 0
     heads = gl.where(h_ok, heads, 0).to(gl.int64)
     _store_half(OUT, LSE, o, l_i, m_i, heads, h_ok, 0, b, split, stride_ob, stride_oh, stride_os,
@@ -245,7 +250,7 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
                       PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, FINAL: gl.constexpr, PROBE: gl.constexpr,
                       TRACE_ON: gl.constexpr):
     """Warpgroup 1: loads every tile (one ahead of warpgroup 0) and output columns [HALF, 2 HALF)."""
-    full, empty, p_ready, p_free, done = bars
+    full, empty, p_ready, p_free, done, q_full = bars
     O_LAYOUT: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                        instr_shape=[16, HALF, 16])
     WIDE: gl.constexpr = gl.BlockedLayout([1, 8], [1, 32], [4, 1], [1, 0])
@@ -261,6 +266,7 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
     rows_next = _tile_rows(bt_row, start + BLOCK_N, end, PAGE_SIZE, TMA_ROWS, ROWS_LAYOUT)
 
     o = gl.zeros([BLOCK_H, HALF], gl.float32, O_LAYOUT)
+    heads = gl.load(GROUP_HEADS + grp * BLOCK_H + gl.arange(0, BLOCK_H, ROW))  # for the epilogue, asked for early
     for j in range(n_tiles):
         s = j % STAGES
         nxt = j + 1
@@ -288,8 +294,6 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
 
     mbarrier.wait(done, 0)
     l_i = l_smem.load(ROW)
-    offs_h = gl.arange(0, BLOCK_H, ROW)
-    heads = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_h)
     h_ok = heads >= 0
     heads = gl.where(h_ok, heads, 0).to(gl.int64)
     _store_half(OUT, LSE, o, l_i, l_i, heads, h_ok, HALF, b, split, stride_ob, stride_oh, stride_os,
@@ -300,16 +304,18 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
 
 @gluon.jit
 def _mla_decode_kernel(
-    Q, K, K_DESC, BLOCK_TABLE, LENGTHS, GROUP_KV, GROUP_HEADS, OUT, LSE,
+    Q, Q_DESC, K, K_DESC, BLOCK_TABLE, LENGTHS, GROUP_KV, GROUP_HEADS, OUT, LSE,
     TRACE,  # int64 [programs, TRACE_ROW] with TRACE_ON, else never read
     qk_scale,  # softmax scale * log2(e)
     num_splits,
+    q_rows_per_seq,  # Q_TMA: rows of Q_DESC (query heads) a sequence
     stride_qb, stride_qh, stride_kp, stride_ks, stride_kh, stride_btb,
     stride_ob, stride_oh, stride_os,  # OUT [B, Hq, S, 512] (or [B, Hq, 512] with stride_os = 0)
     stride_lb, stride_lh, stride_ls,  # LSE [B, Hq, S]
     PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, FINAL: gl.constexpr, PROBE: gl.constexpr = 0,
     WORKER_REGS: gl.constexpr = 240,  # registers a thread of warpgroup 1 (its O half takes 128; mla_sm90)
     TRACE_ON: gl.constexpr = False,
+    Q_TMA: gl.constexpr = False,  # Q_DESC: a TMA descriptor of Q as rows of 576 (each block 64 consecutive heads)
 ):
     _stamp(TRACE, 0, 1, TRACE_ON)
     _stamp(TRACE, 1, 0, TRACE_ON)
@@ -330,25 +336,29 @@ def _mla_decode_kernel(
     Q_TAIL: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
     ROWS: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0])
 
-    # Q of the block's heads (padding rows read as 0)
-    offs_h = gl.arange(0, BLOCK_H, gl.SliceLayout(1, Q_LOAD))
-    heads = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_h)
-    h_ok = heads >= 0
-    q_row = Q + b.to(gl.int64) * stride_qb + gl.where(h_ok, heads, 0).to(gl.int64) * stride_qh
-    cols = gl.arange(0, HALF, gl.SliceLayout(0, Q_LOAD))
-    q_mask = h_ok[:, None] & (cols[None, :] < HALF)
-    q_lo = gl.allocate_shared_memory(dtype, [BLOCK_H, HALF], WIDE_SMEM,
-                                     gl.load(q_row[:, None] + cols[None, :], mask=q_mask, other=0.0))
-    q_hi = gl.allocate_shared_memory(dtype, [BLOCK_H, HALF], WIDE_SMEM,
-                                     gl.load(q_row[:, None] + HALF + cols[None, :], mask=q_mask, other=0.0))
-    offs_ht = gl.arange(0, BLOCK_H, gl.SliceLayout(1, Q_TAIL))
-    heads_t = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_ht)
-    ht_ok = heads_t >= 0
-    q_row_t = Q + b.to(gl.int64) * stride_qb + gl.where(ht_ok, heads_t, 0).to(gl.int64) * stride_qh + 2 * HALF
-    cols_t = gl.arange(0, TAIL, gl.SliceLayout(0, Q_TAIL))
-    q_t = gl.allocate_shared_memory(dtype, [BLOCK_H, TAIL], WIDE_SMEM,
-                                    gl.load(q_row_t[:, None] + cols_t[None, :],
-                                            mask=ht_ok[:, None] & (cols_t[None, :] < TAIL), other=0.0))
+    if Q_TMA:  # the block's 64 consecutive heads by TMA, started below once the barriers are set up
+        q_lo = gl.allocate_shared_memory(dtype, [BLOCK_H, HALF], WIDE_SMEM)
+        q_hi = gl.allocate_shared_memory(dtype, [BLOCK_H, HALF], WIDE_SMEM)
+        q_t = gl.allocate_shared_memory(dtype, [BLOCK_H, TAIL], WIDE_SMEM)
+    else:  # Q of the block's heads through registers (padding rows read as 0)
+        offs_h = gl.arange(0, BLOCK_H, gl.SliceLayout(1, Q_LOAD))
+        heads = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_h)
+        h_ok = heads >= 0
+        q_row = Q + b.to(gl.int64) * stride_qb + gl.where(h_ok, heads, 0).to(gl.int64) * stride_qh
+        cols = gl.arange(0, HALF, gl.SliceLayout(0, Q_LOAD))
+        q_mask = h_ok[:, None] & (cols[None, :] < HALF)
+        q_lo = gl.allocate_shared_memory(dtype, [BLOCK_H, HALF], WIDE_SMEM,
+                                         gl.load(q_row[:, None] + cols[None, :], mask=q_mask, other=0.0))
+        q_hi = gl.allocate_shared_memory(dtype, [BLOCK_H, HALF], WIDE_SMEM,
+                                         gl.load(q_row[:, None] + HALF + cols[None, :], mask=q_mask, other=0.0))
+        offs_ht = gl.arange(0, BLOCK_H, gl.SliceLayout(1, Q_TAIL))
+        heads_t = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_ht)
+        ht_ok = heads_t >= 0
+        q_row_t = Q + b.to(gl.int64) * stride_qb + gl.where(ht_ok, heads_t, 0).to(gl.int64) * stride_qh + 2 * HALF
+        cols_t = gl.arange(0, TAIL, gl.SliceLayout(0, Q_TAIL))
+        q_t = gl.allocate_shared_memory(dtype, [BLOCK_H, TAIL], WIDE_SMEM,
+                                        gl.load(q_row_t[:, None] + cols_t[None, :],
+                                                mask=ht_ok[:, None] & (cols_t[None, :] < TAIL), other=0.0))
 
     k_lo = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HALF], WIDE_SMEM)
     k_hi = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HALF], WIDE_SMEM)
@@ -362,17 +372,28 @@ def _mla_decode_kernel(
     p_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     p_free = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     done = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    q_full = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     for i in gl.static_range(STAGES):
         mbarrier.init(full.index(i), count=1)
         mbarrier.init(empty.index(i), count=2)
     mbarrier.init(p_ready, count=1)
     mbarrier.init(p_free, count=1)
     mbarrier.init(done, count=1)
+    mbarrier.init(q_full, count=1)
     fence_async_shared()  # Q's stores and the barrier inits, before any wgmma or other warp sees them
     _barrier()
+    if Q_TMA:  # in flight while warpgroup 1 asks for the first key tile; warpgroup 0 waits for it on q_full
+        row = b * q_rows_per_seq + gl.load(GROUP_HEADS + grp * BLOCK_H)
+        mbarrier.expect(q_full, BLOCK_H * (2 * HALF + TAIL) * 2)
+        for c in gl.static_range(HALF // 64):
+            _tma_load(Q_DESC, [row, c * 64], q_full, q_lo.slice(c * 64, 64, dim=1))
+            _tma_load(Q_DESC, [row, HALF + c * 64], q_full, q_hi.slice(c * 64, 64, dim=1))
+        _tma_load(Q_DESC, [row, 2 * HALF], q_full, q_t)
+    else:
+        mbarrier.arrive(q_full, count=1)
     _stamp(TRACE, 2, 0, TRACE_ON)
 
-    bars = (full, empty, p_ready, p_free, done)
+    bars = (full, empty, p_ready, p_free, done, q_full)
     gl.warp_specialize([
         (_scores_partition, (q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
                              OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, qk_scale,

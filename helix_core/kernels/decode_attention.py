@@ -79,6 +79,13 @@ class HeadGroups:
     def from_group_size(cls, num_q_heads: int, group: int) -> HeadGroups:
         return cls([h // group for h in range(num_q_heads)])
 
+    def whole_runs(self, block_h: int) -> bool:
+        """Every block of `block_h` query heads (as `tables` lays them out) is that many consecutive heads, so a
+        block's query rows can be loaded as one box."""
+        return all(len(q_heads) % block_h == 0 and all(q_heads[i + 1] == q_heads[i] + 1 for i in range(len(q_heads) - 1)
+                                                        if (i + 1) % block_h)
+                   for q_heads in self.heads_of_kv.values())
+
     def tables(self, block_h: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(kv head of each head block [G] int32, query heads of each block [G, block_h] int32, -1 pad)."""
         key = (block_h, str(device))
@@ -517,7 +524,8 @@ def paged_decode_attention(
 
         group_kv, group_heads = groups.tables(mla_sm90.BLOCK_H, device)
         splits = mla_sm90.choose_splits(batch, groups, max_length, device, cfg.num_splits)
-        mla_sm90.launch(q, key_pages, block_table, lengths, scale, group_kv, group_heads, splits, out, lse)
+        mla_sm90.launch(q, key_pages, block_table, lengths, scale, group_kv, group_heads, splits, out, lse,
+                        q_by_tma=groups.whole_runs(mla_sm90.BLOCK_H))
         return out, lse
 
     qk_fp32 = q.dtype != key_pages.dtype

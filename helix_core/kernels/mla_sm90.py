@@ -88,6 +88,23 @@ def key_descriptor(key_pages: torch.Tensor, box_rows: int):
     return TensorDescriptor(key_pages, [pages * page_size, KEY_DIM], [key_pages.stride(1), 1], [box_rows, 64], layout)
 
 
+def query_descriptor(q: torch.Tensor):
+    """TMA descriptor of q [B, Hq, 576] as rows of 576 (a head a row, sequence b's first at b x
+    q.stride(0) / q.stride(1)), boxes of 64 heads x 64 dims (128-byte swizzle); None where q's layout does not
+    allow it (rows not a whole number apart, or not 16-byte aligned)."""
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    batch, heads, dim = q.shape
+    row = q.stride(1)
+    apart = batch > 1 and (q.stride(0) % row or q.stride(0) < heads * row)  # sequences' rows not on one grid
+    if q.stride(2) != 1 or row % 8 or q.data_ptr() % 16 or apart:
+        return None
+    rows = (batch - 1) * (q.stride(0) // row) + heads
+    layout = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16, rank=2)
+    return TensorDescriptor(q, [rows, dim], [row, 1], [BLOCK_H, 64], layout)
+
+
 def choose_splits(batch: int, groups, max_length: int, device: torch.device, forced: int | None = None) -> int:
     """`forced` (DecodeConfig.num_splits) where given, else one wave: at most one program a SM, splits of at
     least MIN_TILES_PER_SPLIT tiles, for the head blocks of 64 of `groups` (a HeadGroups)."""
@@ -102,11 +119,14 @@ def choose_splits(batch: int, groups, max_length: int, device: torch.device, for
 def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, lengths: torch.Tensor,
            scale: float, group_kv: torch.Tensor, group_heads: torch.Tensor, num_splits: int,
            out: torch.Tensor, lse: torch.Tensor, pdl: bool = False, probe: int = 0, use_tma: bool = True,
-           worker_regs: int = WORKER_REGS, trace: torch.Tensor | None = None) -> None:
+           worker_regs: int = WORKER_REGS, trace: torch.Tensor | None = None, q_by_tma: bool = False,
+           partials: torch.dtype = torch.float32) -> None:
     """Attention of q [B, Hq, 576] over the paged cache into out [B, Hq, 512] and lse [B, Hq] (natural log).
     group_kv / group_heads: HeadGroups.tables(64) of the call; num_splits >= 1. trace (measurement): an int64
     [head blocks x splits x B, TRACE_ROW] tensor the split kernel's programs write their clock readings into
-    (`trace_rows` reads them)."""
+    (`trace_rows` reads them). q_by_tma: each head block is 64 consecutive heads (HeadGroups.whole_runs), so
+    its queries may come by TMA where q's layout allows (`query_descriptor`). partials: the dtype the splits'
+    normalized outputs are written in for the merge (measurement: bf16 halves those bytes)."""
     mod = kernel_module("_gluon_mla")
     batch = q.shape[0]
     head_blocks = group_kv.shape[0]
@@ -117,18 +137,21 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
     qk_scale = float(scale) * 1.4426950408889634
     tma_rows = tma_box_rows(key_pages) if use_tma else 0
     desc = key_descriptor(key_pages, tma_rows) if tma_rows else key_pages  # placeholder: never read
+    q_desc = query_descriptor(q) if q_by_tma else None
+    rows_per_seq = q.stride(0) // q.stride(1) if q_desc is not None and batch > 1 else 0
 
     def run(part_out, part_lse, splits):
         final = splits == 1
         mod._mla_decode_kernel[(head_blocks, splits, batch)](
-            q, key_pages, desc, block_table, lengths, group_kv, group_heads, part_out, part_lse,
-            trace if trace is not None else lengths, qk_scale, splits,
+            q, q_desc if q_desc is not None else q, key_pages, desc, block_table, lengths, group_kv, group_heads,
+            part_out, part_lse,
+            trace if trace is not None else lengths, qk_scale, splits, rows_per_seq,
             q.stride(0), q.stride(1), key_pages.stride(0), key_pages.stride(1), key_pages.stride(2),
             block_table.stride(0),
             part_out.stride(0), part_out.stride(1), 0 if final else part_out.stride(2),
             part_lse.stride(0), part_lse.stride(1), 0 if final else part_lse.stride(2),
             PAGE_SIZE=key_pages.shape[1], TMA_ROWS=tma_rows, FINAL=final, PROBE=probe, WORKER_REGS=worker_regs,
-            TRACE_ON=trace is not None, num_warps=4,
+            TRACE_ON=trace is not None, Q_TMA=q_desc is not None, num_warps=4,
         )
 
     if num_splits == 1:
@@ -136,7 +159,7 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
         return
     from .decode_attention import _kernels, _launch_merge
 
-    mid_out = torch.empty(batch, q.shape[1], num_splits, VALUE_DIM, dtype=torch.float32, device=q.device)
+    mid_out = torch.empty(batch, q.shape[1], num_splits, VALUE_DIM, dtype=partials, device=q.device)
     mid_lse = torch.empty(batch, q.shape[1], num_splits, dtype=torch.float32, device=q.device)
     run(mid_out, mid_lse, num_splits)
     _launch_merge(_kernels(), mid_out.permute(2, 0, 1, 3), mid_lse.permute(2, 0, 1), out, lse, lse_in_log2=True,

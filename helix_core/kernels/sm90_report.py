@@ -130,10 +130,10 @@ def sliced_kernel_report(kernel: str, dim: int, *, max_group: int = 1, page_size
 
 
 def gluon_mla_report(page_size: int = 64, *, final: bool = False, tma: bool = True, dtype: str = "bf16",
-                     trace: bool = False) -> KernelReport:
+                     trace: bool = False, q_tma: bool = False) -> KernelReport:
     """The sm_90 Gluon MLA kernel (kernels/_gluon_mla.py) as `mla_sm90.launch` builds it for a cache of
     `page_size`-key pages (tma: whole tiles by TMA where the page size allows; final: one split; trace: with
-    the programs' clock readings written out)."""
+    the programs' clock readings written out; q_tma: the queries by TMA too)."""
     import torch
 
     from . import mla_sm90
@@ -141,7 +141,7 @@ def gluon_mla_report(page_size: int = 64, *, final: bool = False, tma: bool = Tr
     pages = torch.empty(2, page_size, 1, mla_sm90.KEY_DIM, dtype=torch.bfloat16 if dtype == "bf16" else torch.float16)
     rows = mla_sm90.tma_box_rows(pages) if tma else 0
     consts = dict(PAGE_SIZE=page_size, TMA_ROWS=rows, FINAL=final, PROBE=0, WORKER_REGS=mla_sm90.WORKER_REGS,
-                  TRACE_ON=trace)
+                  TRACE_ON=trace, Q_TMA=q_tma)
     types = dict(_POINTER_TYPES, Q=f"*{dtype}", K=f"*{dtype}", OUT="*fp32", LSE="*fp32", TRACE="*i64",
                  qk_scale="fp32")
     if rows:
@@ -150,8 +150,14 @@ def gluon_mla_report(page_size: int = 64, *, final: bool = False, tma: bool = Tr
         types["K_DESC"] = mangle_type(mla_sm90.key_descriptor(pages, rows))
     else:
         types["K_DESC"] = f"*{dtype}"
-    return _report("_mla_decode_kernel", consts, {"num_warps": 4}, types, _NOT_ALIGNED | {"K_DESC"},
-                   module="_gluon_mla")
+    types["Q_DESC"] = f"*{dtype}"
+    if q_tma:
+        from triton.runtime.jit import mangle_type
+
+        types["Q_DESC"] = mangle_type(mla_sm90.query_descriptor(torch.empty(1, 128, mla_sm90.KEY_DIM,
+                                                                            dtype=pages.dtype)))
+    return _report("_mla_decode_kernel", consts, {"num_warps": 4}, types,
+                   _NOT_ALIGNED | {"K_DESC", "Q_DESC", "q_rows_per_seq"}, module="_gluon_mla")
 
 
 def row_kernel_report(input_mode: str = "plain", *, pdl: bool = True, block_n: int = 8, block_k: int = 512,
