@@ -224,7 +224,8 @@ def split_cost(points=((1, 131072), (1, 32768), (4, 131072))) -> int:
 
 TIMELINE_POINTS = ((1, 32768, None), (1, 131072, None), (1, 524288, None), (4, 131072, None), (4, 524288, None))
 TIMELINE_VARIANTS = (("Q through registers", dict(q_by_tma=False)), ("Q by TMA", dict(q_by_tma=True)),
-                     ("Q by TMA, bf16 partials", dict(q_by_tma=True, partials=torch.bfloat16)))
+                     ("Q by TMA, bf16 partials", dict(q_by_tma=True, partials=torch.bfloat16)),
+                     ("Q by TMA, merge 128 values a program", dict(q_by_tma=True, merge_columns=128)))
 
 
 def _spread(values) -> str:

@@ -312,6 +312,14 @@ def test_merge_partials_kernel_reads_parts_in_several_tiles():
     expect = torch_merge_partials(outs.nan_to_num(0.0), lses)
     got = da.merge_partials(outs.to(DEVICE), lses.to(DEVICE)).cpu()
     torch.testing.assert_close(got, expect, atol=1e-5, rtol=1e-5)
+    # the row's 512 values over 4 programs of 128 (or 2 of 256): each weighs its columns alike
+    for columns in (128, 256):
+        split = da.merge_partials(outs.to(DEVICE), lses.to(DEVICE), columns=columns).cpu()
+        torch.testing.assert_close(split, expect, atol=1e-5, rtol=1e-5)
+    lse = torch.full((tokens, heads), float("nan"), device=DEVICE)  # written once, by the first column block
+    result = torch.empty(tokens, heads, dim, device=DEVICE)
+    da._launch_merge(da._kernels(), outs.to(DEVICE), lses.to(DEVICE), result, lse, lse_in_log2=False, columns=128)
+    torch.testing.assert_close(lse.cpu(), torch.logsumexp(lses, 0), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("mla", [False, True])

@@ -27,7 +27,7 @@ Stage 1 (`_decode_split_kernel`), grid (head blocks, splits, batch):
   rescale factors go through a per-program scratch (store, CTA barrier, read back) instead of straight into
   the P.V dot, so Triton does not stack all warps along the heads for the score dot (its rule for a dot
   feeding another dot) and the two warpgroups of a 64-head block split the scores instead of repeating them.
-Stage 2 (`_merge_kernel`), grid (rows0, rows1): LSE-weighted merge of partials laid out with
+Stage 2 (`_merge_kernel`), grid (rows0, rows1, column blocks): LSE-weighted merge of partials laid out with
   arbitrary strides; used for the splits when not FUSED and, reused, for the KVP merge of shards.
   PDL (sm_90+, the split merge only): the split kernel lets its dependent launch at its start and the
   merge kernel, launched with programmatic stream serialization, waits for the split kernel's writes
@@ -346,6 +346,7 @@ def _merge_kernel(
     while the KVP exchange that follows this merge waits on the network."""
     r0 = tl.program_id(0).to(tl.int64)
     r1 = tl.program_id(1).to(tl.int64)
+    column_block = tl.program_id(2)  # BLOCK_DV < DV: the row's columns over several programs
     offs_p = tl.arange(0, BLOCK_P)
     pl_base = PART_LSE + r0 * stride_pl_0 + r1 * stride_pl_1
     if PDL:
@@ -357,7 +358,7 @@ def _merge_kernel(
     safe = tl.where(peak == float("-inf"), 0.0, peak)
     total = tl.sum(tl.exp2(lses - safe), 0)
 
-    offs_d = tl.arange(0, BLOCK_DV)
+    offs_d = column_block * BLOCK_DV + tl.arange(0, BLOCK_DV)
     d_ok = offs_d < DV
     offs_s = tl.arange(0, BLOCK_S)
     po_base = PART_OUT + r0 * stride_po_0 + r1 * stride_po_1 + offs_d[None, :]
@@ -376,7 +377,9 @@ def _merge_kernel(
     out = tl.sum(acc, 0) / tl.where(has, total, 1.0)
     lse = tl.where(has, (safe + tl.log2(tl.where(has, total, 1.0))) * 0.6931471805599453, float("-inf"))
     tl.store(OUT + r0 * stride_o_0 + r1 * stride_o_1 + offs_d, out.to(OUT.dtype.element_ty), mask=d_ok)
-    tl.store(LSE + r0 * stride_l_0 + r1 * stride_l_1, lse)
+    if column_block == 0:
+        tl.store(LSE + r0 * stride_l_0 + r1 * stride_l_1, lse)
     if PREFETCH:
-        _prefetch_share(next_ptr, prefetch_bytes, r0 * tl.num_programs(1) + r1, tl.num_programs(0) * tl.num_programs(1),
+        share = (r0 * tl.num_programs(1) + r1) * tl.num_programs(2) + column_block
+        _prefetch_share(next_ptr, prefetch_bytes, share, tl.num_programs(0) * tl.num_programs(1) * tl.num_programs(2),
                         NUM_WARPS)

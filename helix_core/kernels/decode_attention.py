@@ -608,29 +608,33 @@ def _take_sm90_mla(cfg: DecodeConfig, q: torch.Tensor, key_pages: torch.Tensor, 
 
 
 def _launch_merge(mod, part_out: torch.Tensor, part_lse: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
-                  lse_in_log2: bool, pdl: bool = False, prefetch: tuple[torch.Tensor, int] | None = None) -> None:
+                  lse_in_log2: bool, pdl: bool = False, prefetch: tuple[torch.Tensor, int] | None = None,
+                  columns: int | None = None) -> None:
     """LSE-weighted merge of partials part_out [P, R0, R1, D] / part_lse [P, R0, R1] (any strides,
     unit last stride) into out [R0, R1, D] and natural-log lse [R0, R1]: one program per (R0, R1).
     pdl: launched as a programmatic dependent of the kernel just before it (the split kernel, which
     lets it start early); it waits for that kernel's writes before reading.
-    prefetch: (tensor, bytes) whose first bytes the kernel asks for in L2 as it ends (sm_90+)."""
+    prefetch: (tensor, bytes) whose first bytes the kernel asks for in L2 as it ends (sm_90+).
+    columns: at most this many of a row's values a program (a power of two; default the whole row): more
+    programs, each with fewer bytes to read, for few wide rows (MLA's 512 values at batch 1)."""
     parts, rows0, rows1, dim = part_out.shape
     next_tensor, prefetch_bytes = prefetch if prefetch is not None else (out, 0)
-    mod._merge_kernel[(rows0, rows1)](
+    consts = merge_kernel_constants(dim, parts, lse_in_log2, pdl, prefetch is not None, columns)
+    mod._merge_kernel[(rows0, rows1, -(-dim // consts["BLOCK_DV"]))](
         part_out, part_lse, out, lse, parts,
         part_out.stride(0), part_out.stride(1), part_out.stride(2),
         part_lse.stride(0), part_lse.stride(1), part_lse.stride(2),
         out.stride(0), out.stride(1),
-        lse.stride(0), lse.stride(1), next_tensor, prefetch_bytes,
-        **merge_kernel_constants(dim, parts, lse_in_log2, pdl, prefetch is not None),
+        lse.stride(0), lse.stride(1), next_tensor, prefetch_bytes, **consts,
     )
 
 
-def merge_kernel_constants(dim: int, parts: int, lse_in_log2: bool, pdl: bool = False, prefetch: bool = False) -> dict:
+def merge_kernel_constants(dim: int, parts: int, lse_in_log2: bool, pdl: bool = False, prefetch: bool = False,
+                           columns: int | None = None) -> dict:
     """The merge kernel's compile-time arguments and launch options for `parts` partials of `dim` values
     (pdl: a programmatic dependent launch; prefetch: the variant that ends with an L2 prefetch; Triton
     compiles each variant apart)."""
-    block_dv = max(16, _next_pow2(dim))
+    block_dv = max(16, _next_pow2(dim) if columns is None else min(_next_pow2(dim), _next_pow2(columns)))
     block_p = max(2, _next_pow2(parts))
     num_warps = 4 if block_dv <= 256 else 8
     return dict(DV=dim, BLOCK_DV=block_dv, BLOCK_P=block_p, BLOCK_S=min(block_p, max(1, MERGE_KERNEL_TILE // block_dv)),
@@ -639,12 +643,12 @@ def merge_kernel_constants(dim: int, parts: int, lse_in_log2: bool, pdl: bool = 
 
 
 def merge_partials(outs: torch.Tensor, lses: torch.Tensor,
-                   out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                   out_dtype: torch.dtype = torch.float32, columns: int | None = None) -> torch.Tensor:
     """Triton twin of helix_core.attention.merge_partials for the KVP merge.
 
     outs [P, T, H, D] (any strides, unit last stride: e.g. a slice of the packed exchange buffer),
     lses [P, T, H] natural-log LSE (-inf: no keys) -> exact attention [T, H, D], fp32 math, stored
-    as out_dtype (the model's dtype saves the layer a cast kernel).
+    as out_dtype (the model's dtype saves the layer a cast kernel); columns: `_launch_merge`'s.
     Falls back to the torch version for other ranks of tensor or off-GPU without the interpreter.
     """
     if out_dtype not in _OUT_DTYPES:
@@ -660,7 +664,7 @@ def merge_partials(outs: torch.Tensor, lses: torch.Tensor,
     lse = torch.empty(tokens, heads, dtype=torch.float32, device=outs.device)
     if parts == 0 or tokens == 0 or heads == 0:
         return result.zero_()
-    _launch_merge(mod, outs, lses, result, lse, lse_in_log2=False)
+    _launch_merge(mod, outs, lses, result, lse, lse_in_log2=False, columns=columns)
     return result
 
 

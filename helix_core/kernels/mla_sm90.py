@@ -120,13 +120,14 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
            scale: float, group_kv: torch.Tensor, group_heads: torch.Tensor, num_splits: int,
            out: torch.Tensor, lse: torch.Tensor, pdl: bool = False, probe: int = 0, use_tma: bool = True,
            worker_regs: int = WORKER_REGS, trace: torch.Tensor | None = None, q_by_tma: bool = False,
-           partials: torch.dtype = torch.float32) -> None:
+           partials: torch.dtype = torch.float32, merge_columns: int | None = None) -> None:
     """Attention of q [B, Hq, 576] over the paged cache into out [B, Hq, 512] and lse [B, Hq] (natural log).
     group_kv / group_heads: HeadGroups.tables(64) of the call; num_splits >= 1. trace (measurement): an int64
     [head blocks x splits x B, TRACE_ROW] tensor the split kernel's programs write their clock readings into
     (`trace_rows` reads them). q_by_tma: each head block is 64 consecutive heads (HeadGroups.whole_runs), so
     its queries may come by TMA where q's layout allows (`query_descriptor`). partials: the dtype the splits'
-    normalized outputs are written in for the merge (measurement: bf16 halves those bytes)."""
+    normalized outputs are written in for the merge (measurement: bf16 halves those bytes); merge_columns: the
+    merge's values a program (`decode_attention._launch_merge`'s columns)."""
     mod = kernel_module("_gluon_mla")
     batch = q.shape[0]
     head_blocks = group_kv.shape[0]
@@ -163,7 +164,7 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
     mid_lse = torch.empty(batch, q.shape[1], num_splits, dtype=torch.float32, device=q.device)
     run(mid_out, mid_lse, num_splits)
     _launch_merge(_kernels(), mid_out.permute(2, 0, 1, 3), mid_lse.permute(2, 0, 1), out, lse, lse_in_log2=True,
-                  pdl=pdl)
+                  pdl=pdl, columns=merge_columns)
 
 
 def trace_rows(trace: torch.Tensor, head_blocks: int, num_splits: int, batch: int) -> list[dict]:
