@@ -17,6 +17,7 @@ VALUE_DIM = 512
 BLOCK_H = 64
 BLOCK_N = 64
 WORKER_REGS = 240  # registers a thread of the kernel's second warpgroup (the first gets the rest: 256)
+Q_BY_TMA = False  # decode calls load a block's queries by TMA where its heads allow (launch's q_by_tma)
 
 _GLUON_OK: bool | None = None
 _CAPABILITY: dict[int, tuple[int, int]] = {}
