@@ -181,7 +181,7 @@ def _scores(q_lo, q_hi, q_t, k_lo, k_hi, k_t, zero_s):
 def _scores_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
                       OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, qk_scale,
                       stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, TRACE,
-                      FINAL: gl.constexpr, PROBE: gl.constexpr, TRACE_ON: gl.constexpr):
+                      FINAL: gl.constexpr, PROBE: gl.constexpr, TRACE_ON: gl.constexpr, Q_TMA: gl.constexpr):
     """Warpgroup 0: scores, softmax, and output columns [0, HALF)."""
     full, empty, p_ready, p_free, done, q_full = bars
     S_LAYOUT: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -196,8 +196,8 @@ def _scores_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_sm
     o = gl.zeros([BLOCK_H, HALF], gl.float32, O_LAYOUT)
     zero_s = gl.zeros([BLOCK_H, BLOCK_N], gl.float32, S_LAYOUT)
     offs_n = gl.arange(0, BLOCK_N, gl.SliceLayout(0, S_LAYOUT))
-    heads = gl.load(GROUP_HEADS + grp * BLOCK_H + gl.arange(0, BLOCK_H, ROW))  # for the epilogue, asked for early
-    mbarrier.wait(q_full, 0)
+    if Q_TMA:
+        mbarrier.wait(q_full, 0)
     _stamp(TRACE, 10, 0, TRACE_ON)
     for j in range(n_tiles):
         s = j % STAGES
@@ -234,6 +234,8 @@ def _scores_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_sm
     l_smem.store(l_i)
     _barrier()
     mbarrier.arrive(done, count=1)
+    offs_h = gl.arange(0, BLOCK_H, ROW)
+    heads = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_h)
     h_ok = heads >= 0
     heads = gl.where(h_ok, heads, 0).to(gl.int64)
     _store_half(OUT, LSE, o, l_i, m_i, heads, h_ok, 0, b, split, stride_ob, stride_oh, stride_os,
@@ -266,7 +268,6 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
     rows_next = _tile_rows(bt_row, start + BLOCK_N, end, PAGE_SIZE, TMA_ROWS, ROWS_LAYOUT)
 
     o = gl.zeros([BLOCK_H, HALF], gl.float32, O_LAYOUT)
-    heads = gl.load(GROUP_HEADS + grp * BLOCK_H + gl.arange(0, BLOCK_H, ROW))  # for the epilogue, asked for early
     for j in range(n_tiles):
         s = j % STAGES
         nxt = j + 1
@@ -294,6 +295,8 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
 
     mbarrier.wait(done, 0)
     l_i = l_smem.load(ROW)
+    offs_h = gl.arange(0, BLOCK_H, ROW)
+    heads = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_h)
     h_ok = heads >= 0
     heads = gl.where(h_ok, heads, 0).to(gl.int64)
     _store_half(OUT, LSE, o, l_i, l_i, heads, h_ok, HALF, b, split, stride_ob, stride_oh, stride_os,
@@ -372,14 +375,18 @@ def _mla_decode_kernel(
     p_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     p_free = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     done = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    q_full = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    if Q_TMA:
+        q_full = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    else:
+        q_full = done  # a placeholder: warpgroup 0 waits on q_full only with Q_TMA
     for i in gl.static_range(STAGES):
         mbarrier.init(full.index(i), count=1)
         mbarrier.init(empty.index(i), count=2)
     mbarrier.init(p_ready, count=1)
     mbarrier.init(p_free, count=1)
     mbarrier.init(done, count=1)
-    mbarrier.init(q_full, count=1)
+    if Q_TMA:
+        mbarrier.init(q_full, count=1)
     fence_async_shared()  # Q's stores and the barrier inits, before any wgmma or other warp sees them
     _barrier()
     if Q_TMA:  # in flight while warpgroup 1 asks for the first key tile; warpgroup 0 waits for it on q_full
@@ -389,8 +396,6 @@ def _mla_decode_kernel(
             _tma_load(Q_DESC, [row, c * 64], q_full, q_lo.slice(c * 64, 64, dim=1))
             _tma_load(Q_DESC, [row, HALF + c * 64], q_full, q_hi.slice(c * 64, 64, dim=1))
         _tma_load(Q_DESC, [row, 2 * HALF], q_full, q_t)
-    else:
-        mbarrier.arrive(q_full, count=1)
     _stamp(TRACE, 2, 0, TRACE_ON)
 
     bars = (full, empty, p_ready, p_free, done, q_full)
@@ -398,7 +403,7 @@ def _mla_decode_kernel(
         (_scores_partition, (q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
                              OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, qk_scale,
                              stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, TRACE, FINAL, PROBE,
-                             TRACE_ON)),
+                             TRACE_ON, Q_TMA)),
         (_values_partition, (k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
                              K_DESC, K, BLOCK_TABLE, OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, kv_off,
                              stride_kp, stride_ks, stride_btb,
