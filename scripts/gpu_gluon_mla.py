@@ -267,8 +267,9 @@ def timeline(points=TIMELINE_POINTS) -> int:
     """Where a launch's time goes, program by program (128 heads, pages of 64, CUDA graph, back to back): each
     program of the split kernel writes %globaltimer and %clock64 at its stages (mla_sm90.launch(trace=...)); the
     last of 0.3 s of replays is read. Per point and variant (TIMELINE_VARIANTS): the launch timed with and without
-    the readings, and 10 launches captured in one graph (no graph launch between them, as in a decode step), then the median [min, max] over programs (those with keys) of each stage, and the SM clock the
-    readings give; last, the 8192^3 matmul timed for 0.3 s, for the share of the matrix rate."""
+    the readings, and 10 launches captured in one graph (no graph launch between them, as in a decode step),
+    then the median [min, max] over programs (those with keys) of each stage, and the SM clock the readings give;
+    last, the 8192^3 matmul timed for 0.3 s, for the share of the matrix rate."""
     from helix_core.bench.probes import capture_graph, matmul_rate, time_for
     from helix_core.kernels import mla_sm90
 
@@ -276,9 +277,9 @@ def timeline(points=TIMELINE_POINTS) -> int:
     for batch, length, forced in points:
         launch, auto, flop = launch_case(batch, length)
         splits = forced or auto
-        blocks = 2
+        blocks = 128 // mla_sm90.BLOCK_H  # launch_case's 128 heads
         for name, options in TIMELINE_VARIANTS:
-            trace = torch.zeros(blocks * splits * batch, 16, dtype=torch.int64, device="cuda")
+            trace = mla_sm90.trace_buffer(blocks, splits, batch, "cuda")
             plain = time_for(capture_graph(lambda: launch(splits, **options)).replay, 0.3)
             ten = time_for(capture_graph(lambda: [launch(splits, **options) for _ in range(10)]).replay, 0.3) / 10
             traced = time_for(capture_graph(lambda: launch(splits, trace=trace, **options)).replay, 0.3)
@@ -307,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-MODES = {"split-cost": split_cost, "sustained": sustained, "check": check, "timeline": timeline}  # the modes without values
+# the modes without values
+MODES = {"split-cost": split_cost, "sustained": sustained, "check": check, "timeline": timeline}
 
 
 def main() -> int:

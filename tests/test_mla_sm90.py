@@ -103,8 +103,10 @@ def test_a_trace_of_the_wrong_shape_or_type_is_refused_before_launch(shape, dtyp
 
 def test_trace_rows_name_each_program_as_the_kernel_numbers_them():
     """The kernel writes program (head block g, split s, sequence b) at row (b * splits + s) * blocks + g."""
+    pytest.importorskip("triton.experimental.gluon")
     blocks, splits, batch = 2, 3, 2
-    trace = torch.zeros(blocks * splits * batch, 16, dtype=torch.int64)
+    trace = mla_sm90.trace_buffer(blocks, splits, batch, "cpu")
+    assert trace.shape == (12, 16) and trace.dtype == torch.int64 and not trace.any()
     for b in range(batch):
         for s in range(splits):
             for g in range(blocks):

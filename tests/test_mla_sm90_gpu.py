@@ -97,7 +97,7 @@ def test_traced_launch_gives_the_same_output_and_ordered_readings():
     groups = da.HeadGroups.from_group_size(128, 128)
     group_kv, group_heads = groups.tables(64, q.device)
     splits, blocks = 3, group_kv.shape[0]
-    trace = torch.zeros(blocks * splits * 2, 16, dtype=torch.int64, device="cuda")
+    trace = mla_sm90.trace_buffer(blocks, splits, 2, "cuda")
     results = []
     for traced in (None, trace):
         out = torch.empty(2, 128, 512, device="cuda")

@@ -82,9 +82,12 @@ class HeadGroups:
     def whole_runs(self, block_h: int) -> bool:
         """Every block of `block_h` query heads (as `tables` lays them out) is that many consecutive heads, so a
         block's query rows can be loaded as one box."""
-        return all(len(q_heads) % block_h == 0 and all(q_heads[i + 1] == q_heads[i] + 1 for i in range(len(q_heads) - 1)
-                                                        if (i + 1) % block_h)
-                   for q_heads in self.heads_of_kv.values())
+        for q_heads in self.heads_of_kv.values():
+            for i in range(0, len(q_heads), block_h):
+                block = q_heads[i:i + block_h]
+                if block != list(range(block[0], block[0] + block_h)):  # scattered, or a short (padded) block
+                    return False
+        return True
 
     def tables(self, block_h: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(kv head of each head block [G] int32, query heads of each block [G, block_h] int32, -1 pad)."""
@@ -611,7 +614,8 @@ def _launch_merge(mod, part_out: torch.Tensor, part_lse: torch.Tensor, out: torc
                   lse_in_log2: bool, pdl: bool = False, prefetch: tuple[torch.Tensor, int] | None = None,
                   columns: int | None = None) -> None:
     """LSE-weighted merge of partials part_out [P, R0, R1, D] / part_lse [P, R0, R1] (any strides,
-    unit last stride) into out [R0, R1, D] and natural-log lse [R0, R1]: one program per (R0, R1).
+    unit last stride) into out [R0, R1, D] and natural-log lse [R0, R1]: one program per (R0, R1) and block
+    of `columns` values.
     pdl: launched as a programmatic dependent of the kernel just before it (the split kernel, which
     lets it start early); it waits for that kernel's writes before reading.
     prefetch: (tensor, bytes) whose first bytes the kernel asks for in L2 as it ends (sm_90+).

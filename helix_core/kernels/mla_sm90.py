@@ -168,6 +168,12 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
                   pdl=pdl, columns=merge_columns)
 
 
+def trace_buffer(head_blocks: int, num_splits: int, batch: int, device) -> torch.Tensor:
+    """A zeroed trace for `launch(trace=...)`: a row of TRACE_ROW int64 readings a program."""
+    rows = kernel_module("_gluon_mla").TRACE_ROW.value
+    return torch.zeros(head_blocks * num_splits * batch, rows, dtype=torch.int64, device=device)
+
+
 def trace_rows(trace: torch.Tensor, head_blocks: int, num_splits: int, batch: int) -> list[dict]:
     """The programs' readings of a traced launch: a dict per program (its head block, split and sequence, and
     each of _gluon_mla.TRACE_SLOTS)."""

@@ -139,23 +139,16 @@ def gluon_mla_report(page_size: int = 64, *, final: bool = False, tma: bool = Tr
     from . import mla_sm90
 
     pages = torch.empty(2, page_size, 1, mla_sm90.KEY_DIM, dtype=torch.bfloat16 if dtype == "bf16" else torch.float16)
+    from triton.runtime.jit import mangle_type
+
     rows = mla_sm90.tma_box_rows(pages) if tma else 0
     consts = dict(PAGE_SIZE=page_size, TMA_ROWS=rows, FINAL=final, PROBE=0, WORKER_REGS=mla_sm90.WORKER_REGS,
                   TRACE_ON=trace, Q_TMA=q_tma)
     types = dict(_POINTER_TYPES, Q=f"*{dtype}", K=f"*{dtype}", OUT="*fp32", LSE="*fp32", TRACE="*i64",
                  qk_scale="fp32")
-    if rows:
-        from triton.runtime.jit import mangle_type
-
-        types["K_DESC"] = mangle_type(mla_sm90.key_descriptor(pages, rows))
-    else:
-        types["K_DESC"] = f"*{dtype}"
-    types["Q_DESC"] = f"*{dtype}"
-    if q_tma:
-        from triton.runtime.jit import mangle_type
-
-        types["Q_DESC"] = mangle_type(mla_sm90.query_descriptor(torch.empty(1, 128, mla_sm90.KEY_DIM,
-                                                                            dtype=pages.dtype)))
+    types["K_DESC"] = mangle_type(mla_sm90.key_descriptor(pages, rows)) if rows else f"*{dtype}"
+    query = torch.empty(1, 128, mla_sm90.KEY_DIM, dtype=pages.dtype)
+    types["Q_DESC"] = mangle_type(mla_sm90.query_descriptor(query)) if q_tma else f"*{dtype}"
     return _report("_mla_decode_kernel", consts, {"num_warps": 4}, types,
                    _NOT_ALIGNED | {"K_DESC", "Q_DESC", "q_rows_per_seq"}, module="_gluon_mla")
 
