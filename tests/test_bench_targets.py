@@ -38,8 +38,13 @@ def test_each_target_judged_from_its_best_measurement(tmp_path):
         bench_row("llama3-8b", "tp:n=2", 2, 1, 128 * K, 0.0050, pct=0.99),  # TP rows never count for helix's
         bench_row("mqa-8b", "helix:kvp=2,tpa=1", 2, 4, M, 0.012),
         bench_row("mqa-8b", "tp:n=2", 2, 4, M, 0.020),  # same run: 0.60
-        bench_row("deepseek-mla", "helix:kvp=2,tpa=1", 2, 4, M, 0.015, layers=4),
-        bench_row("deepseek-mla", "tp:n=2", 2, 4, M, 0.016, layers=4),
+        # rooflines at the helix row's rates: helix max(10e9 / 4e12, 2e12 / 800e12) = 2.5 ms, TP max(5.0, 2.5) ms;
+        # at the sustained 500 TFLOP/s helix's is 4.0 ms against TP's 5.0
+        bench_row("deepseek-mla", "helix:kvp=2,tpa=1", 2, 4, M, 0.015, layers=4, bytes_per_gpu=10e9,
+                  flops_per_gpu=2e12, hbm_Bps_measured=4e12, matmul_flops_measured=800e12,
+                  matmul_flops_sustained=500e12),
+        bench_row("deepseek-mla", "tp:n=2", 2, 4, M, 0.016, layers=4, bytes_per_gpu=20e9, flops_per_gpu=2e12,
+                  hbm_Bps_measured=1e12, matmul_flops_measured=1e12),  # TP's own rates are not the ones used
         bench_row("deepseek-mla", "helix:kvp=2,tpa=1", 2, 1, 128 * K, 0.001, layers=4),  # under 4M tokens
         bench_row("llama3-8b", "helix:kvp=1,tpa=1", 1, 1, 128 * K, 0.010),
         bench_row("llama3-8b", "hf-transformers", 1, 1, 128 * K, 0.055),  # 5.5x in this run
@@ -81,6 +86,8 @@ def test_each_target_judged_from_its_best_measurement(tmp_path):
     assert mqa.met is True and mqa.measured.startswith("0.600") and "across runs" not in mqa.measured
     dsv3 = verdict("deepseek-mla 2 GPUs")
     assert dsv3.met is False and dsv3.measured.startswith("0.938")  # 15 / 16
+    assert "the rooflines allow 0.500 (0.800 at the sustained matmul rate)" in dsv3.measured
+    assert "rooflines" not in mqa.measured  # rows without bytes, FLOPs and rates: no bound is made up
     peer = verdict("llama3-8b 1 GPU")
     assert peer.met is True and peer.measured.startswith("5.5x")  # same run, not 0.055 / 0.008 across runs
     assert verdict("deepseek-mla 1 GPU").met is None and verdict("deepseek-mla 1 GPU").measured == "not measured"
@@ -94,10 +101,12 @@ def test_each_target_judged_from_its_best_measurement(tmp_path):
 
 def test_misses_and_cross_run_pairs_are_said(tmp_path):
     helix_run = write(tmp_path / "helix.json", [
-        bench_row("mqa-8b", "helix:kvp=2,tpa=1", 2, 4, M, 0.013),
+        bench_row("mqa-8b", "helix:kvp=2,tpa=1", 2, 4, M, 0.013, bytes_per_gpu=30e9, flops_per_gpu=1e11,
+                  hbm_Bps_measured=5e12, matmul_flops_measured=1e15),  # memory-bound: 6 ms
         bench_row("llama3-8b", "helix:kvp=2,tpa=1", 2, 1, 128 * K, 0.0064, pct=0.611),
     ])
-    tp_run = write(tmp_path / "tp.json", [bench_row("mqa-8b", "tp:n=2", 2, 4, M, 0.020)])
+    tp_run = write(tmp_path / "tp.json", [bench_row("mqa-8b", "tp:n=2", 2, 4, M, 0.020, bytes_per_gpu=60e9,
+                                                    flops_per_gpu=1e11)])  # 12 ms at helix's rates
     serve = write(tmp_path / "serve.json", {"engine_alone_ttl_median_s": 0.002, "grpc_client_ttl_median_s": 0.0022,
                                              "grpc_over_engine": 1.1})
     kernels = write(tmp_path / "kernel.json", {"results": [
@@ -107,6 +116,7 @@ def test_misses_and_cross_run_pairs_are_said(tmp_path):
                 for v in targets.judge([helix_run, tp_run, serve, kernels])}
     mqa = next(v for k, v in verdicts.items() if k.startswith("mqa-8b"))
     assert mqa.met is False and mqa.measured.startswith("0.650") and mqa.measured.endswith("(across runs)")
+    assert "the rooflines allow 0.500)" in mqa.measured  # no sustained rate measured: none said
     small = next(v for k, v in verdicts.items() if k.startswith("llama3-8b 2 GPUs 1 x 128K"))
     assert small.met is False and "-0.089" in small.measured
     assert next(v for k, v in verdicts.items() if k.startswith("gRPC")).met is False  # 200 us over 2 ms

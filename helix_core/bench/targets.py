@@ -108,8 +108,30 @@ def roofline_target(rows, batch, context, floor) -> Verdict:
                    _source(best))
 
 
+def roofline_ratio(helix: dict, tp: dict, matmul_key: str = "matmul_flops_measured") -> float | None:
+    """Helix's roofline TTL over TP's, both at the helix row's measured rates (HBM and `matmul_key`): the least
+    TTL ratio the two plans' bytes and FLOPs per GPU allow, whatever the kernels. None where a row lacks them."""
+    hbm, matmul = helix.get("hbm_Bps_measured"), helix.get(matmul_key)
+    work = ("bytes_per_gpu", "flops_per_gpu")
+    if not hbm or not matmul or not all(row.get(key) for row in (helix, tp) for key in work):
+        return None
+
+    def roofline(row):
+        return max(row["bytes_per_gpu"] / hbm, row["flops_per_gpu"] / matmul)
+    return roofline(helix) / roofline(tp)
+
+
+def _bound_words(helix: dict, tp: dict) -> str:
+    burst, sustained = roofline_ratio(helix, tp), roofline_ratio(helix, tp, "matmul_flops_sustained")
+    if burst is None:
+        return ""
+    words = f"; the rooflines allow {burst:.3f}"
+    return words + (f" ({sustained:.3f} at the sustained matmul rate)" if sustained is not None else "")
+
+
 def plan_ratio_target(rows, shape, ceiling, layers=None) -> Verdict:
-    """Helix KVP=2 TTL over TP=2 TTL at the same point (batch x context >= 4M), the best pair."""
+    """Helix KVP=2 TTL over TP=2 TTL at the same point (batch x context >= 4M), the best pair; with the ratio of
+    the two plans' rooflines, so a miss says how much of it the hardware leaves to win."""
     name = f"{shape} 2 GPUs, >= 4M tokens, helix TTL <= {ceiling} x TP"
     best = _best_pair(_rows(rows, shape, "helix", 2, min_tokens=4 * M, layers=layers),
                       _rows(rows, shape, "tp", 2, min_tokens=4 * M, layers=layers))
@@ -117,8 +139,8 @@ def plan_ratio_target(rows, shape, ceiling, layers=None) -> Verdict:
         return Verdict(name, "not measured", None)
     (ratio, h, t), note = best
     return Verdict(name, f"{ratio:.3f} ({h['ttl_median_s'] * 1e3:.2f} against {t['ttl_median_s'] * 1e3:.2f} ms at "
-                         f"{h['batch']} x {_tokens(h['context'])}; {ratio - ceiling:+.3f}){note}", ratio <= ceiling,
-                   f"helix {_source(h)}; tp {_source(t)}")
+                         f"{h['batch']} x {_tokens(h['context'])}; {ratio - ceiling:+.3f}{_bound_words(h, t)}){note}",
+                   ratio <= ceiling, f"helix {_source(h)}; tp {_source(t)}")
 
 
 def peer_target(rows, shape, context, factor, layers=None) -> Verdict:
