@@ -286,7 +286,7 @@ class FastDecodeContext:
         if work is not None:
             work.wait()
         if self.use_kernel:  # one kernel instead of a handful of elementwise ones
-            from .kernels.decode_attention import merge_partials as merge_kernel
+            from .kernels.split_merge import merge_partials as merge_kernel
 
             # stored in the model's dtype: the layer's cast is then a no-op
             return merge_kernel(recv[..., :dim], recv[..., dim], out_dtype=self.engine.dtype)
@@ -309,7 +309,7 @@ class DecodeRunner:
             self._greedy = compiled_function(greedy_tokens_and_logprobs)
         self.head_groups = None
         if engine.use_decode_kernel:
-            from .kernels.decode_attention import as_head_groups
+            from .kernels.head_groups import as_head_groups
 
             kv_of_q = engine.attention.kv_head_of_q.tolist()
             self.head_groups = as_head_groups(kv_of_q, len(kv_of_q))
@@ -346,7 +346,7 @@ class DecodeRunner:
         """Local key count from which the kernel's default launch config changes (MLA), if any."""
         if self.head_groups is None or self.sm90_mla_kernel:  # the Gluon kernel's launch does not change with it
             return None
-        from .kernels.decode_attention import long_context_keys
+        from .kernels.decode_launch import long_context_keys
 
         cache = self.engine.cache
         value_dim = self.engine.cfg.kv_lora_rank if cache.values is None else cache.values.shape[-1]

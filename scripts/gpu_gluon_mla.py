@@ -191,28 +191,28 @@ def split_cost(points=((1, 131072), (1, 32768), (4, 131072))) -> int:
     (split kernel + merge) at several split counts, the split kernel alone (merge switched off), the merge alone,
     and the merge as a programmatic dependent launch (PDL); against a matmul timed as long."""
     from helix_core.bench.probes import capture_graph, matmul_rate, time_for
-    from helix_core.kernels import decode_attention as da
+    from helix_core.kernels import split_merge
 
-    real_merge = da._launch_merge
+    real_merge = split_merge.launch_merge
     for batch, length in points:
         launch, auto, flop = launch_case(batch, length)
         rows = []
         for splits in sorted({auto, max(1, auto // 2), max(1, 2 * auto // 3)}):
             for label, merge, pdl in (("whole", real_merge, False), ("whole, PDL merge", real_merge, True),
                                       ("split kernel only", lambda *x, **k: None, False)):
-                da._launch_merge = merge
+                split_merge.launch_merge = merge
                 try:
                     fn = (lambda splits=splits, pdl=pdl: launch(splits, pdl=pdl))
                     fn()
                     graph = capture_graph(fn)
                     rows.append((f"{splits:3d} splits, {label}", time_for(graph.replay, 0.3)))
                 finally:
-                    da._launch_merge = real_merge
+                    split_merge.launch_merge = real_merge
             mid_out = torch.randn(splits, batch, 128, 512, device="cuda")
             mid_lse = torch.randn(splits, batch, 128, device="cuda")
             out = torch.empty(batch, 128, 512, device="cuda", dtype=torch.bfloat16)
             lse = torch.empty(batch, 128, device="cuda")
-            merge = capture_graph(lambda: real_merge(da._kernels(), mid_out, mid_lse, out, lse, lse_in_log2=True))
+            merge = capture_graph(lambda: real_merge(mid_out, mid_lse, out, lse, lse_in_log2=True))
             rows.append((f"{splits:3d} splits, merge only", time_for(merge.replay, 0.3)))
         matmul = matmul_rate(torch.device("cuda"), sustained_s=0.3)
         for label, seconds in rows:

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from helix_core.fast_decode import DecodeRunner
-from helix_core.kernels.decode_attention import (DecodeConfig, HeadGroups, LONG_MLA_KEYS, long_context_keys,
-                                                 resolve_launch)
+from helix_core.kernels.decode_launch import DecodeConfig, LONG_MLA_KEYS, long_context_keys, resolve_launch
+from helix_core.kernels.head_groups import HeadGroups
 from helix_core.kv_cache import StagePlacement
 
 CPU = torch.device("cpu")

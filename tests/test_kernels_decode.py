@@ -20,6 +20,7 @@ from triton_interpreter import ON_GPU, kernel_test_module
 
 from helix_core.attention import merge_partials as torch_merge_partials  # noqa: E402
 from helix_core.attention import partial_attention  # noqa: E402
+from helix_core.kernels import block_tables, decode_launch, kernel_module, pdl_usable, sm_count, split_merge  # noqa: E402
 from helix_core.kernels import decode_attention as da  # noqa: E402
 from helix_core.kv_cache import PagedKVCache, StagePlacement  # noqa: E402
 
@@ -269,11 +270,11 @@ def test_noncontiguous_query_and_preallocated_outputs():
 
 def test_choose_num_splits_fills_machine():
     # one short-ish sequence, 8 head blocks on 132 SMs: many splits, but each keeps >= 4 tiles
-    assert da.choose_num_splits(1, 8, 131072, 64, 132) == 66
-    assert da.choose_num_splits(1, 8, 1000, 64, 132) == 4
-    assert da.choose_num_splits(64, 8, 131072, 64, 132) == 2
-    assert da.choose_num_splits(1, 1, 10 ** 9, 64, 132) == da.MAX_SPLITS
-    assert da.choose_num_splits(4, 8, 0, 64, 132) == 1
+    assert decode_launch.choose_num_splits(1, 8, 131072, 64, 132) == 66
+    assert decode_launch.choose_num_splits(1, 8, 1000, 64, 132) == 4
+    assert decode_launch.choose_num_splits(64, 8, 131072, 64, 132) == 2
+    assert decode_launch.choose_num_splits(1, 1, 10 ** 9, 64, 132) == decode_launch.MAX_SPLITS
+    assert decode_launch.choose_num_splits(4, 8, 0, 64, 132) == 1
 
 
 @pytest.mark.parametrize("strided", [False, True])
@@ -291,10 +292,10 @@ def test_merge_partials_kernel(strided):
         lses = torch.randn(parts, tokens, heads, generator=gen) * 3
         lses[0, 1] = float("-inf")
     expect = torch_merge_partials(outs, lses)
-    got = da.merge_partials(outs.to(DEVICE), lses.to(DEVICE)).cpu()
+    got = split_merge.merge_partials(outs.to(DEVICE), lses.to(DEVICE)).cpu()
     torch.testing.assert_close(got, expect, atol=1e-5, rtol=1e-5)
     # stored in the model's dtype: one rounding of the fp32 result (the interpreter truncates: 1 ulp)
-    low = da.merge_partials(outs.to(DEVICE), lses.to(DEVICE), out_dtype=torch.bfloat16).cpu()
+    low = split_merge.merge_partials(outs.to(DEVICE), lses.to(DEVICE), out_dtype=torch.bfloat16).cpu()
     assert low.dtype == torch.bfloat16
     torch.testing.assert_close(low.float(), expect, atol=0, rtol=2 ** -7)
 
@@ -304,21 +305,21 @@ def test_merge_partials_kernel_reads_parts_in_several_tiles():
     in several [BLOCK_S, Dv] tiles, the last one ragged, with empty parts (LSE -inf, garbage output) among them."""
     gen = torch.Generator().manual_seed(11)
     parts, tokens, heads, dim = 21, 2, 3, 512
-    assert parts > da.MERGE_KERNEL_TILE // dim  # several tiles
+    assert parts > split_merge.MERGE_KERNEL_TILE // dim  # several tiles
     outs = torch.randn(parts, tokens, heads, dim, generator=gen)
     lses = torch.randn(parts, tokens, heads, generator=gen) * 4
     lses[::5] = float("-inf")
     outs[::5] = float("nan")  # an empty split's output is never written: it must weigh nothing
     expect = torch_merge_partials(outs.nan_to_num(0.0), lses)
-    got = da.merge_partials(outs.to(DEVICE), lses.to(DEVICE)).cpu()
+    got = split_merge.merge_partials(outs.to(DEVICE), lses.to(DEVICE)).cpu()
     torch.testing.assert_close(got, expect, atol=1e-5, rtol=1e-5)
     # the row's 512 values over 4 programs of 128 (or 2 of 256): each weighs its columns alike
     for columns in (128, 256):
-        split = da.merge_partials(outs.to(DEVICE), lses.to(DEVICE), columns=columns).cpu()
+        split = split_merge.merge_partials(outs.to(DEVICE), lses.to(DEVICE), columns=columns).cpu()
         torch.testing.assert_close(split, expect, atol=1e-5, rtol=1e-5)
     lse = torch.full((tokens, heads), float("nan"), device=DEVICE)  # written once, by the first column block
     result = torch.empty(tokens, heads, dim, device=DEVICE)
-    da._launch_merge(da._kernels(), outs.to(DEVICE), lses.to(DEVICE), result, lse, lse_in_log2=False, columns=128)
+    split_merge.launch_merge(outs.to(DEVICE), lses.to(DEVICE), result, lse, lse_in_log2=False, columns=128)
     torch.testing.assert_close(lse.cpu(), torch.logsumexp(lses, 0), atol=1e-5, rtol=1e-5)
 
 
@@ -353,7 +354,7 @@ def test_decode_attention_for_step_matches_cache_gather(mla):
     q = torch.randn(len(seq_ids), hq, dk, generator=gen).to(DEVICE)
     kv_head_of_q = (torch.arange(hq) // (hq // hkv)).to(DEVICE)
     for layer in range(2):
-        out, lse = da.decode_attention_for_step(cache, layer, seq_ids, q, 0.3, kv_head_of_q,
+        out, lse = block_tables.decode_attention_for_step(cache, layer, seq_ids, q, 0.3, kv_head_of_q,
                                                 value_dim=dv if mla else None)
         for row, seq_id in enumerate(seq_ids):
             keys, values = cache.gather(layer, seq_id)
@@ -367,9 +368,9 @@ def test_decode_attention_for_step_matches_cache_gather(mla):
             check(out[row:row + 1], lse[row:row + 1], ref_out, ref_lse, torch.float32,
                   torch.tensor([keys.shape[0]]))
     # the block-table memo notices growth
-    _, l1, _ = da.build_block_table(cache, seq_ids, DEVICE)
+    _, l1, _ = block_tables.build_block_table(cache, seq_ids, DEVICE)
     cache.grow(12, 9)  # 12 now has local tokens on rank 1 (positions 3..5 are stage 1)
-    _, l2, m2 = da.build_block_table(cache, seq_ids, DEVICE)
+    _, l2, m2 = block_tables.build_block_table(cache, seq_ids, DEVICE)
     assert int(l1[0]) == 0 and int(l2[0]) == cache.local_length(12) > 0
     assert m2 == max(cache.local_length(s) for s in seq_ids)
 
@@ -391,7 +392,7 @@ def test_programmatic_dependent_launch_only_where_supported():
     """PDL (the merge launched while the split kernel runs) needs compiled Triton on an sm_90+ GPU: asked
     for elsewhere it is refused; left to the default it is used only there, with the same result."""
     case = dict(lengths=[70, 33], hq=4, hkv=2, dk=16, dv=16, page_size=8, splits=3, fuse_merge=False)
-    supported = da.pdl_usable(torch.device(DEVICE))
+    supported = pdl_usable(torch.device(DEVICE))
     assert supported == (ON_GPU and torch.cuda.get_device_capability()[0] >= 9)
     if not supported:
         with pytest.raises(ValueError, match="pdl=True"):
@@ -457,7 +458,7 @@ def test_bench_refuses_without_cuda():
 @pytest.fixture
 def merge_launches(monkeypatch):
     """Counts launches of the separate merge kernel (0 when the merge is fused)."""
-    mod = da._kernels()
+    mod = kernel_module("_triton_decode")
     real = mod._merge_kernel
     launches = []
 
@@ -476,7 +477,7 @@ def counter_key() -> str:
 
 
 def counters_clean() -> bool:
-    buf = da._COUNTERS.get(counter_key())
+    buf = split_merge._COUNTERS.get(counter_key())
     return buf is not None and not bool(buf.any())
 
 
@@ -516,9 +517,9 @@ def test_fused_merge_twice_in_a_row(merge_launches):
 @pytest.mark.parametrize("tile,splits_per_tile", [(8, 1), (16, 2)])
 def test_fused_merge_several_tiles_per_pass(merge_launches, monkeypatch, tile, splits_per_tile):
     """Tiny merge tiles: 7 splits take 7 or 4 output tiles and 4 LSE tiles, the last ones partial."""
-    monkeypatch.setattr(da, "MERGE_TILE_PER_WARP", tile)
-    monkeypatch.setattr(da, "MERGE_LSE_TILE", 4)
-    assert da._merge_tiles(16, 4, 16, 8) == (4, splits_per_tile, 2)  # 4 heads a block, Dv 16, fp32: 8 warps
+    monkeypatch.setattr(decode_launch, "MERGE_TILE_PER_WARP", tile)
+    monkeypatch.setattr(decode_launch, "MERGE_LSE_TILE", 4)
+    assert decode_launch.merge_tiles(16, 4, 16, 8) == (4, splits_per_tile, 2)  # 4 heads a block, Dv 16, fp32: 8 warps
     case = {"lengths": [90, 3, 0, 61], "hq": 8, "hkv": 2, "dk": 16, "dv": 16, "page_size": 4, "splits": 7,
             "block_n": 16}
     fused = run_case(**case)
@@ -536,22 +537,22 @@ def test_merge_too_large_for_one_program_is_not_fused(merge_launches, monkeypatc
 def test_counters_grow_only_outside_graph_capture(merge_launches, monkeypatch):
     """A capture that would need a bigger counter buffer falls back to the merge kernel (no
     allocation inside the graph); outside capture the buffer grows and the old one stays alive."""
-    monkeypatch.setattr(da, "_COUNTERS", {})
-    monkeypatch.setattr(da, "_RETIRED_COUNTERS", [])
-    monkeypatch.setattr(da, "COUNTERS_MIN", 4)
+    monkeypatch.setattr(split_merge, "_COUNTERS", {})
+    monkeypatch.setattr(split_merge, "_RETIRED_COUNTERS", [])
+    monkeypatch.setattr(split_merge, "COUNTERS_MIN", 4)
     case = {"hq": 8, "hkv": 2, "dk": 16, "dv": 16, "page_size": 4, "splits": 3, "block_n": 16}  # 2 head blocks a row
     run_case(lengths=[20, 9], **case)
-    first = da._COUNTERS[counter_key()]
+    first = split_merge._COUNTERS[counter_key()]
     assert first.numel() == 4 and not merge_launches
-    monkeypatch.setattr(da, "_capturing", lambda device: True)
+    monkeypatch.setattr(split_merge, "_capturing", lambda device: True)
     run_case(lengths=[20, 9, 0], **case)  # needs 6 slots
-    assert len(merge_launches) == 1 and da._COUNTERS[counter_key()] is first
+    assert len(merge_launches) == 1 and split_merge._COUNTERS[counter_key()] is first
     run_case(lengths=[20, 9], **case)  # fits: still fused while "capturing"
     assert len(merge_launches) == 1
-    monkeypatch.setattr(da, "_capturing", lambda device: False)
+    monkeypatch.setattr(split_merge, "_capturing", lambda device: False)
     run_case(lengths=[20, 9, 0], **case)
-    assert len(merge_launches) == 1 and da._COUNTERS[counter_key()].numel() == 8
-    assert da._RETIRED_COUNTERS == [first] and counters_clean()
+    assert len(merge_launches) == 1 and split_merge._COUNTERS[counter_key()].numel() == 8
+    assert split_merge._RETIRED_COUNTERS == [first] and counters_clean()
 
 
 @pytest.mark.parametrize("out_dtype", [torch.bfloat16, torch.float16])
@@ -596,12 +597,12 @@ def test_bench_sweep_covers_wide_groups_and_more_splits():
                      dtype=torch.float32, seed=0, device=DEVICE)
     gqa = bd.Problem(batch=1, context=4096, heads=8, kv_heads=2, dk=16, dv=16, mla=False, page_size=16,
                      dtype=torch.float32, seed=0, device=DEVICE)
-    wide = bd._sweep_configs(da, mqa, da.HeadGroups(mqa.kv_head_of_q), mla=False)
-    narrow = bd._sweep_configs(da, gqa, da.HeadGroups(gqa.kv_head_of_q), mla=False)
+    wide = bd._sweep_configs(mqa, da.HeadGroups(mqa.kv_head_of_q), mla=False)
+    narrow = bd._sweep_configs(gqa, da.HeadGroups(gqa.kv_head_of_q), mla=False)
     assert wide[0][1].fuse_merge is True and wide[0][1].block_n is None
     assert wide[1][1] == da.DecodeConfig(pdl=False)  # the merge launched after the split kernel, not early
     assert any(cfg.block_h == 32 for _, cfg in wide) and not any(cfg.block_h == 32 for _, cfg in narrow)
-    base = bd._splits_used(da, gqa, da.DecodeConfig(), da.HeadGroups(gqa.kv_head_of_q), False)
+    base = bd._splits_used(gqa, da.DecodeConfig(), da.HeadGroups(gqa.kv_head_of_q), False)
     forced = sorted({cfg.num_splits for _, cfg in narrow if cfg.num_splits and not cfg.pages_ahead})
     assert forced == [base // 4, base // 2, 2 * base, 4 * base]
 
@@ -612,8 +613,8 @@ def test_bench_sweep_times_probabilities_through_memory_for_mla():
     from helix_core.kernels import bench_decode as bd
     mla = bd.Problem(batch=1, context=4096, heads=128, kv_heads=1, dk=576, dv=512, mla=True, page_size=16,
                      dtype=torch.bfloat16, seed=0, device=DEVICE)
-    pmem = [(label, cfg) for label, cfg in bd._sweep_configs(da, mla, da.HeadGroups(mla.kv_head_of_q), mla=True)
+    pmem = [(label, cfg) for label, cfg in bd._sweep_configs(mla, da.HeadGroups(mla.kv_head_of_q), mla=True)
             if cfg.probs_via_memory]
     assert len(pmem) == len(bd.MLA_PMEM_SWEEP) and all(label.endswith("/pmem") for label, _ in pmem)
-    sms = da.sm_count(mla.q.device)
+    sms = sm_count(mla.q.device)
     assert all(cfg.block_h == 64 and cfg.dv_parts == 1 and 2 * cfg.num_splits <= max(2, sms) for _, cfg in pmem)

@@ -18,7 +18,8 @@ from triton_interpreter import kernel_test_module
  test_rerun_in_fresh_interpreter) = kernel_test_module(__file__, "the sliced decode kernels")
 
 from helix_core.fast_decode import paged_attention, paged_attention_torch  # noqa: E402
-from helix_core.kernels.decode_attention import DecodeConfig, HeadGroups  # noqa: E402
+from helix_core.kernels.decode_launch import DecodeConfig  # noqa: E402
+from helix_core.kernels.head_groups import HeadGroups  # noqa: E402
 from helix_core.kernels.sliced_decode import paged_sliced_attention  # noqa: E402
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from helix_core.kernels import decode_attention as da
+from helix_core.kernels import decode_launch
 from helix_core.kernels import mla_sm90
 
 
@@ -41,14 +42,14 @@ def test_only_absorbed_mla_in_16_bits_fits():
 def test_cpu_tensors_keep_the_triton_kernel():
     q = torch.zeros(1, 128, 576, dtype=torch.bfloat16)
     assert not mla_sm90.usable(q, pool(), 512, True)
-    assert not da._take_sm90_mla(da.DecodeConfig(), q, pool(), 512, True)
-    assert not da._take_sm90_mla(da.DecodeConfig(sm90_mla=False), q, pool(), 512, True)
+    assert not da.takes_sm90_mla(da.DecodeConfig(), q, pool(), 512, True)
+    assert not da.takes_sm90_mla(da.DecodeConfig(sm90_mla=False), q, pool(), 512, True)
 
 
 def test_asking_for_it_where_it_cannot_run_is_a_clear_error():
     q = torch.zeros(1, 128, 576, dtype=torch.bfloat16)
     with pytest.raises(ValueError, match=r"sm90_mla=True\) needs absorbed MLA"):
-        da._take_sm90_mla(da.DecodeConfig(sm90_mla=True), q, pool(), 512, True)
+        da.takes_sm90_mla(da.DecodeConfig(sm90_mla=True), q, pool(), 512, True)
     table = torch.zeros(1, 1, dtype=torch.int32)
     lengths = torch.ones(1, dtype=torch.int32)
     with pytest.raises(ValueError, match="sm90_mla=True"):
@@ -60,10 +61,10 @@ def test_asking_for_it_with_a_triton_tile_is_a_clear_error():
     q = torch.zeros(1, 128, 576, dtype=torch.bfloat16)
     for field in ("block_n", "num_warps", "dv_parts"):
         with pytest.raises(ValueError, match="takes num_splits only"):
-            da._take_sm90_mla(da.DecodeConfig(sm90_mla=True, **{field: 2}), q, pool(), 512, True)
+            da.takes_sm90_mla(da.DecodeConfig(sm90_mla=True, **{field: 2}), q, pool(), 512, True)
     # num_splits is its own field too: no error for it (then the place is checked, and a CPU tensor fails that)
     with pytest.raises(ValueError, match="needs absorbed MLA"):
-        da._take_sm90_mla(da.DecodeConfig(sm90_mla=True, num_splits=4), q, pool(), 512, True)
+        da.takes_sm90_mla(da.DecodeConfig(sm90_mla=True, num_splits=4), q, pool(), 512, True)
 
 
 def test_a_triton_tile_in_the_config_means_the_triton_kernel():
@@ -78,10 +79,10 @@ def test_a_triton_tile_in_the_config_means_the_triton_kernel():
 @pytest.mark.parametrize("batch, keys", [(1, 4096), (1, 32768), (4, 131072), (4, 1 << 20), (64, 2048)])
 def test_splits_fill_one_wave_without_short_splits(batch, keys):
     sms = 132
-    splits = da.choose_num_splits(batch, 2, keys, mla_sm90.BLOCK_N, sms, waves=1)
+    splits = decode_launch.choose_num_splits(batch, 2, keys, mla_sm90.BLOCK_N, sms, waves=1)
     assert batch * 2 * splits <= max(sms, batch * 2)  # one program a SM at most (more only for a huge batch)
     tiles = -(-keys // mla_sm90.BLOCK_N)
-    assert splits == 1 or tiles // splits >= da.MIN_TILES_PER_SPLIT
+    assert splits == 1 or tiles // splits >= decode_launch.MIN_TILES_PER_SPLIT
 
 
 def test_a_cpu_cache_is_not_taken():

@@ -234,7 +234,7 @@ def test_merge_input_matches_the_merged_attention_projected(parts, heads, dv, n,
 def test_two_part_merge_input_is_the_merge_kernel_then_the_projection_bitwise(dtype):
     """With two parts (KVP = 2) the fused input is the Triton merge's value bit for bit (the same fp32
     operations in the same order), so folding the merge into the projection changes no bit of its output."""
-    from helix_core.kernels.decode_attention import merge_partials
+    from helix_core.kernels.split_merge import merge_partials
 
     recv = _partials(2, 8, 128, seed=5, gather_view=True).to(DEVICE)
     w = torch.randn(96, 8 * 128, generator=torch.Generator().manual_seed(3)).to(dtype).to(DEVICE)

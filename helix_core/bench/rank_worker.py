@@ -369,7 +369,7 @@ def _verify_attention(engine: Engine, ids: list[int]) -> bool:
     shard = engine.model.shard
     q_heads = shard.q_heads[1] - shard.q_heads[0]
     q = torch.randn(len(rows), q_heads, cache.keys.shape[-1], device=engine.device, dtype=engine.dtype)
-    from ..kernels.decode_attention import build_block_table
+    from ..kernels.block_tables import build_block_table
 
     table, lengths, _ = build_block_table(cache, rows, device=engine.device)
     value_dim = cfg.kv_lora_rank if cfg.is_mla else None

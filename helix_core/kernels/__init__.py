@@ -4,12 +4,13 @@ Everything here imports on a machine without Triton or CUDA: Triton is imported 
 kernel is first launched. `triton_available()` says whether it can be; callers keep the torch
 reference path (helix_core.attention) as the fallback.
 
-Entry points (see decode_attention.py):
+Entry points:
   paged_decode_attention(q, key_pages, value_pages, block_table, lengths, scale, kv_head_of_q)
+                                         (decode_attention.py; its launch config: decode_launch.py)
   decode_attention_for_step(cache, layer, seq_ids, q, scale, kv_head_of_q, value_dim)
-  build_block_table(cache, seq_ids, device)
-  HeadGroups(kv_head_of_q)               precomputed query-head grouping (no host sync per call)
-  merge_partials(outs, lses)             Triton LSE merge of disjoint KV shards (KVP merge)
+  build_block_table(cache, seq_ids, device)            (block_tables.py)
+  HeadGroups(kv_head_of_q)               precomputed query-head grouping, no host sync per call (head_groups.py)
+  merge_partials(outs, lses)             Triton LSE merge of disjoint KV shards, the KVP merge (split_merge.py)
   decode_kernel_usable(q)                whether the fast decode path applies to this tensor
   paged_sliced_attention(...)            (sliced_decode.py) headslice m > 1: partial q.k scores, a
                                          caller's all-reduce of them, then softmax and P.V
@@ -37,6 +38,11 @@ def triton_available() -> bool:
 def interpret_mode() -> bool:
     """Triton's CPU interpreter is on (TRITON_INTERPRET=1): kernels run on CPU tensors."""
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+def next_pow2(n: int) -> int:
+    """The least power of two >= n (1 for n <= 1): Triton's block sizes."""
+    return 1 << max(0, int(n) - 1).bit_length()
 
 
 _KERNEL_MODULES: dict = {}
@@ -110,16 +116,19 @@ def kernel_module(name: str):
     return module
 
 
-_LAZY = {
-    "paged_decode_attention", "decode_attention_for_step", "build_block_table", "HeadGroups",
-    "merge_partials", "decode_kernel_usable", "DecodeConfig", "choose_num_splits",
+_LAZY = {  # public name: the module that defines it (imported on first access: it imports torch)
+    "paged_decode_attention": "decode_attention", "decode_kernel_usable": "decode_attention",
+    "decode_attention_for_step": "block_tables", "build_block_table": "block_tables",
+    "HeadGroups": "head_groups", "merge_partials": "split_merge", "DecodeConfig": "decode_launch",
+    "choose_num_splits": "decode_launch",
 }
 
 
 def __getattr__(name):
     if name in _LAZY:
-        from . import decode_attention
-        return getattr(decode_attention, name)
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(name)
 
 

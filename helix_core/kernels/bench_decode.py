@@ -27,6 +27,11 @@ import time
 import torch
 import torch.nn.functional as F
 
+from . import sm_count
+from .decode_attention import paged_decode_attention, takes_sm90_mla
+from .decode_launch import MAX_SPLITS, DecodeConfig, choose_num_splits, default_block_h, resolve_launch
+from .head_groups import HeadGroups
+
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 GQA_SWEEP = [  # (block_n, block_h, num_warps, num_stages); all compile spill-free for sm_90 (ptxas)
@@ -268,7 +273,6 @@ def _matrix_share(prob: Problem, result: dict, args) -> None:
 # one case
 # ---------------------------------------------------------------------------------------------
 def run_case(args, *, batch, context, heads, kv_heads, dk, dv, mla, sweep) -> dict:
-    from . import decode_attention as da
 
     device = torch.device(getattr(args, "device", "cuda"))  # "cpu" only in the scratch dry-run of the script
     dtype = DTYPES[args.dtype]
@@ -279,29 +283,29 @@ def run_case(args, *, batch, context, heads, kv_heads, dk, dv, mla, sweep) -> di
     prob = Problem(batch=batch, context=context, heads=heads, kv_heads=kv_heads, dk=dk, dv=dv, mla=mla,
                    page_size=args.page_size, dtype=dtype, seed=args.seed, device=device, head_major=head_major)
     print(f"  KV read per call: {prob.kv_bytes() / 1e6:.1f} MB, attention FLOPs: {prob.flops() / 1e9:.2f} G")
-    groups = da.HeadGroups(prob.kv_head_of_q)
+    groups = HeadGroups(prob.kv_head_of_q)
     result = {"case": name, "mla": mla, "batch": batch, "context": context, "heads": heads, "kv_heads": kv_heads,
               "dk": dk, "dv": dv, "dtype": args.dtype, "page_size": args.page_size, "kv_bytes": prob.kv_bytes(),
               "flops": prob.flops(), "configs": []}
 
-    default = da.DecodeConfig()
+    default = DecodeConfig()
     configs = [("default", default)]
-    if mla and _gluon_taken(da, prob, default):  # the Triton kernel's default beside it
-        configs.append(("triton-default", da.DecodeConfig(sm90_mla=False)))
+    if mla and _gluon_taken(prob, default):  # the Triton kernel's default beside it
+        configs.append(("triton-default", DecodeConfig(sm90_mla=False)))
     if sweep:
         only = [part for part in (getattr(args, "only", None) or "").split(",") if part]
-        configs += [c for c in _sweep_configs(da, prob, groups, mla) if not only or any(part in c[0] for part in only)]
+        configs += [c for c in _sweep_configs(prob, groups, mla) if not only or any(part in c[0] for part in only)]
     best = None
     for label, cfg in configs:
         def call(cfg=cfg):
-            return da.paged_decode_attention(prob.q, prob.key_pages, prob.value_pages, prob.block_table,
+            return paged_decode_attention(prob.q, prob.key_pages, prob.value_pages, prob.block_table,
                                              prob.lengths, prob.scale, groups, value_dim=dv if mla else None,
                                              max_length=context, config=cfg)
         checked = first_call_checked(label, 22, call, prob, result["configs"])
         if checked is None:
             continue
         detail, compile_s = checked
-        splits = _splits_used(da, prob, cfg, groups, mla)
+        splits = _splits_used(prob, cfg, groups, mla)
         eager = time_eager(call, args.warmup, args.iters, args.repeats)
         graph = time_graph(call, args.iters, args.repeats) if not args.no_graph else None
         print(f"  {label:22s} eager {fmt_rate(prob, eager)} | graph {fmt_rate(prob, graph)} | splits={splits} "
@@ -379,7 +383,7 @@ def _baseline_iters(first_call_s: float, iters: int, budget_s: float = 0.5) -> i
     return max(3, min(max(10, iters // 4), int(budget_s / max(first_call_s, 1e-6))))
 
 
-def _sweep_configs(da, prob, groups, mla) -> list:
+def _sweep_configs(prob, groups, mla) -> list:
     """Launch configs to time besides the default, for this case's head grouping and length."""
     if mla:
         table = [(*c, None) for c in MLA_SWEEP] + list(MLA_SPLIT_SWEEP)
@@ -387,55 +391,55 @@ def _sweep_configs(da, prob, groups, mla) -> list:
         table = [(*c, None) for c in GQA_SWEEP]
         if groups.max_group >= 32:
             table += [(*c, None) for c in GQA_WIDE_GROUP_SWEEP]
-        base = _splits_used(da, prob, da.DecodeConfig(), groups, mla)
-        table += [(bn, bh, w, s, max(1, min(da.MAX_SPLITS, int(base * times)))) for bn, bh, w, s, times in GQA_SPLIT_SWEEP]
+        base = _splits_used(prob, DecodeConfig(), groups, mla)
+        table += [(bn, bh, w, s, max(1, min(MAX_SPLITS, int(base * times)))) for bn, bh, w, s, times in GQA_SPLIT_SWEEP]
     triton = False if mla else None  # MLA: these are the Triton kernel's variants (not the sm_90 Gluon kernel's)
-    out = [("default/fused-merge", da.DecodeConfig(fuse_merge=True, sm90_mla=triton)),
-           ("default/no-pdl", da.DecodeConfig(pdl=False, sm90_mla=triton)),  # the merge after the split kernel ends
-           ("default/ahead0", da.DecodeConfig(pages_ahead=False, sm90_mla=triton))]  # block-table load in-tile
+    out = [("default/fused-merge", DecodeConfig(fuse_merge=True, sm90_mla=triton)),
+           ("default/no-pdl", DecodeConfig(pdl=False, sm90_mla=triton)),  # the merge after the split kernel ends
+           ("default/ahead0", DecodeConfig(pages_ahead=False, sm90_mla=triton))]  # block-table load in-tile
     if mla:  # the MLA default reads the block table in-tile; the look-ahead measured against it
-        out.append(("default/ahead1", da.DecodeConfig(pages_ahead=True, sm90_mla=False)))
+        out.append(("default/ahead1", DecodeConfig(pages_ahead=True, sm90_mla=False)))
     for bn, bh, w, s, splits in table:  # GQA: the earlier sweeps' tables, with the block table read in-tile
         label = f"bn{bn}/bh{bh}/w{w}/s{s}" + (f"/splits{splits}" if splits else "") + ("" if mla else "/ahead0")
-        config = da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits, dv_parts=1,
+        config = DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits, dv_parts=1,
                                  pages_ahead=None if mla else False)
         out.append((label, config))
     if not mla:
-        block_h = da.default_block_h(groups.max_group)
+        block_h = default_block_h(groups.max_group)
         for bn, w, s, times in (GQA_AHEAD_SWEEP if prob.dk + prob.dv < 384 else WIDE_AHEAD_SWEEP):
-            splits = max(1, min(da.MAX_SPLITS, int(base * times)))
+            splits = max(1, min(MAX_SPLITS, int(base * times)))
             out.append((f"bn{bn}/bh{block_h}/w{w}/s{s}/splits{splits}/ahead1",
-                        da.DecodeConfig(block_n=bn, block_h=block_h, num_warps=w, num_stages=s, num_splits=splits,
+                        DecodeConfig(block_n=bn, block_h=block_h, num_warps=w, num_stages=s, num_splits=splits,
                                         dv_parts=1, pages_ahead=True)))
     if mla:
-        sms = da.sm_count(prob.q.device)
+        sms = sm_count(prob.q.device)
         for bn, bh, w, s, waves, parts in MLA_PARTS_SWEEP:  # one wave of `waves x SMs` program slots
-            splits = da.choose_num_splits(prob.batch, parts * -(-prob.heads // bh), prob.context, bn,
+            splits = choose_num_splits(prob.batch, parts * -(-prob.heads // bh), prob.context, bn,
                                           int(waves * sms), waves=1)
             out.append((f"bn{bn}/bh{bh}/w{w}/s{s}/splits{splits}/p{parts}",
-                        da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits,
+                        DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits,
                                         dv_parts=parts)))
         for bn, bh, w, s, waves, ahead in MLA_PMEM_SWEEP:
-            splits = da.choose_num_splits(prob.batch, -(-prob.heads // bh), prob.context, bn, int(waves * sms),
+            splits = choose_num_splits(prob.batch, -(-prob.heads // bh), prob.context, bn, int(waves * sms),
                                           waves=1)
             out.append((f"bn{bn}/bh{bh}/w{w}/s{s}/splits{splits}/ahead{int(ahead)}/pmem",
-                        da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits,
+                        DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits,
                                         dv_parts=1, pages_ahead=ahead, probs_via_memory=True)))
     return out
 
 
-def _gluon_taken(da, prob, cfg) -> bool:
+def _gluon_taken(prob, cfg) -> bool:
     """The call goes to the sm_90 Gluon MLA kernel (mla_sm90)."""
-    return prob.mla and da._take_sm90_mla(cfg, prob.q, prob.key_pages, prob.dv, prob.value_pages is None)
+    return prob.mla and takes_sm90_mla(cfg, prob.q, prob.key_pages, prob.dv, prob.value_pages is None)
 
 
-def _splits_used(da, prob, cfg, groups, mla) -> int:
-    if mla and _gluon_taken(da, prob, cfg):
+def _splits_used(prob, cfg, groups, mla) -> int:
+    if mla and _gluon_taken(prob, cfg):
         from . import mla_sm90
 
         return mla_sm90.choose_splits(prob.batch, groups, prob.context, prob.q.device, cfg.num_splits)
     fp32_math = prob.key_pages.dtype == torch.float32
-    return da.resolve_launch(prob.dk, prob.dv, groups, prob.batch, prob.context, fp32_math, cfg, prob.q.device,
+    return resolve_launch(prob.dk, prob.dv, groups, prob.batch, prob.context, fp32_math, cfg, prob.q.device,
                              values_are_keys=mla)[4]
 
 

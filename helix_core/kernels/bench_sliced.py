@@ -65,7 +65,9 @@ def run_all_slices(sp: SlicedProblem, call) -> tuple[torch.Tensor, torch.Tensor]
 
 def run(args) -> dict:
     from ..fast_decode import paged_attention_torch
-    from . import decode_attention as da
+    from . import sm_count
+    from .decode_launch import DecodeConfig, choose_num_splits
+    from .head_groups import HeadGroups
     from .sliced_decode import paged_sliced_attention
 
     device = torch.device("cuda")
@@ -73,7 +75,7 @@ def run(args) -> dict:
     prob = Problem(batch=args.batch, context=args.context, heads=args.heads, kv_heads=args.heads, dk=args.dim,
                    dv=args.dim, mla=False, page_size=args.page_size, dtype=dtype, seed=args.seed, device=device)
     sp = SlicedProblem(prob, args.slices)
-    groups = da.HeadGroups(prob.kv_head_of_q)
+    groups = HeadGroups(prob.kv_head_of_q)
     name = (f"headslice rank: B={args.batch} L={args.context} heads={args.heads} dim={args.dim}/{args.slices} "
             f"{args.dtype}")
     print(f"\n=== {name}\n  KV read per call (one slice): {sp.slice_bytes() / 1e6:.1f} MB")
@@ -83,16 +85,16 @@ def run(args) -> dict:
     def rate(seconds):
         return "n/a" if seconds is None else f"{seconds * 1e6:9.1f} us  {sp.slice_bytes() / seconds / 1e12:6.3f} TB/s"
 
-    configs = [("default", da.DecodeConfig())]
+    configs = [("default", DecodeConfig())]
     if not args.no_sweep:
-        configs += [(f"bn{bn}/bh{bh}/w{w}/s{s}", da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s))
+        configs += [(f"bn{bn}/bh{bh}/w{w}/s{s}", DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s))
                     for bn, bh, w, s in SWEEP]
-        base = da.choose_num_splits(args.batch, len(groups.tables(16, device)[0]), args.context, 64,
-                                    da.sm_count(device))  # four programs a SM at 64-key tiles (the old default)
+        base = choose_num_splits(args.batch, len(groups.tables(16, device)[0]), args.context, 64,
+                                    sm_count(device))  # four programs a SM at 64-key tiles (the old default)
         for bn, bh, w, s, times in AHEAD_SWEEP:
             splits = max(1, int(base * times))
             configs.append((f"bn{bn}/bh{bh}/w{w}/s{s}/splits{splits}/ahead1",
-                            da.DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits,
+                            DecodeConfig(block_n=bn, block_h=bh, num_warps=w, num_stages=s, num_splits=splits,
                                             pages_ahead=True)))
     for label, cfg in configs:
         def sliced(r, reduce_scores, cfg=cfg):

@@ -95,7 +95,7 @@ def bench_shape(name: str, rows: int, dtype: torch.dtype, iters: int) -> dict:
 def bench_merge(parts: int, dtype: torch.dtype, iters: int, heads: int = 16, value_dim: int = 128) -> dict:
     """The batch-1 o projection of llama3-8b on one of two GPUs (16 heads of 128 -> 4096) from the KVP
     exchange's receive buffer [parts, 1, heads, Dv + 1]: merge kernel + projection against merge_linear."""
-    from .decode_attention import merge_partials
+    from .split_merge import merge_partials
 
     n, k = SHAPES["o"][1], heads * value_dim
     device = torch.device("cuda")

@@ -4,7 +4,7 @@ It takes absorbed-MLA calls only: 576-dim keys (512 latent + 64 rope) whose firs
 values, 16-bit query and cache, on an sm_90 GPU with a Triton that has Gluon's Hopper API. Anything
 else keeps the Triton kernel of decode_attention.py. Heads go in blocks of 64 (a block of a
 smaller group is padded), one program a SM (225 KB of shared memory), the keys split so that all
-programs run in one wave; the splits are merged by decode_attention's merge kernel.
+programs run in one wave; the splits are merged by split_merge's merge kernel.
 """
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def query_descriptor(q: torch.Tensor):
 def choose_splits(batch: int, groups, max_length: int, device: torch.device, forced: int | None = None) -> int:
     """`forced` (DecodeConfig.num_splits) where given, else one wave: at most one program a SM, splits of at
     least MIN_TILES_PER_SPLIT tiles, for the head blocks of 64 of `groups` (a HeadGroups)."""
-    from .decode_attention import choose_num_splits
+    from .decode_launch import choose_num_splits
 
     if forced:
         return forced
@@ -128,7 +128,7 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
     (`trace_rows` reads them). q_by_tma: each head block is 64 consecutive heads (HeadGroups.whole_runs), so
     its queries may come by TMA where q's layout allows (`query_descriptor`). partials: the dtype the splits'
     normalized outputs are written in for the merge (measurement: bf16 halves those bytes); merge_columns: the
-    merge's values a program (`decode_attention._launch_merge`'s columns)."""
+    merge's values a program (`split_merge.launch_merge`'s columns)."""
     mod = kernel_module("_gluon_mla")
     batch = q.shape[0]
     head_blocks = group_kv.shape[0]
@@ -159,13 +159,13 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
     if num_splits == 1:
         run(out, lse, 1)
         return
-    from .decode_attention import _kernels, _launch_merge
+    from .split_merge import launch_merge
 
     mid_out = torch.empty(batch, q.shape[1], num_splits, VALUE_DIM, dtype=partials, device=q.device)
     mid_lse = torch.empty(batch, q.shape[1], num_splits, dtype=torch.float32, device=q.device)
     run(mid_out, mid_lse, num_splits)
-    _launch_merge(_kernels(), mid_out.permute(2, 0, 1, 3), mid_lse.permute(2, 0, 1), out, lse, lse_in_log2=True,
-                  pdl=pdl, columns=merge_columns)
+    launch_merge(mid_out.permute(2, 0, 1, 3), mid_lse.permute(2, 0, 1), out, lse, lse_in_log2=True, pdl=pdl,
+                 columns=merge_columns)
 
 
 def trace_buffer(head_blocks: int, num_splits: int, batch: int, device) -> torch.Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from . import interpret_mode, kernel_module, triton_available
-from .decode_attention import _next_pow2
+from . import next_pow2
 
 BLOCK_H = 8
 
@@ -49,7 +49,7 @@ def rope_and_append(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torc
         q_out.stride(0), q_out.stride(1), key_slots.stride(0), key_slots.stride(1),
         value_slots.stride(0), value_slots.stride(1),
         q_heads, kv_heads, value_dim,
-        HALF=half, BLOCK_H=BLOCK_H, BLOCK_HALF=_next_pow2(half), BLOCK_DV=_next_pow2(value_dim),
+        HALF=half, BLOCK_H=BLOCK_H, BLOCK_HALF=next_pow2(half), BLOCK_DV=next_pow2(value_dim),
         RTNE_BY_BITS=interpret_mode(),
         num_warps=4,
     )

@@ -21,18 +21,11 @@ from collections.abc import Callable
 
 import torch
 
-from . import kernel_module, sm_count
-from .decode_attention import (
-    _OUT_DTYPES,
-    DecodeConfig,
-    HeadGroups,
-    _launch_merge,
-    _next_pow2,
-    check_layout,
-    check_value_pages,
-    choose_num_splits,
-    default_block_h,
-)
+from . import kernel_module, next_pow2, sm_count
+from .decode_attention import check_layout, check_value_pages
+from .decode_launch import DecodeConfig, choose_num_splits, default_block_h
+from .head_groups import HeadGroups
+from .split_merge import OUT_DTYPES, launch_merge
 
 
 def _kernels():
@@ -120,7 +113,7 @@ def paged_sliced_attention(
     num_keys = block_table.shape[1] * page_size
 
     out_dtype = torch.float32 if out is None else out.dtype
-    if out_dtype not in _OUT_DTYPES:
+    if out_dtype not in OUT_DTYPES:
         raise ValueError(f"out must be fp32, bf16 or fp16, got {out_dtype}")
     if out is None:
         out = torch.empty(batch, num_q_heads, dv, dtype=torch.float32, device=device)
@@ -153,7 +146,7 @@ def paged_sliced_attention(
             key_pages.stride(0), key_pages.stride(1), key_pages.stride(2),
             block_table.stride(0),
             scores.stride(0), scores.stride(1),
-            DK=dk, BLOCK_DK=max(16, _next_pow2(dk)), QK_FP32=qk_fp32, **launch,
+            DK=dk, BLOCK_DK=max(16, next_pow2(dk)), QK_FP32=qk_fp32, **launch,
         )
     if reduce_scores is not None:  # called even for an empty batch: the group's ranks stay in step
         scores = reduce_scores(scores)
@@ -173,7 +166,7 @@ def paged_sliced_attention(
             block_table.stride(0),
             part_out.stride(0), part_out.stride(1), 0 if final else part_out.stride(2),
             part_lse.stride(0), part_lse.stride(1), 0 if final else part_lse.stride(2),
-            DV=dv, BLOCK_DV=max(16, _next_pow2(dv)), FINAL=final, **launch,
+            DV=dv, BLOCK_DV=max(16, next_pow2(dv)), FINAL=final, **launch,
         )
 
     if splits == 1:
@@ -182,6 +175,5 @@ def paged_sliced_attention(
     mid_out = torch.empty(batch, num_q_heads, splits, dv, dtype=torch.float32, device=device)
     mid_lse = torch.empty(batch, num_q_heads, splits, dtype=torch.float32, device=device)
     softmax_values(mid_out, mid_lse, splits)
-    _launch_merge(kernel_module("_triton_decode"), mid_out.permute(2, 0, 1, 3), mid_lse.permute(2, 0, 1),
-                  out, lse, lse_in_log2=True)
+    launch_merge(mid_out.permute(2, 0, 1, 3), mid_lse.permute(2, 0, 1), out, lse, lse_in_log2=True)
     return out, lse

@@ -80,7 +80,7 @@ def decode_kernel_report(dk: int, dv: int, *, values_are_keys: bool, block_n: in
                          pdl: bool = False, pages_ahead: bool = False, probs_via_memory: bool = False) -> KernelReport:
     """Compile the split kernel of `paged_decode_attention` for one launch config and assemble it
     (pdl: the variant that lets a programmatic-dependent merge launch early)."""
-    from .decode_attention import split_kernel_constants
+    from .decode_launch import split_kernel_constants
 
     consts = split_kernel_constants(dk, dv, values_are_keys, False, dv_parts, page_size, block_n, block_h,
                                     num_warps, num_stages, upcast=False, probs_via_memory=probs_via_memory)
@@ -95,7 +95,7 @@ def merge_kernel_report(dv: int, parts: int, pdl: bool = False, prefetch: bool =
     """The split merge of `paged_decode_attention` (`_launch_merge`'s config) for Dv value dims and `parts`
     splits, on partials laid out [B, H, parts, Dv] (pdl: launched as a programmatic dependent; prefetch: the
     variant that ends by asking for a bf16 tensor's first bytes in L2)."""
-    from .decode_attention import merge_kernel_constants
+    from .split_merge import merge_kernel_constants
 
     consts = merge_kernel_constants(dv, parts, lse_in_log2=True, pdl=pdl, prefetch=prefetch)
     options = {"num_warps": consts.pop("num_warps"), "num_stages": 3, "launch_pdl": consts.pop("launch_pdl")}
@@ -110,7 +110,8 @@ def sliced_kernel_report(kernel: str, dim: int, *, max_group: int = 1, page_size
     """One of headslice's sliced kernels ("scores": partial q.k over `dim` key dims; "values": softmax and
     P.V over `dim` value dims) with `paged_sliced_attention`'s default config for that width (pages_ahead:
     override the block-table mode)."""
-    from .decode_attention import DecodeConfig, _next_pow2
+    from . import next_pow2
+    from .decode_launch import DecodeConfig
     from .sliced_decode import sliced_launch
 
     consts = sliced_launch(DecodeConfig(pages_ahead=pages_ahead), max_group, dim, dtype == "fp32",
@@ -119,11 +120,11 @@ def sliced_kernel_report(kernel: str, dim: int, *, max_group: int = 1, page_size
     pointers = {"BLOCK_TABLE": "*i32", "LENGTHS": "*i32", "GROUP_KV": "*i32", "GROUP_HEADS": "*i32",
                 "SCORES": "*fp32"}
     if kernel == "scores":
-        consts.update(DK=dim, BLOCK_DK=max(16, _next_pow2(dim)), QK_FP32=False)
+        consts.update(DK=dim, BLOCK_DK=max(16, next_pow2(dim)), QK_FP32=False)
         types = dict(pointers, Q=f"*{dtype}", K=f"*{dtype}")
         return _report("_partial_scores_kernel", consts, options, types, {"num_splits", "num_keys"},
                        module="_triton_sliced")
-    consts.update(DV=dim, BLOCK_DV=max(16, _next_pow2(dim)), FINAL=False)
+    consts.update(DV=dim, BLOCK_DV=max(16, next_pow2(dim)), FINAL=False)
     types = dict(pointers, V=f"*{dtype}", OUT="*fp32", LSE="*fp32", qk_scale="fp32")
     return _report("_softmax_values_kernel", consts, options, types,
                    {"qk_scale", "num_splits", "num_keys", "stride_lh", "stride_ls"}, module="_triton_sliced")
@@ -179,10 +180,10 @@ def row_kernel_report(input_mode: str = "plain", *, pdl: bool = True, block_n: i
 
 def rope_append_report(dim: int = 128, value_dim: int = 128, dtype: str = "bf16") -> KernelReport:
     """The fast path's RoPE + KV append kernel (kernels/rope_append.py) for heads of `dim` dims."""
-    from .decode_attention import _next_pow2
+    from . import next_pow2
     from .rope_append import BLOCK_H
 
-    consts = dict(HALF=dim // 2, BLOCK_H=BLOCK_H, BLOCK_HALF=_next_pow2(dim // 2), BLOCK_DV=_next_pow2(value_dim),
+    consts = dict(HALF=dim // 2, BLOCK_H=BLOCK_H, BLOCK_HALF=next_pow2(dim // 2), BLOCK_DV=next_pow2(value_dim),
                   RTNE_BY_BITS=False)
     types = {name: f"*{dtype}" for name in ("q_ptr", "k_ptr", "v_ptr", "q_out_ptr", "key_ptr", "value_ptr")}
     types.update(cos_ptr="*fp32", sin_ptr="*fp32", slot_ptr="*i64")
@@ -251,7 +252,8 @@ def default_configs(shape: str) -> list[tuple[str, tuple[int, ...]]]:
     picks for a shape: one per side of the long-context switch where there is one."""
     import torch
 
-    from .decode_attention import DecodeConfig, HeadGroups, long_context_keys, resolve_launch
+    from .decode_launch import DecodeConfig, long_context_keys, resolve_launch
+    from .head_groups import HeadGroups
 
     spec = SHAPES[shape]
     groups = HeadGroups.from_group_size(spec["heads"], spec["heads"] // spec["kv_heads"])

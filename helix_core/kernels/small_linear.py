@@ -128,7 +128,7 @@ def merge_linear(recv: torch.Tensor, w: torch.Tensor, config: LinearConfig = Lin
     KVP exchange's receive buffer or a view of it) holds P partial attention outputs of H heads, each a
     head's Dv values then its natural-log LSE, and w [N, H * Dv] is the output projection. The merge is
     the KVP merge kernel's, rounded to w's dtype as that kernel stores it for the model
-    (kernels/decode_attention.merge_partials), so the projection reads what it would have read."""
+    (kernels/split_merge.merge_partials), so the projection reads what it would have read."""
     if not merge_linear_usable(recv, w):
         raise ValueError(f"merge_linear: recv {tuple(recv.shape)} {recv.dtype} (stride {recv.stride()}) and w "
                          f"{tuple(w.shape)} {w.dtype} do not fit the kernel (recv [parts, 1, heads, Dv + 1] fp32 "
