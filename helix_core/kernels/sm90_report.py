@@ -92,7 +92,7 @@ def decode_kernel_report(dk: int, dv: int, *, values_are_keys: bool, block_n: in
 
 
 def merge_kernel_report(dv: int, parts: int, pdl: bool = False, prefetch: bool = False) -> KernelReport:
-    """The split merge of `paged_decode_attention` (`_launch_merge`'s config) for Dv value dims and `parts`
+    """The split merge of `paged_decode_attention` (`split_merge.launch_merge`'s config) for Dv value dims and `parts`
     splits, on partials laid out [B, H, parts, Dv] (pdl: launched as a programmatic dependent; prefetch: the
     variant that ends by asking for a bf16 tensor's first bytes in L2)."""
     from .split_merge import merge_kernel_constants
