@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmarks of docs/benchmarks.md on 2 H200s (one call). Results: ${OUT:-out}/*.json, logs.
-# Exactness of the same code on GPU: scripts/gpu_verify.sh and the verify lines of scripts/gpu_probe.sh.
+# Exactness of the same code on GPU: scripts/ran/gpu_verify.sh and the verify lines of scripts/ran/gpu_probe.sh.
 # The kernel points first (2026-12-05, second session: a minute, and the GQA target's 1 x 256K point waits on
 # them), the HF peers last (their targets are met: 13.6x and 11.4x on 2026-12-05).
 set -u

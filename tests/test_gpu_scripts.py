@@ -17,8 +17,19 @@ sys.modules["dry_run"] = dry_run  # its dataclass looks itself up there
 _spec.loader.exec_module(dry_run)
 
 # the scripts the closing note names for the next device calls, and the GPUs of the machine each is for
-NEXT_CALLS = {"gpu_next.sh": 2, "gpu_next2.sh": 2, "gpu_next3.sh": 2, "gpu_bench.sh": 2, "gpu_merge_projection.sh": 1,
-              "gpu_next_1gpu.sh": 1, "gpu_mla_timeline.sh": 1}
+NEXT_CALLS = {"gpu_next.sh": 2, "gpu_next2.sh": 2, "gpu_next3.sh": 2, "gpu_bench.sh": 2, "gpu_next_1gpu.sh": 1,
+              "gpu_mla_timeline.sh": 1}
+
+
+HELPERS = {"gpu_env.sh"}  # sourced by the others
+
+
+def test_scripts_folder_holds_the_next_calls_and_ran_holds_the_rest():
+    """A GPU script in scripts/ is one the next device calls run (and so checked below); once it has run it moves
+    to scripts/ran/, where the dated sections of docs/benchmarks.md name it."""
+    top = {path.name for path in (ROOT / "scripts").glob("gpu_*.sh")}
+    assert top - HELPERS == set(NEXT_CALLS)
+    assert not top & {path.name for path in (ROOT / "scripts" / "ran").glob("*.sh")}
 
 
 @pytest.mark.parametrize("script,gpus", sorted(NEXT_CALLS.items()))

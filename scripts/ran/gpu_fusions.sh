@@ -25,5 +25,5 @@ say "gRPC TTL against the engine alone (pipelined steps), 1 GPU"
 timeout 150 python scripts/gpu_serve_check.py --out "$out/serve-check-1gpu.json" --gpus 1 2>&1 | grep '^{' | tail -1 \
   | tee -a "$log"
 say "wide heads with the block table a tile ahead"
-bash scripts/gpu_wide_ahead.sh
+bash scripts/ran/gpu_wide_ahead.sh
 say done

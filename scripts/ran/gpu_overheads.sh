@@ -2,7 +2,7 @@
 # One H200, second half of 2026-12-04: the step's small-kernel overheads cut (greedy pick as two-level
 # reductions, the step's inputs as one compiled kernel, no x1.0 RoPE scaling, the split merge letting the o
 # projection launch early): kernel tests compiled, exactness at batch 1 and 3, then the one-GPU steps with
-# their timelines (compare scripts/gpu_timeline.sh, run before these changes).
+# their timelines (compare scripts/ran/gpu_timeline.sh, run before these changes).
 set -u
 LOG_NAME=overheads source scripts/gpu_env.sh
 mkdir -p "$out/prof"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 7 on 4 H200s (nvidia-h200-x4), one call per part: `bash scripts/gpu_scale4.sh a` (NCCL
+# Issue 7 on 4 H200s (nvidia-h200-x4), one call per part: `bash scripts/ran/gpu_scale4.sh a` (NCCL
 # exactness of the 4-GPU plans), `b` (mqa-8b and deepseek-mla, where TP duplicates KV, and the
 # longest llama3-8b context), `c` (llama3-8b, where Helix should tie TP; the 16 x 512 example).
 # Results in ${OUT:-out}: verify4-*.json, bench-4gpu-*.json and scale4-<part>.log.
