@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # After scripts/gpu_next.sh and gpu_next2.sh, on 2 H200s (split out of gpu_next.sh on 2026-12-05, second session,
 # so each call fits 10 minutes): helix verify in fp32 (tolerance 1e-4) at batch 1 for helix KVP=2 and TP=2, and
-# DeepSeek-V3 bf16 at batch 1; then mqa-8b at 4 x 1M with the replicated o projection. (Its L2-prefetch rows were dropped: on one H200 on 2026-12-05 the prefetch made
-# o -> all-reduce stand-in -> gate/up slower at every amount; docs/benchmarks.md.)
+# DeepSeek-V3 bf16 at batch 1; then mqa-8b at 4 x 1M with the replicated o projection. (Its L2-prefetch rows were
+# dropped: on one H200 on 2026-12-05 the prefetch made o -> all-reduce stand-in -> gate/up slower at every
+# amount; docs/benchmarks.md.)
 # Results in ${OUT:-out}.
 set -u
 LOG_NAME=next3 source scripts/gpu_env.sh
