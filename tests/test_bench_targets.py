@@ -68,6 +68,7 @@ def test_each_target_judged_from_its_best_measurement(tmp_path):
     kernels_later = write(tmp_path / "kernel-later.json", {"results": [
         kernel_case("MLA 1x128K", True, 1, 128 * K, 1, 1e-4, share=0.71),  # a later, better run of the point
         kernel_case("GQA 128K p16", False, 1, 128 * K, 8, 1.4e-4, tbps=4.0),  # a worse run: the best one counts
+        kernel_case("GQA 32K p16", False, 1, 32 * K, 8, 39e-6, tbps=3.4, sdpa_s=50e-6),  # SDPA slow in this run
     ]})
     serve = write(tmp_path / "serve.json", {"engine_alone_ttl_median_s": 0.002, "grpc_client_ttl_median_s": 0.00209,
                                              "grpc_over_engine": 1.045})
@@ -93,7 +94,8 @@ def test_each_target_judged_from_its_best_measurement(tmp_path):
     assert verdict("deepseek-mla 1 GPU").met is None and verdict("deepseek-mla 1 GPU").measured == "not measured"
     gqa = verdict("GQA decode kernel >=")
     assert gqa.met is True and gqa.measured.startswith("4.210 TB/s") and "of 2 points" in gqa.measured
-    assert verdict("GQA decode kernel faster than SDPA").met is True
+    sdpa = verdict("GQA decode kernel faster than SDPA")
+    assert sdpa.met is True and sdpa.measured.startswith("39.0 against 41.0 us")  # not against the slow 50 us
     mla = verdict("MLA decode kernel")
     assert mla.met is True and mla.measured.startswith("71.0%")  # the 1 x 128K point's best run
     assert verdict("gRPC").met is True  # 4.5% over
@@ -130,3 +132,18 @@ def test_table_lists_every_target(tmp_path, capsys):
     assert targets.main([str(write(tmp_path / "empty.json", []))]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 + 11 and all(line.endswith("| not measured |  |") for line in lines[2:])
+
+
+def test_folders_are_read_at_any_depth(tmp_path):
+    """A folder stands for the JSON files under it, nested folders included (docs/results keeps each session's
+    runs in its own folder); other files there are not read."""
+    nested = tmp_path / "results" / "one-gpu" / "call1"
+    nested.mkdir(parents=True)
+    write(nested / "kernel.json", {"results": [kernel_case("MLA 1x128K", True, 1, 128 * K, 1, 1e-4, share=0.72)]})
+    write(tmp_path / "results" / "serve.json", {"engine_alone_ttl_median_s": 0.002, "grpc_client_ttl_median_s": 0.002,
+                                                "grpc_over_engine": 1.0})
+    (tmp_path / "results" / "notes.log").write_text("not JSON")
+    verdicts = by_target(targets.judge([tmp_path / "results"]))
+    mla = next(v for name, v in verdicts.items() if name.startswith("MLA decode kernel"))
+    assert mla.met is True and mla.measured.startswith("72.0%") and mla.source == "kernel.json"
+    assert next(v for name, v in verdicts.items() if name.startswith("gRPC")).met is True
