@@ -16,7 +16,9 @@ kernel_points mla 60 "1x32768" --no-sweep --mla
 b --shape llama3-8b --plans helix:kvp=2,tpa=1 tp:n=2 --points 1x128k --hopb 1 --profile "$out/prof"  # + timelines
 b --shape llama3-8b --plans helix:kvp=2,tpa=1 tp:n=2 --points 8x128k 1x1m --hopb 1
 # mqa-8b and deepseek-mla at batch x context = 4M: TP duplicates the KV, Helix does not
-b --shape mqa-8b --plans helix:kvp=2,tpa=1 tp:n=2 --points 4x1m --hopb 1
+# (and 6M tokens: TP's duplicated KV, 103 GB a GPU, still fits an H200; the two plans' rooflines allow 0.538
+# there against 0.555 at 4M, as the weights' share shrinks)
+b --shape mqa-8b --plans helix:kvp=2,tpa=1 tp:n=2 --points 4x1m 6x1m --hopb 1
 b --shape deepseek-mla --layers 4 --plans helix:kvp=2,tpa=1 tp:n=2 --points 4x1m --hopb 1
 # one GPU against HF transformers (static cache)
 b --shape llama3-8b --plans helix:kvp=1,tpa=1 --points 1x128k --peer hf --steps 100
