@@ -516,6 +516,17 @@ class Engine:
         head's partials (gather_exchange.py)."""
         return self.gather_exchange is not None and self.gather_exchange.fits(rows)
 
+    def hopb_exchange_stream(self):
+        """The second stream on which HOP-B pieces' gathered exchanges run (hopb_stream.py), made on first use;
+        None off CUDA, where the exchange runs in order."""
+        if self.device.type != "cuda":
+            return None
+        if getattr(self, "_hopb_exchange_stream", None) is None:
+            from .hopb_stream import ExchangeStream
+
+            self._hopb_exchange_stream = ExchangeStream(self.device)
+        return self._hopb_exchange_stream
+
     def projects_every_head(self, rows: int) -> bool:
         """A fast-path step of `rows` rows has each rank project every head with the whole o_proj, and no
         all-reduce after it (EngineOptions.o_projection "replicated", where the exchange gathers)."""

@@ -16,7 +16,8 @@ attention needs no all-reduce.
 
 HOP-B: the batch is cut into pieces; a piece's all-to-all is issued asynchronously (it runs on
 the process group's communication stream) while the next piece's attention runs on the compute
-stream; the merge waits for it.
+stream; the merge waits for it. A gathered exchange is a kernel on the stream that launches it, so
+with pieces it is launched on a second stream (hopb_stream.py), to the same effect.
 """
 from __future__ import annotations
 
@@ -174,6 +175,8 @@ class FastDecodeContext:
         self.kvp, self.out_heads, self.scale = attention.kvp, attention.out_heads, attention.scale
         self.kv_head_of_q = attention.kv_head_of_q
         self.pieces = max(1, min(hopb_pieces, buf.meta.shape[1])) if self.kvp > 1 else 1
+        # HOP-B with gathered exchanges: those run on a second stream, beside the next piece's attention
+        self.exchange_stream = engine.hopb_exchange_stream() if self.pieces > 1 else None
         self.head_groups = head_groups  # None: the torch reference path
         self.reduce_scores = None
         if self.comm.size("head_slices") > 1:  # partial q.k scores summed over the dimension slices
@@ -257,7 +260,11 @@ class FastDecodeContext:
                     part_out, part_lse = self._attention(*args)
                     out.copy_(part_out)
                     lse.copy_(part_lse)
-                pending.append((gather.exchange(lo, hi, every_head), None, dv))
+                if self.exchange_stream is not None:
+                    recv, work = self.exchange_stream.run(lambda lo=lo, hi=hi: gather.exchange(lo, hi, every_head))
+                    pending.append((recv, work, dv))
+                else:
+                    pending.append((gather.exchange(lo, hi, every_head), None, dv))
             elif self.use_kernel and self.kvp > 1:
                 # the kernel writes output and LSE straight into the exchange buffer's channels
                 packed = torch.empty(hi - lo, q.shape[1], dv + 1, dtype=torch.float32, device=q.device)
