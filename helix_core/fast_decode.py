@@ -244,7 +244,7 @@ class FastDecodeContext:
             if values is not None:
                 value_rows.index_copy_(0, self.slots, v.to(values.dtype))
         batch = q.shape[0]
-        bounds = [(p * batch // self.pieces, (p + 1) * batch // self.pieces) for p in range(self.pieces)]
+        bounds = self.piece_bounds(batch)
         dv = value_dim if values is None else values.shape[-1]
         pending = []
         gather = self.engine.gather_exchange if self.kvp > 1 else None
@@ -281,6 +281,10 @@ class FastDecodeContext:
                 pending.append(start_exchange(self.comm, *self._attention(*args), self.kvp, self.out_heads))
         self.engine.attention.stats.hopb_pieces_run = len(bounds)
         return pending
+
+    def piece_bounds(self, batch: int) -> list[tuple[int, int]]:
+        """The row ranges [lo, hi) of the HOP-B pieces of a batch of `batch` rows (one piece without HOP-B)."""
+        return [(p * batch // self.pieces, (p + 1) * batch // self.pieces) for p in range(self.pieces)]
 
     def _attention(self, q, keys, values, block_table, lengths, value_dim, prefetch=None, out=None, lse=None):
         return paged_attention(q, keys, values, block_table, lengths, self.scale, self.kv_head_of_q,

@@ -65,3 +65,48 @@ def test_bench_phase_functions_run_every_layer_and_leave_the_cache_alone(monkeyp
         fn()
     assert calls == {"ffn": layers, "attention": layers}
     assert torch.equal(engine.cache.keys, keys)
+
+
+def _hopb_phase_worker(folder: str, rank: int) -> None:
+    """Helix KVP=2 with HOP-B in two pieces: each phase function runs the attention kernel and the exchange once
+    per piece and layer, over the pieces' rows, as the step does (FastDecodeContext._attend_pieces)."""
+    from helix_core.bench import rank_worker as worker
+    from helix_core.engine import PrefillItem
+    from helix_core.sampling import SamplingParams
+
+    plan, device = Plan.helix(2, 1), torch.device("cpu")
+    options = EngineOptions(page_size=8, stage_size=16, fast_decode="on", max_batch=4, hopb_pieces=2)
+    engine = Engine(folder, plan, rank, Comm(plan, rank, device), device, options)
+    engine.prefill([PrefillItem(i, [3 + i, 17, 42, 9 + i, 100], SamplingParams()) for i in range(4)])
+    engine.decode([0, 1, 2, 3])
+    rows_attended, exchanged = [], []
+    attention = worker.FastDecodeContext._attention
+    all_to_all = engine.comm.all_to_all
+
+    def counted_attention(self, q, *args, **kwargs):
+        rows_attended.append(q.shape[0])
+        return attention(self, q, *args, **kwargs)
+
+    def counted_all_to_all(recv, send, group, *args, **kwargs):
+        exchanged.append((group, send.shape[1]))
+        return all_to_all(recv, send, group, *args, **kwargs)
+
+    worker.FastDecodeContext._attention = counted_attention
+    engine.comm.all_to_all = counted_all_to_all
+    try:
+        functions = worker.phase_functions(engine, 4)
+        functions["attention_s"]()
+        functions["all_to_all_s"]()  # a collective: every rank runs it
+    finally:
+        worker.FastDecodeContext._attention = attention
+    layers = engine.cfg.num_layers
+    assert rows_attended == [2, 2] * layers, rows_attended
+    assert exchanged == [("kvp", 2), ("kvp", 2)] * layers, exchanged  # gloo: the all-to-all, not the gather
+
+
+def test_bench_phases_follow_the_hopb_pieces():
+    import functools
+
+    from gloo_ranks import run_gloo_ranks
+
+    run_gloo_ranks(functools.partial(_hopb_phase_worker, model_dir("llama")), 2)

@@ -315,13 +315,16 @@ def _phases(engine: Engine, bucket: int, job: BenchJob) -> dict:
 
 def phase_functions(engine: Engine, bucket: int) -> dict:
     """A function per phase of the last step of batch bucket `bucket`, each running that phase of every
-    layer once on the step's buffers: attention_s (the decode attention kernels), ffn_s (norm + FFN,
-    `DecoderStack.ffn`), all_to_all_s (the KVP exchanges), all_reduce_s (the step's all-reduces)."""
+    layer once on the step's buffers, as the step runs it (with HOP-B, a kernel or exchange per piece):
+    attention_s (the decode attention kernels), ffn_s (norm + FFN, `DecoderStack.ffn`), all_to_all_s (the KVP
+    exchanges), all_reduce_s (the step's all-reduces)."""
     runner = engine.runner
     buf = runner._buffers[bucket]
     cfg, layers = engine.cfg, engine.cfg.num_layers
     _, slots, lengths = runner.placement.inputs(buf, runner.feedback)
-    ctx = FastDecodeContext(engine, buf, slots, lengths, 1, runner.head_groups, runner.last_key[1])
+    ctx = FastDecodeContext(engine, buf, slots, lengths, engine.options.hopb_pieces, runner.head_groups,
+                            runner.last_key[1])
+    pieces = ctx.piece_bounds(bucket)
     shard = engine.model.shard
     q_heads = shard.q_heads[1] - shard.q_heads[0]
     width = engine.cache.keys.shape[-1]
@@ -331,7 +334,9 @@ def phase_functions(engine: Engine, bucket: int) -> dict:
     def attention():
         for layer in range(layers):
             values = None if engine.cache.values is None else engine.cache.values[layer]
-            ctx._attention(q, engine.cache.keys[layer], values, buf.block_table, lengths, value_dim)
+            for lo, hi in pieces:
+                ctx._attention(q[lo:hi], engine.cache.keys[layer], values, buf.block_table[lo:hi], lengths[lo:hi],
+                               value_dim)
 
     residual = torch.randn(bucket, cfg.hidden_size, device=engine.device, dtype=engine.dtype)
     delta = torch.randn_like(residual)
@@ -341,19 +346,21 @@ def phase_functions(engine: Engine, bucket: int) -> dict:
             engine.model.ffn(layer, residual, delta, static_shapes=True)
 
     dv = cfg.kv_lora_rank if cfg.is_mla else engine.model.local_value_dim
-    send = torch.zeros(engine.plan.kvp, bucket, engine.attention.out_heads, dv + 1, device=engine.device)
-    recv = torch.empty_like(send)
+    # a piece's all-to-all buffers (with the gather, its rows of the slot buffer)
+    sends = [torch.zeros(engine.plan.kvp, hi - lo, engine.attention.out_heads, dv + 1, device=engine.device)
+             for lo, hi in pieces]
+    recvs = [torch.empty_like(send) for send in sends]
     hidden = torch.zeros(bucket, cfg.hidden_size, device=engine.device, dtype=engine.dtype)
-    gather = _exchange_used(engine, bucket) == "gather"
     # the embedding's and each FFN's, and each attention's unless every rank projects every head itself
     all_reduces = 2 * layers + 1 if _o_projection_used(engine, bucket) == "sharded" else layers + 1
 
     def all_to_all():
         for _ in range(layers):
-            if gather:
-                engine.gather_exchange.exchange(0, bucket)
-            else:
-                engine.comm.all_to_all(recv, send, "kvp")
+            for (lo, hi), send, recv in zip(pieces, sends, recvs):
+                if engine.gathers(hi):  # as FastDecodeContext._attend_pieces decides, piece by piece
+                    engine.gather_exchange.exchange(lo, hi)
+                else:
+                    engine.comm.all_to_all(recv, send, "kvp")
 
     def all_reduce():
         for _ in range(all_reduces):
