@@ -19,8 +19,8 @@ say "mqa-8b 4 x 1M, helix KVP=2, replicated o"
 bench_rows bench-mqa-replicated-o.json 200 --shape mqa-8b --plans helix:kvp=2,tpa=1 --points 4x1m --hopb 1 \
   --o-projection replicated
 # HOP-B: two pieces made the mqa-8b 4 x 1M step 1.8 ms slower in compute alone (2026-11-22: compute-only 13.84
-# against 12.00 ms, attention alone the same 8.9 ms), so the overlap never paid; the per-kernel profiles of both
-# say where those 57 us a layer go
+# against 12.00 ms, the attention phase, then one kernel over the whole batch, the same 8.9 ms), so the overlap
+# never paid; the phases now run per piece, and the per-kernel profiles of both say where those 57 us a layer go
 say "mqa-8b 4 x 1M, helix KVP=2, HOP-B 1 and 2 pieces, profiled"
 bench_rows bench-mqa-hopb.json 200 --shape mqa-8b --plans helix:kvp=2,tpa=1 --points 4x1m --hopb 1 2 \
   --profile "$out/prof-hopb"
