@@ -31,7 +31,7 @@ def test_ffn_matches_the_hf_layer(model, static_shapes):
 def test_bench_phase_functions_run_every_layer_and_leave_the_cache_alone(monkeypatch):
     """`helix bench` times each phase by capturing these functions in CUDA graphs (GPU only); on CPU they run
     eagerly here: every phase runs once per layer, and none writes the KV cache."""
-    from helix_core.bench.rank_worker import phase_functions
+    from helix_core.bench.phases import phase_functions
     from helix_core.engine import PrefillItem
     from helix_core.sampling import SamplingParams
 
@@ -49,7 +49,7 @@ def test_bench_phase_functions_run_every_layer_and_leave_the_cache_alone(monkeyp
         return ffn(*args, **kwargs)
 
     monkeypatch.setattr(engine.model, "ffn", counted_ffn)
-    import helix_core.bench.rank_worker as worker
+    import helix_core.bench.phases as worker
 
     attention = worker.FastDecodeContext._attention
 
@@ -70,7 +70,7 @@ def test_bench_phase_functions_run_every_layer_and_leave_the_cache_alone(monkeyp
 def _hopb_phase_worker(folder: str, rank: int) -> None:
     """Helix KVP=2 with HOP-B in two pieces: each phase function runs the attention kernel and the exchange once
     per piece and layer, over the pieces' rows, as the step does (FastDecodeContext._attend_pieces)."""
-    from helix_core.bench import rank_worker as worker
+    from helix_core.bench import phases as worker
     from helix_core.engine import PrefillItem
     from helix_core.sampling import SamplingParams
 

@@ -6,7 +6,7 @@ Timings per point:
                    page bookkeeping, the token read), median and p99 over `steps` calls;
   ttl_device_s     the captured step alone (CUDA events around graph replays);
   compute_only_s   the same step captured with every collective muted;
-  attention_s / ffn_s / all_to_all_s / all_reduce_s   each phase alone, captured and replayed;
+  attention_s / ffn_s / all_to_all_s / all_reduce_s   each phase alone, captured and replayed (phases.py);
   other_s          compute_only_s - attention_s - ffn_s (projections around attention, norms, merges,
                    lm_head, sampling, bookkeeping);
   exposed_comm_s   ttl_device_s - compute_only_s.
@@ -26,13 +26,14 @@ import torch
 from ..attention import partial_attention
 from ..comm import Comm, init_distributed, shutdown_distributed
 from ..engine import DTYPES, Engine, EngineOptions, ModelSource, _Sequence, default_page_size
-from ..fast_decode import DecodeRunner, FastDecodeContext, paged_attention
+from ..fast_decode import DecodeRunner, paged_attention
 from ..kernels import l2_prefetch_usable
 from ..kv_cache import StagePlacement
 from ..launcher import rank_device
 from ..plan import Plan
 from ..sampling import SamplingParams
-from .probes import capture_graph, hbm_bandwidth, matmul_rate, time_cuda
+from .phases import exchange_used, o_projection_used, phases, time_replays, unread_o_bytes
+from .probes import hbm_bandwidth, matmul_rate
 from .roofline import step_work
 from .timeline import critical_path, format_table, spans_from_profiler
 from .shapes import shape_config
@@ -71,10 +72,6 @@ def _decoded_per_point(job) -> int:
     """Tokens a point's sequences grow by: the warm-up, the steps one at a time, then the launched ones
     (two more than the steps), and a margin."""
     return job.warmup + 2 * job.steps + 2 + 8
-
-
-def _time_replays(fn, iters: int) -> float:
-    return time_cuda(fn, iters, warmup=1)
 
 
 def _pages_needed(job: BenchJob, kvp: int, page_size: int) -> int:
@@ -199,18 +196,18 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
         one_at_a_time.append(time.perf_counter() - begin)
     host = _pipelined_intervals(engine, ids, job.steps)
     bucket = engine.runner.bucket_for(batch)
-    device_s = _time_replays(engine.runner._graphs[engine.runner.last_key][0].replay, job.steps) if graphs else None
-    phases = _phases(engine, bucket, job) if graphs else {}
+    device_s = time_replays(engine.runner._graphs[engine.runner.last_key][0].replay, job.steps) if graphs else None
+    step_phases = phases(engine, bucket, job.steps) if graphs else {}
     if graphs and job.profile_dir:
         _profile_step(engine, job, rank, f"{job.shape}-{plan.spec()}-{batch}x{context}")
     verified = _verify_attention(engine, ids)
     local_tokens = [engine.cache.local_length(s) for s in ids]
     vocab = engine.model.vocab
     embed_bytes = 0 if vocab.head is vocab.embed else vocab.embed.nbytes  # a lookup reads B rows only
-    o_projection = _o_projection_used(engine, bucket)
+    o_projection = o_projection_used(engine, bucket)
     # held but not read: a lookup reads B rows of the embedding; o columns of other ranks' heads where
     # replicated o is held but the step's exchange does not gather
-    weight_bytes = engine.weight_bytes() - embed_bytes - _unread_o_bytes(engine, o_projection)
+    weight_bytes = engine.weight_bytes() - embed_bytes - unread_o_bytes(engine, o_projection)
     element = torch.tensor([], dtype=engine.dtype).element_size()
     work = step_work(cfg, plan, rank, weight_bytes, weight_bytes // element, local_tokens, batch, element)
     roofline = work.roofline_s(hbm, flops) if hbm else None
@@ -220,7 +217,7 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
         "shape": job.shape, "layers": cfg.num_layers, "plan": plan.spec(), "gpus": plan.world_size,
         "context": context, "batch": batch, "dtype": _full(job.dtype), "hopb_pieces": hopb,
         "cuda_graphs": job.graphs, "all_reduce": engine.all_reduce_impl,
-        "exchange": _exchange_used(engine, bucket), "exchange_impl": engine.exchange_impl,
+        "exchange": exchange_used(engine, bucket), "exchange_impl": engine.exchange_impl,
         "small_linear": engine.use_small_linear, "fusions": engine.use_fusions,
         # where FastDecodeContext.attention_output merges in the o projection: one row, KVP > 1, GQA
         "merge_in_projection": engine.merges_in_projection(bucket),
@@ -243,7 +240,7 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
         "roofline_s": roofline, "pct_roofline": roofline / ttl if roofline else None,
         "matmul_flops_sustained": sustained,
         "pct_roofline_sustained": sustained_roofline / ttl if sustained_roofline else None,
-        **phases, "attention_verified": verified,
+        **step_phases, "attention_verified": verified,
     }
     engine.comm.barrier()
     if engine.device.type == "cuda":
@@ -272,101 +269,6 @@ def _profile_step(engine: Engine, job: BenchJob, rank: int, name: str, replays: 
         rows, span = critical_path(spans_from_profiler(prof))
         with open(os.path.join(job.profile_dir, f"timeline-{safe}.txt"), "w") as handle:
             handle.write(format_table(rows, span, replays, name))
-
-
-def _o_projection_used(engine: Engine, bucket: int) -> str:
-    """replicated: the bucket's steps project every head on each rank, with no all-reduce after (see
-    FastDecodeContext.attention_output); else sharded."""
-    return "replicated" if engine.projects_every_head(bucket) else "sharded"
-
-
-def _unread_o_bytes(engine: Engine, used: str) -> int:
-    if not engine.replicate_o or used == "replicated":
-        return 0
-    return sum(layer.wo.full.nbytes - layer.wo.local.nbytes for layer in engine.model.layers)
-
-
-def _exchange_used(engine: Engine, bucket: int) -> str:
-    if engine.plan.kvp == 1:
-        return "none"
-    return "gather" if engine.gathers(bucket) else "all-to-all"
-
-
-def _phases(engine: Engine, bucket: int, job: BenchJob) -> dict:
-    """Each phase captured alone; compute-only = the step with every collective muted; other = what
-    compute-only holds besides attention and FFN (projections before and after attention, norms, RoPE and
-    KV append, merges, lm_head, sampling, the step's bookkeeping)."""
-    runner = engine.runner
-    buf = runner._buffers[bucket]
-    engine.comm.muted = True
-    try:
-        muted = DecodeRunner(engine, use_graphs=True, max_batch=bucket)
-        muted._buffers[bucket], muted._rows[bucket] = buf, runner._rows[bucket]
-        graph, _, _ = muted._capture(buf, runner.last_key[1])
-        compute_only = _time_replays(graph.replay, job.steps)
-    finally:
-        engine.comm.muted = False
-    out = {"compute_only_s": compute_only}
-    for name, fn in phase_functions(engine, bucket).items():
-        out[name] = _time_replays(capture_graph(fn).replay, 20)
-    out["other_s"] = compute_only - out["attention_s"] - out["ffn_s"]  # can dip below 0 by timing noise
-    return out
-
-
-def phase_functions(engine: Engine, bucket: int) -> dict:
-    """A function per phase of the last step of batch bucket `bucket`, each running that phase of every
-    layer once on the step's buffers, as the step runs it (with HOP-B, a kernel or exchange per piece):
-    attention_s (the decode attention kernels), ffn_s (norm + FFN, `DecoderStack.ffn`), all_to_all_s (the KVP
-    exchanges), all_reduce_s (the step's all-reduces)."""
-    runner = engine.runner
-    buf = runner._buffers[bucket]
-    cfg, layers = engine.cfg, engine.cfg.num_layers
-    _, slots, lengths = runner.placement.inputs(buf, runner.feedback)
-    ctx = FastDecodeContext(engine, buf, slots, lengths, engine.options.hopb_pieces, runner.head_groups,
-                            runner.last_key[1])
-    pieces = ctx.piece_bounds(bucket)
-    shard = engine.model.shard
-    q_heads = shard.q_heads[1] - shard.q_heads[0]
-    width = engine.cache.keys.shape[-1]
-    q = torch.randn(bucket, q_heads, width, device=engine.device, dtype=engine.dtype)
-    value_dim = cfg.kv_lora_rank if cfg.is_mla else None
-
-    def attention():
-        for layer in range(layers):
-            values = None if engine.cache.values is None else engine.cache.values[layer]
-            for lo, hi in pieces:
-                ctx._attention(q[lo:hi], engine.cache.keys[layer], values, buf.block_table[lo:hi], lengths[lo:hi],
-                               value_dim)
-
-    residual = torch.randn(bucket, cfg.hidden_size, device=engine.device, dtype=engine.dtype)
-    delta = torch.randn_like(residual)
-
-    def ffn():
-        for layer in range(layers):
-            engine.model.ffn(layer, residual, delta, static_shapes=True)
-
-    dv = cfg.kv_lora_rank if cfg.is_mla else engine.model.local_value_dim
-    # a piece's all-to-all buffers (with the gather, its rows of the slot buffer)
-    sends = [torch.zeros(engine.plan.kvp, hi - lo, engine.attention.out_heads, dv + 1, device=engine.device)
-             for lo, hi in pieces]
-    recvs = [torch.empty_like(send) for send in sends]
-    hidden = torch.zeros(bucket, cfg.hidden_size, device=engine.device, dtype=engine.dtype)
-    # the embedding's and each FFN's, and each attention's unless every rank projects every head itself
-    all_reduces = 2 * layers + 1 if _o_projection_used(engine, bucket) == "sharded" else layers + 1
-
-    def all_to_all():
-        for _ in range(layers):
-            for (lo, hi), send, recv in zip(pieces, sends, recvs):
-                if engine.gathers(hi):  # as FastDecodeContext._attend_pieces decides, piece by piece
-                    engine.gather_exchange.exchange(lo, hi)
-                else:
-                    engine.comm.all_to_all(recv, send, "kvp")
-
-    def all_reduce():
-        for _ in range(all_reduces):
-            engine.comm.all_reduce(hidden)
-
-    return {"attention_s": attention, "ffn_s": ffn, "all_to_all_s": all_to_all, "all_reduce_s": all_reduce}
 
 
 def _verify_attention(engine: Engine, ids: list[int]) -> bool:
