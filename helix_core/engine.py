@@ -219,6 +219,7 @@ class Engine:
         # the exchange first: a replicated o projection is loaded only where a gather will hand every rank
         # every head's partials
         self.gather_exchange, self.exchange_impl = self._setup_exchange(plan.attention_shard(self.cfg, rank))
+        self._hopb_exchange_stream = None  # made on first use (hopb_exchange_stream)
         self.replicate_o = (options.o_projection == "replicated" and replicated_o_supported(self.cfg, plan)
                             and self.gather_exchange is not None)
         self.model = build_model(self.cfg, plan, rank, self.reader, source.load, ops, self.replicate_o)
@@ -521,7 +522,7 @@ class Engine:
         None off CUDA, where the exchange runs in order."""
         if self.device.type != "cuda":
             return None
-        if getattr(self, "_hopb_exchange_stream", None) is None:
+        if self._hopb_exchange_stream is None:
             from .hopb_stream import ExchangeStream
 
             self._hopb_exchange_stream = ExchangeStream(self.device)
