@@ -39,7 +39,10 @@ class ExchangeStream:
 
     def __init__(self, device: torch.device):
         self.device = device
-        self.stream = torch.cuda.Stream(device=device)
+        # from torch's pool of high-priority streams: the default-priority pool, which the capture streams come
+        # from, hands its 32 streams out in turn, so a stream from it could be the capturing stream itself (no
+        # overlap); the exchange is on the step's critical path, so it may also go first
+        self.stream = torch.cuda.Stream(device=device, priority=-1)
 
     def run(self, exchange: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, EventWork]:
         """(received tensor, work): `exchange()` launched on this stream after all the current stream's work."""

@@ -33,7 +33,8 @@ class FakeCuda:
         self.current = self.compute
         self.events = 0
 
-    def Stream(self, device=None):  # noqa: N802 - torch.cuda's name
+    def Stream(self, device=None, priority=0):  # noqa: N802 - torch.cuda's name
+        self.priority = priority
         return FakeStream("exchange", self.log)
 
     def current_stream(self, device=None):
@@ -79,6 +80,7 @@ def test_exchange_runs_beside_the_compute_stream_in_the_required_order(monkeypat
         fake.log.append(f"exchange launched on {fake.current.name}")
         return Received(fake.log)
 
+    assert fake.priority < 0  # a high-priority stream: never one of the default-priority capture streams
     received, work = side.run(exchange)
     assert isinstance(received, Received)
     assert fake.log == [
