@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 
+import pytest
 import torch
 
 from helix_core import hopb_stream
@@ -70,10 +71,16 @@ class Received:
         self.log.append(f"received used by {stream.name}")
 
 
-def test_exchange_runs_beside_the_compute_stream_in_the_required_order(monkeypatch):
-    fake = FakeCuda()
+@pytest.fixture
+def fake(monkeypatch):
+    """torch.cuda's stream and event calls replaced by FakeCuda's for the test."""
+    cuda = FakeCuda()
     for name in ("Stream", "current_stream", "stream", "Event"):
-        monkeypatch.setattr(torch.cuda, name, getattr(fake, name))
+        monkeypatch.setattr(torch.cuda, name, getattr(cuda, name))
+    return cuda
+
+
+def test_exchange_runs_beside_the_compute_stream_in_the_required_order(fake):
     side = hopb_stream.ExchangeStream(torch.device("cuda", 0))
 
     def exchange():
@@ -97,11 +104,8 @@ def test_exchange_runs_beside_the_compute_stream_in_the_required_order(monkeypat
     assert fake.log == ["compute waits for event e1"]
 
 
-def test_each_exchange_gets_its_own_event(monkeypatch):
+def test_each_exchange_gets_its_own_event(fake):
     """Two pieces: the merge of the first waits only for the first exchange, not for the second."""
-    fake = FakeCuda()
-    for name in ("Stream", "current_stream", "stream", "Event"):
-        monkeypatch.setattr(torch.cuda, name, getattr(fake, name))
     side = hopb_stream.ExchangeStream(torch.device("cuda", 0))
     _, first = side.run(lambda: Received(fake.log))
     _, second = side.run(lambda: Received(fake.log))

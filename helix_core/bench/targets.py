@@ -170,7 +170,18 @@ def peer_target(rows, shape, context, factor, layers=None) -> Verdict:
 
 def _kernel_best(case: dict) -> dict | None:
     ok = [c for c in case.get("configs", []) if c.get("ok") and (c.get("graph_s") or c.get("eager_s"))]
-    return min(ok, key=lambda c: c.get("graph_s") or c["eager_s"]) if ok else None
+    return min(ok, key=_seconds) if ok else None
+
+
+def _seconds(config: dict) -> float:
+    """A kernel config's time: in a CUDA graph where it was timed so, else eager."""
+    return config.get("graph_s") or config["eager_s"]
+
+
+def _engine_gqa(case: dict, best: dict | None) -> bool:
+    """A GQA point (KV heads > 1) with a passing config, in the layout the engine serves (its pages, not head-major)."""
+    return (not case.get("mla") and case.get("kv_heads", 0) >= 2 and best is not None
+            and "head-major" not in case.get("case", "") and case.get("page_size") == GQA_PAGE_SIZE)
 
 
 def gqa_kernel_targets(kernels) -> list[Verdict]:
@@ -178,9 +189,8 @@ def gqa_kernel_targets(kernels) -> list[Verdict]:
     best_by_case: dict[str, tuple[float, dict]] = {}  # each GQA point (KV heads > 1) at >= 128K: its best run
     for case in kernels:
         best = _kernel_best(case)
-        if (case.get("mla") or case.get("kv_heads", 0) < 2 or case.get("context", 0) < K128 or best is None
-                or "head-major" in case.get("case", "") or case.get("page_size") != GQA_PAGE_SIZE):
-            continue  # not a GQA point, or not the layout the engine serves
+        if not _engine_gqa(case, best) or case.get("context", 0) < K128:
+            continue
         rate = best.get("graph_tbps") or best["eager_tbps"]
         if rate > best_by_case.get(case["case"], (0.0, None))[0]:
             best_by_case[case["case"]] = (rate, case)
@@ -196,18 +206,17 @@ def gqa_kernel_targets(kernels) -> list[Verdict]:
     by_shape: dict[tuple, list[tuple[dict, dict]]] = {}  # a shape's cases (every run of it) and their best configs
     for case in kernels:
         best = _kernel_best(case)
-        if (case.get("mla") or case.get("kv_heads", 0) < 2 or case.get("context") != 32 << 10
-                or case.get("batch") != 1 or not case.get("sdpa_enable_gqa_s") or best is None
-                or "head-major" in case.get("case", "") or case.get("page_size") != GQA_PAGE_SIZE):
+        if (not _engine_gqa(case, best) or case.get("context") != 32 << 10 or case.get("batch") != 1
+                or not case.get("sdpa_enable_gqa_s")):
             continue
         shape = tuple(case.get(key) for key in ("heads", "kv_heads", "dk", "dv", "dtype"))
         by_shape.setdefault(shape, []).append((case, best))
     margins = []
     for runs in by_shape.values():
         # each side's fastest run of the shape: a run where SDPA happened to be slow must not flatter the kernel
-        ours_case, ours_best = min(runs, key=lambda p: p[1].get("graph_s") or p[1]["eager_s"])
+        ours_case, ours_best = min(runs, key=lambda p: _seconds(p[1]))
         sdpa_case = min((case for case, _ in runs), key=lambda case: case["sdpa_enable_gqa_s"])
-        ours, sdpa = ours_best.get("graph_s") or ours_best["eager_s"], sdpa_case["sdpa_enable_gqa_s"]
+        ours, sdpa = _seconds(ours_best), sdpa_case["sdpa_enable_gqa_s"]
         margins.append((ours / sdpa, ours, sdpa, ours_case, sdpa_case))
     if margins:
         ratio, ours, sdpa, ours_case, sdpa_case = max(margins, key=lambda m: m[0])  # the shape it does worst on
