@@ -33,6 +33,7 @@ class HeadGroups:
         self.max_group = max((len(v) for v in heads_of.values()), default=1)
         self.max_kv_head = max(mapping, default=0)
         self._tables: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._whole_runs: dict[int, bool] = {}  # asked on every decode call that may load Q by TMA
 
     @classmethod
     def from_group_size(cls, num_q_heads: int, group: int) -> HeadGroups:
@@ -41,12 +42,12 @@ class HeadGroups:
     def whole_runs(self, block_h: int) -> bool:
         """Every block of `block_h` query heads (as `tables` lays them out) is that many consecutive heads, so a
         block's query rows can be loaded as one box."""
-        for q_heads in self.heads_of_kv.values():
-            for i in range(0, len(q_heads), block_h):
-                block = q_heads[i:i + block_h]
-                if block != list(range(block[0], block[0] + block_h)):  # scattered, or a short (padded) block
-                    return False
-        return True
+        if block_h not in self._whole_runs:
+            self._whole_runs[block_h] = all(
+                block == list(range(block[0], block[0] + block_h))  # not scattered, nor a short (padded) block
+                for q_heads in self.heads_of_kv.values()
+                for block in (q_heads[i:i + block_h] for i in range(0, len(q_heads), block_h)))
+        return self._whole_runs[block_h]
 
     def tables(self, block_h: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(kv head of each head block [G] int32, query heads of each block [G, block_h] int32, -1 pad)."""
