@@ -11,11 +11,6 @@ from ..fast_decode import DecodeRunner, FastDecodeContext
 from .probes import capture_graph, time_cuda
 
 
-def time_replays(fn, iters: int) -> float:
-    """Seconds a call of `fn` (a graph's replay) takes on the device, over `iters` calls after one."""
-    return time_cuda(fn, iters, warmup=1)
-
-
 def o_projection_used(engine: Engine, bucket: int) -> str:
     """replicated: the bucket's steps project every head on each rank, with no all-reduce after (see
     FastDecodeContext.attention_output); else sharded."""
@@ -45,12 +40,12 @@ def phases(engine: Engine, bucket: int, replays: int) -> dict:
         muted = DecodeRunner(engine, use_graphs=True, max_batch=bucket)
         muted._buffers[bucket], muted._rows[bucket] = buf, runner._rows[bucket]
         graph, _, _ = muted._capture(buf, runner.last_key[1])
-        compute_only = time_replays(graph.replay, replays)
+        compute_only = time_cuda(graph.replay, replays, warmup=1)
     finally:
         engine.comm.muted = False
     out = {"compute_only_s": compute_only}
     for name, fn in phase_functions(engine, bucket).items():
-        out[name] = time_replays(capture_graph(fn).replay, 20)
+        out[name] = time_cuda(capture_graph(fn).replay, 20, warmup=1)
     out["other_s"] = compute_only - out["attention_s"] - out["ffn_s"]  # can dip below 0 by timing noise
     return out
 

@@ -32,8 +32,8 @@ from ..kv_cache import StagePlacement
 from ..launcher import rank_device
 from ..plan import Plan
 from ..sampling import SamplingParams
-from .phases import exchange_used, o_projection_used, phases, time_replays, unread_o_bytes
-from .probes import hbm_bandwidth, matmul_rate
+from .phases import exchange_used, o_projection_used, phases, unread_o_bytes
+from .probes import hbm_bandwidth, matmul_rate, time_cuda
 from .roofline import step_work
 from .timeline import critical_path, format_table, spans_from_profiler
 from .shapes import shape_config
@@ -196,7 +196,8 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
         one_at_a_time.append(time.perf_counter() - begin)
     host = _pipelined_intervals(engine, ids, job.steps)
     bucket = engine.runner.bucket_for(batch)
-    device_s = time_replays(engine.runner._graphs[engine.runner.last_key][0].replay, job.steps) if graphs else None
+    step_graph = engine.runner._graphs[engine.runner.last_key][0] if graphs else None
+    device_s = time_cuda(step_graph.replay, job.steps, warmup=1) if graphs else None
     step_phases = phases(engine, bucket, job.steps) if graphs else {}
     if graphs and job.profile_dir:
         _profile_step(engine, job, rank, f"{job.shape}-{plan.spec()}-{batch}x{context}")
