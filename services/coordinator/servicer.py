@@ -77,8 +77,12 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             )
         deadline_ns = _deadline_ns(context)
         self.metrics.in_flight_requests.inc()
-        context.add_callback(lambda: self._on_rpc_end(live, received_s, deadline_ns))
         try:
+            if not context.add_callback(lambda: self._on_rpc_end(live, received_s, deadline_ns)):
+                # the call was over (client gone or deadline passed) before this handler ran, so no
+                # callback will come: count its end here, and admit nothing
+                self._count_abandoned(live, received_s, deadline_ns)
+                return
             if not self.link.ready:  # checked after registering: a link lost from now on fails `live`
                 self._end(live, context, grpc.StatusCode.UNAVAILABLE, "the shard group is not ready")
             self.link.admit(self._admit(request, request_id, prompt, deadline_ns))
@@ -168,8 +172,12 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         """Runs however the RPC ended; a request the client abandoned is cancelled on the shards."""
         if live.ended:
             return
-        live.ended = True
+        self._count_abandoned(live, received_s, deadline_ns)
         self.link.cancel(live.request_id)  # frees its KV at the next step boundary
+
+    def _count_abandoned(self, live: StreamedRequest, received_s: float, deadline_ns: int) -> None:
+        """Count a call that ended without the server ending it: its deadline passed, or the client left."""
+        live.ended = True
         # the client's own deadline timer can end the RPC a little before the server's clock reaches
         # the propagated deadline: an end within DEADLINE_SLACK_NS of it is the deadline, not a client gone
         expired = deadline_ns and time.time_ns() >= deadline_ns - DEADLINE_SLACK_NS

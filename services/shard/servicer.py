@@ -77,7 +77,9 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
             self.runtime.hub.forget(session)
             scheduler.submit(EndSessionCommand(session.session_id))
 
-        context.add_callback(ended)
+        if not context.add_callback(ended):
+            ended()  # the coordinator left before this handler ran: gRPC will run no callback
+            return
         threading.Thread(
             target=self._read_commands,
             args=(request_iterator, session.session_id, scheduler),
