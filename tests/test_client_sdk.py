@@ -58,7 +58,8 @@ class FakeCoordinator(coordinator_pb2_grpc.CoordinatorServicer):
     def Generate(self, request, context):
         request_id = request.request_id
         terminated = self.terminated.setdefault(request_id, threading.Event())
-        context.add_callback(terminated.set)
+        if not context.add_callback(terminated.set):
+            terminated.set()  # the call ended before this handler ran: gRPC runs no callback then
         self.requests[request_id] = request
         if request_id.startswith("fail:"):
             code_name = request_id.removeprefix("fail:")
