@@ -36,6 +36,7 @@ from services.proto_gen.helix.v1 import coordinator_pb2_grpc, shard_pb2, shard_p
 
 pytest_plugins = ["serving_fixtures"]
 pytestmark = pytest.mark.timeout(180)
+DEADLINE_TEST_S = 4.0
 
 
 def _kv_empty(cluster) -> bool:
@@ -200,8 +201,12 @@ def test_a_client_that_disconnects_mid_stream_frees_its_kv(main_cluster):
 def test_a_deadline_ends_the_request_and_frees_its_kv(main_cluster):
     expired_before = _outcomes(main_cluster, "deadline_exceeded")
     with main_cluster.client() as client:
-        with pytest.raises(DeadlineExceeded):
-            client.generate(prompt_of(30), 900, timeout_s=0.5)
+        # 900 tokens take about 12 s here; the first one shows that the coordinator's handler ran and
+        # admitted the request before the deadline (a call that ends before its handler runs never reaches it)
+        with client.stream(prompt_of(30), 900, timeout_s=DEADLINE_TEST_S) as stream:
+            next(stream)
+            with pytest.raises(DeadlineExceeded):
+                list(stream)
     wait_until(lambda: _kv_empty(main_cluster), 10, "the KV of the expired request to be freed")
     wait_until(
         lambda: _outcomes(main_cluster, "deadline_exceeded") == expired_before + 1,
