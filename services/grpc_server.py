@@ -40,9 +40,12 @@ class ServingHealth:
 
 
 def new_server(max_workers: int) -> grpc.Server:
+    """A server of max_workers threads that takes at most as many calls at once: one more is refused
+    with RESOURCE_EXHAUSTED at once, instead of waiting, unseen by any handler, for a thread."""
     return grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         options=server_options(),
+        maximum_concurrent_rpcs=max_workers,
     )
 
 

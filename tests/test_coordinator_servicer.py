@@ -1,7 +1,8 @@
 """The coordinator's Generate handler against a fake shard link and a fake gRPC context.
 
-Covers what a live cluster reaches only by timing: a call that is already over when its handler
-starts (the thread pool ran it late), for which gRPC will never run an end-of-RPC callback.
+Covers what a live cluster reaches only by timing or by load: a call that is already over when its
+handler starts (the thread pool ran it late), for which gRPC will never run an end-of-RPC callback;
+and a coordinator with every Generate stream slot taken.
 """
 
 from __future__ import annotations
@@ -11,10 +12,15 @@ from types import SimpleNamespace
 import grpc
 import pytest
 
+from serving_fixtures import wait_until
+
 from services.coordinator.live_requests import LiveRequests
+from services.coordinator.server import CONTROL_THREADS
 from services.coordinator.servicer import CoordinatorServicer
+from services.grpc_server import listen, new_server
 from services.metrics import CoordinatorMetrics
 from services.proto_gen.helix.v1 import coordinator_pb2 as pb
+from services.proto_gen.helix.v1 import coordinator_pb2_grpc
 from services.proto_gen.helix.v1 import shard_pb2
 
 
@@ -120,3 +126,55 @@ def test_a_call_that_ends_while_streaming_is_counted_once_by_its_callback():
     assert link.admitted == ["gone"] and link.cancelled == ["gone"]
     assert _outcome(metrics, "deadline_exceeded") == 1 and _outcome(metrics, "client_gone") == 0
     assert _rpcs(metrics, grpc.StatusCode.DEADLINE_EXCEEDED) == 1
+
+
+@pytest.fixture
+def one_stream_coordinator():
+    """A real gRPC server around the servicer, with room for one Generate stream."""
+    link, metrics = FakeLink(), CoordinatorMetrics.create(include_process_metrics=False)
+    servicer = CoordinatorServicer(link, LiveRequests(), metrics, max_streams=1)
+    server = new_server(1 + CONTROL_THREADS)
+    coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, server)
+    port = listen(server, "127.0.0.1", 0)
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    yield coordinator_pb2_grpc.CoordinatorStub(channel), link, metrics
+    channel.close()
+    server.stop(grace=None)
+
+
+def _generate(stub, request_id):
+    request = pb.GenerateRequest(prompt_token_ids=[1, 2], max_new_tokens=4, request_id=request_id)
+    return stub.Generate(request, timeout=30)
+
+
+def test_a_stream_beyond_the_limit_is_refused_at_once_and_control_calls_still_answer(one_stream_coordinator):
+    stub, link, metrics = one_stream_coordinator
+    first = _generate(stub, "first")
+    assert next(first).WhichOneof("event") == "accepted"  # holds the only stream slot: no tokens come
+
+    with pytest.raises(grpc.RpcError) as refused:
+        next(_generate(stub, "second"))
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "--max-streams" in refused.value.details()
+    assert link.admitted == ["first"]
+    assert _outcome(metrics, "rejected") == 1
+    # the threads kept beyond the streams answer control calls however many streams are open
+    assert stub.Cancel(pb.CancelRequest(request_id="nothing-live"), timeout=10).found is False
+
+    first.cancel()
+    wait_until(lambda: link.cancelled == ["first"], 10, "the abandoned stream to be cancelled")
+    # its handler gives the slot back when it sees the call gone (within one poll)
+    wait_until(lambda: _accepted(stub, "third"), 10, "a freed slot to take a new stream")
+    assert link.admitted == ["first", "third"]
+
+
+def _accepted(stub, request_id) -> bool:
+    call = _generate(stub, request_id)
+    try:
+        return next(call).WhichOneof("event") == "accepted"
+    except grpc.RpcError as error:
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        return False
+    finally:
+        call.cancel()

@@ -15,7 +15,9 @@ class CoordinatorConfig:
     use_checkpoint_tokenizer: bool = True  # False: no tokenizer unless tokenizer_dir names one
     max_new_tokens_limit: int = 0  # 0: the cluster's max_context_tokens
     drain_grace_s: float = 30.0
-    max_streams: int = 256  # gRPC worker threads: each open Generate stream holds one
+    # Generate streams open at once (each holds a gRPC worker thread); one more is refused with
+    # RESOURCE_EXHAUSTED. Cancel, GetInfo and health have CONTROL_THREADS more threads of their own.
+    max_streams: int = 256
     # Testing aid: every message between coordinator and shard rank 0 arrives this much later.
     # The decode loop lives on the shards, so streams keep their pace; only TTFT grows.
     inject_control_delay_ms: float = 0.0

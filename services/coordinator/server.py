@@ -22,6 +22,7 @@ from services.proto_gen.helix.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 log = logging.getLogger("helix.coordinator")
 CANCEL_WAIT_S = 5.0  # after the grace period: time for cancelled streams to send Finished
+CONTROL_THREADS = 8  # beyond max_streams, so Cancel, GetInfo and health answer however many streams are open
 
 
 class Coordinator:
@@ -29,7 +30,7 @@ class Coordinator:
         self.config = config
         self.metrics = CoordinatorMetrics.create()
         self.requests = LiveRequests()
-        self.server = new_server(config.max_streams)
+        self.server = new_server(config.max_streams + CONTROL_THREADS)
         self.health = ServingHealth(self.server, "helix.v1.Coordinator")
         self.link = ShardLink(
             config.shard_address,
@@ -47,6 +48,7 @@ class Coordinator:
             self.metrics,
             tokenizer=tokenizer,
             max_new_tokens_limit=config.max_new_tokens_limit,
+            max_streams=config.max_streams,
         )
         coordinator_pb2_grpc.add_CoordinatorServicer_to_server(self.servicer, self.server)
         enable_reflection(self.server, coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name)

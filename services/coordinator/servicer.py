@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import random
+import threading
 import time
 import uuid
 
@@ -49,14 +50,30 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         *,
         tokenizer=None,
         max_new_tokens_limit: int = 0,
+        max_streams: int = 256,
     ):
         self.link, self.requests, self.metrics = link, requests, metrics
+        self.max_streams = max_streams
+        self._stream_slots = threading.BoundedSemaphore(max_streams)
         self.tokenizer = tokenizer
         self.max_new_tokens_limit = max_new_tokens_limit
         self.draining = False
 
     # ---- Generate -----------------------------------------------------------------------------
     def Generate(self, request, context):
+        if not self._stream_slots.acquire(blocking=False):
+            self._reject(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"all {self.max_streams} Generate stream slots of the coordinator are in use (--max-streams); "
+                "retry when a stream ends",
+            )
+        try:
+            yield from self._generate(request, context)
+        finally:
+            self._stream_slots.release()
+
+    def _generate(self, request, context):
         received_s, received_ns = time.perf_counter(), time.time_ns()
         if self.draining:
             self._reject(context, grpc.StatusCode.UNAVAILABLE, "the coordinator is draining; retry elsewhere")
