@@ -46,9 +46,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def no_cuda_reason() -> str | None:
+    """Why `--device cuda` cannot run here, or None when it can."""
+    if torch.cuda.is_available():
+        return None
+    return f"device cuda was asked for, but torch {torch.__version__} sees no CUDA device"
+
+
 def rank_device(device_type: str, rank: int) -> torch.device:
     if device_type == "cuda":
-        local = rank % max(torch.cuda.device_count(), 1)
+        if (reason := no_cuda_reason()) is not None:
+            raise RuntimeError(reason)
+        local = rank % torch.cuda.device_count()
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
     return torch.device("cpu")

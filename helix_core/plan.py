@@ -66,6 +66,16 @@ class Plan:
     slices: int = 1
     ep: int = 1
 
+    def __post_init__(self):
+        # named as in the plan's spec ('helix:kvp=2,tpa=1', 'tp:n=4', 'headslice:n=2,m=2')
+        groups = "tpa" if self.kind == "helix" else "n"
+        sizes = {"kvp": self.kvp, groups: self.groups, "m": self.slices, "ep": self.ep}
+        bad = [f"{name}={size}" for name, size in sizes.items() if size < 1]
+        if bad or self.world_size < 1:
+            raise InvalidPlanError(
+                f"a {self.kind} plan's sizes must be at least 1, got {', '.join(bad) or f'{self.world_size} ranks'}"
+            )
+
     # ---- constructors -------------------------------------------------------------------------
     @classmethod
     def helix(cls, kvp: int, tpa: int, ep: int = 1) -> "Plan":
@@ -86,18 +96,25 @@ class Plan:
         values = {}
         for item in filter(None, args.split(",")):
             key, _, value = item.partition("=")
-            values[key.strip()] = int(value)
+            try:
+                values[key.strip()] = int(value)
+            except ValueError:
+                raise InvalidPlanError(f"plan '{spec}': {key.strip()} must be a whole number, got {value!r}") from None
         ep = values.pop("ep", 1)
         try:
             if kind == "helix":
-                return cls.helix(values.pop("kvp"), values.pop("tpa", 1), ep)
-            if kind == "tp":
-                return cls.tp(values.pop("n"), ep)
-            if kind == "headslice":
-                return cls.headslice(values.pop("n"), values.pop("m"), ep)
+                plan = cls.helix(values.pop("kvp"), values.pop("tpa", 1), ep)
+            elif kind == "tp":
+                plan = cls.tp(values.pop("n"), ep)
+            elif kind == "headslice":
+                plan = cls.headslice(values.pop("n"), values.pop("m"), ep)
+            else:
+                raise InvalidPlanError(f"unknown plan kind '{kind}': choose one of {PLAN_KINDS}")
         except KeyError as missing:
             raise InvalidPlanError(f"plan '{spec}' lacks {missing}") from None
-        raise InvalidPlanError(f"unknown plan kind '{kind}': choose one of {PLAN_KINDS}")
+        if values:
+            raise InvalidPlanError(f"plan '{spec}': {kind} takes no {', '.join(sorted(values))}")
+        return plan
 
     # ---- shape --------------------------------------------------------------------------------
     @property

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .engine import ALL_REDUCE_CHOICES, DTYPES, EngineOptions, PrefillItem
-from .launcher import LocalCluster
-from .plan import Plan
+from .launcher import LocalCluster, no_cuda_reason
+from .plan import InvalidPlanError, Plan
 
 
 @dataclass
@@ -120,7 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from .tiny_models import load_hf_model, make_tiny_model
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        plans = [Plan.parse(spec) for spec in args.plan]
+    except InvalidPlanError as error:
+        parser.error(f"argument --plan: {error}")
+    if args.device == "cuda" and (reason := no_cuda_reason()) is not None:
+        parser.error(reason)
     model_dir = args.model or str(make_tiny_model(args.arch, f"/tmp/helix-verify-{args.arch}",
                                                   **json.loads(args.overrides)))
     hf = load_hf_model(model_dir, dtype=torch.float32)
@@ -134,12 +141,12 @@ def main(argv=None) -> int:
     tolerance = args.tolerance if args.tolerance is not None else max(0.02, 1.5 * hf_low_deviation)
     print(json.dumps({"hf_same_dtype_max_abs_diff_vs_fp32": hf_low_deviation, "tolerance": tolerance}), flush=True)
     results, failed = [], False
-    for spec in args.plan:
+    for spec, plan in zip(args.plan, plans):
         options = EngineOptions(dtype=args.dtype, page_size=8, stage_size=16, hopb_pieces=args.hopb_pieces,
                                 all_reduce=args.all_reduce, exchange=args.exchange,
                                 small_linear=args.small_linear, merge_in_projection=args.merge_in_projection,
                                 o_projection=args.o_projection)
-        with LocalCluster(model_dir, Plan.parse(spec), device=args.device, options=options) as cluster:
+        with LocalCluster(model_dir, plan, device=args.device, options=options) as cluster:
             report = check_teacher_forced(cluster, ref_logits, ref_tokens, prompts, tolerance)
             stats = cluster.stats()[0]
             hopb = stats["hopb_pieces_run"]

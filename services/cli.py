@@ -294,17 +294,27 @@ def _coordinator_parser(parser: argparse.ArgumentParser) -> None:
 
 def _generate_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default="127.0.0.1:50051", help="coordinator HOST:PORT")
-    parser.add_argument("--prompt-ids", default=None, help="comma-separated token ids, e.g. 1,2,3")
+    parser.add_argument(
+        "--prompt-ids", type=_token_ids, default=None, help="comma-separated token ids, e.g. 1,2,3"
+    )
     parser.add_argument("--prompt", default=None, help="prompt text (needs a model with a tokenizer)")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=0)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--stop-ids", default="", help="comma-separated stop token ids")
+    parser.add_argument("--stop-ids", type=_token_ids, default=(), help="comma-separated stop token ids")
     parser.add_argument("--timeout-s", type=float, default=None, help="deadline of the whole request")
     parser.add_argument("--model", default=None, help="fail unless the cluster serves this model name")
     parser.set_defaults(run=_generate)
+
+
+def _token_ids(text: str) -> list[int]:
+    """A comma-separated list of token ids, refused by argparse with a usage error if not that."""
+    parts = [part for part in text.replace(" ", "").split(",") if part]
+    if not all(part.isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of token ids (e.g. 1,2,3)")
+    return [int(part) for part in parts]
 
 
 # ---- commands -----------------------------------------------------------------------------------
@@ -327,8 +337,11 @@ def _serve(args) -> int:
 
 
 def _serve_model(args, model_dir: str, spec: str) -> int:
+    from helix_core.launcher import no_cuda_reason
     from services.serve import ServeOptions, serve
 
+    if args.device == "cuda" and (reason := no_cuda_reason()) is not None:
+        raise CliError(reason)
     dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if args.device == "cuda" else "float32")
     shard = _shard_config(
         args,
@@ -365,16 +378,19 @@ def _serve_model(args, model_dir: str, spec: str) -> int:
 def _plan_spec(args) -> str:
     extra = f",ep={args.ep}" if args.ep > 1 else ""
     if args.plan == "helix":
-        kvp = args.kvp or max(1, args.shards // args.tpa)
+        kvp = args.kvp if args.kvp is not None else max(1, args.shards // max(1, args.tpa))
         spec = f"helix:kvp={kvp},tpa={args.tpa}{extra}"
     elif args.plan == "tp":
         spec = f"tp:n={args.shards}{extra}"
     else:
-        n = args.n or max(1, args.shards // args.m)
+        n = args.n if args.n is not None else max(1, args.shards // max(1, args.m))
         spec = f"headslice:n={n},m={args.m}{extra}"
-    from helix_core.plan import Plan
+    from helix_core.plan import InvalidPlanError, Plan
 
-    world = Plan.parse(spec).world_size
+    try:
+        world = Plan.parse(spec).world_size
+    except InvalidPlanError as error:
+        raise CliError(str(error)) from None
     if world != args.shards:
         raise CliError(f"plan {spec} needs {world} shards but --shards is {args.shards}; change one of them")
     return spec

@@ -9,17 +9,16 @@ from services.client import HelixClient, HelixError
 
 
 def run_generate(args) -> int:
-    prompt_ids = _ids(args.prompt_ids) if args.prompt_ids is not None else None
     with HelixClient(args.target, timeout_s=args.timeout_s) as client:
         try:
             stream = client.stream(
-                prompt_ids,
+                args.prompt_ids,
                 args.max_new_tokens,
                 temperature=args.temperature,
                 top_p=args.top_p,
                 top_k=args.top_k,
                 seed=args.seed,
-                stop_token_ids=_ids(args.stop_ids),
+                stop_token_ids=args.stop_ids,
                 prompt_text=args.prompt,
                 model=args.model,
             )
@@ -56,7 +55,3 @@ def _percentile(sorted_values: list[float], percent: float) -> float:
     """Nearest-rank percentile of an ascending list."""
     rank = max(1, -(-len(sorted_values) * percent // 100))
     return sorted_values[int(rank) - 1]
-
-
-def _ids(text: str) -> list[int]:
-    return [int(part) for part in text.replace(" ", "").split(",") if part]

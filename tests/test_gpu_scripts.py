@@ -75,7 +75,7 @@ def test_dry_run_reports_each_mistake(tmp_path):
     expected = [
         "unrecognized arguments: --o-projecton",
         "needs 4 GPUs, the call has 2",
-        "invalid literal for int()",
+        "'1xq28k' is not BATCHxCONTEXT",
         "unknown shape 'llama3-7b'",
         "n=3 head groups must divide the 16 query",
         "--overrides is not JSON",

@@ -1,4 +1,6 @@
 """Plan validation and the rank -> coordinates mapping."""
+import re
+
 import pytest
 
 from helix_core.config import ModelConfig, UnsupportedConfigError
@@ -87,6 +89,21 @@ def test_parse_roundtrip_and_errors():
         Plan.parse("pipeline:n=2")
     with pytest.raises(InvalidPlanError, match="lacks 'kvp'"):
         Plan.parse("helix:tpa=2")
+
+
+@pytest.mark.parametrize("spec,needle", [
+    ("helix:kvp=x,tpa=1", "kvp must be a whole number, got 'x'"),
+    ("helix:kvp=2,tpz=1", "helix takes no tpz"),
+    ("tp:n=2,kvp=2", "tp takes no kvp"),
+    ("helix:kvp=0,tpa=1", "at least 1, got kvp=0"),
+    ("helix:kvp=2,tpa=-1", "at least 1, got tpa=-1"),
+    ("tp:n=0", "at least 1, got n=0"),
+    ("headslice:n=2,m=0", "at least 1, got m=0"),
+    ("tp:n=2,ep=0", "at least 1, got ep=0"),
+])
+def test_parse_refuses_malformed_specs_naming_the_field(spec, needle):
+    with pytest.raises(InvalidPlanError, match=re.escape(needle)):
+        Plan.parse(spec)
 
 
 @pytest.mark.parametrize("field,value,needle", [

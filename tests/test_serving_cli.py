@@ -15,6 +15,7 @@ import threading
 import time
 
 import pytest
+import torch
 
 pytest.register_assert_rewrite("serving_fixtures")
 from serving_fixtures import START_TIMEOUT_S, STOP_TIMEOUT_S, child_env, hf_greedy  # noqa: E402
@@ -139,6 +140,29 @@ def test_serve_refuses_a_plan_the_model_cannot_run(llama_dir):
         "serve", "--model", str(llama_dir), "--shards", "4", "--plan", "helix", "--kvp", "1", "--tpa", "4"
     )
     assert duplicating.returncode == 2 and "TPA=4 exceeds" in duplicating.stderr
+
+
+@pytest.mark.parametrize("flag", ["--prompt-ids", "--stop-ids"])
+def test_generate_refuses_token_ids_that_are_not_numbers(flag):
+    prompt = [] if flag == "--prompt-ids" else ["--prompt-ids", "1,2"]
+    done = _helix("generate", "--target", "127.0.0.1:9", *prompt, flag, "1,x")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"argument {flag}" in done.stderr and "'1,x' is not a comma-separated list of token ids" in done.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_serve_on_cuda_without_it_is_refused_before_any_shard_starts(llama_dir):
+    done = _helix("serve", "--model", str(llama_dir), "--device", "cuda")
+    assert done.returncode == 2 and "sees no CUDA device" in done.stderr and "shard" not in done.stdout
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--plan", "helix", "--kvp", "0"], "got kvp=0"),
+    (["--plan", "headslice", "--shards", "2", "--m", "0"], "got m=0"),
+])
+def test_serve_refuses_plan_sizes_below_one(llama_dir, flags, needle):
+    done = _helix("serve", "--model", str(llama_dir), *flags)
+    assert done.returncode == 2 and needle in done.stderr
 
 
 def test_shard_says_which_flags_are_missing(llama_dir):

@@ -2,6 +2,8 @@
 and report what it ran."""
 import json
 
+import pytest
+import torch
 from engine_fixtures import model_dir
 
 from helix_core.verify import main
@@ -22,3 +24,18 @@ def test_verify_fails_a_tolerance_no_engine_can_meet(tmp_path):
     code = main(["--model", model_dir("llama"), "--device", "cpu", "--dtype", "bfloat16", "--tolerance", "1e-9",
                  "--steps", "2", "--batch", "1", "--plan", "tp:n=2", "--out", str(out)])
     assert code == 1 and not json.loads(out.read_text())[0]["ok"]
+
+
+def test_a_malformed_plan_is_a_usage_error_before_anything_runs(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--device", "cpu", "--plan", "helix:kvp=2,tpa=1", "--plan", "helix:kvp=two"])
+    assert exit_.value.code == 2
+    assert "argument --plan: plan 'helix:kvp=two': kvp must be a whole number" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_on_a_machine_without_it_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--device", "cuda", "--plan", "tp:n=2"])
+    assert exit_.value.code == 2
+    assert "sees no CUDA device" in capsys.readouterr().err

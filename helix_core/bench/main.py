@@ -30,10 +30,17 @@ COLUMNS = [("plan", "{}"), ("gpus", "{}"), ("context", "{}"), ("batch", "{}"), (
 
 
 def parse_points(items: list[str]) -> tuple[tuple[int, int], ...]:
+    """BATCHxCONTEXT items (context in tokens, with k / m for 2^10 / 2^20, or max); ValueError if malformed."""
     points = []
     for item in items:
         batch, _, context = item.lower().partition("x")
-        points.append((int(batch), MAX_CONTEXT if context == "max" else _tokens(context)))
+        try:
+            batch, tokens = int(batch), (1 if context == "max" else _tokens(context))
+        except ValueError:
+            batch = tokens = 0
+        if batch < 1 or tokens < 1:
+            raise ValueError(f"{item!r} is not BATCHxCONTEXT with both at least 1 (e.g. 1x128k, 8x131072, 1xmax)")
+        points.append((batch, MAX_CONTEXT if context == "max" else tokens))
     return tuple(points)
 
 
@@ -118,12 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    points = parse_points(args.points)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    points, plans = _checked(parser, args)
     rows = []
-    for spec in args.plans:
-        from ..plan import Plan
-
+    for spec, plan in zip(args.plans, plans):
         job = BenchJob(shape=args.shape, layers=args.layers, plan=spec, dtype=args.dtype, points=points,
                        hopb=tuple(args.hopb), steps=args.steps, warmup=args.warmup, page_size=args.page_size,
                        graphs=args.graphs == "on", device=args.device, all_reduce=args.all_reduce,
@@ -131,7 +137,7 @@ def main(argv=None) -> int:
                        small_linear=args.small_linear, fusions=args.fusions, kv_pages=args.kv_pages,
                        merge_in_projection=args.merge_in_projection, l2_prefetch_mib=args.l2_prefetch_mib,
                        o_projection=args.o_projection)
-        new = run_job(job, Plan.parse(spec).world_size, args.timeout)
+        new = run_job(job, plan.world_size, args.timeout)
         rows += new
         print_table(new)
         append_rows(args.json, new)
@@ -148,6 +154,27 @@ def main(argv=None) -> int:
             rows.append(row)
             append_rows(args.json, [row])
     return 0 if rows else 1
+
+
+def _checked(parser: argparse.ArgumentParser, args) -> tuple:
+    """(points, plans) parsed, or a usage error naming the bad flag before any rank process starts."""
+    from ..launcher import no_cuda_reason
+    from ..plan import InvalidPlanError, Plan
+    from .shapes import SHAPES
+
+    if args.shape not in SHAPES:
+        parser.error(f"argument --shape: unknown shape {args.shape!r}; choose one of {sorted(SHAPES)}")
+    try:
+        points = parse_points(args.points)
+    except ValueError as error:
+        parser.error(f"argument --points: {error}")
+    try:
+        plans = [Plan.parse(spec) for spec in args.plans]
+    except InvalidPlanError as error:
+        parser.error(f"argument --plans: {error}")
+    if args.device == "cuda" and (reason := no_cuda_reason()) is not None:
+        parser.error(f"{reason} (--device cpu: a smoke run)")
+    return points, plans
 
 
 def append_rows(path: str | None, rows: list[dict]) -> None:

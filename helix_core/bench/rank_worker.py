@@ -91,10 +91,10 @@ def _pages_needed(job: BenchJob, kvp: int, page_size: int) -> int:
 
 
 def run_rank(rank: int, job: BenchJob, results) -> None:
-    plan = Plan.parse(job.plan)
-    device = rank_device(job.device, rank)
-    init_distributed(rank, plan.world_size, job.init_method, device)
-    try:
+    try:  # setup failures too are reported, so the parent does not wait out its deadline
+        plan = Plan.parse(job.plan)
+        device = rank_device(job.device, rank)
+        init_distributed(rank, plan.world_size, job.init_method, device)
         _run(rank, plan, device, job, results if rank == 0 else None)
         if rank == 0:
             results.put(("done", None))

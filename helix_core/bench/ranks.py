@@ -5,6 +5,7 @@ import multiprocessing as mp
 import queue
 import time
 
+POLL_S = 1.0  # how often the wait for results checks that every rank is still alive
 
 def run_ranks(target, args: tuple, world_size: int, timeout_s: float, done_count: int = 1) -> tuple[list, str | None]:
     """Runs `target(rank, *args, results)` in `world_size` spawned processes and returns (rows, failure).
@@ -22,10 +23,18 @@ def run_ranks(target, args: tuple, world_size: int, timeout_s: float, done_count
     deadline = time.monotonic() + timeout_s
     while done < done_count:
         try:
-            kind, value = results.get(timeout=max(0.1, deadline - time.monotonic()))
+            kind, value = results.get(timeout=min(POLL_S, max(0.1, deadline - time.monotonic())))
         except queue.Empty:
-            failure = f"no result within {timeout_s:.0f} s"
-            break
+            # a rank that died before it could report (or was killed) must not leave us waiting out the deadline
+            dead = [(rank, proc.exitcode) for rank, proc in enumerate(procs) if proc.exitcode not in (None, 0)]
+            if dead:
+                failure = ", ".join(f"rank {rank} exited with code {code}" for rank, code in dead) + \
+                    " before reporting (its error is above)"
+                break
+            if time.monotonic() >= deadline:
+                failure = f"no result within {timeout_s:.0f} s"
+                break
+            continue
         if kind == "row":
             rows.append(value)
         elif kind == "done":
