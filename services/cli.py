@@ -561,7 +561,10 @@ def _make_tiny_model(args) -> int:
         if args.max_position_embeddings is None
         else {"max_position_embeddings": args.max_position_embeddings}
     )
-    out = make_tiny_model(args.arch, args.out, seed=args.seed, **overrides)
+    try:
+        out = make_tiny_model(args.arch, args.out, seed=args.seed, **overrides)
+    except OSError as error:
+        raise CliError(f"--out {args.out}: cannot write the checkpoint there ({error.strerror})") from None
     print(f"helix make-tiny-model: wrote a random {args.arch} checkpoint to {out}")
     return 0
 

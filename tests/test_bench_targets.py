@@ -4,6 +4,8 @@ the best row winning over worse ones, helix / TP pairs from one run preferred to
 layouts and shapes the targets do not cover left out, and targets nobody measured never called met."""
 import json
 
+import pytest
+
 from helix_core.bench import targets
 
 M, K = 1 << 20, 1 << 10
@@ -165,3 +167,10 @@ def test_sdpa_target_compares_each_side_at_its_best_within_one_shape(tmp_path):
     ]})
     (sdpa,) = [v for v in targets.judge([runs]) if v.target.startswith("GQA decode kernel faster than SDPA")]
     assert sdpa.met is True and sdpa.measured.startswith("39.0 against 41.0 us (-4.9%")
+
+
+def test_a_path_that_does_not_exist_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        targets.main([str(tmp_path / "no-such-run")])
+    assert exit_.value.code == 2
+    assert "no such file or folder" in capsys.readouterr().err

@@ -403,6 +403,14 @@ def test_cli_prints_the_best_layout_and_the_frontier(tmp_path, capsys):
     assert parse_count("1M") == 1_000_000 and parse_count("128Ki") == 131072 and parse_count("4k") == 4000
 
 
+@pytest.mark.parametrize("flag,value", [("--gpus", "0"), ("--context", "-5"), ("--batch", "0"), ("--context", "lots")])
+def test_counts_below_one_are_usage_errors_naming_the_flag(flag, value, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        plan_main(["--model", "llama-3-8b", flag, value])
+    assert exit_.value.code == 2
+    assert f"argument {flag}: {value!r} is not a count of at least 1" in capsys.readouterr().err
+
+
 def test_cli_writes_a_plot(tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "frontier.png"

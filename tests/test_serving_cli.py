@@ -165,6 +165,14 @@ def test_serve_refuses_plan_sizes_below_one(llama_dir, flags, needle):
     assert done.returncode == 2 and needle in done.stderr
 
 
+def test_make_tiny_model_into_a_folder_it_cannot_make_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    done = _helix("make-tiny-model", "--arch", "llama", "--out", str(blocker / "model"))
+    assert done.returncode == 2 and "cannot write the checkpoint there" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_shard_says_which_flags_are_missing(llama_dir):
     done = _helix("shard", "--model", str(llama_dir), "--plan", "helix:kvp=2,tpa=1")
     assert done.returncode == 2

@@ -285,6 +285,9 @@ def main(argv=None) -> int:
     parser.add_argument("files", nargs="+", type=Path, help="benchmark JSON files, or folders holding them")
     parser.add_argument("--json", action="store_true", help="one JSON object per target instead of the table")
     args = parser.parse_args(argv)
+    missing = [str(path) for path in args.files if not path.exists()]
+    if missing:
+        parser.error(f"no such file or folder: {', '.join(missing)}")
     verdicts = judge(args.files)
     if args.json:
         for v in verdicts:

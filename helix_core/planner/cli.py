@@ -32,6 +32,17 @@ def parse_count(text: str) -> int:
     return int(text)
 
 
+def positive_count(text: str) -> int:
+    """parse_count for argparse: at least 1, else a usage error naming the flag."""
+    try:
+        value = parse_count(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count of at least 1 (e.g. 8, 128k, 1M, 128Ki)")
+    return value
+
+
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p = parser or argparse.ArgumentParser(prog="helix plan", description=__doc__,
                                           formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,17 +52,17 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--write-profile", metavar="PATH", help="write the hardware profile used as JSON")
     p.add_argument("--compare", action="store_true",
                    help="with --bench: print the fitted profile and measured vs modelled TTL of every bench row")
-    p.add_argument("--gpus", type=int, default=8, help="GPUs available (default 8)")
+    p.add_argument("--gpus", type=positive_count, default=8, help="GPUs available (default 8)")
     p.add_argument("--exact-gpus", action="store_true", help="only layouts over exactly --gpus GPUs")
-    p.add_argument("--context", type=parse_count, default=131072, help="KV tokens per sequence: 1M, 128k (decimal) or 128Ki (131072)")
-    p.add_argument("--batch", type=int, help="fix the batch (default: sweep 1, 2, 3, 4, 6, 8, 12, ...)")
+    p.add_argument("--context", type=positive_count, default=131072, help="KV tokens per sequence: 1M, 128k (decimal) or 128Ki (131072)")
+    p.add_argument("--batch", type=positive_count, help="fix the batch (default: sweep 1, 2, 3, 4, 6, 8, 12, ...)")
     p.add_argument("--dtype", default="bf16", choices=sorted(DTYPE_BYTES), help="weights dtype")
     p.add_argument("--kv-dtype", choices=sorted(DTYPE_BYTES), help="KV cache dtype (default: --dtype)")
     p.add_argument("--ttl-budget-ms", type=float, help="TTL budget; default: the fastest point")
     p.add_argument("--layouts", choices=("all", "engine"), default="all",
                    help="frontier of every modelled layout (default) or the engine's only")
     p.add_argument("--no-hopb", action="store_true", help="model Helix without HOP-B")
-    p.add_argument("--rows", type=int, default=25, help="frontier rows to print")
+    p.add_argument("--rows", type=positive_count, default=25, help="frontier rows to print")
     p.add_argument("--plot", metavar="PNG", help="write the Pareto frontiers as a PNG (needs matplotlib)")
     p.add_argument("--json", metavar="PATH", help="write the best layouts and the frontier as JSON")
     p.add_argument("--paper", action="store_true", help="compare the planner with the Helix paper and exit")
