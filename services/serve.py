@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.config_checks import port_check, refuse_out_of_range
 from services.coordinator.config import CoordinatorConfig
 from services.ports import free_port
 from services.shard.config import ShardConfig
@@ -42,6 +43,18 @@ class ServeOptions:
     max_restarts: int = MAX_RESTARTS
     demo_tokens: int = 0  # once ready, stream this many tokens from a client, print them and the TTL
     exit_after_demo: bool = False
+
+    def __post_init__(self):
+        refuse_out_of_range([
+            port_check("--port", self.port),
+            port_check("--metrics-port", self.metrics_port),
+            port_check("--shard-port", self.shard_base_port),
+            port_check("--shard-metrics-port", self.shard_metrics_base_port),
+            ("--max-restarts", self.max_restarts, self.max_restarts >= 0, "at least 0"),
+            ("--demo", self.demo_tokens, self.demo_tokens >= 0, "at least 0"),
+            ("--inject-control-delay-ms", self.inject_control_delay_ms, self.inject_control_delay_ms >= 0,
+             "at least 0"),
+        ])
 
 
 def tiny_default_model() -> str:

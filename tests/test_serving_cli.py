@@ -173,6 +173,23 @@ def test_make_tiny_model_into_a_folder_it_cannot_make_is_a_clear_error(tmp_path)
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("command,flags,needle", [
+    ("serve", ["--max-batch-size", "0"], "--max-batch-size must be at least 1, got 0"),
+    ("serve", ["--page-size", "0"], "--page-size must be at least 1, got 0"),
+    ("serve", ["--kv-memory-fraction", "1.5"], "--kv-memory-fraction must be in (0, 1], got 1.5"),
+    ("serve", ["--shard-port", "70000"], "--port (serve: --shard-port) must be a port number"),
+    ("serve", ["--max-restarts", "-1"], "--max-restarts must be at least 0, got -1"),
+    ("coordinator", ["--shard-address", "127.0.0.1:9", "--max-streams", "0"], "--max-streams must be at least 1"),
+    ("shard", ["--plan", "tp:n=2", "--world-size", "2", "--rank", "2", "--rendezvous", "127.0.0.1:9"],
+     "--rank must be in [0, --world-size), got 2"),
+])
+def test_flags_out_of_range_are_refused_before_any_process_starts(llama_dir, command, flags, needle):
+    model = [] if command == "coordinator" else ["--model", str(llama_dir)]
+    done = _helix(command, *model, *flags)
+    assert done.returncode == 2 and f"helix {command}: error: {needle}" in done.stderr
+    assert "pid" not in done.stdout and "Traceback" not in done.stderr
+
+
 def test_shard_says_which_flags_are_missing(llama_dir):
     done = _helix("shard", "--model", str(llama_dir), "--plan", "helix:kvp=2,tpa=1")
     assert done.returncode == 2

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.config_checks import port_check, refuse_out_of_range
+
 
 @dataclass(frozen=True)
 class CoordinatorConfig:
@@ -21,3 +23,15 @@ class CoordinatorConfig:
     # Testing aid: every message between coordinator and shard rank 0 arrives this much later.
     # The decode loop lives on the shards, so streams keep their pace; only TTFT grows.
     inject_control_delay_ms: float = 0.0
+
+    def __post_init__(self):
+        refuse_out_of_range([
+            port_check("--port", self.port),
+            port_check("--metrics-port", self.metrics_port),
+            ("--max-new-tokens-limit", self.max_new_tokens_limit, self.max_new_tokens_limit >= 0,
+             "at least 0 (0: the cluster's max context)"),
+            ("--drain-grace-s", self.drain_grace_s, self.drain_grace_s >= 0, "at least 0"),
+            ("--max-streams", self.max_streams, self.max_streams >= 1, "at least 1"),
+            ("--inject-control-delay-ms", self.inject_control_delay_ms, self.inject_control_delay_ms >= 0,
+             "at least 0"),
+        ])

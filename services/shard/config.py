@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.config_checks import port_check, refuse_out_of_range
+
 # Serving wants a failed peer noticed within seconds, not torch's default of minutes. Idle
 # followers wait on the control channel under the same timeout, so rank 0's scheduler sends
 # heartbeats at a third of it.
@@ -43,6 +45,28 @@ class ShardConfig:
     join_timeout_s: float = DEFAULT_JOIN_TIMEOUT_S
     drain_grace_s: float = 30.0
     seed: int = 0
+
+    def __post_init__(self):
+        refuse_out_of_range([
+            ("--world-size", self.world_size, self.world_size >= 1, "at least 1"),
+            ("--rank", self.rank, 0 <= self.rank < max(1, self.world_size), "in [0, --world-size)"),
+            port_check("--port (serve: --shard-port)", self.port),
+            port_check("--metrics-port (serve: --shard-metrics-port)", self.metrics_port),
+            ("--kv-pages", self.kv_pages, self.kv_pages >= 0, "at least 0 (0: fill --kv-memory-fraction)"),
+            ("--kv-memory-fraction", self.kv_memory_fraction, 0 < self.kv_memory_fraction <= 1, "in (0, 1]"),
+            ("--page-size", self.page_size, self.page_size is None or self.page_size >= 1, "at least 1"),
+            ("--stage-size", self.stage_size, self.stage_size >= 1, "at least 1"),
+            ("--prefill-chunk", self.prefill_chunk, self.prefill_chunk >= 1, "at least 1"),
+            ("--hopb-pieces", self.hopb_pieces, self.hopb_pieces >= 1, "at least 1 (1: off)"),
+            ("--max-batch-size", self.max_batch_size, self.max_batch_size >= 1, "at least 1"),
+            ("--max-waiting-requests", self.max_waiting_requests, self.max_waiting_requests >= 0,
+             "at least 0 (0: no limit)"),
+            ("--profile-every", self.profile_every_n_steps, self.profile_every_n_steps >= 0, "at least 0 (0: off)"),
+            ("--threads (serve: --threads-per-shard)", self.threads, self.threads >= 0, "at least 0 (0: the cores / local shards)"),
+            ("--collective-timeout-s", self.collective_timeout_s, self.collective_timeout_s > 0, "above 0"),
+            ("--join-timeout-s", self.join_timeout_s, self.join_timeout_s > 0, "above 0"),
+            ("--drain-grace-s", self.drain_grace_s, self.drain_grace_s >= 0, "at least 0"),
+        ])
 
     @property
     def init_method(self) -> str:
