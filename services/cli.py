@@ -66,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     _generate_parser(commands.add_parser("generate", help="generate from a running cluster"))
     profile = commands.add_parser("profile", help="time decode phases on a running shard group, on demand")
     profile.add_argument("--shard-address", required=True, help="HOST:PORT of shard rank 0's gRPC")
-    profile.add_argument("--every", type=int, required=True, help="profile one decode step in N (0: off)")
+    profile.add_argument("--every", type=_non_negative_int, required=True,
+                         help="profile one decode step in N (0: off)")
     profile.set_defaults(run=_profile)
     tiny = commands.add_parser("make-tiny-model", help="write a small random-weight checkpoint")
     tiny.add_argument("--arch", choices=TINY_ARCHS, default="llama")
@@ -308,6 +309,16 @@ def _generate_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout-s", type=float, default=None, help="deadline of the whole request")
     parser.add_argument("--model", default=None, help="fail unless the cluster serves this model name")
     parser.set_defaults(run=_generate)
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 0")
+    return value
 
 
 def _token_ids(text: str) -> list[int]:

@@ -190,6 +190,11 @@ def test_flags_out_of_range_are_refused_before_any_process_starts(llama_dir, com
     assert "pid" not in done.stdout and "Traceback" not in done.stderr
 
 
+def test_profile_refuses_a_negative_period():
+    done = _helix("profile", "--shard-address", "127.0.0.1:9", "--every", "-5")
+    assert done.returncode == 2 and "argument --every: '-5' is not a whole number of at least 0" in done.stderr
+
+
 def test_shard_says_which_flags_are_missing(llama_dir):
     done = _helix("shard", "--model", str(llama_dir), "--plan", "helix:kvp=2,tpa=1")
     assert done.returncode == 2
