@@ -7,12 +7,13 @@ import time
 
 POLL_S = 1.0  # how often the wait for results checks that every rank is still alive
 
+
 def run_ranks(target, args: tuple, world_size: int, timeout_s: float, done_count: int = 1) -> tuple[list, str | None]:
     """Runs `target(rank, *args, results)` in `world_size` spawned processes and returns (rows, failure).
 
     A rank puts ("row", value) for each result, ("done", None) when it has finished, ("error", message) when it
-    failed. Collection ends after `done_count` "done" messages, at the first "error", or at the deadline (then
-    `failure` says so); the processes are then joined briefly and killed if still alive (a rank stuck in a
+    failed. Collection ends after `done_count` "done" messages, at the first "error", when a rank exits with an
+    error before reporting (it died in setup, or was killed), or at the deadline (then `failure` says so); the processes are then joined briefly and killed if still alive (a rank stuck in a
     collective whose peer is gone would otherwise stay)."""
     context = mp.get_context("spawn")
     results = context.Queue()
@@ -28,8 +29,8 @@ def run_ranks(target, args: tuple, world_size: int, timeout_s: float, done_count
             # a rank that died before it could report (or was killed) must not leave us waiting out the deadline
             dead = [(rank, proc.exitcode) for rank, proc in enumerate(procs) if proc.exitcode not in (None, 0)]
             if dead:
-                failure = ", ".join(f"rank {rank} exited with code {code}" for rank, code in dead) + \
-                    " before reporting (its error is above)"
+                exits = ", ".join(f"rank {rank} exited with code {code}" for rank, code in dead)
+                failure = f"{exits} before reporting (its error is above)"
                 break
             if time.monotonic() >= deadline:
                 failure = f"no result within {timeout_s:.0f} s"
