@@ -46,16 +46,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def no_cuda_reason() -> str | None:
-    """Why `--device cuda` cannot run here, or None when it can."""
-    if torch.cuda.is_available():
+def device_unavailable(device_type: str) -> str | None:
+    """Why `--device device_type` cannot run here (cuda without a CUDA device), or None when it can."""
+    if device_type != "cuda" or torch.cuda.is_available():
         return None
     return f"device cuda was asked for, but torch {torch.__version__} sees no CUDA device"
 
 
 def rank_device(device_type: str, rank: int) -> torch.device:
     if device_type == "cuda":
-        if (reason := no_cuda_reason()) is not None:
+        if (reason := device_unavailable(device_type)) is not None:
             raise RuntimeError(reason)
         local = rank % torch.cuda.device_count()
         torch.cuda.set_device(local)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .engine import ALL_REDUCE_CHOICES, DTYPES, EngineOptions, PrefillItem
-from .launcher import LocalCluster, no_cuda_reason
+from .launcher import LocalCluster, device_unavailable
 from .plan import InvalidPlanError, Plan
 
 
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
         plans = [Plan.parse(spec) for spec in args.plan]
     except InvalidPlanError as error:
         parser.error(f"argument --plan: {error}")
-    if args.device == "cuda" and (reason := no_cuda_reason()) is not None:
+    if (reason := device_unavailable(args.device)) is not None:
         parser.error(reason)
     model_dir = args.model or str(make_tiny_model(args.arch, f"/tmp/helix-verify-{args.arch}",
                                                   **json.loads(args.overrides)))

@@ -349,10 +349,10 @@ def _serve(args) -> int:
 
 
 def _serve_model(args, model_dir: str, spec: str) -> int:
-    from helix_core.launcher import no_cuda_reason
+    from helix_core.launcher import device_unavailable
     from services.serve import ServeOptions, serve
 
-    if args.device == "cuda" and (reason := no_cuda_reason()) is not None:
+    if (reason := device_unavailable(args.device)) is not None:
         raise CliError(reason)
     dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if args.device == "cuda" else "float32")
     shard = _shard_config(

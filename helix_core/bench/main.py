@@ -158,7 +158,7 @@ def main(argv=None) -> int:
 
 def _checked(parser: argparse.ArgumentParser, args) -> tuple:
     """(points, plans) parsed, or a usage error naming the bad flag before any rank process starts."""
-    from ..launcher import no_cuda_reason
+    from ..launcher import device_unavailable
     from ..plan import InvalidPlanError, Plan
     from .shapes import SHAPES
 
@@ -172,7 +172,7 @@ def _checked(parser: argparse.ArgumentParser, args) -> tuple:
         plans = [Plan.parse(spec) for spec in args.plans]
     except InvalidPlanError as error:
         parser.error(f"argument --plans: {error}")
-    if args.device == "cuda" and (reason := no_cuda_reason()) is not None:
+    if (reason := device_unavailable(args.device)) is not None:
         parser.error(f"{reason} (--device cpu: a smoke run)")
     return points, plans
 
