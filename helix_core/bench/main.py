@@ -35,12 +35,13 @@ def parse_points(items: list[str]) -> tuple[tuple[int, int], ...]:
     for item in items:
         batch, _, context = item.lower().partition("x")
         try:
-            batch, tokens = int(batch), (1 if context == "max" else _tokens(context))
+            batch = int(batch)
+            tokens = MAX_CONTEXT if context == "max" else _tokens(context)
         except ValueError:
             batch = tokens = 0
-        if batch < 1 or tokens < 1:
+        if batch < 1 or (tokens < 1 and context != "max"):  # MAX_CONTEXT is a negative marker, "max" only
             raise ValueError(f"{item!r} is not BATCHxCONTEXT with both at least 1 (e.g. 1x128k, 8x131072, 1xmax)")
-        points.append((batch, MAX_CONTEXT if context == "max" else tokens))
+        points.append((batch, tokens))
     return tuple(points)
 
 

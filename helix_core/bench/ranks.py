@@ -13,8 +13,9 @@ def run_ranks(target, args: tuple, world_size: int, timeout_s: float, done_count
 
     A rank puts ("row", value) for each result, ("done", None) when it has finished, ("error", message) when it
     failed. Collection ends after `done_count` "done" messages, at the first "error", when a rank exits with an
-    error before reporting (it died in setup, or was killed), or at the deadline (then `failure` says so); the processes are then joined briefly and killed if still alive (a rank stuck in a
-    collective whose peer is gone would otherwise stay)."""
+    error before reporting (it died in setup, or was killed), or at the deadline (then `failure` says so); the
+    processes are then joined briefly and killed if still alive (a rank stuck in a collective whose peer is gone
+    would otherwise stay)."""
     context = mp.get_context("spawn")
     results = context.Queue()
     procs = [context.Process(target=target, args=(rank, *args, results), daemon=True) for rank in range(world_size)]
