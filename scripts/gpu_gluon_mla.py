@@ -1,5 +1,5 @@
 """The sm_90 Gluon MLA decode kernel on a GPU: numbers against an fp32 torch reference, then its time
-against the Triton kernel (CUDA graphs, 50 replays). Run by scripts/gpu_mla_timeline.sh (first by
+against the Triton kernel (CUDA graphs, 50 replays). Run by scripts/ran/gpu_mla_timeline.sh (first by
 scripts/ran/gpu_gluon_mla.sh).
 
     python scripts/gpu_gluon_mla.py check

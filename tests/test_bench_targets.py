@@ -169,6 +169,38 @@ def test_sdpa_target_compares_each_side_at_its_best_within_one_shape(tmp_path):
     assert sdpa.met is True and sdpa.measured.startswith("39.0 against 41.0 us (-4.9%")
 
 
+def test_other_gpus_count_only_where_the_issue_allows_them(tmp_path):
+    """The kernel and two-GPU targets are set on H200s: an H100's faster-than-SDPA run or its better matmul share
+    does not meet them, nor do CPU rows. The comparison with transformers counts on any GPU, but only against HF
+    on the same GPU."""
+    h100_kernels = write(tmp_path / "h100-kernel.json", {"device": "NVIDIA H100 80GB HBM3", "results": [
+        kernel_case("GQA 32K p16", False, 1, 32 * K, 8, 35.0e-6, sdpa_s=38.0e-6),
+        kernel_case("MLA 1x128K", True, 1, 128 * K, 1, 1e-4, share=0.75)]})
+    h200_kernels = write(tmp_path / "h200-kernel.json", {"device": "NVIDIA H200", "results": [
+        kernel_case("GQA 32K p16", False, 1, 32 * K, 8, 40.2e-6, sdpa_s=40.0e-6),
+        kernel_case("MLA 1x128K", True, 1, 128 * K, 1, 1e-4, share=0.646)]})
+    rows = write(tmp_path / "rows.json", [
+        bench_row("llama3-8b", "helix:kvp=2,tpa=1", 2, 1, M, 0.020, pct=0.95, gpu_name="cpu"),
+        bench_row("llama3-8b", "helix:kvp=2,tpa=1", 2, 1, M, 0.020, pct=0.80, gpu_name="NVIDIA H200"),
+        bench_row("llama3-8b", "helix:kvp=1,tpa=1", 1, 1, 128 * K, 0.010, gpu_name="NVIDIA H100 80GB HBM3"),
+        bench_row("llama3-8b", "hf-transformers", 1, 1, 128 * K, 0.100, gpu_name="NVIDIA H200"),  # not its pair
+        bench_row("llama3-8b", "hf-transformers", 1, 1, 128 * K, 0.040, gpu_name="NVIDIA H100 80GB HBM3"),
+    ])
+    verdicts = targets.judge([h100_kernels, h200_kernels, rows])
+
+    def verdict(prefix):
+        (found,) = [v for v in verdicts if v.target.startswith(prefix)]
+        return found
+    sdpa = verdict("GQA decode kernel faster than SDPA")
+    assert sdpa.met is False and sdpa.measured.startswith("40.2 against 40.0 us") and "h100" not in sdpa.source
+    mla = verdict("MLA decode kernel")
+    assert mla.met is False and mla.measured.startswith("64.6%")
+    one_m = verdict("llama3-8b 2 GPUs, 1 x 1M")
+    assert one_m.met is False and one_m.measured.startswith("0.800")
+    peer = verdict("llama3-8b 1 GPU")
+    assert peer.met is False and peer.measured.startswith("4.0x")  # H100 against H100, not the H200's 100 ms
+
+
 def test_a_path_that_does_not_exist_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         targets.main([str(tmp_path / "no-such-run")])

@@ -61,8 +61,9 @@ def time_hf(shape: str, layers: int | None, batch: int, context: int, dtype: str
                 times.append(start.elapsed_time(stop) / 1e3)
     del model, cache
     torch.cuda.empty_cache()
-    return {"shape": shape, "plan": "hf-transformers", "gpus": 1, "context": context, "batch": batch,
-            "dtype": {"bf16": "bfloat16", "fp16": "float16"}.get(dtype, dtype), "layers": config.num_hidden_layers,
+    return {"shape": shape, "plan": "hf-transformers", "gpus": 1, "gpu_name": torch.cuda.get_device_name(device),
+            "context": context, "batch": batch, "dtype": {"bf16": "bfloat16", "fp16": "float16"}.get(dtype, dtype),
+            "layers": config.num_hidden_layers,
             "ttl_median_s": statistics.median(times), "ttl_p99_s": sorted(times)[int(0.99 * (len(times) - 1))],
             "tokens_per_s": batch / statistics.median(times), "kv": "random data (no prefill)",
             "peer": "transformers, static cache, sdpa"}

@@ -216,6 +216,7 @@ def _run_point(engine: Engine, cfg, plan: Plan, rank: int, job: BenchJob, batch:
     ttl = statistics.median(host)
     row = {
         "shape": job.shape, "layers": cfg.num_layers, "plan": plan.spec(), "gpus": plan.world_size,
+        "gpu_name": torch.cuda.get_device_name(engine.device) if engine.device.type == "cuda" else "cpu",
         "context": context, "batch": batch, "dtype": _full(job.dtype), "hopb_pieces": hopb,
         "cuda_graphs": job.graphs, "all_reduce": engine.all_reduce_impl,
         "exchange": exchange_used(engine, bucket), "exchange_impl": engine.exchange_impl,
