@@ -64,7 +64,9 @@ def run_job(job: BenchJob, world_size: int, timeout_s: float) -> list[dict]:
 def print_table(rows: list[dict], out=sys.stdout) -> None:
     if not rows:
         return
-    print(f"shape {rows[0]['shape']} ({rows[0]['layers']} layers, {rows[0]['dtype']}); KV: {rows[0]['kv']}", file=out)
+    first = rows[0]
+    print(f"shape {first['shape']} ({first['layers']} layers, {first['dtype']}) on {first.get('gpu_name', '?')}; "
+          f"KV: {first['kv']}", file=out)
     header = [name for name, _ in COLUMNS]
     print("| " + " | ".join(header) + " |", file=out)
     print("|" + "---|" * len(header), file=out)
