@@ -48,7 +48,7 @@ def json_files(paths: list[Path]) -> list[tuple[Path, str]]:
 
 def load(paths: list[Path]) -> tuple[list[dict], list[dict], list[dict]]:
     """(bench rows, kernel cases, serve reports) of the files and folders given, each tagged with the name its
-    file is cited by in "_file" and, rows and cases, with the GPU they ran on in "_gpu" ("" where unrecorded)."""
+    file is cited by in "_file" and, rows and cases, with the GPU they ran on in "_gpu" (`_gpu_group`)."""
     rows, kernels, serves = [], [], []
     for path, name in json_files(paths):
         try:
@@ -56,19 +56,20 @@ def load(paths: list[Path]) -> tuple[list[dict], list[dict], list[dict]]:
         except (OSError, json.JSONDecodeError):
             continue
         if isinstance(data, list):
-            rows += [{**r, "_file": name, "_gpu": r.get("gpu_name", "")}
+            rows += [{**r, "_file": name, "_gpu": _gpu_group(r.get("gpu_name", ""))}
                      for r in data if isinstance(r, dict) and "plan" in r and "shape" in r]
         elif isinstance(data, dict) and isinstance(data.get("results"), list):
-            kernels += [{**case, "_file": name, "_gpu": data.get("device", "")}
+            kernels += [{**case, "_file": name, "_gpu": _gpu_group(data.get("device", ""))}
                         for case in data["results"] if isinstance(case, dict)]
         elif isinstance(data, dict) and "grpc_over_engine" in data:
             serves.append({**data, "_file": name})
     return rows, kernels, serves
 
 
-def on_target_gpu(item: dict) -> bool:
-    """Measured on the issue's GPU, or written before bench rows named theirs (all of those ran on H200s)."""
-    return not item["_gpu"] or TARGET_GPU in item["_gpu"]
+def _gpu_group(name: str) -> str:
+    """TARGET_GPU for an H200, and for a row written before bench rows named their GPU (all of those ran on
+    H200s); any other GPU's recorded name."""
+    return TARGET_GPU if not name or TARGET_GPU in name else name
 
 
 def _tokens(context: int) -> str:
@@ -80,7 +81,7 @@ def _best_pair(ours: list[dict], baselines: list[dict]) -> tuple[tuple[float, di
     baseline at its best (lowest TTL) at the same point (batch, context, layers) on the same GPU, preferring
     pairs from one file (one run), with a note where only pairs across runs exist; None without any pair."""
     def point(row):
-        return row["batch"], row["context"], row.get("layers"), TARGET_GPU if on_target_gpu(row) else row["_gpu"]
+        return row["batch"], row["context"], row.get("layers"), row["_gpu"]
 
     same_run, any_run = [], []
     for row in ours:
@@ -269,18 +270,18 @@ def grpc_target(serves) -> Verdict:
 
 def judge(paths: list[Path]) -> list[Verdict]:
     rows, kernels, serves = load(paths)
-    peer_rows = rows
-    rows, kernels = [r for r in rows if on_target_gpu(r)], [case for case in kernels if on_target_gpu(case)]
+    h200_rows = [row for row in rows if row["_gpu"] == TARGET_GPU]
+    h200_kernels = [case for case in kernels if case["_gpu"] == TARGET_GPU]
     return [
-        roofline_target(rows, 1, M, 0.85),
-        roofline_target(rows, 8, K128, 0.85),
-        roofline_target(rows, 1, K128, 0.70),
-        plan_ratio_target(rows, "mqa-8b", 0.6),
-        plan_ratio_target(rows, "deepseek-mla", 0.8),
-        *gqa_kernel_targets(kernels),
-        mla_kernel_target(kernels),
-        peer_target(peer_rows, "llama3-8b", K128, 5),
-        peer_target(peer_rows, "deepseek-mla", 32 << 10, 6, layers=4),
+        roofline_target(h200_rows, 1, M, 0.85),
+        roofline_target(h200_rows, 8, K128, 0.85),
+        roofline_target(h200_rows, 1, K128, 0.70),
+        plan_ratio_target(h200_rows, "mqa-8b", 0.6),
+        plan_ratio_target(h200_rows, "deepseek-mla", 0.8),
+        *gqa_kernel_targets(h200_kernels),
+        mla_kernel_target(h200_kernels),
+        peer_target(rows, "llama3-8b", K128, 5),
+        peer_target(rows, "deepseek-mla", 32 << 10, 6, layers=4),
         grpc_target(serves),
     ]
 
