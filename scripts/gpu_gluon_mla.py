@@ -225,9 +225,14 @@ def split_cost(points=((1, 131072), (1, 32768), (4, 131072))) -> int:
 
 
 TIMELINE_POINTS = ((1, 32768, None), (1, 131072, None), (1, 524288, None), (4, 131072, None), (4, 524288, None))
-TIMELINE_VARIANTS = (("Q through registers", dict(q_by_tma=False)), ("Q by TMA", dict(q_by_tma=True)),
+# queries by TMA are the default since 2026-12-05 (seventh session); its timeline found the epilogue (5-6 us, the
+# fp32 partials stored from the MMA layout) and the merge the largest fixed costs left; bf16 partials stored that
+# way, in half sectors, were slower. The staged store writes whole sectors from shared memory.
+TIMELINE_VARIANTS = (("Q by TMA", dict(q_by_tma=True)),
+                     ("Q by TMA, staged store", dict(q_by_tma=True, staged_store=True)),
                      ("Q by TMA, bf16 partials", dict(q_by_tma=True, partials=torch.bfloat16)),
-                     ("Q by TMA, merge 128 values a program", dict(q_by_tma=True, merge_columns=128)))
+                     ("Q by TMA, staged store, bf16 partials",
+                      dict(q_by_tma=True, staged_store=True, partials=torch.bfloat16)))
 
 
 def _spread(values) -> str:

@@ -62,6 +62,10 @@ if mla_sm90.gluon_hopper_available():
     out["gluon mla page 64 final"] = asdict(r.gluon_mla_report(64, final=True))
     out["gluon mla page 64 traced"] = asdict(r.gluon_mla_report(64, trace=True))
     out["gluon mla page 64 q tma"] = asdict(r.gluon_mla_report(64, q_tma=True))
+    out["gluon mla page 64 bf16 partials"] = asdict(r.gluon_mla_report(64, partials="bf16"))
+    for partials in ("fp32", "bf16"):
+        out[f"gluon mla page 64 staged {partials}"] = asdict(r.gluon_mla_report(64, q_tma=True, staged_store=True,
+                                                                                partials=partials))
 print(json.dumps(out))
 """
 
@@ -127,6 +131,32 @@ def test_the_gluon_mla_trace_reads_clocks_only_when_asked(reports):
     assert plain["clock_reads"] == 0 and traced["clock_reads"] >= 9
     assert traced["spill_bytes"] == 0 and traced["shared_bytes"] == plain["shared_bytes"]
     assert traced["wgmma"] == plain["wgmma"] and traced["tma"] == plain["tma"]
+
+
+@pytest.mark.parametrize("partials, elem", [("fp32", 4), ("bf16", 2)])
+def test_the_gluon_mla_staged_store_writes_whole_sectors_in_the_same_shared_memory(reports, partials, elem):
+    """A warpgroup's [64 heads, 256 values] outputs are 64 x 256 x elem / 128 = 128 x elem bytes a thread. Stored
+    from the MMA layout, a thread holds 2 adjacent values a row (8 bytes in fp32, 4 in bf16: half a 32-byte
+    sector per 4 threads); staged through shared memory it writes 4 adjacent values (16 / 8 bytes: whole sectors),
+    in half the instructions, reusing the key buffers (no shared memory added) and spilling nothing."""
+    if "gluon mla page 64" not in reports:
+        pytest.skip("this Triton has no Gluon")
+    per_thread = 2 * 128 * elem  # both partitions' code: each thread runs one of them
+    direct = reports["gluon mla page 64" if partials == "fp32" else "gluon mla page 64 bf16 partials"]
+    staged = reports[f"gluon mla page 64 staged {partials}"]
+    # besides, warpgroup 0 writes the 64 LSEs once: a thread of the MMA layout holds 2 rows, so two 4-byte stores
+    lse_stores = {4: 2}
+
+    def outputs(report):
+        stores = dict(report["global_stores"])
+        for size, count in lse_stores.items():
+            stores[size] -= count
+        return {size: count for size, count in stores.items() if count}
+    assert outputs(direct) == {2 * elem: per_thread // (2 * elem)}
+    assert outputs(staged) == {4 * elem: per_thread // (4 * elem)}
+    assert staged["shared_bytes"] == reports["gluon mla page 64 q tma"]["shared_bytes"]
+    assert staged["spill_bytes"] == 0 and staged["registers"] <= 255
+    assert staged["wgmma"] == direct["wgmma"] and staged["tma"] == direct["tma"] + 9  # + Q's boxes
 
 
 def test_mla_uses_hopper_tensor_cores_with_registers_to_spare(reports):

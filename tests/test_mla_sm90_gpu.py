@@ -90,6 +90,28 @@ def test_tma_and_cp_async_loads_agree():
     assert_matches(*results[0], *reference(q, keys, table, lens))
 
 
+@pytest.mark.parametrize("partials", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("heads, splits", [(128, 4), (16, 3), (128, 1)])
+def test_outputs_staged_through_shared_memory_are_the_same_bits(partials, heads, splits):
+    """The staged store (each warpgroup's outputs through its freed key buffers, out in whole-sector rows) writes
+    what the direct store writes: the same values into the same places and nothing for the padded rows of a block
+    (16 heads in a block of 64, their queries through registers); split partials in fp32 or bf16, and one split's
+    final output."""
+    q, keys, table, lens = make_case([5000, 77], heads, 64)
+    groups = da.HeadGroups.from_group_size(heads, heads)
+    group_kv, group_heads = groups.tables(64, q.device)
+    results = []
+    for staged in (False, True):
+        out = torch.full((2, heads, 512), 7.0, device="cuda")
+        lse = torch.full((2, heads), 7.0, device="cuda")
+        mla_sm90.launch(q, keys, table, lens, SCALE, group_kv, group_heads, splits, out, lse,
+                        q_by_tma=heads % 64 == 0, partials=partials, staged_store=staged)
+        results.append((out, lse))
+    torch.testing.assert_close(results[1][0], results[0][0], atol=0, rtol=0)
+    torch.testing.assert_close(results[1][1], results[0][1], atol=0, rtol=0)
+    assert_matches(*results[1], *reference(q, keys, table, lens))
+
+
 def test_traced_launch_gives_the_same_output_and_ordered_readings():
     """The measurement trace (scripts/gpu_gluon_mla.py timeline) changes no output bit, and each program's
     readings come in the order of its stages, on SMs of this GPU."""

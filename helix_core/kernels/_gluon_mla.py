@@ -54,6 +54,8 @@ _barrier = getattr(gl, "thread_barrier", None) or gl.barrier
 # cp.async global -> shared: async_copy_global_to_shared in 3.6, async_load in 3.9
 _cp_async = getattr(async_copy, "async_load", None) or async_copy.async_copy_global_to_shared
 _tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared  # TMA, likewise renamed
+# a shared-memory view as another dtype / shape / layout: _reinterpret in 3.6, reinterpret in 3.9
+_REINTERPRET_PUBLIC = gl.constexpr(hasattr(gl.shared_memory_descriptor, "reinterpret"))
 
 INTERPRET = False  # kernel_module's bookkeeping: Gluon kernels never run under the interpreter
 
@@ -67,6 +69,7 @@ ROW_BLOCKS = gl.constexpr(8)  # TMA boxes a tile at most (boxes of >= 8 keys: wh
 TRACE_SLOTS = ("time_start", "clock_start", "clock_q_ready", "clock_first_tile", "clock_loop_end", "clock_stored",
                "time_stored", "clock_values_stored", "time_values_stored", "sm", "clock_q_arrived")
 TRACE_ROW = gl.constexpr(16)
+STAGED_ROWS = gl.constexpr(16)  # STAGED_STORE: output rows a warpgroup stores at a time (32 fp32 registers a thread)
 
 
 @gluon.jit
@@ -154,19 +157,61 @@ def _load_tile(desc, K, bt_row, kv_off, stride_kp, stride_ks, n0, end, rows, bar
 def _store_half(OUT, LSE, o, l_i, m_i, heads, h_ok, col0, b, split,
                 stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls,
                 O_LAYOUT: gl.constexpr, FINAL: gl.constexpr, WRITE_LSE: gl.constexpr):
-    """Normalize one warpgroup's [BLOCK_H, HALF] output columns and store them (and, once, the LSE)."""
-    has = l_i > 0.0
-    out = o / gl.convert_layout(gl.where(has, l_i, 1.0), gl.SliceLayout(1, O_LAYOUT))[:, None]
+    """Normalize one warpgroup's [BLOCK_H, HALF] output columns and store them from the MMA layout (and, once,
+    the LSE)."""
+    out = _normalized(o, l_i, O_LAYOUT)
     rows = gl.convert_layout(heads, gl.SliceLayout(1, O_LAYOUT))
     rows_ok = gl.convert_layout(h_ok, gl.SliceLayout(1, O_LAYOUT))
     cols = col0 + gl.arange(0, HALF, gl.SliceLayout(0, O_LAYOUT))
     o_ptr = OUT + b.to(gl.int64) * stride_ob + rows[:, None] * stride_oh + split * stride_os + cols[None, :]
     gl.store(o_ptr, out.to(OUT.dtype.element_ty), mask=rows_ok[:, None] & (cols[None, :] < 2 * HALF))
     if WRITE_LSE:
-        lse2 = gl.where(has, m_i + gl.log2(gl.where(has, l_i, 1.0)), float("-inf"))
-        if FINAL:
-            lse2 = lse2 * 0.6931471805599453
-        gl.store(LSE + b.to(gl.int64) * stride_lb + heads * stride_lh + split * stride_ls, lse2, mask=h_ok)
+        _store_lse(LSE, l_i, m_i, heads, h_ok, b, split, stride_lb, stride_lh, stride_ls, FINAL)
+
+
+@gluon.jit
+def _normalized(o, l_i, O_LAYOUT: gl.constexpr):
+    """o / l by rows (rows without keys stay 0)."""
+    return o / gl.convert_layout(gl.where(l_i > 0.0, l_i, 1.0), gl.SliceLayout(1, O_LAYOUT))[:, None]
+
+
+@gluon.jit
+def _store_lse(LSE, l_i, m_i, heads, h_ok, b, split, stride_lb, stride_lh, stride_ls, FINAL: gl.constexpr):
+    has = l_i > 0.0
+    lse2 = gl.where(has, m_i + gl.log2(gl.where(has, l_i, 1.0)), float("-inf"))
+    if FINAL:
+        lse2 = lse2 * 0.6931471805599453
+    gl.store(LSE + b.to(gl.int64) * stride_lb + heads * stride_lh + split * stride_ls, lse2, mask=h_ok)
+
+
+@gluon.jit
+def _store_half_staged(OUT, LSE, o, l_i, m_i, heads, h_ok, col0, b, split, stage, GROUP_HEADS, grp,
+                       stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls,
+                       O_LAYOUT: gl.constexpr, FINAL: gl.constexpr, WRITE_LSE: gl.constexpr):
+    """_store_half through shared memory: the normalized fp32 half goes into `stage` (this warpgroup's key
+    buffers, [STAGES, BLOCK_N, HALF] 16-bit, free once the tile loop is over: 64 KB, the fp32 half's size) and
+    comes back in rows of 16-byte vectors, so each warp store writes whole 32-byte sectors of one row (from the MMA
+    layout a store writes 8 rows x 32 bytes in fp32, and half sectors in 16 bits)."""
+    out = _normalized(o, l_i, O_LAYOUT)
+    STAGED_SMEM: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=32, rank=2)
+    if _REINTERPRET_PUBLIC:
+        staged = stage.reinterpret(gl.float32, [BLOCK_H, HALF], STAGED_SMEM)
+    else:
+        staged = stage._reinterpret(gl.float32, [BLOCK_H, HALF], STAGED_SMEM)
+    staged.store(out)
+    _barrier()  # every thread's part is in before any thread reads another's
+    ROWS_OUT: gl.constexpr = gl.BlockedLayout([1, 4], [1, 32], [4, 1], [1, 0])
+    cols = col0 + gl.arange(0, HALF, gl.SliceLayout(0, ROWS_OUT))
+    for r in gl.static_range(BLOCK_H // STAGED_ROWS):
+        part = staged.slice(r * STAGED_ROWS, STAGED_ROWS, dim=0).load(ROWS_OUT)
+        offs = r * STAGED_ROWS + gl.arange(0, STAGED_ROWS, gl.SliceLayout(1, ROWS_OUT))
+        rows = gl.load(GROUP_HEADS + grp * BLOCK_H + offs)
+        rows_ok = rows >= 0
+        o_ptr = (OUT + b.to(gl.int64) * stride_ob + gl.where(rows_ok, rows, 0).to(gl.int64)[:, None] * stride_oh
+                 + split * stride_os + cols[None, :])
+        gl.store(o_ptr, part.to(OUT.dtype.element_ty), mask=rows_ok[:, None] & (cols[None, :] < 2 * HALF))
+    if WRITE_LSE:
+        _store_lse(LSE, l_i, m_i, heads, h_ok, b, split, stride_lb, stride_lh, stride_ls, FINAL)
 
 
 @gluon.jit
@@ -181,7 +226,8 @@ def _scores(q_lo, q_hi, q_t, k_lo, k_hi, k_t, zero_s):
 def _scores_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
                       OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, qk_scale,
                       stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, TRACE,
-                      FINAL: gl.constexpr, PROBE: gl.constexpr, TRACE_ON: gl.constexpr, Q_TMA: gl.constexpr):
+                      FINAL: gl.constexpr, PROBE: gl.constexpr, TRACE_ON: gl.constexpr, Q_TMA: gl.constexpr,
+                      STAGED_STORE: gl.constexpr):
     """Warpgroup 0: scores, softmax, and output columns [0, HALF)."""
     full, empty, p_ready, p_free, done, q_full = bars
     S_LAYOUT: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -238,8 +284,12 @@ def _scores_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_sm
     heads = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_h)
     h_ok = heads >= 0
     heads = gl.where(h_ok, heads, 0).to(gl.int64)
-    _store_half(OUT, LSE, o, l_i, m_i, heads, h_ok, 0, b, split, stride_ob, stride_oh, stride_os,
-                stride_lb, stride_lh, stride_ls, O_LAYOUT, FINAL, True)
+    if STAGED_STORE:  # through its own key buffers (warpgroup 1 reads only k_hi from here on)
+        _store_half_staged(OUT, LSE, o, l_i, m_i, heads, h_ok, 0, b, split, k_lo, GROUP_HEADS, grp, stride_ob,
+                           stride_oh, stride_os, stride_lb, stride_lh, stride_ls, O_LAYOUT, FINAL, True)
+    else:
+        _store_half(OUT, LSE, o, l_i, m_i, heads, h_ok, 0, b, split, stride_ob, stride_oh, stride_os,
+                    stride_lb, stride_lh, stride_ls, O_LAYOUT, FINAL, True)
     _stamp(TRACE, 5, 0, TRACE_ON)
     _stamp(TRACE, 6, 1, TRACE_ON)
 
@@ -250,7 +300,7 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
                       stride_kp, stride_ks, stride_btb,
                       stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, TRACE,
                       PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, FINAL: gl.constexpr, PROBE: gl.constexpr,
-                      TRACE_ON: gl.constexpr):
+                      TRACE_ON: gl.constexpr, STAGED_STORE: gl.constexpr):
     """Warpgroup 1: loads every tile (one ahead of warpgroup 0) and output columns [HALF, 2 HALF)."""
     full, empty, p_ready, p_free, done, q_full = bars
     O_LAYOUT: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -299,8 +349,12 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
     heads = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_h)
     h_ok = heads >= 0
     heads = gl.where(h_ok, heads, 0).to(gl.int64)
-    _store_half(OUT, LSE, o, l_i, l_i, heads, h_ok, HALF, b, split, stride_ob, stride_oh, stride_os,
-                stride_lb, stride_lh, stride_ls, O_LAYOUT, FINAL, False)
+    if STAGED_STORE:  # through k_hi: warpgroup 0, past `done`, reads no key buffer again
+        _store_half_staged(OUT, LSE, o, l_i, l_i, heads, h_ok, HALF, b, split, k_hi, GROUP_HEADS, grp, stride_ob,
+                           stride_oh, stride_os, stride_lb, stride_lh, stride_ls, O_LAYOUT, FINAL, False)
+    else:
+        _store_half(OUT, LSE, o, l_i, l_i, heads, h_ok, HALF, b, split, stride_ob, stride_oh, stride_os,
+                    stride_lb, stride_lh, stride_ls, O_LAYOUT, FINAL, False)
     _stamp(TRACE, 7, 0, TRACE_ON)
     _stamp(TRACE, 8, 1, TRACE_ON)
 
@@ -319,6 +373,7 @@ def _mla_decode_kernel(
     WORKER_REGS: gl.constexpr = 240,  # registers a thread of warpgroup 1 (its O half takes 128; mla_sm90)
     TRACE_ON: gl.constexpr = False,
     Q_TMA: gl.constexpr = False,  # Q_DESC: a TMA descriptor of Q as rows of 576 (each block 64 consecutive heads)
+    STAGED_STORE: gl.constexpr = False,  # the outputs stored through shared memory (_store_half_staged)
 ):
     _stamp(TRACE, 0, 1, TRACE_ON)
     _stamp(TRACE, 1, 0, TRACE_ON)
@@ -403,10 +458,10 @@ def _mla_decode_kernel(
         (_scores_partition, (q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
                              OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, qk_scale,
                              stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, TRACE, FINAL, PROBE,
-                             TRACE_ON, Q_TMA)),
+                             TRACE_ON, Q_TMA, STAGED_STORE)),
         (_values_partition, (k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
                              K_DESC, K, BLOCK_TABLE, OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, kv_off,
                              stride_kp, stride_ks, stride_btb,
                              stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, TRACE, PAGE_SIZE,
-                             TMA_ROWS, FINAL, PROBE, TRACE_ON)),
+                             TMA_ROWS, FINAL, PROBE, TRACE_ON, STAGED_STORE)),
     ], [4], [WORKER_REGS])

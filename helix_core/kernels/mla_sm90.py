@@ -123,7 +123,7 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
            scale: float, group_kv: torch.Tensor, group_heads: torch.Tensor, num_splits: int,
            out: torch.Tensor, lse: torch.Tensor, pdl: bool = False, probe: int = 0, use_tma: bool = True,
            worker_regs: int = WORKER_REGS, trace: torch.Tensor | None = None, q_by_tma: bool = False,
-           partials: torch.dtype = torch.float32, merge_columns: int | None = None) -> None:
+           partials: torch.dtype = torch.float32, merge_columns: int | None = None, staged_store: bool = False) -> None:
     """Attention of q [B, Hq, 576] over the paged cache into out [B, Hq, 512] and lse [B, Hq] (natural log).
     group_kv / group_heads: HeadGroups.tables(64) of the call; num_splits >= 1. trace (measurement): an int64
     [head blocks x splits x B, TRACE_ROW] tensor the split kernel's programs write their clock readings into
@@ -155,7 +155,7 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
             part_out.stride(0), part_out.stride(1), 0 if final else part_out.stride(2),
             part_lse.stride(0), part_lse.stride(1), 0 if final else part_lse.stride(2),
             PAGE_SIZE=key_pages.shape[1], TMA_ROWS=tma_rows, FINAL=final, PROBE=probe, WORKER_REGS=worker_regs,
-            TRACE_ON=trace is not None, Q_TMA=q_desc is not None, num_warps=4,
+            TRACE_ON=trace is not None, Q_TMA=q_desc is not None, STAGED_STORE=staged_store, num_warps=4,
         )
 
     if num_splits == 1:

@@ -47,6 +47,8 @@ class KernelReport:
     l2_prefetch: int = 0  # bulk L2 prefetches (cp.async.bulk.prefetch.L2) in the PTX
     setmaxnreg: int = 0  # register re-allocations between warp-specialized partitions
     clock_reads: int = 0  # reads of %clock64 / %globaltimer (a measurement trace)
+    # global stores in the PTX by the bytes each thread writes (e.g. {8: 128, 16: 64}): how wide the stores are
+    global_stores: tuple[tuple[int, int], ...] = ()
 
     def fits(self) -> bool:
         return self.spill_bytes == 0 and self.shared_bytes <= SHARED_LIMIT
@@ -131,10 +133,12 @@ def sliced_kernel_report(kernel: str, dim: int, *, max_group: int = 1, page_size
 
 
 def gluon_mla_report(page_size: int = 64, *, final: bool = False, tma: bool = True, dtype: str = "bf16",
-                     trace: bool = False, q_tma: bool = False) -> KernelReport:
+                     trace: bool = False, q_tma: bool = False, staged_store: bool = False,
+                     partials: str = "fp32") -> KernelReport:
     """The sm_90 Gluon MLA kernel (kernels/_gluon_mla.py) as `mla_sm90.launch` builds it for a cache of
     `page_size`-key pages (tma: whole tiles by TMA where the page size allows; final: one split; trace: with
-    the programs' clock readings written out; q_tma: the queries by TMA too)."""
+    the programs' clock readings written out; q_tma: the queries by TMA too; staged_store: the outputs through
+    shared memory; partials: the dtype the outputs are written in)."""
     import torch
 
     from . import mla_sm90
@@ -144,8 +148,8 @@ def gluon_mla_report(page_size: int = 64, *, final: bool = False, tma: bool = Tr
 
     rows = mla_sm90.tma_box_rows(pages) if tma else 0
     consts = dict(PAGE_SIZE=page_size, TMA_ROWS=rows, FINAL=final, PROBE=0, WORKER_REGS=mla_sm90.WORKER_REGS,
-                  TRACE_ON=trace, Q_TMA=q_tma)
-    types = dict(_POINTER_TYPES, Q=f"*{dtype}", K=f"*{dtype}", OUT="*fp32", LSE="*fp32", TRACE="*i64",
+                  TRACE_ON=trace, Q_TMA=q_tma, STAGED_STORE=staged_store)
+    types = dict(_POINTER_TYPES, Q=f"*{dtype}", K=f"*{dtype}", OUT=f"*{partials}", LSE="*fp32", TRACE="*i64",
                  qk_scale="fp32")
     types["K_DESC"] = mangle_type(mla_sm90.key_descriptor(pages, rows)) if rows else f"*{dtype}"
     query = torch.empty(1, 128, mla_sm90.KEY_DIM, dtype=pages.dtype)
@@ -236,7 +240,17 @@ def _report(name: str, consts: dict, options: dict, types: dict, not_aligned: se
                                                    compiled.asm["ttgir"])),
                         tma=ptx.count("cp.async.bulk.tensor"), setmaxnreg=ptx.count("setmaxnreg."),
                         l2_prefetch=ptx.count("cp.async.bulk.prefetch.L2"),
-                        clock_reads=ptx.count("%clock64") + ptx.count("%globaltimer"))
+                        clock_reads=ptx.count("%clock64") + ptx.count("%globaltimer"),
+                        global_stores=_global_stores(ptx))
+
+
+def _global_stores(ptx: str) -> tuple[tuple[int, int], ...]:
+    """(bytes a thread, count) of the PTX's st.global instructions, narrowest first."""
+    counts: dict[int, int] = {}
+    for vec, bits in re.findall(r"\bst\.global(?:\.[a-z0-9_]+)*?(?:\.v(\d))?\.[bfu](\d+)\b", ptx):
+        size = int(vec or 1) * int(bits) // 8
+        counts[size] = counts.get(size, 0) + 1
+    return tuple(sorted(counts.items()))
 
 
 # the bench shapes: llama3-8b's GQA (group 4, 128 dims), DeepSeek-V3's absorbed MLA (128 heads, 576 / 512)
