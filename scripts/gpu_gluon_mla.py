@@ -311,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=["bench", "probe", *MODES])
     parser.add_argument("values", nargs="*",
-                        help="probe: its switches as integers; bench: points HEADS,BATCH,KEYS[,PAGE]")
+                        help="probe: its switches as integers; bench: points HEADS,BATCH,KEYS[,PAGE]; "
+                             "timeline: points BATCH,KEYS (default: TIMELINE_POINTS)")
     return parser
 
 
@@ -321,6 +322,8 @@ MODES = {"split-cost": split_cost, "sustained": sustained, "check": check, "time
 
 def main() -> int:
     args = build_parser().parse_args()
+    if args.mode == "timeline" and args.values:
+        return timeline(tuple((*(int(v) for v in p.split(",")), None) for p in args.values))
     if args.mode in MODES:
         return MODES[args.mode]()
     if args.mode == "probe":
