@@ -1,5 +1,5 @@
 """The sm_90 Gluon MLA decode kernel on a GPU: numbers against an fp32 torch reference, then its time
-against the Triton kernel (CUDA graphs, 50 replays). Run by scripts/ran/gpu_mla_timeline.sh (first by
+against the Triton kernel (CUDA graphs, 50 replays). Run by scripts/gpu_h200_kernels.sh (first by
 scripts/ran/gpu_gluon_mla.sh).
 
     python scripts/gpu_gluon_mla.py check
@@ -8,6 +8,7 @@ scripts/ran/gpu_gluon_mla.sh).
     python scripts/gpu_gluon_mla.py sustained   # rates over 20 calls and over 3 s (the GPU's power cap)
     python scripts/gpu_gluon_mla.py split-cost  # a short launch's time: split kernel, merge, split counts, PDL
     python scripts/gpu_gluon_mla.py timeline    # each program's stages, from clock readings the kernel writes
+    python scripts/gpu_gluon_mla.py partials    # the error of bf16 partials against fp32 attention, split keys
 """
 from __future__ import annotations
 
@@ -61,6 +62,38 @@ def check() -> int:
               f"(triton {t[0]:.2e} / {t[1]:.2e}) empty rows ok {g[2]}", flush=True)
     print(f"check: {len(cases) - failed} / {len(cases)} passed", flush=True)
     return 1 if failed else 0
+
+
+PARTIALS_POINTS = ((1, 32768), (1, 131072), (4, 131072))
+
+
+def partials() -> int:
+    """What bf16 partials cost in accuracy where the keys are split (128 heads, pages of 64, the default splits,
+    output in bf16 as the model takes it): each launch's max and mean |error| against fp32 attention, beside the
+    error of the reference itself rounded to bf16 (the floor any bf16 output has)."""
+    from helix_core.kernels import mla_sm90
+
+    scale = 1.0 / math.sqrt(192)
+    for batch, length in PARTIALS_POINTS:
+        q, keys, table, lens = make_case([length] * batch, 128, 64)
+        ref_out, _ = reference(q, keys, table, lens, scale)
+        groups = HeadGroups.from_group_size(128, 128)
+        gkv, gh = groups.tables(64, q.device)
+        splits = mla_sm90.choose_splits(batch, groups, length, q.device)
+        floor = (ref_out.bfloat16().float() - ref_out).abs()
+        print(f"partials {batch} x {length} splits {splits}: reference rounded to bf16 max |err| "
+              f"{floor.max().item():.3e} mean {floor.mean().item():.3e}", flush=True)
+        for dtype in (torch.float32, torch.bfloat16):
+            out = torch.empty(batch, 128, 512, device="cuda", dtype=torch.bfloat16)
+            lse = torch.empty(batch, 128, device="cuda")
+            mla_sm90.launch(q, keys, table, lens, scale, gkv, gh, splits, out, lse, q_by_tma=True, staged_store=True,
+                            partials=dtype)
+            err = (out.float() - ref_out).abs()
+            print(f"partials {batch} x {length} splits {splits}: {str(dtype)[6:]} partials max |err| "
+                  f"{err.max().item():.3e} mean {err.mean().item():.3e}", flush=True)
+        del q, keys, table, lens, ref_out
+        torch.cuda.empty_cache()
+    return 0
 
 
 def time_graph(fn, replays=50):
@@ -225,12 +258,10 @@ def split_cost(points=((1, 131072), (1, 32768), (4, 131072))) -> int:
 
 
 TIMELINE_POINTS = ((1, 32768, None), (1, 131072, None), (1, 524288, None), (4, 131072, None), (4, 524288, None))
-# queries by TMA are the default since 2026-12-05 (seventh session); its timeline found the epilogue (5-6 us, the
-# fp32 partials stored from the MMA layout) and the merge the largest fixed costs left; bf16 partials stored that
-# way, in half sectors, were slower. The staged store writes whole sectors from shared memory.
-TIMELINE_VARIANTS = (("Q by TMA", dict(q_by_tma=True)),
+# queries by TMA are the default since 2026-12-05 (seventh session), the staged store since 2026-12-06: each
+# variant names both. bf16 partials stored from the MMA layout, in half sectors, were slower (2026-12-05).
+TIMELINE_VARIANTS = (("Q by TMA, direct store", dict(q_by_tma=True, staged_store=False)),
                      ("Q by TMA, staged store", dict(q_by_tma=True, staged_store=True)),
-                     ("Q by TMA, bf16 partials", dict(q_by_tma=True, partials=torch.bfloat16)),
                      ("Q by TMA, staged store, bf16 partials",
                       dict(q_by_tma=True, staged_store=True, partials=torch.bfloat16)))
 
@@ -317,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # the modes without values
-MODES = {"split-cost": split_cost, "sustained": sustained, "check": check, "timeline": timeline}
+MODES = {"split-cost": split_cost, "sustained": sustained, "check": check, "timeline": timeline, "partials": partials}
 
 
 def main() -> int:

@@ -38,6 +38,7 @@ out["mla one part"] = asdict(r.decode_kernel_report(576, 512, values_are_keys=Tr
 # the split merge: GQA's 128 values over 66 splits (batch 1 x 128K), MLA's 512 over 16 (4 x 128K)
 out["merge 128 x 66"] = asdict(r.merge_kernel_report(128, 66))
 out["merge 512 x 16"] = asdict(r.merge_kernel_report(512, 16))
+out["merge 512 x 66 bf16"] = asdict(r.merge_kernel_report(512, 66, partials="bf16"))  # the MLA kernel's bf16 option
 # programmatic dependent launch: the split kernel lets the merge start, the merge waits for its writes
 out["gqa pdl"] = asdict(r.decode_kernel_report(128, 128, values_are_keys=False, block_n=64, block_h=16,
                                                num_warps=4, num_stages=3, pdl=True, pages_ahead=True))
@@ -86,7 +87,8 @@ def test_default_configs_fit_an_sm90_block(reports):
     from helix_core.kernels.sm90_report import SHARED_LIMIT
 
     assert {k for k in reports if not k.startswith("gluon")} == {"gqa default", "mla default", "mla-64 default short", "mla-64 default long",
-                            "mla one part", "merge 128 x 66", "merge 512 x 16", "gqa pdl", "merge 128 x 66 pdl",
+                            "mla one part", "merge 128 x 66", "merge 512 x 16", "merge 512 x 66 bf16", "gqa pdl",
+                            "merge 128 x 66 pdl",
                             "gqa not ahead", "sliced scores", "sliced scores not ahead", "sliced values",
                             "sliced values not ahead", "rope append", "mha512 default",
                             *(f"row {mode}{pdl}" for mode in ("plain", "gated", "norm", "merge") for pdl in ("", " pdl")),

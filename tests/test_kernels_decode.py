@@ -323,6 +323,24 @@ def test_merge_partials_kernel_reads_parts_in_several_tiles():
     torch.testing.assert_close(lse.cpu(), torch.logsumexp(lses, 0), atol=1e-5, rtol=1e-5)
 
 
+def test_merge_of_16_bit_partials_reads_them_in_tiles_of_their_own():
+    """bf16 partials (the sm_90 MLA kernel's option) take a tile of twice the parts: 37 parts of 512 values are
+    three tiles of 16, the last ragged, with empty parts among them; the merge weighs the bf16 values as given."""
+    gen = torch.Generator().manual_seed(12)
+    parts, tokens, heads, dim = 37, 1, 3, 512
+    assert split_merge.MERGE_KERNEL_TILE_16BIT // dim < parts
+    outs = torch.randn(parts, tokens, heads, dim, generator=gen).bfloat16()
+    lses = torch.randn(parts, tokens, heads, generator=gen) * 4
+    lses[1::6] = float("-inf")
+    outs[1::6] = float("nan")
+    expect = torch_merge_partials(outs.float().nan_to_num(0.0), lses)
+    result = torch.empty(tokens, heads, dim, device=DEVICE)
+    lse = torch.empty(tokens, heads, device=DEVICE)
+    split_merge.launch_merge(outs.to(DEVICE), lses.to(DEVICE), result, lse, lse_in_log2=False)
+    torch.testing.assert_close(result.cpu(), expect, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(lse.cpu(), torch.logsumexp(lses, 0), atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("mla", [False, True])
 def test_decode_attention_for_step_matches_cache_gather(mla):
     """End to end on a real PagedKVCache (KVP rank 1 of 2, staged placement, interleaved page

@@ -20,6 +20,11 @@ WORKER_REGS = 240  # registers a thread of the kernel's second warpgroup (the fi
 # Decode calls load a block's queries by TMA where its heads allow (launch's q_by_tma): on one H100 (2026-12-05)
 # it cut a program's start to its first key tile from 6.2 to 4.2 us, the 1 x 32K and 1 x 128K launches 3.5% and 1.4%.
 Q_BY_TMA = True
+# ... and store their outputs through shared memory (launch's staged_store: the same bits, written in whole sectors).
+# On one H100 (2026-12-06), against the store from the MMA layout, CUDA graph, two runs each: 1 x 32K 34.8 / 34.6
+# against 36.3 / 35.7 us, 1 x 128K 84.2 / 85.0 against 85.9 / 86.5 (10 launches a graph in the kernel's timeline:
+# 1.2-1.6 us slower), 4 x 128K 286.9 / 288.6 against 294.6 / 287.1; bf16 partials need it (docs/benchmarks.md).
+STAGED_STORE = True
 
 _GLUON_OK: bool | None = None
 _CAPABILITY: dict[int, tuple[int, int]] = {}
@@ -130,7 +135,10 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
     (`trace_rows` reads them). q_by_tma: each head block is 64 consecutive heads (HeadGroups.whole_runs), so
     its queries may come by TMA where q's layout allows (`query_descriptor`). partials: the dtype the splits'
     normalized outputs are written in for the merge (measurement: bf16 halves those bytes); merge_columns: the
-    merge's values a program (`split_merge.launch_merge`'s columns)."""
+    merge's values a program (`split_merge.launch_merge`'s columns); staged_store: each warpgroup's outputs go
+    through its key buffers, free once the tile loop is over, and out in 16-byte vectors of one row a thread
+    (the kernel's STAGED_STORE; the same bits as the store from the MMA layout, whose fp32 pieces are 8 bytes
+    and whose bf16 pieces half a 32-byte sector)."""
     mod = kernel_module("_gluon_mla")
     batch = q.shape[0]
     head_blocks = group_kv.shape[0]

@@ -93,15 +93,17 @@ def decode_kernel_report(dk: int, dv: int, *, values_are_keys: bool, block_n: in
     return _report("_decode_split_kernel", consts, options, types, _NOT_ALIGNED)
 
 
-def merge_kernel_report(dv: int, parts: int, pdl: bool = False, prefetch: bool = False) -> KernelReport:
+def merge_kernel_report(dv: int, parts: int, pdl: bool = False, prefetch: bool = False,
+                        partials: str = "fp32") -> KernelReport:
     """The split merge of `paged_decode_attention` (`split_merge.launch_merge`'s config) for Dv value dims and `parts`
     splits, on partials laid out [B, H, parts, Dv] (pdl: launched as a programmatic dependent; prefetch: the
-    variant that ends by asking for a bf16 tensor's first bytes in L2)."""
+    variant that ends by asking for a bf16 tensor's first bytes in L2; partials: their dtype)."""
     from .split_merge import merge_kernel_constants
 
-    consts = merge_kernel_constants(dv, parts, lse_in_log2=True, pdl=pdl, prefetch=prefetch)
+    consts = merge_kernel_constants(dv, parts, lse_in_log2=True, pdl=pdl, prefetch=prefetch,
+                                    partial_bits=32 if partials == "fp32" else 16)
     options = {"num_warps": consts.pop("num_warps"), "num_stages": 3, "launch_pdl": consts.pop("launch_pdl")}
-    types = {"PART_OUT": "*fp32", "PART_LSE": "*fp32", "OUT": "*fp32", "LSE": "*fp32", "next_ptr": "*bf16"}
+    types = {"PART_OUT": f"*{partials}", "PART_LSE": "*fp32", "OUT": "*fp32", "LSE": "*fp32", "next_ptr": "*bf16"}
     return _report("_merge_kernel", consts, options, types,
                    {"num_parts", "stride_pl_p", "stride_pl_0", "stride_pl_1", "stride_l_0", "stride_l_1",
                     "prefetch_bytes"})
