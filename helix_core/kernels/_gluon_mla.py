@@ -34,6 +34,12 @@ Q_TMA: the block's queries come by TMA (its 64 heads consecutive rows of Q), in 
 asks for the first key tile; warpgroup 0 waits for them on q_full. Otherwise they go through registers
 before the partitions start (the only way for a block of scattered or padded heads).
 
+STAGED_STORE: after the tile loop each warpgroup writes its normalized [64, 256] fp32 output half into its own
+key buffers (warpgroup 0 into k_lo, 1 into k_hi: 64 KB each, free by then), reads it back 16 rows at a time in a
+row-major layout and stores 16-byte (fp32) or 8-byte (16-bit) vectors of one row a thread. From the MMA layout a
+thread's pieces are 8 bytes (fp32) or 4 (16-bit: half a sector for 4 threads). The same values reach the same
+places.
+
 One program = (head block of 64, split, sequence); it writes the normalized partial output and its
 base-2 LSE like `_triton_decode._decode_split_kernel` (FINAL: the output and natural LSE), so the
 same merge kernel combines the splits. Compiled only for sm_90 with a Gluon-capable Triton (3.5+);
