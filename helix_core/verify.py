@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -93,6 +94,27 @@ def check_teacher_forced(cluster: LocalCluster, reference_logits: dict[int, torc
     return report
 
 
+BUILT_IN_PROMPTS = {0: list(range(3, 8)), 1: [(7 * i + 1) % 200 for i in range(23)],
+                    2: [(5 * i + 2) % 200 for i in range(41)]}
+
+
+def verify_prompts(batch: int, prompt_tokens: int | None = None) -> dict[int, list[int]]:
+    """The `batch` longest of three prompts: the built-in ones (5, 23 and 41 tokens), or with prompt_tokens three
+    of prompt_tokens - 26, - 13 and prompt_tokens tokens (ids below 200, each sequence its own pattern), long
+    enough for the decode kernels to split their keys."""
+    if prompt_tokens is None:
+        prompts = BUILT_IN_PROMPTS
+    else:
+        prompts = {s: [(a * i + b) % 200 for i in range(prompt_tokens - 13 * (2 - s))]
+                   for s, (a, b) in enumerate(((7, 1), (5, 2), (11, 3)))}
+    return dict(list(prompts.items())[-batch:])
+
+
+def kv_pages_for(prompts: dict[int, list[int]], steps: int, page_size: int, stage_size: int) -> int:
+    """KV pages a rank needs at most (every rank as if it held all of every sequence, plus a stage each)."""
+    return max(256, sum(-(-(len(p) + steps + stage_size) // page_size) for p in prompts.values()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="helix verify", description="Helix exactness against HF transformers")
     parser.add_argument("--arch", default="llama")
@@ -112,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--o-projection", choices=["sharded", "replicated"], default="sharded")
     parser.add_argument("--batch", type=int, choices=[1, 2, 3], default=3,
                         help="sequences decoded together (1: the batch-1 paths, e.g. the one-row linear kernel)")
+    parser.add_argument("--prompt-tokens", type=int, default=None,
+                        help="the longest prompt's tokens (default: the built-in prompts of 5, 23 and 41): long "
+                             "prompts take the decode kernels' split paths (e.g. 1000 tokens: 4 splits for "
+                             "128-head MLA on sm_90); prompt + steps must fit max_position_embeddings")
     parser.add_argument("--out", help="write the JSON report here")
     parser.add_argument("--overrides", default="{}", help="JSON of tiny-model config overrides")
     return parser
@@ -130,9 +156,15 @@ def main(argv=None) -> int:
         parser.error(reason)
     model_dir = args.model or str(make_tiny_model(args.arch, f"/tmp/helix-verify-{args.arch}",
                                                   **json.loads(args.overrides)))
+    if args.prompt_tokens is not None:
+        limit = json.loads((Path(model_dir) / "config.json").read_text()).get("max_position_embeddings")
+        if args.prompt_tokens < 27:
+            parser.error(f"argument --prompt-tokens: {args.prompt_tokens} is fewer than 27")
+        if limit is not None and args.prompt_tokens + args.steps > limit:
+            parser.error(f"argument --prompt-tokens: {args.prompt_tokens} + {args.steps} steps exceed the model's "
+                         f"max_position_embeddings {limit} (raise it with --overrides)")
     hf = load_hf_model(model_dir, dtype=torch.float32)
-    prompts = {0: list(range(3, 8)), 1: [(7 * i + 1) % 200 for i in range(23)], 2: [(5 * i + 2) % 200 for i in range(41)]}
-    prompts = dict(list(prompts.items())[-args.batch:])  # the longest ones
+    prompts = verify_prompts(args.batch, args.prompt_tokens)
     ref_tokens = {s: hf_greedy(hf, p, args.steps) for s, p in prompts.items()}
     ref_logits = {s: hf_logits(hf, p + ref_tokens[s]) for s, p in prompts.items()}
     hf_low = load_hf_model(model_dir, dtype=DTYPES[args.dtype])
@@ -143,6 +175,7 @@ def main(argv=None) -> int:
     results, failed = [], False
     for spec, plan in zip(args.plan, plans):
         options = EngineOptions(dtype=args.dtype, page_size=8, stage_size=16, hopb_pieces=args.hopb_pieces,
+                                kv_pages=kv_pages_for(prompts, args.steps, 8, 16),
                                 all_reduce=args.all_reduce, exchange=args.exchange,
                                 small_linear=args.small_linear, merge_in_projection=args.merge_in_projection,
                                 o_projection=args.o_projection)
@@ -159,7 +192,8 @@ def main(argv=None) -> int:
                "all_reduce": stats.get("all_reduce"), "exchange": stats.get("exchange"),
                "small_linear": stats.get("small_linear"), "merges_in_projection": stats.get("merges_in_projection"),
                "o_projection": stats.get("o_projection"),
-               "replicated_o_projections": stats.get("replicated_o_projections"), "batch": len(prompts), "ok": ok}
+               "replicated_o_projections": stats.get("replicated_o_projections"), "batch": len(prompts),
+               "prompt_tokens": [len(p) for p in prompts.values()], "ok": ok}
         results.append(row)
         print(json.dumps(row), flush=True)
     if args.out:

@@ -10,7 +10,7 @@
 # 3. the GQA kernel against torch's SDPA at 1 x 32K and 1 x 128K in one run (tied at 32K on the H200 so far);
 # 4. the check against fp32 attention; the MLA kernel's default against a matmul timed as long (1 x 128K was
 #    64.6% on the H200 with queries through registers and the direct store; 70% asked); helix verify of the
-#    128-head MLA path.
+#    128-head MLA path, with the built-in prompts and with prompts long enough to split the keys.
 set -u
 LOG_NAME=h200-kernels source scripts/gpu_env.sh
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,power.limit --format=csv | tee -a "$log"
@@ -26,4 +26,11 @@ say "check"
 timeout 90 python scripts/gpu_gluon_mla.py check 2>&1 | grep -E "ok|FAIL|check|Error" | tee -a "$log"
 kernel_points mla 80 "1x131072 4x131072 4x524288" --mla --no-sweep --page-size 64 --iters 100
 verify_mla 128
+# the same against HF with prompts long enough that the kernel splits each sequence's keys (974-1000 tokens:
+# 4 splits, merged; the verify prompts above are one split) and the staged store writes partials
+say "verify deepseek_v3 128 heads, bf16, batch 3, prompts of up to 1000 tokens"
+verify_rows verify-mla128-bf16-long-b3.json 240 --arch deepseek_v3 --dtype bfloat16 --steps 8 --batch 3 \
+  --prompt-tokens 1000 --plan helix:kvp=1,tpa=1 --overrides '{"num_attention_heads":128,"num_key_value_heads":128,
+"kv_lora_rank":512,"qk_rope_head_dim":64,"qk_nope_head_dim":128,"v_head_dim":128,"q_lora_rank":256,
+"max_position_embeddings":2048}'
 say done
