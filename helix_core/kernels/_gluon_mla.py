@@ -160,64 +160,45 @@ def _load_tile(desc, K, bt_row, kv_off, stride_kp, stride_ks, n0, end, rows, bar
 
 
 @gluon.jit
-def _store_half(OUT, LSE, o, l_i, m_i, heads, h_ok, col0, b, split,
+def _store_half(OUT, LSE, o, l_i, m_i, heads, h_ok, col0, b, split, stage, GROUP_HEADS, grp,
                 stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls,
-                O_LAYOUT: gl.constexpr, FINAL: gl.constexpr, WRITE_LSE: gl.constexpr):
-    """Normalize one warpgroup's [BLOCK_H, HALF] output columns and store them from the MMA layout (and, once,
-    the LSE)."""
-    out = _normalized(o, l_i, O_LAYOUT)
-    rows = gl.convert_layout(heads, gl.SliceLayout(1, O_LAYOUT))
-    rows_ok = gl.convert_layout(h_ok, gl.SliceLayout(1, O_LAYOUT))
-    cols = col0 + gl.arange(0, HALF, gl.SliceLayout(0, O_LAYOUT))
-    o_ptr = OUT + b.to(gl.int64) * stride_ob + rows[:, None] * stride_oh + split * stride_os + cols[None, :]
-    gl.store(o_ptr, out.to(OUT.dtype.element_ty), mask=rows_ok[:, None] & (cols[None, :] < 2 * HALF))
-    if WRITE_LSE:
-        _store_lse(LSE, l_i, m_i, heads, h_ok, b, split, stride_lb, stride_lh, stride_ls, FINAL)
-
-
-@gluon.jit
-def _normalized(o, l_i, O_LAYOUT: gl.constexpr):
-    """o / l by rows (rows without keys stay 0)."""
-    return o / gl.convert_layout(gl.where(l_i > 0.0, l_i, 1.0), gl.SliceLayout(1, O_LAYOUT))[:, None]
-
-
-@gluon.jit
-def _store_lse(LSE, l_i, m_i, heads, h_ok, b, split, stride_lb, stride_lh, stride_ls, FINAL: gl.constexpr):
-    has = l_i > 0.0
-    lse2 = gl.where(has, m_i + gl.log2(gl.where(has, l_i, 1.0)), float("-inf"))
-    if FINAL:
-        lse2 = lse2 * 0.6931471805599453
-    gl.store(LSE + b.to(gl.int64) * stride_lb + heads * stride_lh + split * stride_ls, lse2, mask=h_ok)
-
-
-@gluon.jit
-def _store_half_staged(OUT, LSE, o, l_i, m_i, heads, h_ok, col0, b, split, stage, GROUP_HEADS, grp,
-                       stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls,
-                       O_LAYOUT: gl.constexpr, FINAL: gl.constexpr, WRITE_LSE: gl.constexpr):
-    """_store_half through shared memory: the normalized fp32 half goes into `stage` (this warpgroup's key
-    buffers, [STAGES, BLOCK_N, HALF] 16-bit, free once the tile loop is over: 64 KB, the fp32 half's size) and
-    comes back in rows of 16-byte vectors, so each warp store writes whole 32-byte sectors of one row (from the MMA
-    layout a store writes 8 rows x 32 bytes in fp32, and half sectors in 16 bits)."""
-    out = _normalized(o, l_i, O_LAYOUT)
-    STAGED_SMEM: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=32, rank=2)
-    if _REINTERPRET_PUBLIC:
-        staged = stage.reinterpret(gl.float32, [BLOCK_H, HALF], STAGED_SMEM)
+                O_LAYOUT: gl.constexpr, FINAL: gl.constexpr, WRITE_LSE: gl.constexpr, STAGED: gl.constexpr):
+    """Normalize one warpgroup's [BLOCK_H, HALF] output columns and store them (and, once, the LSE).
+    STAGED: through `stage` (this warpgroup's key buffers, [STAGES, BLOCK_N, HALF] 16-bit, free once the tile loop
+    is over: 64 KB, the fp32 half's size), back in rows of 16-byte vectors, so each warp store writes whole 32-byte
+    sectors of one row; else straight from the MMA layout (a store writes 8 rows x 32 bytes in fp32, and half
+    sectors in 16 bits)."""
+    out = o / gl.convert_layout(gl.where(l_i > 0.0, l_i, 1.0), gl.SliceLayout(1, O_LAYOUT))[:, None]
+    if STAGED:
+        STAGED_SMEM: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=32, rank=2)
+        if _REINTERPRET_PUBLIC:
+            staged = stage.reinterpret(gl.float32, [BLOCK_H, HALF], STAGED_SMEM)
+        else:
+            staged = stage._reinterpret(gl.float32, [BLOCK_H, HALF], STAGED_SMEM)
+        staged.store(out)
+        _barrier()  # every thread's part is in before any thread reads another's
+        ROWS_OUT: gl.constexpr = gl.BlockedLayout([1, 4], [1, 32], [4, 1], [1, 0])
+        cols = col0 + gl.arange(0, HALF, gl.SliceLayout(0, ROWS_OUT))
+        for r in gl.static_range(BLOCK_H // STAGED_ROWS):
+            part = staged.slice(r * STAGED_ROWS, STAGED_ROWS, dim=0).load(ROWS_OUT)
+            offs = r * STAGED_ROWS + gl.arange(0, STAGED_ROWS, gl.SliceLayout(1, ROWS_OUT))
+            rows = gl.load(GROUP_HEADS + grp * BLOCK_H + offs)
+            rows_ok = rows >= 0
+            o_ptr = (OUT + b.to(gl.int64) * stride_ob + gl.where(rows_ok, rows, 0).to(gl.int64)[:, None] * stride_oh
+                     + split * stride_os + cols[None, :])
+            gl.store(o_ptr, part.to(OUT.dtype.element_ty), mask=rows_ok[:, None] & (cols[None, :] < 2 * HALF))
     else:
-        staged = stage._reinterpret(gl.float32, [BLOCK_H, HALF], STAGED_SMEM)
-    staged.store(out)
-    _barrier()  # every thread's part is in before any thread reads another's
-    ROWS_OUT: gl.constexpr = gl.BlockedLayout([1, 4], [1, 32], [4, 1], [1, 0])
-    cols = col0 + gl.arange(0, HALF, gl.SliceLayout(0, ROWS_OUT))
-    for r in gl.static_range(BLOCK_H // STAGED_ROWS):
-        part = staged.slice(r * STAGED_ROWS, STAGED_ROWS, dim=0).load(ROWS_OUT)
-        offs = r * STAGED_ROWS + gl.arange(0, STAGED_ROWS, gl.SliceLayout(1, ROWS_OUT))
-        rows = gl.load(GROUP_HEADS + grp * BLOCK_H + offs)
-        rows_ok = rows >= 0
-        o_ptr = (OUT + b.to(gl.int64) * stride_ob + gl.where(rows_ok, rows, 0).to(gl.int64)[:, None] * stride_oh
-                 + split * stride_os + cols[None, :])
-        gl.store(o_ptr, part.to(OUT.dtype.element_ty), mask=rows_ok[:, None] & (cols[None, :] < 2 * HALF))
+        rows = gl.convert_layout(heads, gl.SliceLayout(1, O_LAYOUT))
+        rows_ok = gl.convert_layout(h_ok, gl.SliceLayout(1, O_LAYOUT))
+        cols = col0 + gl.arange(0, HALF, gl.SliceLayout(0, O_LAYOUT))
+        o_ptr = OUT + b.to(gl.int64) * stride_ob + rows[:, None] * stride_oh + split * stride_os + cols[None, :]
+        gl.store(o_ptr, out.to(OUT.dtype.element_ty), mask=rows_ok[:, None] & (cols[None, :] < 2 * HALF))
     if WRITE_LSE:
-        _store_lse(LSE, l_i, m_i, heads, h_ok, b, split, stride_lb, stride_lh, stride_ls, FINAL)
+        has = l_i > 0.0
+        lse2 = gl.where(has, m_i + gl.log2(gl.where(has, l_i, 1.0)), float("-inf"))
+        if FINAL:
+            lse2 = lse2 * 0.6931471805599453
+        gl.store(LSE + b.to(gl.int64) * stride_lb + heads * stride_lh + split * stride_ls, lse2, mask=h_ok)
 
 
 @gluon.jit
@@ -290,12 +271,9 @@ def _scores_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_sm
     heads = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_h)
     h_ok = heads >= 0
     heads = gl.where(h_ok, heads, 0).to(gl.int64)
-    if STAGED_STORE:  # through its own key buffers (warpgroup 1 reads only k_hi from here on)
-        _store_half_staged(OUT, LSE, o, l_i, m_i, heads, h_ok, 0, b, split, k_lo, GROUP_HEADS, grp, stride_ob,
-                           stride_oh, stride_os, stride_lb, stride_lh, stride_ls, O_LAYOUT, FINAL, True)
-    else:
-        _store_half(OUT, LSE, o, l_i, m_i, heads, h_ok, 0, b, split, stride_ob, stride_oh, stride_os,
-                    stride_lb, stride_lh, stride_ls, O_LAYOUT, FINAL, True)
+    # staged through its own key buffers (warpgroup 1 reads only k_hi from here on)
+    _store_half(OUT, LSE, o, l_i, m_i, heads, h_ok, 0, b, split, k_lo, GROUP_HEADS, grp, stride_ob, stride_oh,
+                stride_os, stride_lb, stride_lh, stride_ls, O_LAYOUT, FINAL, True, STAGED_STORE)
     _stamp(TRACE, 5, 0, TRACE_ON)
     _stamp(TRACE, 6, 1, TRACE_ON)
 
@@ -355,12 +333,9 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
     heads = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_h)
     h_ok = heads >= 0
     heads = gl.where(h_ok, heads, 0).to(gl.int64)
-    if STAGED_STORE:  # through k_hi: warpgroup 0, past `done`, reads no key buffer again
-        _store_half_staged(OUT, LSE, o, l_i, l_i, heads, h_ok, HALF, b, split, k_hi, GROUP_HEADS, grp, stride_ob,
-                           stride_oh, stride_os, stride_lb, stride_lh, stride_ls, O_LAYOUT, FINAL, False)
-    else:
-        _store_half(OUT, LSE, o, l_i, l_i, heads, h_ok, HALF, b, split, stride_ob, stride_oh, stride_os,
-                    stride_lb, stride_lh, stride_ls, O_LAYOUT, FINAL, False)
+    # staged through k_hi: warpgroup 0, past `done`, reads no key buffer again
+    _store_half(OUT, LSE, o, l_i, l_i, heads, h_ok, HALF, b, split, k_hi, GROUP_HEADS, grp, stride_ob, stride_oh,
+                stride_os, stride_lb, stride_lh, stride_ls, O_LAYOUT, FINAL, False, STAGED_STORE)
     _stamp(TRACE, 7, 0, TRACE_ON)
     _stamp(TRACE, 8, 1, TRACE_ON)
 
@@ -379,7 +354,7 @@ def _mla_decode_kernel(
     WORKER_REGS: gl.constexpr = 240,  # registers a thread of warpgroup 1 (its O half takes 128; mla_sm90)
     TRACE_ON: gl.constexpr = False,
     Q_TMA: gl.constexpr = False,  # Q_DESC: a TMA descriptor of Q as rows of 576 (each block 64 consecutive heads)
-    STAGED_STORE: gl.constexpr = False,  # the outputs stored through shared memory (_store_half_staged)
+    STAGED_STORE: gl.constexpr = False,  # the outputs stored through shared memory (_store_half's STAGED)
 ):
     _stamp(TRACE, 0, 1, TRACE_ON)
     _stamp(TRACE, 1, 0, TRACE_ON)
