@@ -12,10 +12,10 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
+from .config import ModelConfig
 from .engine import ALL_REDUCE_CHOICES, DTYPES, EngineOptions, PrefillItem
 from .launcher import LocalCluster, device_unavailable
 from .plan import InvalidPlanError, Plan
@@ -96,6 +96,8 @@ def check_teacher_forced(cluster: LocalCluster, reference_logits: dict[int, torc
 
 BUILT_IN_PROMPTS = {0: list(range(3, 8)), 1: [(7 * i + 1) % 200 for i in range(23)],
                     2: [(5 * i + 2) % 200 for i in range(41)]}
+PROMPT_STEP = 13  # --prompt-tokens: the three prompts are this many tokens apart
+PAGE_SIZE, STAGE_SIZE = 8, 16  # the engine's KV pages and KVP stages here: pages and stages crossed often
 
 
 def verify_prompts(batch: int, prompt_tokens: int | None = None) -> dict[int, list[int]]:
@@ -105,7 +107,7 @@ def verify_prompts(batch: int, prompt_tokens: int | None = None) -> dict[int, li
     if prompt_tokens is None:
         prompts = BUILT_IN_PROMPTS
     else:
-        prompts = {s: [(a * i + b) % 200 for i in range(prompt_tokens - 13 * (2 - s))]
+        prompts = {s: [(a * i + b) % 200 for i in range(prompt_tokens - PROMPT_STEP * (2 - s))]
                    for s, (a, b) in enumerate(((7, 1), (5, 2), (11, 3)))}
     return dict(list(prompts.items())[-batch:])
 
@@ -157,10 +159,10 @@ def main(argv=None) -> int:
     model_dir = args.model or str(make_tiny_model(args.arch, f"/tmp/helix-verify-{args.arch}",
                                                   **json.loads(args.overrides)))
     if args.prompt_tokens is not None:
-        limit = json.loads((Path(model_dir) / "config.json").read_text()).get("max_position_embeddings")
-        if args.prompt_tokens < 27:
-            parser.error(f"argument --prompt-tokens: {args.prompt_tokens} is fewer than 27")
-        if limit is not None and args.prompt_tokens + args.steps > limit:
+        limit = ModelConfig.from_dir(model_dir).max_position_embeddings
+        if args.prompt_tokens <= 2 * PROMPT_STEP:
+            parser.error(f"argument --prompt-tokens: {args.prompt_tokens} is fewer than {2 * PROMPT_STEP + 1}")
+        if args.prompt_tokens + args.steps > limit:
             parser.error(f"argument --prompt-tokens: {args.prompt_tokens} + {args.steps} steps exceed the model's "
                          f"max_position_embeddings {limit} (raise it with --overrides)")
     hf = load_hf_model(model_dir, dtype=torch.float32)
@@ -174,8 +176,9 @@ def main(argv=None) -> int:
     print(json.dumps({"hf_same_dtype_max_abs_diff_vs_fp32": hf_low_deviation, "tolerance": tolerance}), flush=True)
     results, failed = [], False
     for spec, plan in zip(args.plan, plans):
-        options = EngineOptions(dtype=args.dtype, page_size=8, stage_size=16, hopb_pieces=args.hopb_pieces,
-                                kv_pages=kv_pages_for(prompts, args.steps, 8, 16),
+        options = EngineOptions(dtype=args.dtype, page_size=PAGE_SIZE, stage_size=STAGE_SIZE,
+                                hopb_pieces=args.hopb_pieces,
+                                kv_pages=kv_pages_for(prompts, args.steps, PAGE_SIZE, STAGE_SIZE),
                                 all_reduce=args.all_reduce, exchange=args.exchange,
                                 small_linear=args.small_linear, merge_in_projection=args.merge_in_projection,
                                 o_projection=args.o_projection)
