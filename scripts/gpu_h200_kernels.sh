@@ -6,7 +6,8 @@
 # 1. the MLA kernel's GPU tests (the staged store, now the default, bitwise equal to the direct one), then its
 #    timeline with the direct store, the staged store, and the staged store with bf16 partials (merged with the
 #    16-bit merge config), at the short points where the fixed costs weigh most (scripts/gpu_gluon_mla.py);
-# 2. the error of bf16 partials against fp32 attention where the keys are split, beside bf16 rounding's own;
+# 2. the error of bf16 partials against fp32 attention where the keys are split, beside bf16 rounding's own (the
+#    kernel's own numbers for what scripts/partials_rounding.py modeled on the CPU, which kept partials fp32);
 # 3. the GQA kernel against torch's SDPA at 1 x 32K and 1 x 128K in one run (tied at 32K on the H200 so far);
 # 4. the check against fp32 attention; the MLA kernel's default against a matmul timed as long (1 x 128K was
 #    64.6% on the H200 with queries through registers and the direct store; 70% asked); helix verify of the
