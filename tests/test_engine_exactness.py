@@ -26,6 +26,7 @@ GRID = [
     ("llama", "helix:kvp=2,tpa=2"),
     ("llama", "tp:n=2"),
     ("llama", "tp:n=4"),
+    ("llama", "helix:kvp=4,tpa=2"),  # 8 ranks, one 8-GPU node: o and the FFN tensor-parallel over all 8
     # Mistral; Llama-2 style MHA with linear RoPE scaling and tied embeddings
     ("mistral", "helix:kvp=2,tpa=1"),
     ("llama2", "helix:kvp=2,tpa=2"),
@@ -39,6 +40,7 @@ GRID = [
     ("deepseek_v3", "helix:kvp=2,tpa=1"),
     ("deepseek_v3", "helix:kvp=4,tpa=1,ep=2"),  # EP 2 x FFN-TP 2
     ("deepseek_v3", "helix:kvp=4,tpa=1,ep=4"),
+    ("deepseek_v3", "helix:kvp=8,tpa=1,ep=4"),  # 8 ranks: EP 4 x FFN-TP 2
     ("deepseek_v3", "tp:n=4"),  # latent cache duplicated on every rank
     ("deepseek_v3_fused", "helix:kvp=2,tpa=1,ep=2"),  # fused expert tensors, sharded checkpoint
     # the head-group x dimension-slice partition on a 16-head MHA model
@@ -64,6 +66,7 @@ def test_plan_matches_transformers(model, spec):
 
 FAST_GRID = [
     ("llama", "helix:kvp=2,tpa=2"),
+    ("llama", "helix:kvp=4,tpa=2"),  # 8 ranks
     ("llama", "tp:n=4"),
     ("qwen2", "helix:kvp=4,tpa=1"),
     ("deepseek_v3", "helix:kvp=4,tpa=1,ep=2"),
