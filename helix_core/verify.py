@@ -138,8 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="sequences decoded together (1: the batch-1 paths, e.g. the one-row linear kernel)")
     parser.add_argument("--prompt-tokens", type=int, default=None,
                         help="the longest prompt's tokens (default: the built-in prompts of 5, 23 and 41): long "
-                             "prompts take the decode kernels' split paths (e.g. 1000 tokens: 4 splits for "
-                             "128-head MLA on sm_90); prompt + steps must fit max_position_embeddings")
+                             "prompts fill several of the decode kernels' key splits (e.g. 1000 tokens, batch 3: 8 "
+                             "splits of 128 keys on a 132-SM GPU); prompt + steps must fit max_position_embeddings")
     parser.add_argument("--out", help="write the JSON report here")
     parser.add_argument("--overrides", default="{}", help="JSON of tiny-model config overrides")
     return parser

@@ -27,9 +27,9 @@ say "check"
 timeout 90 python scripts/gpu_gluon_mla.py check 2>&1 | grep -E "ok|FAIL|check|Error" | tee -a "$log"
 kernel_points mla 80 "1x131072 4x131072 4x524288" --mla --no-sweep --page-size 64 --iters 100
 verify_mla 128
-# the same against HF with prompts long enough to fill several of the kernel's splits (974-1000 tokens, splits of
-# 256 keys from the block table's 380 pages of 8: 4 non-empty a sequence; the prompts above fill one) and the staged store
-# writes partials
+# the same against HF with prompts long enough to fill several of the kernel's splits (974-1000 tokens: 12 splits
+# from the KV pool's 380 pages of 8, of 128 keys a split at these lengths, so 8 non-empty a sequence; the prompts
+# above fill one), which the staged store writes
 say "verify deepseek_v3 128 heads, bf16, batch 3, prompts of up to 1000 tokens"
 verify_rows verify-mla128-bf16-long-b3.json 240 --arch deepseek_v3 --dtype bfloat16 --steps 8 --batch 3 \
   --prompt-tokens 1000 --plan helix:kvp=1,tpa=1 --overrides '{"num_attention_heads":128,"num_key_value_heads":128,
