@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The next one-GPU call, most telling first (device time has come in pieces too short for all of it). The kernel
 # targets are set on an H200; 2026-12-05 (seventh session) and 2026-12-06 (eighth and ninth) measured them only on
-# an H100 (scripts/ran/gpu_mla_timeline.sh, gpu_next_1gpu_h100.sh, gpu_staged_store_h100.sh, and this script as
-# gpu_kernels_1206b_h100.sh). On an H100 this call repeats those; on an H200 all of it is new since the staged store.
+# an H100 (scripts/ran/gpu_mla_timeline.sh, gpu_next_1gpu_h100.sh, gpu_staged_store_h100.sh, and this script at
+# 21cfb72). On an H100 this call repeats those; on an H200 all of it is new since the staged store.
 # 1. the MLA kernel's GPU tests (the staged store, now the default, bitwise equal to the direct one), then its
 #    timeline with the direct store, the staged store, and the staged store with bf16 partials (merged with the
 #    16-bit merge config), at the short points where the fixed costs weigh most (scripts/gpu_gluon_mla.py);
