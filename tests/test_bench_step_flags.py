@@ -1,6 +1,7 @@
 """`helix bench --merge-in-projection` / `--l2-prefetch-mib` / `--o-projection`: the flags reach the engine of
 every rank, and the row says whether the o projection merged the KVP partials, whether projections prefetched
-(CPU ranks, the one-row kernel under Triton's interpreter) and whether each rank projected every head."""
+(CPU ranks, the one-row kernel under Triton's interpreter) and whether each rank projected every head; and what
+the row counts as exposed communication."""
 import json
 import os
 import subprocess
@@ -51,3 +52,11 @@ def test_row_reports_the_replicated_o_projection_and_its_bytes(tmp_path):
     assert grown == o_half, (grown, o_half)
     assert tp["weight_bytes_per_gpu"] == rows["sharded"]["tp:n=2"]["weight_bytes_per_gpu"]
     assert all(row["attention_verified"] for plans in rows.values() for row in plans.values())
+
+
+def test_exposed_communication_is_what_muting_the_collectives_saves_and_nothing_on_one_rank():
+    from helix_core.bench.main import exposed_communication
+
+    assert exposed_communication(6.44e-3, 5.33e-3, 2) == pytest.approx(1.11e-3)
+    assert exposed_communication(5.0e-3, 5.1e-3, 2) == 0.0  # noise the other way is not negative communication
+    assert exposed_communication(6.656e-3, 6.53e-3, 1) == 0.0  # one rank: no collectives, the gap is noise

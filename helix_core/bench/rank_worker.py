@@ -9,7 +9,7 @@ Timings per point:
   attention_s / ffn_s / all_to_all_s / all_reduce_s   each phase alone, captured and replayed (phases.py);
   other_s          compute_only_s - attention_s - ffn_s (projections around attention, norms, merges,
                    lm_head, sampling, bookkeeping);
-  exposed_comm_s   ttl_device_s - compute_only_s.
+  exposed_comm_s   ttl_device_s - compute_only_s (0 on one rank, which has no collectives).
 Before a point is reported, the attention kernel's output on the filled cache is checked against
 a chunked fp32 reference for a few rows, so a fast wrong kernel cannot post a number.
 """
