@@ -19,9 +19,10 @@ import math
 import torch
 
 from helix_core.kernels.decode_launch import choose_num_splits
+from helix_core.kernels.mla_sm90 import BLOCK_H, BLOCK_N as TILE, KEY_DIM, VALUE_DIM
 
-KEY_DIM, VALUE_DIM, HEADS, TILE = 576, 512, 128, 64
-HEAD_BLOCKS = HEADS // 64
+HEADS = 128  # DeepSeek-V3's
+HEAD_BLOCKS = HEADS // BLOCK_H
 H100_SMS = 132
 SCALE = 1.0 / math.sqrt(192)  # DeepSeek-V3's q.k head dim (nope 128 + rope 64)
 

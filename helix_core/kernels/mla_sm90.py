@@ -23,7 +23,8 @@ Q_BY_TMA = True
 # ... and store their outputs through shared memory (launch's staged_store: the same bits, written in whole sectors).
 # On one H100 (2026-12-06), against the store from the MMA layout, CUDA graph, two runs each: 1 x 32K 34.8 / 34.6
 # against 36.3 / 35.7 us, 1 x 128K 84.2 / 85.0 against 85.9 / 86.5 (10 launches a graph in the kernel's timeline:
-# 1.2-1.6 us slower), 4 x 128K 286.9 / 288.6 against 294.6 / 287.1; bf16 partials need it (docs/benchmarks.md).
+# 1.2-1.6 us slower), 4 x 128K 286.9 / 288.6 against 294.6 / 287.1. Later rounds (ninth session): faster at
+# 1 x 32K again, no clear direction at 1 x 128K (docs/benchmarks.md).
 STAGED_STORE = True
 
 _GLUON_OK: bool | None = None
