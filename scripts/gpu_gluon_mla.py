@@ -177,6 +177,7 @@ def launch_case(batch, length, heads=128, page=64, out_dtype=torch.bfloat16):
 
     def launch(splits=default, **options):
         mla_sm90.launch(q, keys, table, lens, 0.07, gkv, gh, splits, out, lse, **options)
+    launch.out = out  # what each launch writes
     return launch, default, batch * length * heads * FLOP_PER_KEY_HEAD
 
 
@@ -338,6 +339,45 @@ def timeline(points=TIMELINE_POINTS) -> int:
     return 0
 
 
+FUSED_POINTS = ((1, 32768), (1, 131072), (4, 131072), (4, 524288))
+FUSED_VARIANTS = (("merge kernel", dict()), ("fused merge", dict(fused_merge=True)),
+                  ("fused merge, not cooperative", dict(fused_merge=True, cooperative=False)))
+
+
+def fused(points=FUSED_POINTS, rounds: int = 3) -> int:
+    """The split kernel's own merge (mla_sm90.launch's fused_merge) against the merge kernel after it (128 heads,
+    pages of 64, queries by TMA, staged store, CUDA graph): one launch a graph and 10 a graph (as in a decode
+    step), `rounds` rounds with the variants interleaved; each round's outputs against the merge kernel's; last,
+    the 8192^3 matmul timed for 0.3 s, for the share of the matrix rate."""
+    from helix_core.bench.probes import capture_graph, matmul_rate, time_for
+
+    rows = []
+    for batch, length in points:
+        launch, splits, flop = launch_case(batch, length)
+        reference = None
+        for round_ in range(rounds):
+            for name, options in FUSED_VARIANTS:
+                opts = dict(q_by_tma=True, staged_store=True, **options)
+                launch(**opts)
+                torch.cuda.synchronize()
+                plain = time_for(capture_graph(lambda: launch(**opts)).replay, 0.3)
+                ten = time_for(capture_graph(lambda: [launch(**opts) for _ in range(10)]).replay, 0.3) / 10
+                result = launch.out.float().clone()
+                if reference is None:
+                    reference = result
+                diff = (result - reference).abs().max().item()
+                rows.append((batch, length, splits, round_, name, plain, ten, flop, diff))
+                print(f"fused {batch} x {length} splits {splits} round {round_} {name:30s}: one a graph "
+                      f"{plain * 1e6:7.1f} us, 10 a graph {ten * 1e6:7.1f} us each ({flop / ten / 1e12:6.1f} TF/s); "
+                      f"max |out - merge kernel's| {diff:.1e}", flush=True)
+        torch.cuda.empty_cache()
+    matmul = matmul_rate(torch.device("cuda"), sustained_s=0.3)
+    for batch, length, splits, round_, name, plain, ten, flop, _ in rows:
+        print(f"fused {batch} x {length} round {round_} {name:30s}: {flop / plain / matmul:6.1%} of the matmul "
+              f"({matmul / 1e12:.1f} TF/s), 10 a graph {flop / ten / matmul:6.1%}", flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=["bench", "probe", *MODES])
@@ -348,7 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # the modes without values
-MODES = {"split-cost": split_cost, "sustained": sustained, "check": check, "timeline": timeline, "partials": partials}
+MODES = {"split-cost": split_cost, "sustained": sustained, "check": check, "timeline": timeline, "partials": partials,
+         "fused": fused}
 
 
 def main() -> int:

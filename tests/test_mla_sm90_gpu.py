@@ -162,3 +162,80 @@ def test_cuda_graph_replays_with_new_lengths():
     graph.replay()
     torch.cuda.synchronize()
     assert_matches(out, lse, *reference(q, keys, table, lens))
+
+
+def _counters_zero(batch_blocks: int) -> bool:
+    from helix_core.kernels.split_merge import merge_counters
+
+    return bool((merge_counters(torch.device("cuda"), batch_blocks)[:batch_blocks] == 0).all())
+
+
+@pytest.mark.parametrize("cooperative", [True, False])
+@pytest.mark.parametrize("lengths, heads, page_size, splits", [
+    ([131072], 128, 64, None),  # 1 x 128K: 66 splits, one row of a block a program
+    ([0, 77, 5000, 20000], 128, 16, None),  # an empty sequence, short ones; several rows a program
+    ([300, 64], 16, 32, 5),  # 16 heads padded to a block of 64: rows without a head are skipped
+    ([4096, 129], 64, 8, 3),  # 8-key boxes, a forced split count
+])
+def test_fused_merge_matches_the_merge_kernel(cooperative, lengths, heads, page_size, splits):
+    """The split kernel's own merge (a grid barrier per sequence and head block, then each program merges its
+    rows) gives fp32 attention, as the merge kernel does, within a few ulps of it; launched twice in a row (the
+    counters go back to 0) and without the cooperative launch too."""
+    q, keys, table, lens = make_case(lengths, heads, page_size)
+    groups = da.HeadGroups.from_group_size(heads, heads)
+    group_kv, group_heads = groups.tables(64, q.device)
+    n = splits or mla_sm90.choose_splits(len(lengths), groups, max(lengths), q.device)
+    assert mla_sm90.fused_merge_counters(q.device, len(lengths), group_kv.shape[0], n) is not None
+    ref_out, ref_lse = reference(q, keys, table, lens)
+    for out_dtype in (torch.float32, torch.bfloat16):
+        kernel_out = torch.empty(len(lengths), heads, 512, device="cuda", dtype=out_dtype)
+        kernel_lse = torch.empty(len(lengths), heads, device="cuda")
+        mla_sm90.launch(q, keys, table, lens, SCALE, group_kv, group_heads, n, kernel_out, kernel_lse,
+                        q_by_tma=heads % 64 == 0, staged_store=True)
+        for _ in range(2):
+            out = torch.full_like(kernel_out, 7.0)
+            lse = torch.full_like(kernel_lse, 7.0)
+            mla_sm90.launch(q, keys, table, lens, SCALE, group_kv, group_heads, n, out, lse,
+                            q_by_tma=heads % 64 == 0, staged_store=True, fused_merge=True, cooperative=cooperative)
+            torch.cuda.synchronize()
+            assert _counters_zero(len(lengths) * group_kv.shape[0])
+            assert_matches(out, lse, ref_out, ref_lse)
+            live = torch.isfinite(ref_lse)
+            torch.testing.assert_close(out[live].float(), kernel_out[live].float(), atol=2e-6 if out_dtype ==
+                                       torch.float32 else 1e-2, rtol=1e-5 if out_dtype == torch.float32 else 1e-2)
+            torch.testing.assert_close(lse[live], kernel_lse[live], atol=1e-5, rtol=1e-6)
+
+
+def test_fused_merge_in_a_cuda_graph_and_when_it_cannot_fuse():
+    """Captured (cooperatively) once and replayed after the sequences grew; and more programs than SMs
+    (a forced split count) fall back to the merge kernel instead of a barrier that could wait for ever."""
+    q, keys, table, lens = make_case([3200, 6500], 128, 64)
+    lens.copy_(torch.tensor([3000, 6000], dtype=torch.int32))
+    groups = da.HeadGroups.from_group_size(128, 128)
+    group_kv, group_heads = groups.tables(64, q.device)
+    out = torch.empty(2, 128, 512, device="cuda")
+    lse = torch.empty(2, 128, device="cuda")
+
+    def call():
+        mla_sm90.launch(q, keys, table, lens, SCALE, group_kv, group_heads, 8, out, lse, q_by_tma=True,
+                        staged_store=True, fused_merge=True)
+    call()
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=stream):
+            call()
+    lens.copy_(torch.tensor([3100, 6400], dtype=torch.int32))
+    for _ in range(3):
+        graph.replay()
+    torch.cuda.synchronize()
+    assert _counters_zero(4)
+    assert_matches(out, lse, *reference(q, keys, table, lens))
+
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    too_many = sms // 2 + 1  # x 2 head blocks x 2 sequences > SMs
+    assert mla_sm90.fused_merge_counters(q.device, 2, 2, too_many) is None
+    mla_sm90.launch(q, keys, table, lens, SCALE, group_kv, group_heads, too_many, out, lse, q_by_tma=True,
+                    staged_store=True, fused_merge=True)
+    torch.cuda.synchronize()
+    assert_matches(out, lse, *reference(q, keys, table, lens))

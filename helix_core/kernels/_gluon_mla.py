@@ -40,6 +40,14 @@ row-major layout and stores 16-byte (fp32) or 8-byte (16-bit) vectors of one row
 thread's pieces are 8 bytes (fp32) or 4 (16-bit: half a sector for 4 threads). The same values reach the same
 places.
 
+FUSED_MERGE (several splits; every program of the launch resident at once: one wave, launched cooperatively):
+no merge kernel. Past the two partitions (so the merge's arguments take none of their registers), each
+program, its partial stored, bumps its (sequence, head block)'s counter and waits until all num_splits
+programs of the block have (a grid barrier per block); then program `split` merges rows split,
+split + num_splits, ... of the block with the merge kernel's arithmetic, reading the partials from L2. The last
+program to leave puts the counter back to 0 for the next launch or graph replay. It saves the merge kernel's
+launch and the gap before it.
+
 One program = (head block of 64, split, sequence); it writes the normalized partial output and its
 base-2 LSE like `_triton_decode._decode_split_kernel` (FINAL: the output and natural LSE), so the
 same merge kernel combines the splits. Compiled only for sm_90 with a Gluon-capable Triton (3.5+);
@@ -200,6 +208,80 @@ def _store_half(OUT, LSE, o, l_i, m_i, heads, h_ok, col0, b, split, stage, GROUP
             lse2 = lse2 * 0.6931471805599453
         gl.store(LSE + b.to(gl.int64) * stride_lb + heads * stride_lh + split * stride_ls, lse2, mask=h_ok)
 
+MERGE_CHUNK = gl.constexpr(16)  # FUSED_MERGE: splits a step of the merge ([16, 256] fp32: 32 registers a thread)
+
+
+@gluon.jit
+def _block_index(axis: gl.constexpr):
+    """%ctaid.x / y / z read anew (not CSE'd with program_id), so the program's indices need not stay live in a
+    register through the partitions (Triton 3.6 spilled one, reloaded every tile)."""
+    if axis == 0:
+        return gl.inline_asm_elementwise("mov.u32 $0, %ctaid.x;", "=r", [], dtype=gl.int32, is_pure=False, pack=1)
+    elif axis == 1:
+        return gl.inline_asm_elementwise("mov.u32 $0, %ctaid.y;", "=r", [], dtype=gl.int32, is_pure=False, pack=1)
+    else:
+        return gl.inline_asm_elementwise("mov.u32 $0, %ctaid.z;", "=r", [], dtype=gl.int32, is_pure=False, pack=1)
+
+
+@gluon.jit
+def _grid_merge(PART_OUT, PART_LSE, FOUT, FLSE, COUNTERS, GROUP_HEADS, grp, b, split, num_splits,
+                stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls,
+                stride_fob, stride_foh, stride_flb, stride_flh):
+    """FUSED_MERGE's end of a program (its first warpgroup, past both partitions): arrive at the block's counter
+    once the program's partial is stored, wait for the block's other num_splits - 1 programs, merge rows split,
+    split + num_splits, ... of the block (`_triton_decode._merge_kernel`'s arithmetic: fp32, weights
+    exp2(lse - peak), a split without keys weighs 0) into FOUT / FLSE (natural log), then leave; the last to
+    leave resets the counter."""
+    counter = COUNTERS + b * gl.num_programs(0) + grp
+    _barrier()  # every thread's partial stores (both partitions, joined) precede the (releasing) arrival
+    seen = gl.atomic_add(counter, 1, sem="acq_rel", scope="gpu") + 1
+    while seen < num_splits:  # every program is resident (one cooperative wave), so this ends
+        seen = gl.atomic_add(counter, 0, sem="acquire", scope="gpu")
+
+    TILE: gl.constexpr = gl.BlockedLayout([MERGE_CHUNK, 2], [1, 32], [1, 4], [1, 0])  # a thread: 16 splits x 2 columns
+    SPLITS: gl.constexpr = gl.SliceLayout(1, TILE)
+    offs_s = gl.arange(0, MERGE_CHUNK, SPLITS)
+    bb = b.to(gl.int64)
+    for r in range(split, BLOCK_H, num_splits):
+        head = gl.load(GROUP_HEADS + grp * BLOCK_H + r)
+        if head >= 0:
+            hh = head.to(gl.int64)
+            lse_row = PART_LSE + bb * stride_lb + hh * stride_lh
+            peaks = gl.full([MERGE_CHUNK], float("-inf"), gl.float32, SPLITS)
+            for s0 in range(0, num_splits, MERGE_CHUNK):
+                s = s0 + offs_s
+                peaks = gl.maximum(peaks, gl.load(lse_row + s * stride_ls, mask=s < num_splits, other=float("-inf"),
+                                                  cache_modifier=".cg"))
+            peak = gl.max(peaks, 0)
+            safe = gl.where(peak == float("-inf"), 0.0, peak)
+            totals = gl.zeros([MERGE_CHUNK], gl.float32, SPLITS)
+            for s0 in range(0, num_splits, MERGE_CHUNK):
+                s = s0 + offs_s
+                totals += gl.exp2(gl.load(lse_row + s * stride_ls, mask=s < num_splits, other=float("-inf"),
+                                          cache_modifier=".cg") - safe)
+            total = gl.sum(totals, 0)
+            has = total > 0.0
+            out_row = PART_OUT + bb * stride_ob + hh * stride_oh
+            for half in gl.static_range(2):  # the warpgroup's 128 threads take 256 columns at a time
+                cols = half * HALF + gl.arange(0, HALF, gl.SliceLayout(0, TILE))
+                acc = gl.zeros([MERGE_CHUNK, HALF], gl.float32, TILE)
+                for s0 in range(0, num_splits, MERGE_CHUNK):
+                    s = s0 + offs_s
+                    s_ok = s < num_splits
+                    w = gl.exp2(gl.load(lse_row + s * stride_ls, mask=s_ok, other=float("-inf"), cache_modifier=".cg")
+                                - safe)
+                    o = gl.load(out_row + s[:, None] * stride_os + cols[None, :],
+                                mask=s_ok[:, None] & (cols[None, :] < 2 * HALF), other=0.0, cache_modifier=".cg")
+                    acc += gl.where(w[:, None] > 0.0, o.to(gl.float32) * w[:, None], 0.0)
+                merged = gl.sum(acc, 0) / gl.where(has, total, 1.0)
+                gl.store(FOUT + bb * stride_fob + hh * stride_foh + cols, merged.to(FOUT.dtype.element_ty))
+            lse = gl.where(has, (safe + gl.log2(gl.where(has, total, 1.0))) * 0.6931471805599453, float("-inf"))
+            gl.store(FLSE + bb * stride_flb + hh * stride_flh, lse)
+
+    left = gl.atomic_add(counter, 1, sem="relaxed", scope="gpu")
+    if left == 2 * num_splits - 1:  # the last to leave: every program of the block is past its wait
+        gl.atomic_xchg(counter, 0, sem="relaxed", scope="gpu")
+
 
 @gluon.jit
 def _scores(q_lo, q_hi, q_t, k_lo, k_hi, k_t, zero_s):
@@ -350,11 +432,14 @@ def _mla_decode_kernel(
     stride_qb, stride_qh, stride_kp, stride_ks, stride_kh, stride_btb,
     stride_ob, stride_oh, stride_os,  # OUT [B, Hq, S, 512] (or [B, Hq, 512] with stride_os = 0)
     stride_lb, stride_lh, stride_ls,  # LSE [B, Hq, S]
+    FOUT, FLSE, COUNTERS,  # FUSED_MERGE: the merged output [B, Hq, 512] and natural LSE [B, Hq]; int32 counters
+    stride_fob, stride_foh, stride_flb, stride_flh,  # (zeroed, >= B x head blocks); else never read
     PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, FINAL: gl.constexpr, PROBE: gl.constexpr = 0,
     WORKER_REGS: gl.constexpr = 240,  # registers a thread of warpgroup 1 (its O half takes 128; mla_sm90)
     TRACE_ON: gl.constexpr = False,
     Q_TMA: gl.constexpr = False,  # Q_DESC: a TMA descriptor of Q as rows of 576 (each block 64 consecutive heads)
     STAGED_STORE: gl.constexpr = False,  # the outputs stored through shared memory (_store_half's STAGED)
+    FUSED_MERGE: gl.constexpr = False,  # the splits merged at the end of this kernel (module docstring)
 ):
     _stamp(TRACE, 0, 1, TRACE_ON)
     _stamp(TRACE, 1, 0, TRACE_ON)
@@ -446,3 +531,8 @@ def _mla_decode_kernel(
                              stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, TRACE, PAGE_SIZE,
                              TMA_ROWS, FINAL, PROBE, TRACE_ON, STAGED_STORE)),
     ], [4], [WORKER_REGS])
+    if FUSED_MERGE:  # here, past the partitions: the merge's arguments take none of their registers
+        _grid_merge(OUT, LSE, FOUT, FLSE, COUNTERS, GROUP_HEADS, _block_index(0), _block_index(2), _block_index(1),
+                    num_splits,
+                    stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls,
+                    stride_fob, stride_foh, stride_flb, stride_flh)

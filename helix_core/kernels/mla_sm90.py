@@ -26,6 +26,9 @@ Q_BY_TMA = True
 # 1.2-1.6 us slower), 4 x 128K 286.9 / 288.6 against 294.6 / 287.1. Later rounds (ninth session): faster at
 # 1 x 32K again, no clear direction at 1 x 128K (docs/benchmarks.md).
 STAGED_STORE = True
+# ... and merge their splits in the split kernel (launch's fused_merge: a grid barrier per sequence and head block,
+# no merge kernel) where the launch allows. Off until measured on a GPU.
+FUSED_MERGE = False
 
 _GLUON_OK: bool | None = None
 _CAPABILITY: dict[int, tuple[int, int]] = {}
@@ -129,7 +132,8 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
            scale: float, group_kv: torch.Tensor, group_heads: torch.Tensor, num_splits: int,
            out: torch.Tensor, lse: torch.Tensor, pdl: bool = False, probe: int = 0, use_tma: bool = True,
            worker_regs: int = WORKER_REGS, trace: torch.Tensor | None = None, q_by_tma: bool = False,
-           partials: torch.dtype = torch.float32, merge_columns: int | None = None, staged_store: bool = False) -> None:
+           partials: torch.dtype = torch.float32, merge_columns: int | None = None, staged_store: bool = False,
+           fused_merge: bool = False, cooperative: bool = True) -> None:
     """Attention of q [B, Hq, 576] over the paged cache into out [B, Hq, 512] and lse [B, Hq] (natural log).
     group_kv / group_heads: HeadGroups.tables(64) of the call; num_splits >= 1. trace (measurement): an int64
     [head blocks x splits x B, TRACE_ROW] tensor the split kernel's programs write their clock readings into
@@ -139,7 +143,11 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
     merge's values a program (`split_merge.launch_merge`'s columns); staged_store: each warpgroup's outputs go
     through its key buffers, free once the tile loop is over, and out in 16-byte vectors of one row a thread
     (the kernel's STAGED_STORE; the same bits as the store from the MMA layout, whose fp32 pieces are 8 bytes
-    and whose bf16 pieces half a 32-byte sector)."""
+    and whose bf16 pieces half a 32-byte sector); fused_merge: the split kernel merges its splits itself once all
+    of a block's are written (the kernel's FUSED_MERGE, a grid barrier per sequence and head block), where every
+    program fits one wave and the device's counters are at hand (`fused_merge_counters`), else the merge kernel
+    does; cooperative: that launch is cooperative, so the driver guarantees every program is resident at once
+    (without it the barrier relies on nothing else holding the SMs)."""
     mod = kernel_module("_gluon_mla")
     batch = q.shape[0]
     head_blocks = group_kv.shape[0]
@@ -153,8 +161,10 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
     q_desc = query_descriptor(q) if q_by_tma else None
     rows_per_seq = q.stride(0) // q.stride(1) if q_desc is not None and batch > 1 else 0
 
-    def run(part_out, part_lse, splits):
+    def run(part_out, part_lse, splits, merged=None):
         final = splits == 1
+        fused = merged is not None
+        fout, flse, counters = merged if fused else (part_out, part_lse, lengths)  # placeholders: never read
         mod._mla_decode_kernel[(head_blocks, splits, batch)](
             q, q_desc if q_desc is not None else q, key_pages, desc, block_table, lengths, group_kv, group_heads,
             part_out, part_lse,
@@ -163,8 +173,10 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
             block_table.stride(0),
             part_out.stride(0), part_out.stride(1), 0 if final else part_out.stride(2),
             part_lse.stride(0), part_lse.stride(1), 0 if final else part_lse.stride(2),
+            fout, flse, counters, fout.stride(0), fout.stride(1), flse.stride(0), flse.stride(1),
             PAGE_SIZE=key_pages.shape[1], TMA_ROWS=tma_rows, FINAL=final, PROBE=probe, WORKER_REGS=worker_regs,
-            TRACE_ON=trace is not None, Q_TMA=q_desc is not None, STAGED_STORE=staged_store, num_warps=4,
+            TRACE_ON=trace is not None, Q_TMA=q_desc is not None, STAGED_STORE=staged_store, FUSED_MERGE=fused,
+            num_warps=4, **({"launch_cooperative_grid": True} if fused and cooperative else {}),
         )
 
     if num_splits == 1:
@@ -174,9 +186,24 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
 
     mid_out = torch.empty(batch, q.shape[1], num_splits, VALUE_DIM, dtype=partials, device=q.device)
     mid_lse = torch.empty(batch, q.shape[1], num_splits, dtype=torch.float32, device=q.device)
+    counters = fused_merge_counters(q.device, batch, head_blocks, num_splits) if fused_merge else None
+    if counters is not None:
+        run(mid_out, mid_lse, num_splits, (out, lse, counters))
+        return
     run(mid_out, mid_lse, num_splits)
     launch_merge(mid_out.permute(2, 0, 1, 3), mid_lse.permute(2, 0, 1), out, lse, lse_in_log2=True, pdl=pdl,
                  columns=merge_columns)
+
+
+def fused_merge_counters(device: torch.device, batch: int, head_blocks: int, num_splits: int) -> torch.Tensor | None:
+    """The zeroed int32 counters a fused-merge launch of this grid uses (one per sequence and head block), or
+    None where it cannot fuse: more programs than SMs (its grid barrier needs them all resident at once), or
+    no counters while a CUDA graph is captured (split_merge.merge_counters)."""
+    from .split_merge import merge_counters
+
+    if head_blocks * num_splits * batch > sm_count(device):
+        return None
+    return merge_counters(device, batch * head_blocks)
 
 
 def trace_buffer(head_blocks: int, num_splits: int, batch: int, device) -> torch.Tensor:
