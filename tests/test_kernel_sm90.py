@@ -67,6 +67,9 @@ if mla_sm90.gluon_hopper_available():
     for partials in ("fp32", "bf16"):
         out[f"gluon mla page 64 staged {partials}"] = asdict(r.gluon_mla_report(64, q_tma=True, staged_store=True,
                                                                                 partials=partials))
+    for page in (64, 16):  # the splits merged in the kernel: TMA tiles, and the 4-box tiles of 16-key pages
+        out[f"gluon mla page {page} staged fused"] = asdict(r.gluon_mla_report(page, q_tma=True, staged_store=True,
+                                                                               fused_merge=True))
 print(json.dumps(out))
 """
 
@@ -159,6 +162,23 @@ def test_the_gluon_mla_staged_store_writes_whole_sectors_in_the_same_shared_memo
     assert staged["shared_bytes"] == reports["gluon mla page 64 q tma"]["shared_bytes"]
     assert staged["spill_bytes"] == 0 and staged["registers"] <= 255
     assert staged["wgmma"] == direct["wgmma"] and staged["tma"] == direct["tma"] + 9  # + Q's boxes
+
+
+@pytest.mark.parametrize("page", [64, 16])
+def test_the_gluon_mla_fused_merge_adds_a_grid_barrier_and_nothing_to_the_tile_loop(reports, page):
+    """The kernel that merges its own splits: the same MMAs and TMA copies as the kernel before it, no spills
+    (its merge runs past the partitions, out of their registers), no more shared memory, and its grid barrier:
+    an arrival and a departure (atomic adds), the last one's reset (an exchange), and an acquiring poll."""
+    if "gluon mla page 64" not in reports:
+        pytest.skip("this Triton has no Gluon")
+    plain = reports["gluon mla page 64 staged fp32"] if page == 64 else reports["gluon mla page 16"]
+    fused = reports[f"gluon mla page {page} staged fused"]
+    assert fused["spill_bytes"] == 0 and fused["registers"] <= 255, fused
+    assert fused["shared_bytes"] == reports["gluon mla page 64 staged fp32"]["shared_bytes"]
+    assert fused["wgmma"] == plain["wgmma"] and fused["setmaxnreg"] == plain["setmaxnreg"]
+    assert fused["tma"] == plain["tma"] + (9 if page == 16 else 0)  # + Q's boxes (page 16's plain has none)
+    assert plain["global_atomics"] == 0 and plain["acquire_loads"] == 0
+    assert fused["global_atomics"] == 3 and fused["acquire_loads"] >= 1
 
 
 def test_mla_uses_hopper_tensor_cores_with_registers_to_spare(reports):

@@ -49,6 +49,8 @@ class KernelReport:
     clock_reads: int = 0  # reads of %clock64 / %globaltimer (a measurement trace)
     # global stores in the PTX by the bytes each thread writes (e.g. {8: 128, 16: 64}): how wide the stores are
     global_stores: tuple[tuple[int, int], ...] = ()
+    global_atomics: int = 0  # atom.global instructions in the PTX (the fused merge's grid barrier)
+    acquire_loads: int = 0  # ld.global.*.acquire in the PTX (a barrier's polling)
 
     def fits(self) -> bool:
         return self.spill_bytes == 0 and self.shared_bytes <= SHARED_LIMIT
@@ -244,7 +246,8 @@ def _report(name: str, consts: dict, options: dict, types: dict, not_aligned: se
                         tma=ptx.count("cp.async.bulk.tensor"), setmaxnreg=ptx.count("setmaxnreg."),
                         l2_prefetch=ptx.count("cp.async.bulk.prefetch.L2"),
                         clock_reads=ptx.count("%clock64") + ptx.count("%globaltimer"),
-                        global_stores=_global_stores(ptx))
+                        global_stores=_global_stores(ptx), global_atomics=ptx.count("atom.global"),
+                        acquire_loads=len(re.findall(r"ld\.global(\.[a-z]+)*\.acquire", ptx)))
 
 
 def _global_stores(ptx: str) -> tuple[tuple[int, int], ...]:
