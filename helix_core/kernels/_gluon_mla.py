@@ -208,7 +208,6 @@ def _store_half(OUT, LSE, o, l_i, m_i, heads, h_ok, col0, b, split, stage, GROUP
             lse2 = lse2 * 0.6931471805599453
         gl.store(LSE + b.to(gl.int64) * stride_lb + heads * stride_lh + split * stride_ls, lse2, mask=h_ok)
 
-MERGE_CHUNK = gl.constexpr(16)  # FUSED_MERGE: splits a step of the merge ([16, 256] fp32: 32 registers a thread)
 
 
 @gluon.jit
@@ -226,54 +225,43 @@ def _block_index(axis: gl.constexpr):
 @gluon.jit
 def _grid_merge(PART_OUT, PART_LSE, FOUT, FLSE, COUNTERS, GROUP_HEADS, grp, b, split, num_splits,
                 stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls,
-                stride_fob, stride_foh, stride_flb, stride_flh):
+                stride_fob, stride_foh, stride_flb, stride_flh, MERGE_P: gl.constexpr):
     """FUSED_MERGE's end of a program (its first warpgroup, past both partitions): arrive at the block's counter
     once the program's partial is stored, wait for the block's other num_splits - 1 programs, merge rows split,
     split + num_splits, ... of the block (`_triton_decode._merge_kernel`'s arithmetic: fp32, weights
     exp2(lse - peak), a split without keys weighs 0) into FOUT / FLSE (natural log), then leave; the last to
-    leave resets the counter."""
+    leave resets the counter. MERGE_P: num_splits rounded up to a power of two (>= 8)."""
     counter = COUNTERS + b * gl.num_programs(0) + grp
     _barrier()  # every thread's partial stores (both partitions, joined) precede the (releasing) arrival
     seen = gl.atomic_add(counter, 1, sem="acq_rel", scope="gpu") + 1
     while seen < num_splits:  # every program is resident (one cooperative wave), so this ends
         seen = gl.atomic_add(counter, 0, sem="acquire", scope="gpu")
 
-    TILE: gl.constexpr = gl.BlockedLayout([MERGE_CHUNK, 2], [1, 32], [1, 4], [1, 0])  # a thread: 16 splits x 2 columns
-    SPLITS: gl.constexpr = gl.SliceLayout(1, TILE)
-    offs_s = gl.arange(0, MERGE_CHUNK, SPLITS)
+    # a row's [MERGE_P splits, 64 columns] at a time: a thread holds MERGE_P / 8 splits x 4 columns (16-byte loads),
+    # the 8 threads of a warp that share its columns hold the other splits (reductions stay inside the warp), and
+    # every tile's loads are independent of the others', so they can be in flight together
+    TILE: gl.constexpr = gl.BlockedLayout([MERGE_P // 8, 4], [8, 4], [1, 4], [1, 0])
+    offs_s = gl.arange(0, MERGE_P, gl.SliceLayout(1, TILE))
+    s_ok = offs_s < num_splits
     bb = b.to(gl.int64)
     for r in range(split, BLOCK_H, num_splits):
         head = gl.load(GROUP_HEADS + grp * BLOCK_H + r)
         if head >= 0:
             hh = head.to(gl.int64)
-            lse_row = PART_LSE + bb * stride_lb + hh * stride_lh
-            peaks = gl.full([MERGE_CHUNK], float("-inf"), gl.float32, SPLITS)
-            for s0 in range(0, num_splits, MERGE_CHUNK):
-                s = s0 + offs_s
-                peaks = gl.maximum(peaks, gl.load(lse_row + s * stride_ls, mask=s < num_splits, other=float("-inf"),
-                                                  cache_modifier=".cg"))
-            peak = gl.max(peaks, 0)
+            lses = gl.load(PART_LSE + bb * stride_lb + hh * stride_lh + offs_s * stride_ls, mask=s_ok,
+                           other=float("-inf"), cache_modifier=".cg")
+            peak = gl.max(lses, 0)
             safe = gl.where(peak == float("-inf"), 0.0, peak)
-            totals = gl.zeros([MERGE_CHUNK], gl.float32, SPLITS)
-            for s0 in range(0, num_splits, MERGE_CHUNK):
-                s = s0 + offs_s
-                totals += gl.exp2(gl.load(lse_row + s * stride_ls, mask=s < num_splits, other=float("-inf"),
-                                          cache_modifier=".cg") - safe)
-            total = gl.sum(totals, 0)
+            w = gl.exp2(lses - safe)
+            total = gl.sum(w, 0)
             has = total > 0.0
-            out_row = PART_OUT + bb * stride_ob + hh * stride_oh
-            for half in gl.static_range(2):  # the warpgroup's 128 threads take 256 columns at a time
-                cols = half * HALF + gl.arange(0, HALF, gl.SliceLayout(0, TILE))
-                acc = gl.zeros([MERGE_CHUNK, HALF], gl.float32, TILE)
-                for s0 in range(0, num_splits, MERGE_CHUNK):
-                    s = s0 + offs_s
-                    s_ok = s < num_splits
-                    w = gl.exp2(gl.load(lse_row + s * stride_ls, mask=s_ok, other=float("-inf"), cache_modifier=".cg")
-                                - safe)
-                    o = gl.load(out_row + s[:, None] * stride_os + cols[None, :],
-                                mask=s_ok[:, None] & (cols[None, :] < 2 * HALF), other=0.0, cache_modifier=".cg")
-                    acc += gl.where(w[:, None] > 0.0, o.to(gl.float32) * w[:, None], 0.0)
-                merged = gl.sum(acc, 0) / gl.where(has, total, 1.0)
+            out_row = PART_OUT + bb * stride_ob + hh * stride_oh + offs_s[:, None] * stride_os
+            for c in gl.static_range(2 * HALF // 64):
+                cols = c * 64 + gl.arange(0, 64, gl.SliceLayout(0, TILE))
+                o = gl.load(out_row + cols[None, :], mask=s_ok[:, None] & (cols[None, :] < 2 * HALF), other=0.0,
+                            cache_modifier=".cg")
+                acc = gl.sum(gl.where(w[:, None] > 0.0, o.to(gl.float32) * w[:, None], 0.0), 0)
+                merged = acc / gl.where(has, total, 1.0)
                 gl.store(FOUT + bb * stride_fob + hh * stride_foh + cols, merged.to(FOUT.dtype.element_ty))
             lse = gl.where(has, (safe + gl.log2(gl.where(has, total, 1.0))) * 0.6931471805599453, float("-inf"))
             gl.store(FLSE + bb * stride_flb + hh * stride_flh, lse)
@@ -440,6 +428,7 @@ def _mla_decode_kernel(
     Q_TMA: gl.constexpr = False,  # Q_DESC: a TMA descriptor of Q as rows of 576 (each block 64 consecutive heads)
     STAGED_STORE: gl.constexpr = False,  # the outputs stored through shared memory (_store_half's STAGED)
     FUSED_MERGE: gl.constexpr = False,  # the splits merged at the end of this kernel (module docstring)
+    MERGE_P: gl.constexpr = 8,  # FUSED_MERGE: num_splits rounded up to a power of two, >= 8
 ):
     _stamp(TRACE, 0, 1, TRACE_ON)
     _stamp(TRACE, 1, 0, TRACE_ON)
@@ -535,4 +524,4 @@ def _mla_decode_kernel(
         _grid_merge(OUT, LSE, FOUT, FLSE, COUNTERS, GROUP_HEADS, _block_index(0), _block_index(2), _block_index(1),
                     num_splits,
                     stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls,
-                    stride_fob, stride_foh, stride_flb, stride_flh)
+                    stride_fob, stride_foh, stride_flb, stride_flh, MERGE_P)
