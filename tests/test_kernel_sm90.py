@@ -70,6 +70,8 @@ if mla_sm90.gluon_hopper_available():
     for page in (64, 16):  # the splits merged in the kernel: TMA tiles, and the 4-box tiles of 16-key pages
         out[f"gluon mla page {page} staged fused"] = asdict(r.gluon_mla_report(page, q_tma=True, staged_store=True,
                                                                                fused_merge=True))
+    out["gluon mla page 64 staged fused 132"] = asdict(r.gluon_mla_report(64, q_tma=True, staged_store=True,
+                                                                          fused_merge=True, merge_splits=132))
 print(json.dumps(out))
 """
 
@@ -164,15 +166,16 @@ def test_the_gluon_mla_staged_store_writes_whole_sectors_in_the_same_shared_memo
     assert staged["wgmma"] == direct["wgmma"] and staged["tma"] == direct["tma"] + 9  # + Q's boxes
 
 
-@pytest.mark.parametrize("page", [64, 16])
-def test_the_gluon_mla_fused_merge_adds_a_grid_barrier_and_nothing_to_the_tile_loop(reports, page):
+@pytest.mark.parametrize("page, splits", [(64, ""), (16, ""), (64, " 132")])
+def test_the_gluon_mla_fused_merge_adds_a_grid_barrier_and_nothing_to_the_tile_loop(reports, page, splits):
     """The kernel that merges its own splits: the same MMAs and TMA copies as the kernel before it, no spills
     (its merge runs past the partitions, out of their registers), no more shared memory, and its grid barrier:
-    an arrival and a departure (atomic adds), the last one's reset (an exchange), and an acquiring poll."""
+    an arrival and a departure (atomic adds), the last one's reset (an exchange), and an acquiring poll; also with
+    132 splits (a 64-head block's one wave), whose merge tiles are twice as tall."""
     if "gluon mla page 64" not in reports:
         pytest.skip("this Triton has no Gluon")
     plain = reports["gluon mla page 64 staged fp32"] if page == 64 else reports["gluon mla page 16"]
-    fused = reports[f"gluon mla page {page} staged fused"]
+    fused = reports[f"gluon mla page {page} staged fused{splits}"]
     assert fused["spill_bytes"] == 0 and fused["registers"] <= 255, fused
     assert fused["shared_bytes"] == reports["gluon mla page 64 staged fp32"]["shared_bytes"]
     assert fused["wgmma"] == plain["wgmma"] and fused["setmaxnreg"] == plain["setmaxnreg"]

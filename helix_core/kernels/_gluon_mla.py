@@ -230,17 +230,17 @@ def _grid_merge(PART_OUT, PART_LSE, FOUT, FLSE, COUNTERS, GROUP_HEADS, grp, b, s
     once the program's partial is stored, wait for the block's other num_splits - 1 programs, merge rows split,
     split + num_splits, ... of the block (`_triton_decode._merge_kernel`'s arithmetic: fp32, weights
     exp2(lse - peak), a split without keys weighs 0) into FOUT / FLSE (natural log), then leave; the last to
-    leave resets the counter. MERGE_P: num_splits rounded up to a power of two (>= 8)."""
+    leave resets the counter. MERGE_P: num_splits rounded up to a power of two (>= 16)."""
     counter = COUNTERS + b * gl.num_programs(0) + grp
     _barrier()  # every thread's partial stores (both partitions, joined) precede the (releasing) arrival
     seen = gl.atomic_add(counter, 1, sem="acq_rel", scope="gpu") + 1
     while seen < num_splits:  # every program is resident (one cooperative wave), so this ends
         seen = gl.atomic_add(counter, 0, sem="acquire", scope="gpu")
 
-    # a row's [MERGE_P splits, 64 columns] at a time: a thread holds MERGE_P / 8 splits x 4 columns (16-byte loads),
-    # the 8 threads of a warp that share its columns hold the other splits (reductions stay inside the warp), and
+    # a row's [MERGE_P splits, 32 columns] at a time: a thread holds MERGE_P / 16 splits x 4 columns (16-byte loads),
+    # the 16 threads of a warp that share its columns hold the other splits (reductions stay inside the warp), and
     # every tile's loads are independent of the others', so they can be in flight together
-    TILE: gl.constexpr = gl.BlockedLayout([MERGE_P // 8, 4], [8, 4], [1, 4], [1, 0])
+    TILE: gl.constexpr = gl.BlockedLayout([MERGE_P // 16, 4], [16, 2], [1, 4], [1, 0])
     offs_s = gl.arange(0, MERGE_P, gl.SliceLayout(1, TILE))
     s_ok = offs_s < num_splits
     bb = b.to(gl.int64)
@@ -256,8 +256,8 @@ def _grid_merge(PART_OUT, PART_LSE, FOUT, FLSE, COUNTERS, GROUP_HEADS, grp, b, s
             total = gl.sum(w, 0)
             has = total > 0.0
             out_row = PART_OUT + bb * stride_ob + hh * stride_oh + offs_s[:, None] * stride_os
-            for c in gl.static_range(2 * HALF // 64):
-                cols = c * 64 + gl.arange(0, 64, gl.SliceLayout(0, TILE))
+            for c in gl.static_range(2 * HALF // 32):
+                cols = c * 32 + gl.arange(0, 32, gl.SliceLayout(0, TILE))
                 o = gl.load(out_row + cols[None, :], mask=s_ok[:, None] & (cols[None, :] < 2 * HALF), other=0.0,
                             cache_modifier=".cg")
                 acc = gl.sum(gl.where(w[:, None] > 0.0, o.to(gl.float32) * w[:, None], 0.0), 0)
@@ -428,7 +428,7 @@ def _mla_decode_kernel(
     Q_TMA: gl.constexpr = False,  # Q_DESC: a TMA descriptor of Q as rows of 576 (each block 64 consecutive heads)
     STAGED_STORE: gl.constexpr = False,  # the outputs stored through shared memory (_store_half's STAGED)
     FUSED_MERGE: gl.constexpr = False,  # the splits merged at the end of this kernel (module docstring)
-    MERGE_P: gl.constexpr = 8,  # FUSED_MERGE: num_splits rounded up to a power of two, >= 8
+    MERGE_P: gl.constexpr = 16,  # FUSED_MERGE: num_splits rounded up to a power of two, >= 16
 ):
     _stamp(TRACE, 0, 1, TRACE_ON)
     _stamp(TRACE, 1, 0, TRACE_ON)

@@ -176,7 +176,7 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
             fout, flse, counters, fout.stride(0), fout.stride(1), flse.stride(0), flse.stride(1),
             PAGE_SIZE=key_pages.shape[1], TMA_ROWS=tma_rows, FINAL=final, PROBE=probe, WORKER_REGS=worker_regs,
             TRACE_ON=trace is not None, Q_TMA=q_desc is not None, STAGED_STORE=staged_store, FUSED_MERGE=fused,
-            MERGE_P=merge_width(splits) if fused else 8, num_warps=4,
+            MERGE_P=merge_width(splits) if fused else 16, num_warps=4,
             **({"launch_cooperative_grid": True} if fused and cooperative else {}),
         )
 
@@ -197,8 +197,8 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
 
 
 def merge_width(num_splits: int) -> int:
-    """The fused merge's splits a tile (the kernel's MERGE_P): num_splits rounded up to a power of two, >= 8."""
-    return max(8, 1 << max(0, num_splits - 1).bit_length())
+    """The fused merge's splits a tile (the kernel's MERGE_P): num_splits rounded up to a power of two, >= 16."""
+    return max(16, 1 << max(0, num_splits - 1).bit_length())
 
 
 def fused_merge_counters(device: torch.device, batch: int, head_blocks: int, num_splits: int) -> torch.Tensor | None:
