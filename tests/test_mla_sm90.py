@@ -85,6 +85,22 @@ def test_splits_fill_one_wave_without_short_splits(batch, keys):
     assert splits == 1 or tiles // splits >= decode_launch.MIN_TILES_PER_SPLIT
 
 
+@pytest.mark.parametrize("batch, keys", [(1, 4096), (1, 32768), (1, 131072), (4, 131072), (4, 1 << 20), (64, 2048),
+                                         (66, 65536), (200, 1 << 20)])
+@pytest.mark.parametrize("head_blocks", [1, 2])
+def test_the_fused_merge_can_take_every_default_launch_that_splits(batch, keys, head_blocks):
+    """The fused merge's grid barrier needs all of a launch's programs resident at once: the default split count,
+    wherever it splits at all, keeps the grid within one program a SM; and the merge's tile (MERGE_P splits, a
+    power of two >= 16) covers every split without doubling past what it needs."""
+    sms = 132
+    splits = decode_launch.choose_num_splits(batch, head_blocks, keys, mla_sm90.BLOCK_N, sms, waves=1)
+    if splits > 1:
+        assert batch * head_blocks * splits <= sms
+        width = mla_sm90.merge_width(splits)
+        assert width >= splits and width & (width - 1) == 0 and width >= 16
+        assert width == 16 or width < 2 * splits
+
+
 def test_a_cpu_cache_is_not_taken():
     assert not mla_sm90.takes_cache(pool(), 512)
 
