@@ -141,6 +141,17 @@ def test_traced_launch_gives_the_same_output_and_ordered_readings():
         assert 0 < r["time_start"] <= r["time_stored"] and 0 <= r["sm"] < sms, r
 
 
+def captured(call) -> torch.cuda.CUDAGraph:
+    """`call` run once (compiles, allocates), then captured in a CUDA graph on a side stream."""
+    call()
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=stream):
+            call()
+    return graph
+
+
 def test_cuda_graph_replays_with_new_lengths():
     """Captured once, replayed after the sequences grew: lengths and pages are read on the device."""
     q, keys, table, lens = make_case([3200, 6500], 128, 64)  # pages for the grown lengths
@@ -152,12 +163,7 @@ def test_cuda_graph_replays_with_new_lengths():
     def call():
         da.paged_decode_attention(q, keys, None, table, lens, SCALE, groups, value_dim=512, max_length=8192,
                                   out=out, lse=lse)
-    call()
-    stream = torch.cuda.Stream()
-    with torch.cuda.stream(stream):
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=stream):
-            call()
+    graph = captured(call)
     lens.copy_(torch.tensor([3100, 6400], dtype=torch.int32))
     graph.replay()
     torch.cuda.synchronize()
@@ -219,12 +225,7 @@ def test_fused_merge_in_a_cuda_graph_and_when_it_cannot_fuse():
     def call():
         mla_sm90.launch(q, keys, table, lens, SCALE, group_kv, group_heads, 8, out, lse, q_by_tma=True,
                         staged_store=True, fused_merge=True)
-    call()
-    stream = torch.cuda.Stream()
-    with torch.cuda.stream(stream):
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=stream):
-            call()
+    graph = captured(call)
     lens.copy_(torch.tensor([3100, 6400], dtype=torch.int32))
     for _ in range(3):
         graph.replay()
