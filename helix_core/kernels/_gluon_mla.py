@@ -83,6 +83,7 @@ ROW_BLOCKS = gl.constexpr(8)  # TMA boxes a tile at most (boxes of >= 8 keys: wh
 TRACE_SLOTS = ("time_start", "clock_start", "clock_q_ready", "clock_first_tile", "clock_loop_end", "clock_stored",
                "time_stored", "clock_values_stored", "time_values_stored", "sm", "clock_q_arrived")
 TRACE_ROW = gl.constexpr(16)
+MAX_POLLS = gl.constexpr(1 << 24)  # FUSED_MERGE: polls of the block's counter before the kernel traps (>= 0.3 us each)
 STAGED_ROWS = gl.constexpr(16)  # STAGED_STORE: output rows a warpgroup stores at a time (32 fp32 registers a thread)
 
 
@@ -209,7 +210,6 @@ def _store_half(OUT, LSE, o, l_i, m_i, heads, h_ok, col0, b, split, stage, GROUP
         gl.store(LSE + b.to(gl.int64) * stride_lb + heads * stride_lh + split * stride_ls, lse2, mask=h_ok)
 
 
-
 @gluon.jit
 def _block_index(axis: gl.constexpr):
     """%ctaid.x / y / z read anew (not CSE'd with program_id), so the program's indices need not stay live in a
@@ -234,8 +234,14 @@ def _grid_merge(PART_OUT, PART_LSE, FOUT, FLSE, COUNTERS, GROUP_HEADS, grp, b, s
     counter = COUNTERS + b * gl.num_programs(0) + grp
     _barrier()  # every thread's partial stores (both partitions, joined) precede the (releasing) arrival
     seen = gl.atomic_add(counter, 1, sem="acq_rel", scope="gpu") + 1
-    while seen < num_splits:  # every program is resident (one cooperative wave), so this ends
+    polls = 0
+    while (seen < num_splits) & (polls <= MAX_POLLS):  # every program is resident (one cooperative wave)
         seen = gl.atomic_add(counter, 0, sem="acquire", scope="gpu")
+        polls += 1
+    # seconds of polling: a corrupted count (launches overlapping on the counters); fail (a CUDA error), don't hang
+    # (the asm's 0 starts the row loop below, so the compiler keeps it)
+    zero = gl.inline_asm_elementwise("{ .reg .pred late; setp.gt.s32 late, $1, $2; @late trap; mov.u32 $0, 0; }",
+                                     "=r,r,r", [polls, MAX_POLLS], dtype=gl.int32, is_pure=False, pack=1)
 
     # a row's [MERGE_P splits, 32 columns] at a time: a thread holds MERGE_P / 16 splits x 4 columns (16-byte loads),
     # the 16 threads of a warp that share its columns hold the other splits (reductions stay inside the warp), and
@@ -244,7 +250,7 @@ def _grid_merge(PART_OUT, PART_LSE, FOUT, FLSE, COUNTERS, GROUP_HEADS, grp, b, s
     offs_s = gl.arange(0, MERGE_P, gl.SliceLayout(1, TILE))
     s_ok = offs_s < num_splits
     bb = b.to(gl.int64)
-    for r in range(split, BLOCK_H, num_splits):
+    for r in range(split + zero, BLOCK_H, num_splits):
         head = gl.load(GROUP_HEADS + grp * BLOCK_H + r)
         if head >= 0:
             hh = head.to(gl.int64)

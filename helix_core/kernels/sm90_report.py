@@ -51,6 +51,7 @@ class KernelReport:
     global_stores: tuple[tuple[int, int], ...] = ()
     global_atomics: int = 0  # atom.global instructions in the PTX (the fused merge's grid barrier)
     acquire_loads: int = 0  # ld.global.*.acquire in the PTX (a barrier's polling)
+    traps: int = 0  # trap instructions in the PTX (a bounded wait's failure)
 
     def fits(self) -> bool:
         return self.spill_bytes == 0 and self.shared_bytes <= SHARED_LIMIT
@@ -248,7 +249,8 @@ def _report(name: str, consts: dict, options: dict, types: dict, not_aligned: se
                         l2_prefetch=ptx.count("cp.async.bulk.prefetch.L2"),
                         clock_reads=ptx.count("%clock64") + ptx.count("%globaltimer"),
                         global_stores=_global_stores(ptx), global_atomics=ptx.count("atom.global"),
-                        acquire_loads=len(re.findall(r"ld\.global(\.[a-z]+)*\.acquire", ptx)))
+                        acquire_loads=len(re.findall(r"ld\.global(\.[a-z]+)*\.acquire", ptx)),
+                        traps=len(re.findall(r"\btrap;", ptx)))
 
 
 def _global_stores(ptx: str) -> tuple[tuple[int, int], ...]:
