@@ -178,3 +178,45 @@ def _accepted(stub, request_id) -> bool:
         return False
     finally:
         call.cancel()
+
+
+class AbortingContext:
+    def abort(self, code, message):
+        raise RuntimeError(f"aborted {code.name}: {message}")
+
+
+def test_a_deadline_seen_by_both_the_callback_and_the_shards_counts_once():
+    """At a deadline the client's call ends (gRPC's end-of-call callback) while a shard reports the same deadline
+    (the handler ends the stream): whichever comes first counts the request, the other counts nothing."""
+    from services.coordinator.live_requests import StreamedRequest
+
+    servicer = CoordinatorServicer(FakeLink(), LiveRequests(), CoordinatorMetrics.create(include_process_metrics=False))
+    live = StreamedRequest("r")
+    servicer._on_rpc_end(live, 0.0, 1)  # a deadline long past: the callback counts it and cancels on the shards
+    with pytest.raises(RuntimeError, match="DEADLINE_EXCEEDED"):
+        servicer._end(live, AbortingContext(), grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed")
+    assert _outcome(servicer.metrics, "deadline_exceeded") == 1
+    assert servicer.link.cancelled == ["r"]
+
+    other = StreamedRequest("s")  # the other order: the handler first, then the callback
+    with pytest.raises(RuntimeError):
+        servicer._end(other, AbortingContext(), grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed")
+    servicer._on_rpc_end(other, 0.0, 1)
+    assert _outcome(servicer.metrics, "deadline_exceeded") == 2
+    assert servicer.link.cancelled == ["r"]  # nothing left to cancel
+
+
+def test_only_the_first_end_of_a_stream_claims_it_across_threads():
+    import threading
+
+    from services.coordinator.live_requests import StreamedRequest
+
+    for _ in range(50):
+        live = StreamedRequest("r")
+        claims = []
+        threads = [threading.Thread(target=lambda: claims.append(live.end())) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(claims) == [False] * 7 + [True] and live.ended

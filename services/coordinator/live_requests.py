@@ -31,6 +31,16 @@ class StreamedRequest:
     request_id: str
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     ended: bool = False  # the Generate stream has sent its last event (or failed)
+    _end_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def end(self) -> bool:
+        """Mark the stream ended; True only for the first caller. The handler (a last event, a shard's failure)
+        and gRPC's end-of-call callback (the client's deadline or its leaving) can race at a deadline: only
+        the first counts the request's outcome."""
+        with self._end_lock:
+            first = not self.ended
+            self.ended = True
+            return first
 
 
 class LiveRequests:

@@ -36,11 +36,9 @@ _REASONS = {
 
 # The client's deadline timer and the server's copy of the deadline (propagated as a timeout, so it
 # starts when the request's headers are read) differ by that read's delay, which went past an earlier
-# 50 ms slack on the loaded 2-core CI machine, and once (2026-12-06) past 250 ms. A call that ends this
-# close to its deadline is counted as expired: a client that leaves on its own within a second of its
-# deadline is counted as a deadline, which the metrics can bear; a deadline counted as a client gone
-# hides a server too slow for its clients.
-DEADLINE_SLACK_NS = 1_000_000_000
+# 50 ms slack on the loaded 2-core CI machine. A call that ends this close to its deadline is
+# counted as expired.
+DEADLINE_SLACK_NS = 250_000_000
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
@@ -160,12 +158,12 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         received_s: float,
         first_token_s: float | None,
     ) -> pb.GenerateEvent:
-        live.ended = True
         now = time.perf_counter()
-        self.metrics.request_latency.observe(now - received_s)
-        self.metrics.queue_time.observe(finished.queue_time_ns / 1e9)
-        self.metrics.count_request(_REASONS.get(finished.reason, "error"))
-        self._count_rpc("Generate", grpc.StatusCode.OK)
+        if live.end():  # (else the call was already over and counted)
+            self.metrics.request_latency.observe(now - received_s)
+            self.metrics.queue_time.observe(finished.queue_time_ns / 1e9)
+            self.metrics.count_request(_REASONS.get(finished.reason, "error"))
+            self._count_rpc("Generate", grpc.StatusCode.OK)
         return pb.GenerateEvent(
             finished=pb.Finished(
                 reason=finished.reason,
@@ -180,23 +178,24 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
     def _end(self, live: StreamedRequest, context, code: grpc.StatusCode, message: str):
         """End a registered request's stream with a non-OK status."""
-        live.ended = True
-        self.metrics.count_request(
-            "deadline_exceeded" if code == grpc.StatusCode.DEADLINE_EXCEEDED else "error"
-        )
-        self._count_rpc("Generate", code)
+        if live.end():  # (else the call was already over and counted)
+            self.metrics.count_request(
+                "deadline_exceeded" if code == grpc.StatusCode.DEADLINE_EXCEEDED else "error"
+            )
+            self._count_rpc("Generate", code)
         context.abort(code, message)
 
     def _on_rpc_end(self, live: StreamedRequest, received_s: float, deadline_ns: int) -> None:
         """Runs however the RPC ended; a request the client abandoned is cancelled on the shards."""
-        if live.ended:
-            return
-        self._count_abandoned(live, received_s, deadline_ns)
+        if not self._count_abandoned(live, received_s, deadline_ns):
+            return  # the handler ended it first
         self.link.cancel(live.request_id)  # frees its KV at the next step boundary
 
-    def _count_abandoned(self, live: StreamedRequest, received_s: float, deadline_ns: int) -> None:
-        """Count a call that ended without the server ending it: its deadline passed, or the client left."""
-        live.ended = True
+    def _count_abandoned(self, live: StreamedRequest, received_s: float, deadline_ns: int) -> bool:
+        """Count a call that ended without the server ending it: its deadline passed, or the client left
+        (False, counting nothing: the server had ended it already)."""
+        if not live.end():
+            return False
         # the client's own deadline timer can end the RPC a little before the server's clock reaches
         # the propagated deadline: an end within DEADLINE_SLACK_NS of it is the deadline, not a client gone
         expired = deadline_ns and time.time_ns() >= deadline_ns - DEADLINE_SLACK_NS
@@ -205,6 +204,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self._count_rpc(
             "Generate", grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
         )
+        return True
 
     def _reject(self, context, code: grpc.StatusCode, message: str):
         self.metrics.count_request("rejected")
