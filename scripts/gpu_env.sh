@@ -8,6 +8,9 @@ out=${OUT:-out}; mkdir -p "$out"
 log="$out/${LOG_NAME:-run}.log"
 quiet() { grep -v -E "frame #|TCPStore|^\s*$|RoPE scaling factor|W[0-9]+ .*ProcessGroupNCCL|Exception raised from|resource_tracker|warnings.warn"; }
 say() { echo "== $(date +%T) $*" | tee -a "$log"; }
+# how the helpers below start a module: python "${PY_MODULE[@]}" MODULE ARGS (a script may set it to (-c CODE),
+# CODE running sys.argv[1] as __main__ after changing a default, and back to (-m))
+PY_MODULE=(-m)
 # kernel_points NAME SECONDS "BxL ..." ARGS...: bench_decode at each batch x keys point with ARGS, its
 # table rows into $log, JSON to $out/kernel-NAME-BxL.json
 kernel_points() {
@@ -15,7 +18,7 @@ kernel_points() {
   shift 3
   for point in $points; do
     say "bench_decode $name $point $*"
-    timeout "$limit" python -m helix_core.kernels.bench_decode --batch "${point%x*}" --context "${point#*x}" \
+    timeout "$limit" python "${PY_MODULE[@]}" helix_core.kernels.bench_decode --batch "${point%x*}" --context "${point#*x}" \
       --no-baseline "$@" --json "$out/kernel-$name-$point.json" 2>&1 \
       | grep -E "^===|  (default|triton|gluon|bn|best|torch|matrix)" | sed -E 's/\| check ok.*//' | tee -a "$log"
   done
@@ -24,14 +27,14 @@ kernel_points() {
 bench_rows() {
   local json=$1 limit=$2
   shift 2
-  timeout "$limit" python -m helix_core.bench.main "$@" --json "$out/$json" 2>&1 | quiet \
+  timeout "$limit" python "${PY_MODULE[@]}" helix_core.bench.main "$@" --json "$out/$json" 2>&1 | quiet \
     | grep -E "^\| (helix|tp|headslice)|Error|error" | tee -a "$log"
 }
 # verify_rows JSON SECONDS ARGS...: one `helix verify --device cuda` call, its JSON lines (and errors) into $log
 verify_rows() {
   local json=$1 limit=$2
   shift 2
-  timeout "$limit" python -m helix_core.verify --device cuda "$@" --out "$out/$json" 2>&1 \
+  timeout "$limit" python "${PY_MODULE[@]}" helix_core.verify --device cuda "$@" --out "$out/$json" 2>&1 \
     | grep -E '^\{|Error|error' | tee -a "$log"
 }
 # verify_one_gpu: exactness of the one-GPU fast path against HF with CUDA graphs: llama bf16 at batch 1 and 3,

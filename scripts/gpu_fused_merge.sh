@@ -11,28 +11,24 @@
 set -u
 LOG_NAME=fused-merge source scripts/gpu_env.sh
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,power.limit --format=csv | tee -a "$log"
-# python -c "$fused_on" MODULE ARGS...: python -m MODULE ARGS with mla_sm90.FUSED_MERGE on
-fused_on="import runpy, sys; from helix_core.kernels import mla_sm90; mla_sm90.FUSED_MERGE = True
-sys.argv = sys.argv[1:]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
+# PY_MODULE (gpu_env.sh) to run a module with mla_sm90.FUSED_MERGE on
+fused_on=(-c "import runpy, sys; from helix_core.kernels import mla_sm90; mla_sm90.FUSED_MERGE = True
+sys.argv = sys.argv[1:]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)")
 say "fused-merge GPU tests"
 timeout 180 python -m pytest -q -p no:cacheprovider tests/test_mla_sm90_gpu.py -k fused 2>&1 | tail -15 | tee -a "$log"
 say "fused vs merge kernel"
 timeout 150 python scripts/gpu_gluon_mla.py fused 2>&1 | grep -E "^fused|Error|error" | tee -a "$log"
-for point in 1x131072; do
-  for mode in on off; do
-    say "bench_decode mla $point fused merge $mode"
-    if [ $mode = on ]; then runner=(-c "$fused_on"); else runner=(-m); fi
-    timeout 60 python "${runner[@]}" helix_core.kernels.bench_decode --batch "${point%x*}" --context "${point#*x}" --no-baseline \
-      --mla --no-sweep --page-size 64 --iters 100 --json "$out/kernel-mla-$point-fused-$mode.json" 2>&1 \
-      | grep -E "^===|  (default|gluon|matrix)" | sed -E 's/\| check ok.*//' | tee -a "$log"
-  done
-done
+PY_MODULE=("${fused_on[@]}")
+kernel_points mla-fused-on 60 "1x131072" --mla --no-sweep --page-size 64 --iters 100
+PY_MODULE=(-m)
+kernel_points mla-fused-off 60 "1x131072" --mla --no-sweep --page-size 64 --iters 100
 say "verify deepseek_v3 128 heads, bf16, batch 3, prompts of up to 1000 tokens, fused merge on"
-timeout 140 python -c "$fused_on" helix_core.verify --device cuda --arch deepseek_v3 --dtype bfloat16 --steps 8 --batch 3 \
+PY_MODULE=("${fused_on[@]}")
+verify_rows verify-mla128-bf16-long-b3-fused.json 140 --arch deepseek_v3 --dtype bfloat16 --steps 8 --batch 3 \
   --prompt-tokens 1000 --plan helix:kvp=1,tpa=1 --overrides '{"num_attention_heads":128,"num_key_value_heads":128,
 "kv_lora_rank":512,"qk_rope_head_dim":64,"qk_nope_head_dim":128,"v_head_dim":128,"q_lora_rank":256,
-"max_position_embeddings":2048}' --out "$out/verify-mla128-bf16-long-b3-fused.json" 2>&1 | grep -E '^\{|Error|error' \
-  | tee -a "$log"
+"max_position_embeddings":2048}'
+PY_MODULE=(-m)
 say "the kernel's other GPU tests"
 timeout 120 python -m pytest -q -p no:cacheprovider tests/test_mla_sm90_gpu.py -k "not fused" 2>&1 | tail -3 \
   | tee -a "$log"
