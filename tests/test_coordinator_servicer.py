@@ -7,6 +7,7 @@ and a coordinator with every Generate stream slot taken.
 
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 
 import grpc
@@ -14,7 +15,7 @@ import pytest
 
 from serving_fixtures import wait_until
 
-from services.coordinator.live_requests import LiveRequests
+from services.coordinator.live_requests import LiveRequests, StreamedRequest
 from services.coordinator.server import CONTROL_THREADS
 from services.coordinator.servicer import CoordinatorServicer
 from services.grpc_server import listen, new_server
@@ -188,8 +189,6 @@ class AbortingContext:
 def test_a_deadline_seen_by_both_the_callback_and_the_shards_counts_once():
     """At a deadline the client's call ends (gRPC's end-of-call callback) while a shard reports the same deadline
     (the handler ends the stream): whichever comes first counts the request, the other counts nothing."""
-    from services.coordinator.live_requests import StreamedRequest
-
     servicer = CoordinatorServicer(FakeLink(), LiveRequests(), CoordinatorMetrics.create(include_process_metrics=False))
     live = StreamedRequest("r")
     servicer._on_rpc_end(live, 0.0, 1)  # a deadline long past: the callback counts it and cancels on the shards
@@ -207,10 +206,6 @@ def test_a_deadline_seen_by_both_the_callback_and_the_shards_counts_once():
 
 
 def test_only_the_first_end_of_a_stream_claims_it_across_threads():
-    import threading
-
-    from services.coordinator.live_requests import StreamedRequest
-
     for _ in range(50):
         live = StreamedRequest("r")
         claims = []
