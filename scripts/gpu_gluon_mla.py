@@ -299,6 +299,11 @@ def _stages(rows, length, splits) -> tuple[dict, float]:
         "scores epilogue": us("clock_loop_end", "clock_stored"),
         "values epilogue": us("clock_loop_end", "clock_values_stored"),
         "end after first start": [(max(r["time_stored"], r["time_values_stored"]) - t0) / 1e3 for r in busy],
+        # the fused merge's grid barrier (zero readings without it)
+        "barrier passed after start": [(r["time_released"] - t0) / 1e3 for r in busy if r["time_released"]],
+        "waited at the barrier": [(r["time_released"] - r["time_arrived"]) / 1e3 for r in busy if r["time_released"]],
+        "merged its rows": [(r["time_merged"] - r["time_released"]) / 1e3 for r in busy if r["time_merged"]],
+        "merged after start": [(r["time_merged"] - t0) / 1e3 for r in busy if r["time_merged"]],
     }, clock
 
 

@@ -172,7 +172,7 @@ def test_the_gluon_mla_fused_merge_adds_a_grid_barrier_and_nothing_to_the_tile_l
     (its merge runs past the partitions, out of their registers), no more shared memory, and its grid barrier:
     an arrival and a departure (atomic adds), the last one's reset (an exchange), an acquiring poll, and the trap
     that ends a wait gone on for seconds (kept by the compiler); also with 132 splits (a 64-head block's one
-    wave), whose merge tiles are twice as tall."""
+    wave: more chunks of splits a row, a wider LSE pass)."""
     if "gluon mla page 64" not in reports:
         pytest.skip("this Triton has no Gluon")
     plain = reports["gluon mla page 64 staged fp32"] if page == 64 else reports["gluon mla page 16"]

@@ -150,3 +150,37 @@ def test_only_blocks_of_consecutive_heads_count_as_whole_runs():
     assert da.HeadGroups([h // 64 for h in range(128)]).whole_runs(64)  # two KV heads, 64 consecutive each
     assert not da.HeadGroups.from_group_size(16, 16).whole_runs(64)  # a block padded with 48 empty rows
     assert not da.HeadGroups([0, 1] * 64).whole_runs(64)  # every other head
+
+
+def test_trace_rows_and_the_timelines_fused_merge_stages():
+    """The kernel's clock readings as scripts/gpu_gluon_mla.py's timeline reads them: every slot fits a program's
+    row, and the fused merge's barrier stages come from its three %globaltimer readings (absent without it)."""
+    import sys
+    from pathlib import Path
+
+    from helix_core.kernels import kernel_module
+
+    pytest.importorskip("triton.experimental.gluon")
+    slots = kernel_module("_gluon_mla").TRACE_SLOTS
+    assert len(slots) <= kernel_module("_gluon_mla").TRACE_ROW.value
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import gpu_gluon_mla
+
+    trace = torch.zeros(2 * 2, 16, dtype=torch.int64)  # 2 head blocks x 2 splits, one sequence
+    for program in range(4):
+        row = dict(time_start=1000 + program, clock_start=0, clock_stored=2000, time_stored=2000 + program,
+                   time_values_stored=1500, clock_first_tile=100, clock_loop_end=1100, clock_values_stored=1900,
+                   clock_q_ready=50, clock_q_arrived=60, time_arrived=2000 + 1000 * program,
+                   time_released=6000 + program, time_merged=9000 + 2 * program)
+        for name, value in row.items():
+            trace[program, slots.index(name)] = value
+    rows = mla_sm90.trace_rows(trace, 2, 2, 1)
+    assert [(r["head_block"], r["split"]) for r in rows] == [(0, 0), (1, 0), (0, 1), (1, 1)]
+    stages, clock = gpu_gluon_mla._stages(rows, 128, 2)  # 64 keys a split: one tile each
+    assert clock == pytest.approx(2.0)  # 2000 cycles in 1000 ns
+    assert stages["waited at the barrier"] == [(6000 + p - 2000 - 1000 * p) / 1e3 for p in range(4)]
+    assert stages["merged its rows"] == [(9000 + 2 * p - 6000 - p) / 1e3 for p in range(4)]
+    assert stages["barrier passed after start"] == [(6000 + p - 1000) / 1e3 for p in range(4)]
+    trace[:, slots.index("time_arrived"):] = 0  # no fused merge: no barrier stages
+    plain, _ = gpu_gluon_mla._stages(mla_sm90.trace_rows(trace, 2, 2, 1), 128, 2)
+    assert plain["waited at the barrier"] == plain["merged its rows"] == []

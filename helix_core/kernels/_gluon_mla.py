@@ -44,9 +44,13 @@ FUSED_MERGE (several splits; every program of the launch resident at once: one w
 no merge kernel. Past the two partitions (so the merge's arguments take none of their registers), each
 program, its partial stored, bumps its (sequence, head block)'s counter and waits until all num_splits
 programs of the block have (a grid barrier per block); then program `split` merges rows split,
-split + num_splits, ... of the block with the merge kernel's arithmetic, reading the partials from L2. The last
-program to leave puts the counter back to 0 for the next launch or graph replay. It saves the merge kernel's
-launch and the gap before it.
+split + num_splits, ... of the block with the merge kernel's arithmetic, its partials brought from L2 by
+cp.async into the key buffers (two chunks of splits in flight). The last program to leave puts the counter
+back to 0 for the next launch or graph replay. It saves the merge kernel's launch and the gap before it, but
+on an H100 it was slower than the merge kernel in all three versions measured (docs/benchmarks.md, tenth and
+eleventh sessions of 2026-12-06): the barrier passes 0.8 us after the last partial is stored, but each
+program then merges a row of 66 splits (135 KB) in about 8 us, where the merge kernel and the gap before it
+take about 3.6.
 
 One program = (head block of 64, split, sequence); it writes the normalized partial output and its
 base-2 LSE like `_triton_decode._decode_split_kernel` (FINAL: the output and natural LSE), so the
@@ -81,9 +85,11 @@ STAGES = gl.constexpr(2)  # key tiles in shared memory
 ROW_BLOCKS = gl.constexpr(8)  # TMA boxes a tile at most (boxes of >= 8 keys: whole 128-byte swizzle atoms)
 # TRACE row of a program (int64): where each reading is written (clock: the SM's %clock64; time: %globaltimer, ns)
 TRACE_SLOTS = ("time_start", "clock_start", "clock_q_ready", "clock_first_tile", "clock_loop_end", "clock_stored",
-               "time_stored", "clock_values_stored", "time_values_stored", "sm", "clock_q_arrived")
+               "time_stored", "clock_values_stored", "time_values_stored", "sm", "clock_q_arrived",
+               "time_arrived", "time_released", "time_merged")  # the last three: FUSED_MERGE's grid barrier
 TRACE_ROW = gl.constexpr(16)
 MAX_POLLS = gl.constexpr(1 << 24)  # FUSED_MERGE: polls of the block's counter before the kernel traps (>= 0.3 us each)
+MERGE_SUB = gl.constexpr(16)  # FUSED_MERGE: splits a thread copies or sums at a time (16 x 16 bytes)
 STAGED_ROWS = gl.constexpr(16)  # STAGED_STORE: output rows a warpgroup stores at a time (32 fp32 registers a thread)
 
 
@@ -223,9 +229,39 @@ def _block_index(axis: gl.constexpr):
 
 
 @gluon.jit
-def _grid_merge(PART_OUT, PART_LSE, FOUT, FLSE, COUNTERS, GROUP_HEADS, grp, b, split, num_splits,
+def _copy_splits(buf, out_row, first, num_splits, stride_os, CHUNK: gl.constexpr, SUB: gl.constexpr):
+    """cp.async splits [first, first + CHUNK) of one row's partials into `buf` ([CHUNK, 512]) as one copy group,
+    MERGE_SUB splits at a time (each thread the 16-byte pieces it will read: few addresses live at once); splits
+    past num_splits copy nothing."""
+    offs_sub = gl.arange(0, MERGE_SUB, gl.SliceLayout(1, SUB))
+    cols = gl.arange(0, 2 * HALF, gl.SliceLayout(0, SUB))
+    for sub in gl.static_range(CHUNK // MERGE_SUB):
+        offs_s = first + sub * MERGE_SUB + offs_sub
+        _cp_async(buf.slice(sub * MERGE_SUB, MERGE_SUB, dim=0), out_row + offs_s[:, None] * stride_os + cols[None, :],
+                  mask=(offs_s < num_splits)[:, None] & (cols[None, :] < 2 * HALF), cache_modifier=".cg")
+    async_copy.commit_group()
+
+
+@gluon.jit
+def _sum_chunk(buf, lse_row, stride_ls, safe, num_splits, acc, first, SUB: gl.constexpr, CHUNK: gl.constexpr):
+    """acc + the weighted sum of splits [first, first + CHUNK) from `buf`, once its copy group is in (the one
+    group after it may still be in flight); splits past num_splits weigh 0."""
+    async_copy.wait_group(1)
+    _barrier()  # every thread's copies are in (each reads its own, but this does not rely on it)
+    for sub in gl.static_range(CHUNK // MERGE_SUB):
+        if first + sub * MERGE_SUB < num_splits:  # pieces wholly past the splits were not copied
+            o = buf.slice(sub * MERGE_SUB, MERGE_SUB, dim=0).load(SUB)
+            offs_s = first + sub * MERGE_SUB + gl.arange(0, MERGE_SUB, gl.SliceLayout(1, SUB))
+            w = gl.exp2(gl.load(lse_row + offs_s * stride_ls, mask=offs_s < num_splits, other=float("-inf")) - safe)
+            acc += gl.sum(gl.where(w[:, None] > 0.0, o.to(gl.float32) * w[:, None], 0.0), 0)
+    _barrier()  # every thread has read `buf` before a new copy into it may land
+    return acc
+
+
+@gluon.jit
+def _grid_merge(PART_OUT, PART_LSE, FOUT, FLSE, COUNTERS, GROUP_HEADS, k_lo, k_hi, grp, b, split, num_splits,
                 stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls,
-                stride_fob, stride_foh, stride_flb, stride_flh, MERGE_P: gl.constexpr):
+                stride_fob, stride_foh, stride_flb, stride_flh, TRACE, MERGE_P: gl.constexpr, TRACE_ON: gl.constexpr):
     """FUSED_MERGE's end of a program (its first warpgroup, past both partitions): arrive at the block's counter
     once the program's partial is stored, wait for the block's other num_splits - 1 programs, merge rows split,
     split + num_splits, ... of the block (`_triton_decode._merge_kernel`'s arithmetic: fp32, weights
@@ -233,6 +269,7 @@ def _grid_merge(PART_OUT, PART_LSE, FOUT, FLSE, COUNTERS, GROUP_HEADS, grp, b, s
     leave resets the counter. MERGE_P: num_splits rounded up to a power of two (>= 16)."""
     counter = COUNTERS + b * gl.num_programs(0) + grp
     _barrier()  # every thread's partial stores (both partitions, joined) precede the (releasing) arrival
+    _stamp(TRACE, 11, 1, TRACE_ON)
     seen = gl.atomic_add(counter, 1, sem="acq_rel", scope="gpu") + 1
     polls = 0
     while (seen < num_splits) & (polls <= MAX_POLLS):  # every program is resident (one cooperative wave)
@@ -242,36 +279,57 @@ def _grid_merge(PART_OUT, PART_LSE, FOUT, FLSE, COUNTERS, GROUP_HEADS, grp, b, s
     # (the asm's 0 starts the row loop below, so the compiler keeps it)
     zero = gl.inline_asm_elementwise("{ .reg .pred late; setp.gt.s32 late, $1, $2; @late trap; mov.u32 $0, 0; }",
                                      "=r,r,r", [polls, MAX_POLLS], dtype=gl.int32, is_pure=False, pack=1)
+    _stamp(TRACE, 12, 1, TRACE_ON)
 
-    # a row's [MERGE_P splits, 32 columns] at a time: a thread holds MERGE_P / 16 splits x 4 columns (16-byte loads),
-    # the 16 threads of a warp that share its columns hold the other splits (reductions stay inside the warp), and
-    # every tile's loads are independent of the others', so they can be in flight together
-    TILE: gl.constexpr = gl.BlockedLayout([MERGE_P // 16, 4], [16, 2], [1, 4], [1, 0])
-    offs_s = gl.arange(0, MERGE_P, gl.SliceLayout(1, TILE))
-    s_ok = offs_s < num_splits
+    # A row's partials come into shared memory by cp.async, a chunk of splits into each of two buffers (the key
+    # stages of both warpgroups, free now): a chunk's copies are all in flight at once, and the next chunk's while
+    # this one is summed. Loads into registers did not get there: v2 stored each 32-column tile before loading the
+    # next (16 dependent L2 trips a row), and without the stores ptxas still sank each load to its use.
+    # Each thread copies, then reads, 4 columns (16 bytes) of a row's splits, MERGE_SUB splits at a time
+    # (16: no spills on Triton 3.6 or 3.9, where 8 spilled on 3.6, and 3 us faster at 1 x 32K on an H100).
+    part_dtype: gl.constexpr = PART_OUT.dtype.element_ty
+    CHUNK: gl.constexpr = 65536 // (2 * HALF * part_dtype.primitive_bitwidth // 8)  # a k_lo / k_hi buffer's splits
+    PLAIN: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[1, 0])
+    if _REINTERPRET_PUBLIC:
+        buf_a = k_lo.reinterpret(part_dtype, [CHUNK, 2 * HALF], PLAIN)
+        buf_b = k_hi.reinterpret(part_dtype, [CHUNK, 2 * HALF], PLAIN)
+    else:
+        buf_a = k_lo._reinterpret(part_dtype, [CHUNK, 2 * HALF], PLAIN)
+        buf_b = k_hi._reinterpret(part_dtype, [CHUNK, 2 * HALF], PLAIN)
+    SUB: gl.constexpr = gl.BlockedLayout([MERGE_SUB, 4], [1, 32], [1, 4], [1, 0])
+    SPREAD: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])  # the row's LSEs, for their peak and sum
+    offs_all = gl.arange(0, MERGE_P, SPREAD)
+    cols = gl.arange(0, 2 * HALF, gl.SliceLayout(0, SUB))
     bb = b.to(gl.int64)
     for r in range(split + zero, BLOCK_H, num_splits):
         head = gl.load(GROUP_HEADS + grp * BLOCK_H + r)
         if head >= 0:
             hh = head.to(gl.int64)
-            lses = gl.load(PART_LSE + bb * stride_lb + hh * stride_lh + offs_s * stride_ls, mask=s_ok,
-                           other=float("-inf"), cache_modifier=".cg")
+            out_row = PART_OUT + bb * stride_ob + hh * stride_oh
+            _copy_splits(buf_a, out_row, 0, num_splits, stride_os, CHUNK, SUB)
+            _copy_splits(buf_b, out_row, CHUNK, num_splits, stride_os, CHUNK, SUB)
+            lse_row = PART_LSE + bb * stride_lb + hh * stride_lh
+            # cached in L1 (past the acquiring poll, so not stale): _sum_chunk reads them again, a branch a piece
+            lses = gl.load(lse_row + offs_all * stride_ls, mask=offs_all < num_splits, other=float("-inf"))
             peak = gl.max(lses, 0)
             safe = gl.where(peak == float("-inf"), 0.0, peak)
-            w = gl.exp2(lses - safe)
-            total = gl.sum(w, 0)
+            total = gl.sum(gl.exp2(lses - safe), 0)
             has = total > 0.0
-            out_row = PART_OUT + bb * stride_ob + hh * stride_oh + offs_s[:, None] * stride_os
-            for c in gl.static_range(2 * HALF // 32):
-                cols = c * 32 + gl.arange(0, 32, gl.SliceLayout(0, TILE))
-                o = gl.load(out_row + cols[None, :], mask=s_ok[:, None] & (cols[None, :] < 2 * HALF), other=0.0,
-                            cache_modifier=".cg")
-                acc = gl.sum(gl.where(w[:, None] > 0.0, o.to(gl.float32) * w[:, None], 0.0), 0)
-                merged = acc / gl.where(has, total, 1.0)
-                gl.store(FOUT + bb * stride_fob + hh * stride_foh + cols, merged.to(FOUT.dtype.element_ty))
+            acc = gl.zeros([2 * HALF], gl.float32, gl.SliceLayout(0, SUB))
+            # chunks c (buffer a) and c + 1 (b) a trip; every chunk is one copy group (an empty one past the
+            # splits), so waiting for all but the newest group always means the buffer about to be read is in
+            for c in range(0, num_splits, 2 * CHUNK):
+                acc = _sum_chunk(buf_a, lse_row, stride_ls, safe, num_splits, acc, c, SUB, CHUNK)
+                _copy_splits(buf_a, out_row, c + 2 * CHUNK, num_splits, stride_os, CHUNK, SUB)
+                acc = _sum_chunk(buf_b, lse_row, stride_ls, safe, num_splits, acc, c + CHUNK, SUB, CHUNK)
+                _copy_splits(buf_b, out_row, c + 3 * CHUNK, num_splits, stride_os, CHUNK, SUB)
+            async_copy.wait_group(0)  # the empty groups past the splits
+            merged = acc / gl.where(has, total, 1.0)
+            gl.store(FOUT + bb * stride_fob + hh * stride_foh + cols, merged.to(FOUT.dtype.element_ty))
             lse = gl.where(has, (safe + gl.log2(gl.where(has, total, 1.0))) * 0.6931471805599453, float("-inf"))
             gl.store(FLSE + bb * stride_flb + hh * stride_flh, lse)
 
+    _stamp(TRACE, 13, 1, TRACE_ON)
     left = gl.atomic_add(counter, 1, sem="relaxed", scope="gpu")
     if left == 2 * num_splits - 1:  # the last to leave: every program of the block is past its wait
         gl.atomic_xchg(counter, 0, sem="relaxed", scope="gpu")
@@ -527,7 +585,7 @@ def _mla_decode_kernel(
                              TMA_ROWS, FINAL, PROBE, TRACE_ON, STAGED_STORE)),
     ], [4], [WORKER_REGS])
     if FUSED_MERGE:  # here, past the partitions: the merge's arguments take none of their registers
-        _grid_merge(OUT, LSE, FOUT, FLSE, COUNTERS, GROUP_HEADS, _block_index(0), _block_index(2), _block_index(1),
-                    num_splits,
+        _grid_merge(OUT, LSE, FOUT, FLSE, COUNTERS, GROUP_HEADS, k_lo, k_hi,
+                    _block_index(0), _block_index(2), _block_index(1), num_splits,
                     stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls,
-                    stride_fob, stride_foh, stride_flb, stride_flh, MERGE_P)
+                    stride_fob, stride_foh, stride_flb, stride_flh, TRACE, MERGE_P, TRACE_ON)

@@ -27,7 +27,8 @@ Q_BY_TMA = True
 # 1 x 32K again, no clear direction at 1 x 128K (docs/benchmarks.md).
 STAGED_STORE = True
 # ... and merge their splits in the split kernel (launch's fused_merge: a grid barrier per sequence and head block,
-# no merge kernel) where the launch allows. Off until measured on a GPU.
+# no merge kernel) where the launch allows. Off: slower than the merge kernel in all three versions measured on an
+# H100 (2026-12-06, eleventh session: 1 x 32K 37.0 against 33.6 us, 1 x 128K 88.4 against 86.2, 10 a graph).
 FUSED_MERGE = False
 
 _GLUON_OK: bool | None = None
@@ -199,7 +200,8 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
 
 
 def merge_width(num_splits: int) -> int:
-    """The fused merge's splits a tile (the kernel's MERGE_P): num_splits rounded up to a power of two, >= 16."""
+    """The fused merge's width for a row's LSEs (the kernel's MERGE_P): num_splits rounded up to a power of two,
+    >= 16."""
     return max(16, 1 << max(0, num_splits - 1).bit_length())
 
 
