@@ -152,10 +152,9 @@ def test_only_blocks_of_consecutive_heads_count_as_whole_runs():
     assert not da.HeadGroups([0, 1] * 64).whole_runs(64)  # every other head
 
 
-def test_trace_rows_and_the_timelines_fused_merge_stages():
+def test_trace_rows_and_the_timelines_fused_merge_stages(monkeypatch):
     """The kernel's clock readings as scripts/gpu_gluon_mla.py's timeline reads them: every slot fits a program's
     row, and the fused merge's barrier stages come from its three %globaltimer readings (absent without it)."""
-    import sys
     from pathlib import Path
 
     from helix_core.kernels import kernel_module
@@ -163,7 +162,7 @@ def test_trace_rows_and_the_timelines_fused_merge_stages():
     pytest.importorskip("triton.experimental.gluon")
     slots = kernel_module("_gluon_mla").TRACE_SLOTS
     assert len(slots) <= kernel_module("_gluon_mla").TRACE_ROW.value
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
     import gpu_gluon_mla
 
     trace = torch.zeros(2 * 2, 16, dtype=torch.int64)  # 2 head blocks x 2 splits, one sequence

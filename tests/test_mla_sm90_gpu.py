@@ -15,6 +15,7 @@ if not (torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 
     pytest.skip("needs an sm_90 GPU and Triton with Gluon", allow_module_level=True)
 
 from helix_core.kernels import decode_attention as da  # noqa: E402
+from helix_core.kernels import split_merge  # noqa: E402
 
 import mla_cases  # noqa: E402
 from mla_cases import make_case  # noqa: E402
@@ -212,9 +213,10 @@ def test_fused_merge_matches_the_merge_kernel(cooperative, lengths, heads, page_
             torch.testing.assert_close(lse[live], kernel_lse[live], atol=1e-5, rtol=1e-6)
 
 
-def test_fused_merge_in_a_cuda_graph_and_when_it_cannot_fuse():
+def test_fused_merge_in_a_cuda_graph_and_when_it_cannot_fuse(monkeypatch):
     """Captured (cooperatively) once and replayed after the sequences grew; and more programs than SMs
-    (a forced split count) fall back to the merge kernel instead of a barrier that could wait for ever."""
+    (a forced split count) fall back to the merge kernel instead of a barrier that could wait for ever, as do
+    bf16 partials (never run fused)."""
     q, keys, table, lens = make_case([3200, 6500], 128, 64)
     lens.copy_(torch.tensor([3000, 6000], dtype=torch.int32))
     groups = da.HeadGroups.from_group_size(128, 128)
@@ -236,7 +238,15 @@ def test_fused_merge_in_a_cuda_graph_and_when_it_cannot_fuse():
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     too_many = sms // 2 + 1  # x 2 head blocks x 2 sequences > SMs
     assert mla_sm90.fused_merge_counters(q.device, 2, 2, too_many) is None
+    merges = []
+    real_merge = split_merge.launch_merge
+    monkeypatch.setattr(split_merge, "launch_merge", lambda *a, **k: (merges.append(1), real_merge(*a, **k)))
     mla_sm90.launch(q, keys, table, lens, SCALE, group_kv, group_heads, too_many, out, lse, q_by_tma=True,
                     staged_store=True, fused_merge=True)
     torch.cuda.synchronize()
+    assert merges == [1]
     assert_matches(out, lse, *reference(q, keys, table, lens))
+    mla_sm90.launch(q, keys, table, lens, SCALE, group_kv, group_heads, 8, out, lse, q_by_tma=True,
+                    staged_store=True, fused_merge=True, partials=torch.bfloat16)
+    torch.cuda.synchronize()
+    assert merges == [1, 1] and bool(torch.isfinite(out).all())

@@ -146,8 +146,8 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
     (the kernel's STAGED_STORE; the same bits as the store from the MMA layout, whose fp32 pieces are 8 bytes
     and whose bf16 pieces half a 32-byte sector); fused_merge: the split kernel merges its splits itself once all
     of a block's are written (the kernel's FUSED_MERGE, a grid barrier per sequence and head block), where every
-    program fits one wave and the device's counters are at hand (`fused_merge_counters`), else the merge kernel
-    does (calls on a device must not overlap: the counters are the device's, as every engine call on its compute
+    program fits one wave, the device's counters are at hand (`fused_merge_counters`) and the partials are fp32
+    (the only kind it has run with), else the merge kernel does (calls on a device must not overlap: the counters are the device's, as every engine call on its compute
     stream is; a barrier that waits for seconds traps, a CUDA error, rather than hang); cooperative: that launch is
     cooperative, so the driver guarantees every program is resident at once (without it the barrier relies on
     nothing else holding the SMs)."""
@@ -190,7 +190,8 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
 
     mid_out = torch.empty(batch, q.shape[1], num_splits, VALUE_DIM, dtype=partials, device=q.device)
     mid_lse = torch.empty(batch, q.shape[1], num_splits, dtype=torch.float32, device=q.device)
-    counters = fused_merge_counters(q.device, batch, head_blocks, num_splits) if fused_merge else None
+    fuse = fused_merge and partials == torch.float32
+    counters = fused_merge_counters(q.device, batch, head_blocks, num_splits) if fuse else None
     if counters is not None:
         run(mid_out, mid_lse, num_splits, (out, lse, counters))
         return
