@@ -97,14 +97,10 @@ def partials() -> int:
 
 
 def time_graph(fn, replays=50):
+    from helix_core.bench.probes import capture_graph
+
     fn()
-    torch.cuda.synchronize()
-    stream = torch.cuda.Stream()
-    with torch.cuda.stream(stream):
-        fn()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=stream):
-            fn()
+    graph = capture_graph(fn)
     torch.cuda.synchronize()
     for _ in range(5):
         graph.replay()

@@ -14,6 +14,7 @@ if not (torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 
         and os.environ.get("TRITON_INTERPRET", "0") in ("", "0") and mla_sm90.gluon_hopper_available()):
     pytest.skip("needs an sm_90 GPU and Triton with Gluon", allow_module_level=True)
 
+from helix_core.bench.probes import capture_graph  # noqa: E402
 from helix_core.kernels import decode_attention as da  # noqa: E402
 from helix_core.kernels import split_merge  # noqa: E402
 
@@ -142,17 +143,6 @@ def test_traced_launch_gives_the_same_output_and_ordered_readings():
         assert 0 < r["time_start"] <= r["time_stored"] and 0 <= r["sm"] < sms, r
 
 
-def captured(call) -> torch.cuda.CUDAGraph:
-    """`call` run once (compiles, allocates), then captured in a CUDA graph on a side stream."""
-    call()
-    stream = torch.cuda.Stream()
-    with torch.cuda.stream(stream):
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=stream):
-            call()
-    return graph
-
-
 def test_cuda_graph_replays_with_new_lengths():
     """Captured once, replayed after the sequences grew: lengths and pages are read on the device."""
     q, keys, table, lens = make_case([3200, 6500], 128, 64)  # pages for the grown lengths
@@ -164,7 +154,7 @@ def test_cuda_graph_replays_with_new_lengths():
     def call():
         da.paged_decode_attention(q, keys, None, table, lens, SCALE, groups, value_dim=512, max_length=8192,
                                   out=out, lse=lse)
-    graph = captured(call)
+    graph = capture_graph(call)
     lens.copy_(torch.tensor([3100, 6400], dtype=torch.int32))
     graph.replay()
     torch.cuda.synchronize()
@@ -227,7 +217,7 @@ def test_fused_merge_in_a_cuda_graph_and_when_it_cannot_fuse(monkeypatch):
     def call():
         mla_sm90.launch(q, keys, table, lens, SCALE, group_kv, group_heads, 8, out, lse, q_by_tma=True,
                         staged_store=True, fused_merge=True)
-    graph = captured(call)
+    graph = capture_graph(call)
     lens.copy_(torch.tensor([3100, 6400], dtype=torch.int32))
     for _ in range(3):
         graph.replay()

@@ -288,7 +288,8 @@ def _grid_merge(PART_OUT, PART_LSE, FOUT, FLSE, COUNTERS, GROUP_HEADS, k_lo, k_h
     # Each thread copies, then reads, 4 columns (16 bytes) of a row's splits, MERGE_SUB splits at a time
     # (16: no spills on Triton 3.6 or 3.9, where 8 spilled on 3.6, and about 2 us faster at 1 x 32K on an H100).
     part_dtype: gl.constexpr = PART_OUT.dtype.element_ty
-    CHUNK: gl.constexpr = 65536 // (2 * HALF * part_dtype.primitive_bitwidth // 8)  # a k_lo / k_hi buffer's splits
+    # the splits a k_lo / k_hi buffer ([STAGES, BLOCK_N, HALF] 16-bit) holds
+    CHUNK: gl.constexpr = STAGES * BLOCK_N * HALF * 2 // (2 * HALF * part_dtype.primitive_bitwidth // 8)
     PLAIN: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[1, 0])
     if _REINTERPRET_PUBLIC:
         buf_a = k_lo.reinterpret(part_dtype, [CHUNK, 2 * HALF], PLAIN)

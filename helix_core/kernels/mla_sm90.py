@@ -147,10 +147,10 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
     and whose bf16 pieces half a 32-byte sector); fused_merge: the split kernel merges its splits itself once all
     of a block's are written (the kernel's FUSED_MERGE, a grid barrier per sequence and head block), where every
     program fits one wave, the device's counters are at hand (`fused_merge_counters`) and the partials are fp32
-    (the only kind it has run with), else the merge kernel does (calls on a device must not overlap: the counters are the device's, as every engine call on its compute
-    stream is; a barrier that waits for seconds traps, a CUDA error, rather than hang); cooperative: that launch is
-    cooperative, so the driver guarantees every program is resident at once (without it the barrier relies on
-    nothing else holding the SMs)."""
+    (the only kind it has run with), else the merge kernel does (calls on a device must not overlap: the counters
+    are the device's, as every engine call on its compute stream is; a barrier that waits for seconds traps, a
+    CUDA error, rather than hang); cooperative: that launch is cooperative, so the driver guarantees every program
+    is resident at once (without it the barrier relies on nothing else holding the SMs)."""
     mod = kernel_module("_gluon_mla")
     batch = q.shape[0]
     head_blocks = group_kv.shape[0]
