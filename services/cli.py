@@ -24,6 +24,7 @@ import shutil
 import sys
 
 from services.config_checks import ConfigError
+from services.ports import PortUnavailable
 from services.shard.config import DEFAULT_COLLECTIVE_TIMEOUT_S, DEFAULT_JOIN_TIMEOUT_S, ShardConfig
 
 TINY_ARCHS = ("llama", "qwen2", "mistral", "deepseek_v3")
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.run(args)
-    except (CliError, ConfigError) as error:
+    except (CliError, ConfigError, PortUnavailable) as error:
         print(f"helix {args.command}: error: {error}", file=sys.stderr)
         return 2
 

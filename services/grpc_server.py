@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.client.options import server_options
+from services.ports import port_unavailable
 
 
 class ServingHealth:
@@ -60,9 +61,12 @@ def enable_reflection(server: grpc.Server, full_service_name: str) -> None:
     )
 
 
-def listen(server: grpc.Server, host: str, port: int) -> int:
-    """Binds host:port (port 0: any free port) and returns the bound port."""
-    bound = server.add_insecure_port(f"{host}:{port}")
+def listen(server: grpc.Server, host: str, port: int, purpose: str = "gRPC", flag: str = "--port") -> int:
+    """Binds host:port (port 0: any free port) and returns the bound port; PortUnavailable names `flag`."""
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:  # grpcio >= 1.5x raises where older versions returned 0
+        bound = 0
     if bound == 0:
-        raise OSError(f"cannot listen on {host}:{port} (in use, or not a local address)")
+        raise port_unavailable(host, port, purpose, flag, "in use, or not a local address")
     return bound

@@ -33,6 +33,8 @@ from prometheus_client import (
     make_wsgi_app,
 )
 
+from services.ports import port_unavailable
+
 # Latencies from 0.5 ms (one fast decode step) to 60 s (a million-token prefill), finest where
 # token-to-token latencies live (a few ms to a few tens of ms).
 LATENCY_BUCKETS_S = (
@@ -217,11 +219,18 @@ class MetricsServer:
         self._thread.join(timeout=5)
 
 
-def start_metrics_server(port: int, registry: CollectorRegistry, addr: str = "0.0.0.0") -> MetricsServer:
-    """Serves `registry` over HTTP (any path, /metrics by convention) from a daemon thread."""
-    httpd = make_server(
-        addr, port, make_wsgi_app(registry), _ThreadingWSGIServer, handler_class=_QuietHandler
-    )
+def start_metrics_server(
+    port: int, registry: CollectorRegistry, addr: str = "0.0.0.0", flag: str = "--metrics-port"
+) -> MetricsServer:
+    """Serves `registry` over HTTP (any path, /metrics by convention) from a daemon thread.
+    A port it cannot bind raises PortUnavailable, which names `flag`."""
+    try:
+        httpd = make_server(
+            addr, port, make_wsgi_app(registry), _ThreadingWSGIServer, handler_class=_QuietHandler
+        )
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise port_unavailable(addr, port, "/metrics", flag, reason, also=", or turn /metrics off (--no-metrics)") from None
     return MetricsServer(httpd)
 
 

@@ -1,8 +1,19 @@
-"""Local TCP ports."""
+"""Local TCP ports: finding a free one, and the error for one this process cannot listen on."""
 
 from __future__ import annotations
 
 import socket
+
+
+class PortUnavailable(Exception):
+    """A port this process was asked to listen on cannot be bound; the message says which, why, and the flag."""
+
+
+def port_unavailable(host: str, port: int, purpose: str, flag: str, reason: str, also: str = "") -> PortUnavailable:
+    return PortUnavailable(
+        f"cannot listen on {host}:{port} for {purpose} ({reason}); choose another port with {flag} "
+        f"(0: any free port){also}"
+    )
 
 
 def free_port(host: str = "127.0.0.1") -> int:

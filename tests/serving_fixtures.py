@@ -244,7 +244,8 @@ class ServeCluster:
         return scrape(self.shard(rank)["metrics_port"])
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text()
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
@@ -288,6 +289,22 @@ def _kill_pid(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+LOG_TAIL_LINES = 80
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed serving test shows the tail of its clusters' `helix serve` logs: a flake says why."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    for name, value in getattr(item, "funcargs", {}).items():
+        if isinstance(value, ServeCluster):
+            tail = value.log().splitlines()[-LOG_TAIL_LINES:]
+            report.sections.append((f"helix serve log of {name} (last {len(tail)} lines)", "\n".join(tail)))
 
 
 @pytest.fixture(scope="session")

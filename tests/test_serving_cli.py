@@ -3,12 +3,14 @@ errors that must stop a cluster before any process starts."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -188,6 +190,46 @@ def test_flags_out_of_range_are_refused_before_any_process_starts(llama_dir, com
     done = _helix(command, *model, *flags)
     assert done.returncode == 2 and f"helix {command}: error: {needle}" in done.stderr
     assert "pid" not in done.stdout and "Traceback" not in done.stderr
+
+
+@contextlib.contextmanager
+def _taken_port():
+    """A loopback port another process (this one) listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("command,flag,purpose,named", [
+    ("coordinator", "--port", "the coordinator's gRPC", "--port"),
+    ("coordinator", "--metrics-port", "/metrics", "--metrics-port"),
+    ("shard", "--port", "shard 0's gRPC", "--port (serve: --shard-port)"),
+    ("shard", "--metrics-port", "/metrics", "--metrics-port (serve: --shard-metrics-port)"),
+])
+def test_a_port_in_use_is_a_one_line_error_naming_its_flag(llama_dir, command, flag, purpose, named):
+    role = (
+        ["--shard-address", "127.0.0.1:9"]
+        if command == "coordinator"
+        else ["--model", str(llama_dir), "--plan", "tp:n=1", "--world-size", "1", "--rank", "0",
+              "--rendezvous", "127.0.0.1:9"]
+    )
+    others = ["--port", "0", "--metrics-port", "0"]
+    with _taken_port() as port:
+        others[others.index(flag) + 1] = str(port)
+        done = _helix(command, *role, "--host", "127.0.0.1", *others)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"helix {command}: error: cannot listen on 127.0.0.1:{port} for {purpose} (" in done.stderr
+    assert f"choose another port with {named} (0: any free port)" in done.stderr
+
+
+def test_serve_whose_shard_port_is_taken_says_so_and_exits(llama_dir):
+    with _taken_port() as port:
+        done = _helix("serve", "--model", str(llama_dir), "--port", "0", "--metrics-port", "0",
+                      "--shard-port", "0", "--shard-metrics-port", str(port), timeout_s=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr + done.stdout
+    assert f"cannot listen on 127.0.0.1:{port} for /metrics" in done.stderr + done.stdout
+    assert "helix serve: shard rank 0 exited with code 2 while starting" in done.stdout
 
 
 def test_profile_refuses_a_negative_period():

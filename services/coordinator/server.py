@@ -52,7 +52,7 @@ class Coordinator:
         )
         coordinator_pb2_grpc.add_CoordinatorServicer_to_server(self.servicer, self.server)
         enable_reflection(self.server, coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name)
-        self.port = listen(self.server, config.host, config.port)
+        self.port = listen(self.server, config.host, config.port, "the coordinator's gRPC", "--port")
         self.metrics_server = None
         self._looked_for_tokenizer = bool(config.tokenizer_dir) or not config.use_checkpoint_tokenizer
 
