@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import cpu_threads
 from .config import ModelConfig
 from .engine import EngineOptions
 from .plan import Plan
@@ -128,8 +129,7 @@ class LocalCluster:
         self.plan = plan
         self.call_timeout_s = call_timeout_s
         plan.validate(ModelConfig.from_dir(model_dir))  # refuse a bad plan before any process starts
-        cores = os.cpu_count() or 1
-        threads = threads_per_rank or max(1, cores // plan.world_size)
+        threads = cpu_threads.threads_per_rank(plan.world_size, threads_per_rank or 0)
         setup = RankSetup(str(model_dir), plan, device, options, f"tcp://127.0.0.1:{free_port()}", threads)
         context = mp.get_context("spawn")
         self._conn, child = context.Pipe()

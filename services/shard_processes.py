@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 
+from helix_core.cpu_threads import threads_per_rank
 from services.shard.config import ShardConfig
 from services.shard.main import PARENT_ENV
 
@@ -148,7 +149,7 @@ def run_local_ranks(config: ShardConfig, local_ranks: int, pod_index: int) -> in
     """`helix shard --local-ranks L --pod-index I`: one process per local GPU, rank I * L + j on
     gRPC port + j and metrics port + j. The first exit ends the pod, so that its orchestrator
     restarts it (and the group re-forms) rather than leaving a group with a rank missing."""
-    threads = config.threads or max(1, (os.cpu_count() or 1) // local_ranks)
+    threads = threads_per_rank(local_ranks, config.threads)
     configs = [
         dataclasses.replace(
             config,

@@ -8,11 +8,12 @@ import subprocess
 import sys
 
 import pytest
+from triton_interpreter import interpret_in_spawned_ranks
 
 
 @pytest.mark.parametrize("choice", ["auto", "off"])
 def test_row_reports_the_merge_in_the_projection_as_asked(tmp_path, choice):
-    pytest.importorskip("triton")
+    interpret_in_spawned_ranks()  # TRITON_INTERPRET=1 goes in the subprocess's environment below
     out = tmp_path / "bench.json"
     subprocess.run([sys.executable, "-m", "helix_core.bench.main", "--device", "cpu", "--shape", "tiny-llama",
                     "--plans", "helix:kvp=2,tpa=1", "tp:n=2", "--points", "1x200", "--kv-pages", "16",

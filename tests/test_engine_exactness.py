@@ -14,6 +14,7 @@ from helix_core.plan import Plan
 from helix_core.verify import check_free_running
 
 from engine_fixtures import PROMPTS, hf_model, model_dir
+from triton_interpreter import interpret_in_spawned_ranks
 
 STEPS = 32
 OPTIONS = EngineOptions(page_size=8, stage_size=16, prefill_chunk=16)
@@ -143,8 +144,7 @@ KERNEL_GRID = [
 def test_fast_path_with_the_triton_kernel_matches_transformers(model, spec, hopb, monkeypatch):
     """The fast decode path exactly as on a GPU (Triton decode kernel writing the exchange
     buffer, Triton KVP merge), run by Triton's CPU interpreter in every rank process."""
-    pytest.importorskip("triton")
-    monkeypatch.setenv("TRITON_INTERPRET", "1")  # read by the spawned ranks when they import triton
+    interpret_in_spawned_ranks(monkeypatch)  # TRITON_INTERPRET=1, read by the ranks when they import triton
     options = EngineOptions(**{**OPTIONS.__dict__, "fast_decode": "on", "decode_kernel": "on",
                                "hopb_pieces": hopb, "max_batch": 4})
     with LocalCluster(model_dir(model), Plan.parse(spec), options=options) as cluster:
@@ -168,8 +168,7 @@ def test_gather_exchange_matches_transformers(model, spec, kernel, hopb, monkeyp
     """The KVP exchange as one sum over zero-padded slots (on GPU by the symm-mem one-shot kernel,
     here by gloo's all-reduce) stays exact against HF."""
     if kernel == "on":
-        pytest.importorskip("triton")
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
+        interpret_in_spawned_ranks(monkeypatch)
     options = EngineOptions(**{**OPTIONS.__dict__, "fast_decode": "on", "decode_kernel": kernel,
                                "exchange": "gather", "hopb_pieces": hopb, "max_batch": 4})
     with LocalCluster(model_dir(model), Plan.parse(spec), options=options) as cluster:
@@ -198,8 +197,7 @@ def test_exchange_defaults_to_the_all_to_all_off_gpu_and_refuses_unknown_choices
 def test_small_batch_linear_kernel_in_the_fast_path_matches_transformers(monkeypatch):
     """Decode-batch projections by the Triton weight-streaming kernel (CPU interpreter here), with
     the decode kernel and the gather exchange: the whole GPU fast path, against HF."""
-    pytest.importorskip("triton")
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    interpret_in_spawned_ranks(monkeypatch)
     options = EngineOptions(**{**OPTIONS.__dict__, "fast_decode": "on", "decode_kernel": "on", "small_linear": "on",
                                "exchange": "gather", "max_batch": 4, "l2_prefetch_mib": 24})
     one_sequence = {2: PROMPTS[2]}  # batch-1 decode steps: the one-row case the kernel takes

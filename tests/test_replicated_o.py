@@ -19,6 +19,7 @@ from helix_core.plan import Plan
 from helix_core.verify import check_free_running
 
 from engine_fixtures import PROMPTS, hf_model, model_dir
+from triton_interpreter import interpret_in_spawned_ranks
 
 OPTIONS = EngineOptions(page_size=8, stage_size=16, prefill_chunk=16, fast_decode="on", max_batch=4,
                         o_projection="replicated")
@@ -110,8 +111,7 @@ def test_batch_one_merges_every_head_inside_the_whole_projection(monkeypatch):
     """The GPU fast path at batch 1 under Triton's interpreter: the decode kernel writes its slot column,
     the gather hands every rank every head, and the one-row kernel merges all of them while projecting
     with the whole o_proj (small_linear.merge_linear)."""
-    pytest.importorskip("triton")
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    interpret_in_spawned_ranks(monkeypatch)
     options = dataclasses.replace(OPTIONS, exchange="gather", decode_kernel="on", small_linear="on")
     with LocalCluster(model_dir("llama"), Plan.helix(2, 1), options=options) as cluster:
         report = check_free_running(cluster, hf_model("llama"), {2: PROMPTS[2]}, 5, tolerance=1e-4)

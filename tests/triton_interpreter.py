@@ -68,6 +68,20 @@ def skip_unless_interpreter_runs_loaded_loop_bounds(needs_fresh: bool) -> None:
                 allow_module_level=True)
 
 
+def interpret_in_spawned_ranks(monkeypatch=None) -> None:
+    """For a test whose rank processes (or `helix bench` subprocess) run the kernels under the interpreter, GPU or
+    not: skips where Triton is missing or its interpreter cannot run them (as on a GPU machine with Triton 3.6), and
+    sets TRITON_INTERPRET=1 for the processes it starts (through `monkeypatch`, if given)."""
+    pytest.importorskip("triton")
+    if not _interpreter_handles_loaded_loop_bounds():
+        import numpy
+        import triton
+        pytest.skip(f"the CPU interpreter of triton {triton.__version__} cannot run loops bounded by loaded scalars "
+                    f"with numpy {numpy.__version__}; use triton >= 3.7 (CI installs the latest)")
+    if monkeypatch is not None:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+
 _LOOP_BOUNDS_OK: bool | None = None
 
 

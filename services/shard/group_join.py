@@ -12,6 +12,7 @@ import logging
 import os
 from datetime import timedelta
 
+from helix_core.cpu_threads import threads_per_rank
 from services.shard.config import ShardConfig
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def join_group(config: ShardConfig):
         seed=config.seed,
         max_batch=config.max_batch_size,
     )  # the fast path's buckets cover the scheduler's batches
-    threads = config.threads or max(1, (os.cpu_count() or 1) // max(1, config.world_size))
+    threads = threads_per_rank(config.world_size, config.threads)
     setup = RankSetup(config.model_dir, plan, config.device, options, config.init_method, threads)
     engine, _ = start_rank(config.rank, setup)
     shorten_collective_timeouts(config.collective_timeout_s)
