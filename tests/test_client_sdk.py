@@ -373,6 +373,73 @@ def test_info(client):
     assert list(info.kv_capacity_tokens_per_kvp_rank) == [262_144] * 4
 
 
+class LoadingCoordinator(FakeCoordinator):
+    """GetInfo fails with `code` for the first `failures` calls (UNAVAILABLE: the shards are still loading), then
+    answers as the fake does."""
+
+    def __init__(self, failures: int, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE) -> None:
+        super().__init__()
+        self.failures, self.code, self.calls = failures, code, 0
+
+    def GetInfo(self, request, context):
+        self.calls += 1
+        if self.calls <= self.failures:
+            context.abort(self.code, f"fake not ready ({self.calls})")
+        return super().GetInfo(request, context)
+
+
+@pytest.fixture
+def serve_fake():
+    """Starts a given fake servicer on a free port; returns its target."""
+    servers = []
+
+    def start(servicer) -> str:
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=server_options())
+        coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        servers.append(server)
+        return f"127.0.0.1:{port}"
+
+    yield start
+    for server in servers:
+        server.stop(grace=None).wait(WAIT_S)
+
+
+def test_wait_ready_waits_out_a_loading_shard_group_and_returns_its_info(serve_fake):
+    loading = LoadingCoordinator(failures=3)
+    with HelixClient(serve_fake(loading)) as client:
+        info = client.wait_ready(timeout_s=WAIT_S)
+    assert info.model_type == "llama" and info.plan.world_size == 8
+    assert loading.calls == 4  # three UNAVAILABLE answers, then the info
+
+
+def test_wait_ready_gives_up_with_the_last_reason_and_stops_at_other_errors(serve_fake):
+    never = LoadingCoordinator(failures=10**9)
+    with HelixClient(serve_fake(never)) as client:
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match=r"not ready within 0.5 s \(last: UNAVAILABLE: fake not ready \(\d+\)\)"):
+            client.wait_ready(timeout_s=0.5)
+        assert 0.5 <= time.monotonic() - started < 3.0
+        assert never.calls >= 2  # it polled, not one call for the whole wait
+    wrong = LoadingCoordinator(failures=1, code=grpc.StatusCode.UNIMPLEMENTED)
+    with HelixClient(serve_fake(wrong)) as client:
+        with pytest.raises(HelixError) as raised:
+            client.wait_ready(timeout_s=WAIT_S)
+    assert raised.value.code is grpc.StatusCode.UNIMPLEMENTED and wrong.calls == 1
+
+
+def test_async_wait_ready_waits_out_a_loading_shard_group(serve_fake):
+    loading = LoadingCoordinator(failures=2)
+    target = serve_fake(loading)
+
+    async def scenario():
+        async with AsyncHelixClient(target) as client:
+            return await client.wait_ready(WAIT_S)
+
+    assert _run_async(scenario()).model_type == "llama" and loading.calls == 3
+
+
 def _run_async(coroutine):
     return asyncio.run(asyncio.wait_for(coroutine, timeout=30))
 

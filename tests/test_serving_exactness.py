@@ -20,7 +20,6 @@ from serving_fixtures import (  # noqa: E402
     child_env,
     prompt_of,
     scrape,
-    wait_until,
 )
 
 from services.client import HelixClient, InvalidArgument  # noqa: E402
@@ -131,7 +130,7 @@ def tp_roles_cluster(tmp_path_factory, llama_dir):
     )
     try:
         with HelixClient(f"127.0.0.1:{coordinator_port}") as client:
-            wait_until(lambda: _ready(client), START_TIMEOUT_S, "the tp cluster")
+            client.wait_ready(START_TIMEOUT_S)  # the SDK's own wait: GetInfo polled until the group is ready
         yield {"target": f"127.0.0.1:{coordinator_port}", "metrics_ports": [metrics_port, metrics_port + 1]}
     finally:
         for proc in (coordinator, shards):
@@ -143,14 +142,6 @@ def tp_roles_cluster(tmp_path_factory, llama_dir):
                 proc.kill()
         for log in logs:
             log.close()
-
-
-def _ready(client) -> bool:
-    try:
-        client.info(timeout_s=2)
-        return True
-    except Exception:
-        return False
 
 
 def test_tp_plan_through_the_kubernetes_roles_matches_transformers(tp_roles_cluster, llama_dir):

@@ -14,8 +14,9 @@ import grpc
 import grpc.aio
 
 from services.client.assembly import ResultAssembler
-from services.client.errors import Unavailable, error_from_rpc
+from services.client.errors import error_from_rpc
 from services.client.options import channel_options
+from services.client.readiness import ReadyWait
 from services.client.requests import (
     CONTROL_TIMEOUT_S,
     build_generate_request,
@@ -182,14 +183,17 @@ class AsyncHelixClient:
         except grpc.aio.AioRpcError as error:
             raise error_from_rpc(error) from None
 
-    async def wait_ready(self, timeout_s: float) -> None:
-        """Waits until the channel is connected; raises Unavailable after timeout_s."""
-        try:
-            await asyncio.wait_for(self._channel.channel_ready(), timeout_s)
-        except asyncio.TimeoutError:
-            raise Unavailable(
-                grpc.StatusCode.UNAVAILABLE, f"no connection to the coordinator within {timeout_s} s"
-            ) from None
+    async def wait_ready(self, timeout_s: float) -> coordinator_pb2.ClusterInfo:
+        """Waits until the coordinator is reachable and its shard group ready to serve (it answers GetInfo);
+        returns that ClusterInfo. Raises Unavailable, with the last reason, after timeout_s."""
+        wait = ReadyWait(timeout_s)
+        while True:
+            try:
+                return await self._stub.GetInfo(
+                    coordinator_pb2.GetInfoRequest(), timeout=wait.call_timeout_s(), wait_for_ready=True
+                )
+            except grpc.aio.AioRpcError as error:
+                await asyncio.sleep(wait.not_ready(error))
 
     async def close(self) -> None:
         await self._channel.close()

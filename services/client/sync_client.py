@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
@@ -9,8 +10,9 @@ from typing import Any
 import grpc
 
 from services.client.assembly import ResultAssembler
-from services.client.errors import Unavailable, error_from_rpc
+from services.client.errors import error_from_rpc
 from services.client.options import channel_options
+from services.client.readiness import ReadyWait
 from services.client.requests import (
     CONTROL_TIMEOUT_S,
     build_generate_request,
@@ -186,14 +188,17 @@ class HelixClient:
         except grpc.RpcError as error:
             raise error_from_rpc(error) from None
 
-    def wait_ready(self, timeout_s: float) -> None:
-        """Blocks until the channel is connected; raises Unavailable after timeout_s."""
-        try:
-            grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
-        except grpc.FutureTimeoutError:
-            raise Unavailable(
-                grpc.StatusCode.UNAVAILABLE, f"no connection to the coordinator within {timeout_s} s"
-            ) from None
+    def wait_ready(self, timeout_s: float) -> coordinator_pb2.ClusterInfo:
+        """Blocks until the coordinator is reachable and its shard group ready to serve (it answers GetInfo);
+        returns that ClusterInfo. Raises Unavailable, with the last reason, after timeout_s."""
+        wait = ReadyWait(timeout_s)
+        while True:
+            try:
+                return self._stub.GetInfo(
+                    coordinator_pb2.GetInfoRequest(), timeout=wait.call_timeout_s(), wait_for_ready=True
+                )
+            except grpc.RpcError as error:
+                time.sleep(wait.not_ready(error))
 
     def close(self) -> None:
         self._channel.close()
