@@ -1,13 +1,18 @@
 # Sourced by the scripts/gpu_*.sh run scripts (in the repository root, on the GPU machine):
-# carried grpcio wheels (.whl, for serving checks), NVLink multicast off, ${OUT:-out} for the
-# results, and the log helpers: `say` (timestamped line into $log) and `quiet` (drops noise).
+# carried grpcio wheels (.whl, for serving checks), NVLink multicast off, $out for the result files,
+# and the log helpers: `say` (timestamped line into $log) and `quiet` (drops noise).
+# A call brings back at most 8 files from $OUT, two folders down at most, and a bench --profile alone writes
+# dozens: so the result files go under $out, outside $OUT, and every `say` packs them into $OUT/results.tgz
+# (a script killed mid-way still returns what its finished steps wrote). $OUT holds that and the log.
 [ -d .whl ] && pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl 2>/dev/null
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 HELIX_COLLECTIVE_TIMEOUT_S=60
-out=${OUT:-out}; mkdir -p "$out"
-log="$out/${LOG_NAME:-run}.log"
+back=${OUT:-out}; mkdir -p "$back"
+out=${HELIX_RESULTS:-/tmp/helix-results}; mkdir -p "$out"
+log="$back/${LOG_NAME:-run}.log"
+pack() { tar czf "$back/results.tgz.part" -C "$out" . 2>/dev/null && mv "$back/results.tgz.part" "$back/results.tgz"; }
 quiet() { grep -v -E "frame #|TCPStore|^\s*$|RoPE scaling factor|W[0-9]+ .*ProcessGroupNCCL|Exception raised from|resource_tracker|warnings.warn"; }
-say() { echo "== $(date +%T) $*" | tee -a "$log"; }
+say() { pack; echo "== $(date +%T) $*" | tee -a "$log"; }
 # how the helpers below start a module: python "${PY_MODULE[@]}" MODULE ARGS (a script may set it to (-c CODE),
 # CODE running sys.argv[1] as __main__ after changing a default, and back to (-m))
 PY_MODULE=(-m)

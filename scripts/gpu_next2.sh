@@ -5,7 +5,7 @@
 # with the sm_90 Gluon kernel, 2026-12-04; the 2-GPU step not measured since 2026-11-22), and the mqa-8b target
 # (0.68 x TP) with the replicated o projection (2026-12-05).
 # The two targets first (2026-12-05, second session: the serving checks last, their target is met).
-# Needs `.whl` carried (grpcio for the serving check). Results in ${OUT:-out}.
+# Needs `.whl` carried (grpcio for the serving check). Results in $OUT (the log, and results.tgz: gpu_env.sh).
 set -u
 LOG_NAME=next2 source scripts/gpu_env.sh
 say "mqa-8b 4 x 1M, helix KVP=2 with the replicated o projection (its exchange of 4 rows gathers), TP=2 alongside"

@@ -4,7 +4,7 @@
 # DeepSeek-V3 bf16 at batch 1; then mqa-8b at 4 x 1M with the replicated o projection, and profiled with HOP-B
 # off and on. (Its L2-prefetch rows were dropped: on one H200 on 2026-12-05 the prefetch made o -> all-reduce
 # stand-in -> gate/up slower at every amount; docs/benchmarks.md.)
-# Results in ${OUT:-out}.
+# Results in $OUT (the log, and results.tgz: gpu_env.sh).
 set -u
 LOG_NAME=next3 source scripts/gpu_env.sh
 say "helix verify, llama fp32, helix KVP=2 and TP=2, batch 1"
