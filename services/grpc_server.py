@@ -65,7 +65,7 @@ def listen(server: grpc.Server, host: str, port: int, purpose: str = "gRPC", fla
     """Binds host:port (port 0: any free port) and returns the bound port; PortUnavailable names `flag`."""
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
-    except RuntimeError:  # grpcio >= 1.5x raises where older versions returned 0
+    except RuntimeError:  # grpcio 1.85 raises RuntimeError where older versions returned 0
         bound = 0
     if bound == 0:
         raise port_unavailable(host, port, purpose, flag, "in use, or not a local address")

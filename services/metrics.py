@@ -230,7 +230,8 @@ def start_metrics_server(
         )
     except OSError as error:
         reason = error.strerror or str(error)
-        raise port_unavailable(addr, port, "/metrics", flag, reason, also=", or turn /metrics off (--no-metrics)") from None
+        off = ", or turn /metrics off (--no-metrics)"
+        raise port_unavailable(addr, port, "/metrics", flag, reason, also=off) from None
     return MetricsServer(httpd)
 
 

@@ -1,7 +1,7 @@
 """`wait_ready`'s policy, shared by the blocking and asyncio clients: poll GetInfo until the coordinator answers.
 
 The coordinator answers GetInfo only while its shard group is READY (UNAVAILABLE while the shards load, or after it
-lost them and waits for them again), so an answer means a Generate sent now would be admitted.
+lost them and waits for them again), so an answer means the group is serving.
 """
 
 from __future__ import annotations
