@@ -61,11 +61,14 @@ def skip_unless_interpreter_runs_loaded_loop_bounds(needs_fresh: bool) -> None:
     numpy >= 2.3 refuses. Probed once here (a module that needs a fresh process probes there)."""
     if ON_GPU or needs_fresh or _interpreter_handles_loaded_loop_bounds():
         return
+    pytest.skip(_cannot_interpret() + " or a GPU", allow_module_level=True)
+
+
+def _cannot_interpret() -> str:
     import numpy
     import triton
-    pytest.skip(f"the CPU interpreter of triton {triton.__version__} cannot run loops bounded by loaded scalars "
-                f"with numpy {numpy.__version__}; use triton >= 3.7 (CI installs the latest) or a GPU",
-                allow_module_level=True)
+    return (f"the CPU interpreter of triton {triton.__version__} cannot run loops bounded by loaded scalars "
+            f"with numpy {numpy.__version__}; use triton >= 3.7 (CI installs the latest)")
 
 
 def interpret_in_spawned_ranks(monkeypatch=None) -> None:
@@ -74,10 +77,7 @@ def interpret_in_spawned_ranks(monkeypatch=None) -> None:
     sets TRITON_INTERPRET=1 for the processes it starts (through `monkeypatch`, if given)."""
     pytest.importorskip("triton")
     if not _interpreter_handles_loaded_loop_bounds():
-        import numpy
-        import triton
-        pytest.skip(f"the CPU interpreter of triton {triton.__version__} cannot run loops bounded by loaded scalars "
-                    f"with numpy {numpy.__version__}; use triton >= 3.7 (CI installs the latest)")
+        pytest.skip(_cannot_interpret())
     if monkeypatch is not None:
         monkeypatch.setenv("TRITON_INTERPRET", "1")
 
