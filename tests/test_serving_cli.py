@@ -223,6 +223,23 @@ def test_a_port_in_use_is_a_one_line_error_naming_its_flag(llama_dir, command, f
     assert f"choose another port with {named} (0: any free port)" in done.stderr
 
 
+def test_a_second_grpc_server_on_a_taken_port_is_refused_not_sharing_it():
+    """gRPC's default SO_REUSEPORT would let a second `helix serve` on the same port bind it and take part of the
+    first one's connections; Helix servers turn it off."""
+    from services.grpc_server import listen, new_server
+    from services.ports import PortUnavailable
+
+    first, second = new_server(2), new_server(2)
+    try:
+        port = listen(first, "127.0.0.1", 0)
+        first.start()
+        with pytest.raises(PortUnavailable, match=f"cannot listen on 127.0.0.1:{port} for gRPC"):
+            listen(second, "127.0.0.1", port)
+    finally:
+        first.stop(grace=None)
+        second.stop(grace=None)
+
+
 def test_serve_whose_shard_port_is_taken_says_so_and_exits(llama_dir):
     with _taken_port() as port:
         done = _helix("serve", "--model", str(llama_dir), "--port", "0", "--metrics-port", "0",

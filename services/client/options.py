@@ -60,6 +60,9 @@ def server_options(overrides: Sequence[tuple[str, Any]] = ()) -> ChannelOptions:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", MIN_PING_INTERVAL_MS),
             ("grpc.http2.max_pings_without_data", 0),
+            # gRPC sets SO_REUSEPORT by default: a second server on a taken port would bind it too and take part of
+            # the first one's connections. Off, a taken port is an error (services/ports.py says which flag).
+            ("grpc.so_reuseport", 0),
         ],
         overrides,
     )
