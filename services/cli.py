@@ -309,6 +309,10 @@ def _generate_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-ids", type=_token_ids, default=(), help="comma-separated stop token ids")
     parser.add_argument("--timeout-s", type=float, default=None, help="deadline of the whole request")
     parser.add_argument("--model", default=None, help="fail unless the cluster serves this model name")
+    parser.add_argument(
+        "--wait-ready-s", type=_non_negative_seconds, default=0.0,
+        help="first wait up to this long for the cluster to be ready (a helix serve still loading; 0: don't)",
+    )
     parser.set_defaults(run=_generate)
 
 
@@ -319,6 +323,16 @@ def _non_negative_int(text: str) -> int:
         value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 0")
+    return value
+
+
+def _non_negative_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds of at least 0")
     return value
 
 

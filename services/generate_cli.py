@@ -11,6 +11,8 @@ from services.client import HelixClient, HelixError
 def run_generate(args) -> int:
     with HelixClient(args.target, timeout_s=args.timeout_s) as client:
         try:
+            if args.wait_ready_s > 0:
+                client.wait_ready(args.wait_ready_s)
             stream = client.stream(
                 args.prompt_ids,
                 args.max_new_tokens,

@@ -87,7 +87,8 @@ def test_serve_with_no_arguments_serves_and_ctrl_c_drains_and_stops_everything()
         shard_pids = [int(lines.wait_for(rf"shard {rank} pid (\d+)", 30).group(1)) for rank in (0, 1)]
         lines.wait_for(r"helix serve: ready", START_TIMEOUT_S)
 
-        generated = _helix("generate", "--prompt-ids", "1,2,3", "--max-new-tokens", "8")  # default target
+        generated = _helix("generate", "--prompt-ids", "1,2,3", "--max-new-tokens", "8",  # default target
+                           "--wait-ready-s", "60")
         assert generated.returncode == 0, generated.stderr
         assert [int(t) for t in generated.stdout.splitlines()[0].split()] == hf_greedy(
             model_dir, [1, 2, 3], 8
@@ -150,6 +151,15 @@ def test_generate_refuses_token_ids_that_are_not_numbers(flag):
     done = _helix("generate", "--target", "127.0.0.1:9", *prompt, flag, "1,x")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"argument {flag}" in done.stderr and "'1,x' is not a comma-separated list of token ids" in done.stderr
+
+
+def test_generate_can_wait_for_a_cluster_and_says_why_it_gave_up():
+    with _taken_port() as port:  # something listens there, but it is no coordinator: connections fail
+        done = _helix("generate", "--target", f"127.0.0.1:{port}", "--prompt-ids", "1,2", "--wait-ready-s", "0.5")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "helix generate: " in done.stderr and "not ready within 0.5 s (last: " in done.stderr
+    refused = _helix("generate", "--prompt-ids", "1", "--wait-ready-s", "-1")
+    assert refused.returncode == 2 and "'-1' is not a number of seconds of at least 0" in refused.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
