@@ -12,6 +12,9 @@ from services.config_checks import port_check, refuse_out_of_range
 DEFAULT_COLLECTIVE_TIMEOUT_S = 10.0
 # Forming the group waits for every rank to start, which on Kubernetes includes image pulls.
 DEFAULT_JOIN_TIMEOUT_S = 600.0
+# the flags that set a shard's ports: its own, and helix serve's for the shards it starts (base + rank)
+PORT_FLAG = "--port (serve: --shard-port)"
+METRICS_PORT_FLAG = "--metrics-port (serve: --shard-metrics-port)"
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,8 @@ class ShardConfig:
         refuse_out_of_range([
             ("--world-size", self.world_size, self.world_size >= 1, "at least 1"),
             ("--rank", self.rank, 0 <= self.rank < max(1, self.world_size), "in [0, --world-size)"),
-            port_check("--port (serve: --shard-port)", self.port),
-            port_check("--metrics-port (serve: --shard-metrics-port)", self.metrics_port),
+            port_check(PORT_FLAG, self.port),
+            port_check(METRICS_PORT_FLAG, self.metrics_port),
             ("--kv-pages", self.kv_pages, self.kv_pages >= 0, "at least 0 (0: fill --kv-memory-fraction)"),
             ("--kv-memory-fraction", self.kv_memory_fraction, 0 < self.kv_memory_fraction <= 1, "in (0, 1]"),
             ("--page-size", self.page_size, self.page_size is None or self.page_size >= 1, "at least 1"),

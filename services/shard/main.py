@@ -15,12 +15,9 @@ import signal
 import threading
 import time
 
-from services.shard.config import ShardConfig
+from services.shard.config import METRICS_PORT_FLAG, PORT_FLAG, ShardConfig
 
 log = logging.getLogger("helix.shard")
-# the flags that set a shard's ports: its own, and helix serve's for the shards it starts (base + rank)
-SHARD_PORT_FLAG = "--port (serve: --shard-port)"
-SHARD_METRICS_FLAG = "--metrics-port (serve: --shard-metrics-port)"
 FAILURE_FLUSH_S = 1.0  # lets the Session stream deliver RequestFailed before the process exits
 STUCK_REPORT_S = 3.0  # the coordinator polls Status every second: it reads why before the exit
 PARENT_ENV = "HELIX_PARENT_PID"  # set by a launcher: exit if that process is gone
@@ -41,14 +38,14 @@ def run_shard(config: ShardConfig) -> int:
     metrics_server = None
     if config.metrics_port is not None:
         metrics_server = start_metrics_server(
-            config.metrics_port, metrics.registry, addr=config.host, flag=SHARD_METRICS_FLAG
+            config.metrics_port, metrics.registry, addr=config.host, flag=METRICS_PORT_FLAG
         )
     runtime = ShardRuntime(config, metrics)
     server = new_server(max_workers=16)
     shard_pb2_grpc.add_ShardServicer_to_server(ShardServicer(runtime), server)
     health = ServingHealth(server, "helix.v1.Shard")
     enable_reflection(server, shard_pb2.DESCRIPTOR.services_by_name["Shard"].full_name)
-    port = listen(server, config.host, config.port, f"shard {config.rank}'s gRPC", SHARD_PORT_FLAG)
+    port = listen(server, config.host, config.port, f"shard {config.rank}'s gRPC", PORT_FLAG)
     server.start()
     runtime.on_ready_change = health.set_serving
     metrics_note = f", metrics on :{metrics_server.port}/metrics" if metrics_server else ""
