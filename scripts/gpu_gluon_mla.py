@@ -9,6 +9,8 @@ scripts/ran/gpu_gluon_mla.sh).
     python scripts/gpu_gluon_mla.py split-cost  # a short launch's time: split kernel, merge, split counts, PDL
     python scripts/gpu_gluon_mla.py timeline    # each program's stages, from clock readings the kernel writes
     python scripts/gpu_gluon_mla.py partials    # the error of bf16 partials against fp32 attention, split keys
+    python scripts/gpu_gluon_mla.py schedules   # the kernel's schedules (mla_sm90.SCHEDULES) against each other
+    python scripts/gpu_gluon_mla.py --schedule seesaw check   # any mode under another schedule
 """
 from __future__ import annotations
 
@@ -178,11 +180,11 @@ def launch_case(batch, length, heads=128, page=64, out_dtype=torch.bfloat16):
 
 
 def probe(heads=128, batch=4, length=524288, page=64) -> int:
-    """Time the split kernel alone with parts of its work switched off (DEBUG bits: 1 no loads after the
-    first tiles, 2 no values MMA in warpgroup 1, 4 none in warpgroup 0): what bounds it."""
+    """Time the split kernel alone with parts of its work switched off (PROBE bits: 1 no loads after the
+    first tiles, 2 no values MMA in warpgroup 1; 3 both): what bounds it."""
     launch, splits, flop = launch_case(batch, length, heads, page, out_dtype=torch.float32)
     print(f"probe heads {heads} batch {batch} keys {length} page {page} splits {splits}", flush=True)
-    for bits in (0, 1, 2):
+    for bits in (0, 1, 2, 3):
         fn = (lambda bits=bits: launch(probe=bits))
         one = time_graph(fn)
         run = time_graph_back_to_back(fn)
@@ -379,8 +381,48 @@ def fused(points=FUSED_POINTS, rounds: int = 3) -> int:
     return 0
 
 
+SCHEDULE_POINTS = ((1, 32768), (1, 131072), (4, 131072), (4, 524288))
+
+
+def schedules(points=SCHEDULE_POINTS, rounds: int = 3) -> int:
+    """Each of mla_sm90.SCHEDULES at each point (128 heads, pages of 64, the launch's defaults, CUDA graph): one
+    launch a graph and 10 a graph, `rounds` rounds with the schedules interleaved; each one's outputs against the
+    first schedule's; last, the 8192^3 matmul timed for 0.3 s, for the share of the matrix rate."""
+    from helix_core.bench.probes import capture_graph, matmul_rate, time_for
+    from helix_core.kernels import mla_sm90
+
+    names = sorted(mla_sm90.SCHEDULES, key=lambda n: n != mla_sm90.SCHEDULE)  # the default first
+    rows = []
+    for batch, length in points:
+        launch, splits, flop = launch_case(batch, length)
+        reference = None
+        for round_ in range(rounds):
+            for name in names:
+                opts = dict(q_by_tma=mla_sm90.Q_BY_TMA, staged_store=mla_sm90.STAGED_STORE, schedule=name)
+                launch(**opts)
+                torch.cuda.synchronize()
+                plain = time_for(capture_graph(lambda: launch(**opts)).replay, 0.3)
+                ten = time_for(capture_graph(lambda: [launch(**opts) for _ in range(10)]).replay, 0.3) / 10
+                result = launch.out.float().clone()
+                if reference is None:
+                    reference = result
+                diff = (result - reference).abs().max().item()
+                rows.append((batch, length, name, round_, plain, ten, flop))
+                print(f"schedule {batch} x {length} splits {splits} round {round_} {name:7s}: one a graph "
+                      f"{plain * 1e6:7.1f} us, 10 a graph {ten * 1e6:7.1f} us each ({flop / ten / 1e12:6.1f} TF/s); "
+                      f"max |out - {names[0]}'s| {diff:.1e}", flush=True)
+        torch.cuda.empty_cache()
+    matmul = matmul_rate(torch.device("cuda"), sustained_s=0.3)
+    for batch, length, name, round_, plain, ten, flop in rows:
+        print(f"schedule {batch} x {length} round {round_} {name:7s}: {flop / plain / matmul:6.1%} of the matmul "
+              f"({matmul / 1e12:.1f} TF/s), 10 a graph {flop / ten / matmul:6.1%}", flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--schedule", default=None,
+                        help="run the mode with this mla_sm90.SCHEDULES entry as the kernel's default")
     parser.add_argument("mode", choices=["bench", "probe", *MODES])
     parser.add_argument("values", nargs="*",
                         help="probe: its switches as integers; bench: points HEADS,BATCH,KEYS[,PAGE]; "
@@ -390,11 +432,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 # the modes without values
 MODES = {"split-cost": split_cost, "sustained": sustained, "check": check, "timeline": timeline, "partials": partials,
-         "fused": fused}
+         "fused": fused, "schedules": schedules}
 
 
 def main() -> int:
     args = build_parser().parse_args()
+    if args.schedule:
+        from helix_core.kernels import mla_sm90
+
+        if args.schedule not in mla_sm90.SCHEDULES:
+            raise SystemExit(f"--schedule: one of {sorted(mla_sm90.SCHEDULES)}, not {args.schedule!r}")
+        mla_sm90.SCHEDULE = args.schedule
     if args.mode == "timeline" and args.values:
         return timeline(tuple((*(int(v) for v in p.split(",")), None) for p in args.values))
     if args.mode in MODES:

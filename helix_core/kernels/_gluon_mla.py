@@ -476,6 +476,64 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
 
 
 @gluon.jit
+def _split_range(LENGTHS, GROUP_KV, grp, split, b, num_splits, stride_kh):
+    """This program's keys [start, end) of sequence b (splits of whole tiles), its tile count and its KV head's
+    offset in the cache."""
+    length = gl.load(LENGTHS + b)
+    per_split = gl.cdiv(gl.cdiv(length, num_splits), BLOCK_N) * BLOCK_N
+    start = split * per_split
+    end = gl.minimum(start + per_split, length)
+    n_tiles = gl.cdiv(gl.maximum(end - start, 0), BLOCK_N)
+    kv_off = gl.load(GROUP_KV + grp).to(gl.int64) * stride_kh
+    return start, end, n_tiles, kv_off
+
+
+@gluon.jit
+def _query_buffers(Q, GROUP_HEADS, grp, b, stride_qb, stride_qh, Q_TMA: gl.constexpr):
+    """Shared memory for the block's queries (latent halves and rope dims). Q_TMA: empty, for `_query_tma` to
+    fill; else filled here through registers (padding heads read as 0; the only way for scattered heads)."""
+    dtype: gl.constexpr = Q.dtype.element_ty
+    WIDE_SMEM: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16, rank=2)
+    if Q_TMA:
+        q_lo = gl.allocate_shared_memory(dtype, [BLOCK_H, HALF], WIDE_SMEM)
+        q_hi = gl.allocate_shared_memory(dtype, [BLOCK_H, HALF], WIDE_SMEM)
+        q_t = gl.allocate_shared_memory(dtype, [BLOCK_H, TAIL], WIDE_SMEM)
+    else:
+        Q_LOAD: gl.constexpr = gl.BlockedLayout([1, 8], [1, 32], [4, 1], [1, 0])
+        Q_TAIL: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
+        offs_h = gl.arange(0, BLOCK_H, gl.SliceLayout(1, Q_LOAD))
+        heads = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_h)
+        h_ok = heads >= 0
+        q_row = Q + b.to(gl.int64) * stride_qb + gl.where(h_ok, heads, 0).to(gl.int64) * stride_qh
+        cols = gl.arange(0, HALF, gl.SliceLayout(0, Q_LOAD))
+        q_mask = h_ok[:, None] & (cols[None, :] < HALF)
+        q_lo = gl.allocate_shared_memory(dtype, [BLOCK_H, HALF], WIDE_SMEM,
+                                         gl.load(q_row[:, None] + cols[None, :], mask=q_mask, other=0.0))
+        q_hi = gl.allocate_shared_memory(dtype, [BLOCK_H, HALF], WIDE_SMEM,
+                                         gl.load(q_row[:, None] + HALF + cols[None, :], mask=q_mask, other=0.0))
+        offs_ht = gl.arange(0, BLOCK_H, gl.SliceLayout(1, Q_TAIL))
+        heads_t = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_ht)
+        ht_ok = heads_t >= 0
+        q_row_t = Q + b.to(gl.int64) * stride_qb + gl.where(ht_ok, heads_t, 0).to(gl.int64) * stride_qh + 2 * HALF
+        cols_t = gl.arange(0, TAIL, gl.SliceLayout(0, Q_TAIL))
+        q_t = gl.allocate_shared_memory(dtype, [BLOCK_H, TAIL], WIDE_SMEM,
+                                        gl.load(q_row_t[:, None] + cols_t[None, :],
+                                                mask=ht_ok[:, None] & (cols_t[None, :] < TAIL), other=0.0))
+    return q_lo, q_hi, q_t
+
+
+@gluon.jit
+def _query_tma(Q_DESC, GROUP_HEADS, grp, b, q_rows_per_seq, q_full, q_lo, q_hi, q_t):
+    """Start the TMA of the block's 64 consecutive heads' queries; q_full completes when they are in."""
+    row = b * q_rows_per_seq + gl.load(GROUP_HEADS + grp * BLOCK_H)
+    mbarrier.expect(q_full, BLOCK_H * (2 * HALF + TAIL) * 2)
+    for c in gl.static_range(HALF // 64):
+        _tma_load(Q_DESC, [row, c * 64], q_full, q_lo.slice(c * 64, 64, dim=1))
+        _tma_load(Q_DESC, [row, HALF + c * 64], q_full, q_hi.slice(c * 64, 64, dim=1))
+    _tma_load(Q_DESC, [row, 2 * HALF], q_full, q_t)
+
+
+@gluon.jit
 def _mla_decode_kernel(
     Q, Q_DESC, K, K_DESC, BLOCK_TABLE, LENGTHS, GROUP_KV, GROUP_HEADS, OUT, LSE,
     TRACE,  # int64 [programs, TRACE_ROW] with TRACE_ON, else never read
@@ -501,42 +559,11 @@ def _mla_decode_kernel(
     grp = gl.program_id(0)
     split = gl.program_id(1)
     b = gl.program_id(2)
-    length = gl.load(LENGTHS + b)
-    per_split = gl.cdiv(gl.cdiv(length, num_splits), BLOCK_N) * BLOCK_N
-    start = split * per_split
-    end = gl.minimum(start + per_split, length)
-    n_tiles = gl.cdiv(gl.maximum(end - start, 0), BLOCK_N)
-    kv_off = gl.load(GROUP_KV + grp).to(gl.int64) * stride_kh
-
+    start, end, n_tiles, kv_off = _split_range(LENGTHS, GROUP_KV, grp, split, b, num_splits, stride_kh)
     dtype: gl.constexpr = Q.dtype.element_ty
     WIDE_SMEM: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16, rank=2)
-    Q_LOAD: gl.constexpr = gl.BlockedLayout([1, 8], [1, 32], [4, 1], [1, 0])
-    Q_TAIL: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
     ROWS: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0])
-
-    if Q_TMA:  # the block's 64 consecutive heads by TMA, started below once the barriers are set up
-        q_lo = gl.allocate_shared_memory(dtype, [BLOCK_H, HALF], WIDE_SMEM)
-        q_hi = gl.allocate_shared_memory(dtype, [BLOCK_H, HALF], WIDE_SMEM)
-        q_t = gl.allocate_shared_memory(dtype, [BLOCK_H, TAIL], WIDE_SMEM)
-    else:  # Q of the block's heads through registers (padding rows read as 0)
-        offs_h = gl.arange(0, BLOCK_H, gl.SliceLayout(1, Q_LOAD))
-        heads = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_h)
-        h_ok = heads >= 0
-        q_row = Q + b.to(gl.int64) * stride_qb + gl.where(h_ok, heads, 0).to(gl.int64) * stride_qh
-        cols = gl.arange(0, HALF, gl.SliceLayout(0, Q_LOAD))
-        q_mask = h_ok[:, None] & (cols[None, :] < HALF)
-        q_lo = gl.allocate_shared_memory(dtype, [BLOCK_H, HALF], WIDE_SMEM,
-                                         gl.load(q_row[:, None] + cols[None, :], mask=q_mask, other=0.0))
-        q_hi = gl.allocate_shared_memory(dtype, [BLOCK_H, HALF], WIDE_SMEM,
-                                         gl.load(q_row[:, None] + HALF + cols[None, :], mask=q_mask, other=0.0))
-        offs_ht = gl.arange(0, BLOCK_H, gl.SliceLayout(1, Q_TAIL))
-        heads_t = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_ht)
-        ht_ok = heads_t >= 0
-        q_row_t = Q + b.to(gl.int64) * stride_qb + gl.where(ht_ok, heads_t, 0).to(gl.int64) * stride_qh + 2 * HALF
-        cols_t = gl.arange(0, TAIL, gl.SliceLayout(0, Q_TAIL))
-        q_t = gl.allocate_shared_memory(dtype, [BLOCK_H, TAIL], WIDE_SMEM,
-                                        gl.load(q_row_t[:, None] + cols_t[None, :],
-                                                mask=ht_ok[:, None] & (cols_t[None, :] < TAIL), other=0.0))
+    q_lo, q_hi, q_t = _query_buffers(Q, GROUP_HEADS, grp, b, stride_qb, stride_qh, Q_TMA)
 
     k_lo = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HALF], WIDE_SMEM)
     k_hi = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HALF], WIDE_SMEM)
@@ -565,12 +592,7 @@ def _mla_decode_kernel(
     fence_async_shared()  # Q's stores and the barrier inits, before any wgmma or other warp sees them
     _barrier()
     if Q_TMA:  # in flight while warpgroup 1 asks for the first key tile; warpgroup 0 waits for it on q_full
-        row = b * q_rows_per_seq + gl.load(GROUP_HEADS + grp * BLOCK_H)
-        mbarrier.expect(q_full, BLOCK_H * (2 * HALF + TAIL) * 2)
-        for c in gl.static_range(HALF // 64):
-            _tma_load(Q_DESC, [row, c * 64], q_full, q_lo.slice(c * 64, 64, dim=1))
-            _tma_load(Q_DESC, [row, HALF + c * 64], q_full, q_hi.slice(c * 64, 64, dim=1))
-        _tma_load(Q_DESC, [row, 2 * HALF], q_full, q_t)
+        _query_tma(Q_DESC, GROUP_HEADS, grp, b, q_rows_per_seq, q_full, q_lo, q_hi, q_t)
     _stamp(TRACE, 2, 0, TRACE_ON)
 
     bars = (full, empty, p_ready, p_free, done, q_full)

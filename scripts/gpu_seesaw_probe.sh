@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# What bounds the MLA kernel's two schedules (second seesaw call, 2026-12-06, thirteenth session): the first call
+# (scripts/ran/gpu_seesaw.sh) found the seesaw correct but slower, its tile loop no faster than the split
+# schedule's. Each schedule with its key loads after the first two tiles switched off, its warpgroup-1 value MMAs
+# off, and both (scripts/gpu_gluon_mla.py probe), at 4 x 512K and 1 x 128K with 128 heads (two head blocks that
+# share every key tile through L2) and at 4 x 512K with 64 heads (one block: no sharing); then the kernel's GPU
+# tests under the seesaw schedule (the first call's 180 s for both ran out after 44 tests, all passed).
+set -u
+LOG_NAME=seesaw-probe source scripts/gpu_env.sh
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,power.limit --format=csv | tee -a "$log"
+for point in "128 4 524288" "128 1 131072" "64 4 524288"; do
+  for schedule in split seesaw; do
+    say "probe $schedule $point"
+    timeout 40 python scripts/gpu_gluon_mla.py --schedule $schedule probe $point 2>&1 | grep -E "probe|Error|error" \
+      | tee -a "$log"
+  done
+done
+say "GPU tests, seesaw schedule"
+timeout 150 python -m pytest -q -p no:cacheprovider -k seesaw tests/test_mla_sm90_gpu.py 2>&1 | tail -15 | tee -a "$log"
+say done
