@@ -175,14 +175,20 @@ def _load_tile(desc, K, bt_row, kv_off, stride_kp, stride_ks, n0, end, rows, bar
 
 
 @gluon.jit
-def _store_half(OUT, LSE, o, l_i, m_i, heads, h_ok, col0, b, split, stage, GROUP_HEADS, grp,
-                stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls,
-                O_LAYOUT: gl.constexpr, FINAL: gl.constexpr, WRITE_LSE: gl.constexpr, STAGED: gl.constexpr):
-    """Normalize one warpgroup's [BLOCK_H, HALF] output columns and store them (and, once, the LSE).
+def _store_half(OUT, LSE, o, l_i, m_i, col0, b, split, stage, GROUP_HEADS, grp,
+                stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, TRACE, slot: gl.constexpr,
+                O_LAYOUT: gl.constexpr, FINAL: gl.constexpr, WRITE_LSE: gl.constexpr, STAGED: gl.constexpr,
+                TRACE_ON: gl.constexpr):
+    """Normalize one warpgroup's [BLOCK_H, HALF] output columns and store them (and, once, the LSE), then stamp
+    TRACE slots `slot` (clock) and `slot` + 1 (time).
     STAGED: through `stage` (this warpgroup's key buffers, [STAGES, BLOCK_N, HALF] 16-bit, free once the tile loop
     is over: 64 KB, the fp32 half's size), back in rows of 16-byte vectors, so each warp store writes whole 32-byte
     sectors of one row; else straight from the MMA layout (a store writes 8 rows x 32 bytes in fp32, and half
     sectors in 16 bits)."""
+    offs_h = gl.arange(0, BLOCK_H, l_i.type.layout)
+    heads = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_h)
+    h_ok = heads >= 0
+    heads = gl.where(h_ok, heads, 0).to(gl.int64)
     out = o / gl.convert_layout(gl.where(l_i > 0.0, l_i, 1.0), gl.SliceLayout(1, O_LAYOUT))[:, None]
     if STAGED:
         STAGED_SMEM: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=32, rank=2)
@@ -214,6 +220,8 @@ def _store_half(OUT, LSE, o, l_i, m_i, heads, h_ok, col0, b, split, stage, GROUP
         if FINAL:
             lse2 = lse2 * 0.6931471805599453
         gl.store(LSE + b.to(gl.int64) * stride_lb + heads * stride_lh + split * stride_ls, lse2, mask=h_ok)
+    _stamp(TRACE, slot, 0, TRACE_ON)
+    _stamp(TRACE, slot + 1, 1, TRACE_ON)
 
 
 @gluon.jit
@@ -402,15 +410,9 @@ def _scores_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_sm
     l_smem.store(l_i)
     _barrier()
     mbarrier.arrive(done, count=1)
-    offs_h = gl.arange(0, BLOCK_H, ROW)
-    heads = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_h)
-    h_ok = heads >= 0
-    heads = gl.where(h_ok, heads, 0).to(gl.int64)
     # staged through its own key buffers (warpgroup 1 reads only k_hi from here on)
-    _store_half(OUT, LSE, o, l_i, m_i, heads, h_ok, 0, b, split, k_lo, GROUP_HEADS, grp, stride_ob, stride_oh,
-                stride_os, stride_lb, stride_lh, stride_ls, O_LAYOUT, FINAL, True, STAGED_STORE)
-    _stamp(TRACE, 5, 0, TRACE_ON)
-    _stamp(TRACE, 6, 1, TRACE_ON)
+    _store_half(OUT, LSE, o, l_i, m_i, 0, b, split, k_lo, GROUP_HEADS, grp, stride_ob, stride_oh, stride_os,
+                stride_lb, stride_lh, stride_ls, TRACE, 5, O_LAYOUT, FINAL, True, STAGED_STORE, TRACE_ON)
 
 
 @gluon.jit
@@ -464,34 +466,35 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
 
     mbarrier.wait(done, 0)
     l_i = l_smem.load(ROW)
-    offs_h = gl.arange(0, BLOCK_H, ROW)
-    heads = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_h)
-    h_ok = heads >= 0
-    heads = gl.where(h_ok, heads, 0).to(gl.int64)
     # staged through k_hi: warpgroup 0, past `done`, reads no key buffer again
-    _store_half(OUT, LSE, o, l_i, l_i, heads, h_ok, HALF, b, split, k_hi, GROUP_HEADS, grp, stride_ob, stride_oh,
-                stride_os, stride_lb, stride_lh, stride_ls, O_LAYOUT, FINAL, False, STAGED_STORE)
-    _stamp(TRACE, 7, 0, TRACE_ON)
-    _stamp(TRACE, 8, 1, TRACE_ON)
+    _store_half(OUT, LSE, o, l_i, l_i, HALF, b, split, k_hi, GROUP_HEADS, grp, stride_ob, stride_oh, stride_os,
+                stride_lb, stride_lh, stride_ls, TRACE, 7, O_LAYOUT, FINAL, False, STAGED_STORE, TRACE_ON)
 
 
 @gluon.jit
-def _split_range(LENGTHS, GROUP_KV, grp, split, b, num_splits, stride_kh):
-    """This program's keys [start, end) of sequence b (splits of whole tiles), its tile count and its KV head's
-    offset in the cache."""
+def _program(LENGTHS, GROUP_KV, num_splits, stride_kh, TRACE, TRACE_ON: gl.constexpr):
+    """This program's head block, split and sequence b, its keys [start, end) of b (splits of whole tiles), its
+    tile count and its KV head's offset in the cache; its start stamped in TRACE."""
+    _stamp(TRACE, 0, 1, TRACE_ON)
+    _stamp(TRACE, 1, 0, TRACE_ON)
+    _stamp(TRACE, 9, 2, TRACE_ON)
+    grp = gl.program_id(0)
+    split = gl.program_id(1)
+    b = gl.program_id(2)
     length = gl.load(LENGTHS + b)
     per_split = gl.cdiv(gl.cdiv(length, num_splits), BLOCK_N) * BLOCK_N
     start = split * per_split
     end = gl.minimum(start + per_split, length)
     n_tiles = gl.cdiv(gl.maximum(end - start, 0), BLOCK_N)
     kv_off = gl.load(GROUP_KV + grp).to(gl.int64) * stride_kh
-    return start, end, n_tiles, kv_off
+    return grp, split, b, start, end, n_tiles, kv_off
 
 
 @gluon.jit
-def _query_buffers(Q, GROUP_HEADS, grp, b, stride_qb, stride_qh, Q_TMA: gl.constexpr):
-    """Shared memory for the block's queries (latent halves and rope dims). Q_TMA: empty, for `_query_tma` to
-    fill; else filled here through registers (padding heads read as 0; the only way for scattered heads)."""
+def _tile_buffers(Q, GROUP_HEADS, grp, b, stride_qb, stride_qh, Q_TMA: gl.constexpr):
+    """Shared memory for the block's queries (latent halves and rope dims), the key stages (latent halves and
+    rope dims) and P. Q_TMA: the queries' buffers empty, for `_query_tma` to fill; else filled here through
+    registers (padding heads read as 0; the only way for scattered heads)."""
     dtype: gl.constexpr = Q.dtype.element_ty
     WIDE_SMEM: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16, rank=2)
     if Q_TMA:
@@ -519,7 +522,23 @@ def _query_buffers(Q, GROUP_HEADS, grp, b, stride_qb, stride_qh, Q_TMA: gl.const
         q_t = gl.allocate_shared_memory(dtype, [BLOCK_H, TAIL], WIDE_SMEM,
                                         gl.load(q_row_t[:, None] + cols_t[None, :],
                                                 mask=ht_ok[:, None] & (cols_t[None, :] < TAIL), other=0.0))
-    return q_lo, q_hi, q_t
+    k_lo = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HALF], WIDE_SMEM)
+    k_hi = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HALF], WIDE_SMEM)
+    k_t = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, TAIL], WIDE_SMEM)
+    p_smem = gl.allocate_shared_memory(dtype, [BLOCK_H, BLOCK_N], WIDE_SMEM)
+    return q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem
+
+
+@gluon.jit
+def _start_queries(Q_DESC, GROUP_HEADS, grp, b, q_rows_per_seq, q_full, q_lo, q_hi, q_t, Q_TMA: gl.constexpr):
+    """Past the other barriers' inits: q_full's (Q_TMA), a fence so the inits and any queries stored through
+    registers reach the async proxy (wgmma, TMA) and the other warps, then (Q_TMA) the queries' TMA."""
+    if Q_TMA:
+        mbarrier.init(q_full, count=1)
+    fence_async_shared()
+    _barrier()
+    if Q_TMA:
+        _query_tma(Q_DESC, GROUP_HEADS, grp, b, q_rows_per_seq, q_full, q_lo, q_hi, q_t)
 
 
 @gluon.jit
@@ -553,22 +572,9 @@ def _mla_decode_kernel(
     FUSED_MERGE: gl.constexpr = False,  # the splits merged at the end of this kernel (module docstring)
     MERGE_P: gl.constexpr = 16,  # FUSED_MERGE: num_splits rounded up to a power of two, >= 16
 ):
-    _stamp(TRACE, 0, 1, TRACE_ON)
-    _stamp(TRACE, 1, 0, TRACE_ON)
-    _stamp(TRACE, 9, 2, TRACE_ON)
-    grp = gl.program_id(0)
-    split = gl.program_id(1)
-    b = gl.program_id(2)
-    start, end, n_tiles, kv_off = _split_range(LENGTHS, GROUP_KV, grp, split, b, num_splits, stride_kh)
-    dtype: gl.constexpr = Q.dtype.element_ty
-    WIDE_SMEM: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16, rank=2)
+    grp, split, b, start, end, n_tiles, kv_off = _program(LENGTHS, GROUP_KV, num_splits, stride_kh, TRACE, TRACE_ON)
     ROWS: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0])
-    q_lo, q_hi, q_t = _query_buffers(Q, GROUP_HEADS, grp, b, stride_qb, stride_qh, Q_TMA)
-
-    k_lo = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HALF], WIDE_SMEM)
-    k_hi = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HALF], WIDE_SMEM)
-    k_t = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, TAIL], WIDE_SMEM)
-    p_smem = gl.allocate_shared_memory(dtype, [BLOCK_H, BLOCK_N], WIDE_SMEM)
+    q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem = _tile_buffers(Q, GROUP_HEADS, grp, b, stride_qb, stride_qh, Q_TMA)
     alpha_smem = gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS)
     l_smem = gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS)
 
@@ -587,12 +593,8 @@ def _mla_decode_kernel(
     mbarrier.init(p_ready, count=1)
     mbarrier.init(p_free, count=1)
     mbarrier.init(done, count=1)
-    if Q_TMA:
-        mbarrier.init(q_full, count=1)
-    fence_async_shared()  # Q's stores and the barrier inits, before any wgmma or other warp sees them
-    _barrier()
-    if Q_TMA:  # in flight while warpgroup 1 asks for the first key tile; warpgroup 0 waits for it on q_full
-        _query_tma(Q_DESC, GROUP_HEADS, grp, b, q_rows_per_seq, q_full, q_lo, q_hi, q_t)
+    # Q_TMA: in flight while the first key tile is asked for; the warpgroups wait for it on q_full
+    _start_queries(Q_DESC, GROUP_HEADS, grp, b, q_rows_per_seq, q_full, q_lo, q_hi, q_t, Q_TMA)
     _stamp(TRACE, 2, 0, TRACE_ON)
 
     bars = (full, empty, p_ready, p_free, done, q_full)

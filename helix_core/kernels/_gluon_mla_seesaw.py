@@ -41,13 +41,20 @@ from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared
                                                               warpgroup_mma_wait)
 
 from ._gluon_mla import (BLOCK_H, BLOCK_N, HALF, ROW_BLOCKS, STAGES, TAIL, TRACE_ROW, TRACE_SLOTS, _barrier,
-                         _block_index, _cp_async, _grid_merge, _query_buffers, _query_tma, _split_range, _stamp,
+                         _block_index, _cp_async, _grid_merge, _program, _start_queries, _tile_buffers, _stamp,
                          _store_half, _tile_rows, _tma_load)
 
 INTERPRET = False  # kernel_module's bookkeeping: Gluon kernels never run under the interpreter
 __all__ = ["TRACE_ROW", "TRACE_SLOTS", "_mla_seesaw_kernel"]
 
 LOADER_SLICE = gl.constexpr(8)  # cache rows the loader's cp.async moves at a time (a 128-byte swizzle atom's)
+# the warpgroups' layouts: scores [64 heads, 64 keys] and output halves [64, 256] as wgmma accumulators, P as the
+# A operand of the value MMA from registers, and their rows
+S_LAYOUT = gl.constexpr(gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, 64, 16]))
+O_LAYOUT = gl.constexpr(gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, 256, 16]))
+P_LAYOUT = gl.constexpr(gl.DotOperandLayout(operand_index=0, parent=O_LAYOUT.value, k_width=2))
+ROW = gl.constexpr(gl.SliceLayout(1, S_LAYOUT.value))
+O_ROW = gl.constexpr(gl.SliceLayout(1, O_LAYOUT.value))
 LOADER_REGS = gl.constexpr(32)  # registers a thread of the loader warp (the idle rest of its warpgroup too)
 
 
@@ -156,6 +163,29 @@ def _softmax_tile(qk, m_i, n0, end, qk_scale, offs_n):
 
 
 @gluon.jit
+def _partition_start(q_full, Q_TMA: gl.constexpr):
+    """A warpgroup's running max and row sums, its output half (zeros) and the keys' offsets in a tile, once the
+    queries are in shared memory."""
+    m_i = gl.full([BLOCK_H], float("-inf"), gl.float32, ROW)
+    l_i = gl.zeros([BLOCK_H], gl.float32, ROW)
+    o = gl.zeros([BLOCK_H, HALF], gl.float32, O_LAYOUT)
+    offs_n = gl.arange(0, BLOCK_N, gl.SliceLayout(0, S_LAYOUT))
+    if Q_TMA:
+        mbarrier.wait(q_full, 0)
+    return m_i, l_i, o, offs_n
+
+
+@gluon.jit
+def _take_max(bar, phase, m_buf, m_i, l_i, o):
+    """Once `bar` says the other warpgroup's running max is in `m_buf`, take it: this warpgroup's row sums and
+    output half rescaled to it."""
+    mbarrier.wait(bar, phase)
+    m_new = m_buf.load(ROW)
+    alpha = gl.exp2(m_i - m_new)
+    return m_new, l_i * alpha, o * gl.convert_layout(alpha, O_ROW)[:, None]
+
+
+@gluon.jit
 def _release(bar):
     """Arrive on `bar` once every thread of the warpgroup is past its reads (its MMAs waited for)."""
     _barrier()
@@ -170,20 +200,8 @@ def _even_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, rows_buf, bars,
     """Warpgroup 0: scores and softmax of tiles A (stage 0), output columns [0, HALF) of every tile."""
     full_t, full_lo, full_hi, empty_t, empty_lo, empty_hi, a_go, a_ready, b_ready, l_ready, q_full = bars
     m_a_buf, m_b_buf, l_a_buf, l_b_buf = rows_buf
-    S_LAYOUT: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
-                                                       instr_shape=[16, BLOCK_N, 16])
-    O_LAYOUT: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
-                                                       instr_shape=[16, HALF, 16])
-    P_LAYOUT: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=O_LAYOUT, k_width=2)
-    ROW: gl.constexpr = gl.SliceLayout(1, S_LAYOUT)
-    O_ROW: gl.constexpr = gl.SliceLayout(1, O_LAYOUT)
 
-    m_i = gl.full([BLOCK_H], float("-inf"), gl.float32, ROW)
-    l_i = gl.zeros([BLOCK_H], gl.float32, ROW)
-    o = gl.zeros([BLOCK_H, HALF], gl.float32, O_LAYOUT)
-    offs_n = gl.arange(0, BLOCK_N, gl.SliceLayout(0, S_LAYOUT))
-    if Q_TMA:
-        mbarrier.wait(q_full, 0)
+    m_i, l_i, o, offs_n = _partition_start(q_full, Q_TMA)
     _stamp(TRACE, 10, 0, TRACE_ON)
     for k in range(gl.cdiv(n_tiles, 2)):
         phase = k & 1
@@ -207,12 +225,7 @@ def _even_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, rows_buf, bars,
         o = warpgroup_mma_wait(0, deps=[o])
         _release(empty_lo.index(0))
         if 2 * k + 1 < n_tiles:
-            mbarrier.wait(b_ready, phase)
-            m_b = m_b_buf.load(ROW)
-            alpha_b = gl.exp2(m_i - m_b)
-            l_i = l_i * alpha_b
-            m_i = m_b
-            o = o * gl.convert_layout(alpha_b, O_ROW)[:, None]
+            m_i, l_i, o = _take_max(b_ready, phase, m_b_buf, m_i, l_i, o)
             mbarrier.wait(full_lo.index(1), phase)  # the loader's writes, visible to this warpgroup too
             o = warpgroup_mma(p_smem, k_lo.index(1), o, is_async=True)
             o = warpgroup_mma_wait(0, deps=[o])
@@ -223,15 +236,9 @@ def _even_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, rows_buf, bars,
     _release(l_ready)
     mbarrier.wait(l_ready, 0)
     l_i = l_i + l_b_buf.load(ROW)
-    offs_h = gl.arange(0, BLOCK_H, ROW)
-    heads = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_h)
-    h_ok = heads >= 0
-    heads = gl.where(h_ok, heads, 0).to(gl.int64)
     # staged through k_lo: past l_ready warpgroup 1 reads no k_lo again (its last scores came before b_ready)
-    _store_half(OUT, LSE, o, l_i, m_i, heads, h_ok, 0, b, split, k_lo, GROUP_HEADS, grp, stride_ob, stride_oh,
-                stride_os, stride_lb, stride_lh, stride_ls, O_LAYOUT, FINAL, True, STAGED_STORE)
-    _stamp(TRACE, 5, 0, TRACE_ON)
-    _stamp(TRACE, 6, 1, TRACE_ON)
+    _store_half(OUT, LSE, o, l_i, m_i, 0, b, split, k_lo, GROUP_HEADS, grp, stride_ob, stride_oh, stride_os,
+                stride_lb, stride_lh, stride_ls, TRACE, 5, O_LAYOUT, FINAL, True, STAGED_STORE, TRACE_ON)
 
 
 @gluon.jit
@@ -243,21 +250,9 @@ def _odd_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, rows_buf, bars,
     """Warpgroup 1: scores and softmax of tiles B (stage 1), output columns [HALF, 2 HALF) of every tile."""
     full_t, full_lo, full_hi, empty_t, empty_lo, empty_hi, a_go, a_ready, b_ready, l_ready, q_full = bars
     m_a_buf, m_b_buf, l_a_buf, l_b_buf = rows_buf
-    S_LAYOUT: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
-                                                       instr_shape=[16, BLOCK_N, 16])
-    O_LAYOUT: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
-                                                       instr_shape=[16, HALF, 16])
-    P_LAYOUT: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=O_LAYOUT, k_width=2)
-    ROW: gl.constexpr = gl.SliceLayout(1, S_LAYOUT)
-    O_ROW: gl.constexpr = gl.SliceLayout(1, O_LAYOUT)
     VALUES: gl.constexpr = (PROBE & 2) == 0
 
-    m_i = gl.full([BLOCK_H], float("-inf"), gl.float32, ROW)
-    l_i = gl.zeros([BLOCK_H], gl.float32, ROW)
-    o = gl.zeros([BLOCK_H, HALF], gl.float32, O_LAYOUT)
-    offs_n = gl.arange(0, BLOCK_N, gl.SliceLayout(0, S_LAYOUT))
-    if Q_TMA:
-        mbarrier.wait(q_full, 0)
+    m_i, l_i, o, offs_n = _partition_start(q_full, Q_TMA)
     for k in range(gl.cdiv(n_tiles, 2)):
         phase = k & 1
         if 2 * k + 1 < n_tiles:
@@ -291,12 +286,7 @@ def _odd_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, rows_buf, bars,
                 o = warpgroup_mma_wait(0, deps=[o])
             _release(empty_hi.index(1))
         else:  # a last tile A without its B
-            mbarrier.wait(a_ready, phase)
-            m_a = m_a_buf.load(ROW)
-            alpha_a = gl.exp2(m_i - m_a)
-            l_i = l_i * alpha_a
-            m_i = m_a
-            o = o * gl.convert_layout(alpha_a, O_ROW)[:, None]
+            m_i, l_i, o = _take_max(a_ready, phase, m_a_buf, m_i, l_i, o)
             mbarrier.wait(full_hi.index(0), phase)
             if VALUES:
                 o = warpgroup_mma(p_smem, k_hi.index(0), o, is_async=True)
@@ -307,15 +297,9 @@ def _odd_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, rows_buf, bars,
     _release(l_ready)
     mbarrier.wait(l_ready, 0)
     l_i = l_i + l_a_buf.load(ROW)
-    offs_h = gl.arange(0, BLOCK_H, ROW)
-    heads = gl.load(GROUP_HEADS + grp * BLOCK_H + offs_h)
-    h_ok = heads >= 0
-    heads = gl.where(h_ok, heads, 0).to(gl.int64)
     # staged through k_hi: past l_ready warpgroup 0 reads no k_hi again (its last scores came before a_ready)
-    _store_half(OUT, LSE, o, l_i, m_i, heads, h_ok, HALF, b, split, k_hi, GROUP_HEADS, grp, stride_ob, stride_oh,
-                stride_os, stride_lb, stride_lh, stride_ls, O_LAYOUT, FINAL, False, STAGED_STORE)
-    _stamp(TRACE, 7, 0, TRACE_ON)
-    _stamp(TRACE, 8, 1, TRACE_ON)
+    _store_half(OUT, LSE, o, l_i, m_i, HALF, b, split, k_hi, GROUP_HEADS, grp, stride_ob, stride_oh, stride_os,
+                stride_lb, stride_lh, stride_ls, TRACE, 7, O_LAYOUT, FINAL, False, STAGED_STORE, TRACE_ON)
 
 
 @gluon.jit
@@ -333,22 +317,9 @@ def _mla_seesaw_kernel(
     FUSED_MERGE: gl.constexpr = False, MERGE_P: gl.constexpr = 16,
 ):
     """`_gluon_mla._mla_decode_kernel`'s arguments and results, the seesaw schedule (module docstring)."""
-    _stamp(TRACE, 0, 1, TRACE_ON)
-    _stamp(TRACE, 1, 0, TRACE_ON)
-    _stamp(TRACE, 9, 2, TRACE_ON)
-    grp = gl.program_id(0)
-    split = gl.program_id(1)
-    b = gl.program_id(2)
-    start, end, n_tiles, kv_off = _split_range(LENGTHS, GROUP_KV, grp, split, b, num_splits, stride_kh)
-    dtype: gl.constexpr = Q.dtype.element_ty
-    WIDE_SMEM: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16, rank=2)
+    grp, split, b, start, end, n_tiles, kv_off = _program(LENGTHS, GROUP_KV, num_splits, stride_kh, TRACE, TRACE_ON)
     ROWS: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0])
-    q_lo, q_hi, q_t = _query_buffers(Q, GROUP_HEADS, grp, b, stride_qb, stride_qh, Q_TMA)
-
-    k_lo = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HALF], WIDE_SMEM)
-    k_hi = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HALF], WIDE_SMEM)
-    k_t = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, TAIL], WIDE_SMEM)
-    p_smem = gl.allocate_shared_memory(dtype, [BLOCK_H, BLOCK_N], WIDE_SMEM)
+    q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem = _tile_buffers(Q, GROUP_HEADS, grp, b, stride_qb, stride_qh, Q_TMA)
     # A's max, B's max; warpgroup 0's and 1's row sums
     rows_buf = (gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS), gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS),
                 gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS), gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS))
@@ -378,12 +349,8 @@ def _mla_seesaw_kernel(
     mbarrier.init(a_ready, count=1)
     mbarrier.init(b_ready, count=1)
     mbarrier.init(l_ready, count=2)
-    if Q_TMA:
-        mbarrier.init(q_full, count=1)
-    fence_async_shared()  # Q's stores and the barrier inits, before any wgmma or other warp sees them
-    _barrier()
-    if Q_TMA:  # in flight while the loader asks for the first key tile
-        _query_tma(Q_DESC, GROUP_HEADS, grp, b, q_rows_per_seq, q_full, q_lo, q_hi, q_t)
+    # Q_TMA: in flight while the first key tile is asked for; the warpgroups wait for it on q_full
+    _start_queries(Q_DESC, GROUP_HEADS, grp, b, q_rows_per_seq, q_full, q_lo, q_hi, q_t, Q_TMA)
     _stamp(TRACE, 2, 0, TRACE_ON)
 
     bars = (full_t, full_lo, full_hi, empty_t, empty_lo, empty_hi, a_go, a_ready, b_ready, l_ready, q_full)
