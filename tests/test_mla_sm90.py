@@ -199,7 +199,7 @@ def test_every_schedule_takes_the_launchs_arguments():
 
 def test_an_unknown_schedule_is_refused_before_launch():
     q = torch.zeros(1, 64, 576, dtype=torch.bfloat16)
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="schedule must be one of \\['seesaw', 'split'\\], not 'zigzag'"):
         mla_sm90.launch(q, pool(), torch.zeros(1, 1, dtype=torch.int32), torch.ones(1, dtype=torch.int32), 0.1,
                         torch.zeros(1, dtype=torch.int32), torch.arange(64, dtype=torch.int32), 1, q[..., :512],
                         torch.zeros(1, 64), schedule="zigzag")

@@ -157,7 +157,10 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
     CUDA error, rather than hang); cooperative: that launch is cooperative, so the driver guarantees every program
     is resident at once (without it the barrier relies on nothing else holding the SMs); schedule: a key of
     SCHEDULES (default SCHEDULE), the same arguments and results either way."""
-    module, kernel_name, schedule_regs = SCHEDULES[schedule or SCHEDULE]
+    schedule = schedule or SCHEDULE
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, not {schedule!r}")
+    module, kernel_name, schedule_regs = SCHEDULES[schedule]
     mod = kernel_module(module)
     kernel = getattr(mod, kernel_name)
     if worker_regs is None:
