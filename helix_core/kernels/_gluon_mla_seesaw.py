@@ -1,8 +1,11 @@
 """Hopper (sm_90) absorbed-MLA decode kernel, "seesaw" schedule: both warpgroups score tiles, in turn.
 
 The split schedule of `_gluon_mla` has warpgroup 0 score every tile and run its softmax while nothing feeds
-the tensor cores (warpgroup 1's value MMA waits for P). On one H100 its tile loop ran at 69% of the tensor
-peak (docs/benchmarks.md, 2026-12-06). Here the tiles go in pairs, A (stage 0) and B (stage 1):
+the tensor cores (warpgroup 1's value MMA waits for P). This schedule hides each softmax under the other
+warpgroup's MMAs. Measured on an H100 (docs/benchmarks.md, 2026-12-06, thirteenth session): as exact, its tile
+loop no faster (2.05-2.12 against 2.07 us a tile at 1 x 128K), every launch slower (1.14x at 1 x 128K, 1.42x at
+4 x 512K); so it is off (`mla_sm90.SCHEDULE`) until an H200 has run it. The tiles go in pairs, A (stage 0) and
+B (stage 1):
 
   warpgroup 0 ("even", the default partition): S_A = Q K_A^T, softmax of A, O[:, :256] += P_A V_A[:, :256];
       then, once warpgroup 1 has the max after B, O[:, :256] += P_B V_B[:, :256] with P_B from shared memory.
@@ -15,8 +18,8 @@ peak (docs/benchmarks.md, 2026-12-06). Here the tiles go in pairs, A (stage 0) a
 
 Both warpgroups keep the same running max: B's softmax starts from A's max (shared memory, `m_a_buf`), and
 warpgroup 0 rescales to B's (`m_b_buf`). Each keeps its own row sum over its tiles; the two are added at the
-end (`l_a_buf`, `l_b_buf`). One P buffer suffices: P_A is overwritten by P_B only after warpgroup 1's MMA over P_A is done,
-and P_B by the next P_A only after warpgroup 0's is.
+end (`l_a_buf`, `l_b_buf`). One P buffer suffices: P_A is overwritten by P_B only after warpgroup 1's MMA over
+P_A is done, and P_B by the next P_A only after warpgroup 0's is.
 
 Shared memory: Q (72 KB), two key stages (144 KB), P (8 KB), as in `_gluon_mla`. Barriers (single arrival):
   full_{t,lo,hi}[s]   that part of stage s is loaded (loader -> scorer and value MMAs)
@@ -321,8 +324,11 @@ def _mla_seesaw_kernel(
     ROWS: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0])
     q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem = _tile_buffers(Q, GROUP_HEADS, grp, b, stride_qb, stride_qh, Q_TMA)
     # A's max, B's max; warpgroup 0's and 1's row sums
-    rows_buf = (gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS), gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS),
-                gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS), gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS))
+    m_a_buf = gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS)
+    m_b_buf = gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS)
+    l_a_buf = gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS)
+    l_b_buf = gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS)
+    rows_buf = (m_a_buf, m_b_buf, l_a_buf, l_b_buf)
 
     full_t = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     full_lo = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
