@@ -9,8 +9,6 @@ scripts/ran/gpu_gluon_mla.sh).
     python scripts/gpu_gluon_mla.py split-cost  # a short launch's time: split kernel, merge, split counts, PDL
     python scripts/gpu_gluon_mla.py timeline    # each program's stages, from clock readings the kernel writes
     python scripts/gpu_gluon_mla.py partials    # the error of bf16 partials against fp32 attention, split keys
-    python scripts/gpu_gluon_mla.py schedules   # the kernel's schedules (mla_sm90.SCHEDULES) against each other
-    python scripts/gpu_gluon_mla.py --schedule seesaw check   # any mode under another schedule
 """
 from __future__ import annotations
 
@@ -347,19 +345,20 @@ FUSED_VARIANTS = (("merge kernel", dict()), ("fused merge", dict(fused_merge=Tru
                   ("fused merge, not cooperative", dict(fused_merge=True, cooperative=False)))
 
 
-def _interleaved(label: str, points, variants, rounds: int, width: int) -> int:
-    """Time each (name, launch options) of `variants` at each (batch, keys) point (128 heads, pages of 64, CUDA
-    graph): one launch a graph and 10 a graph, `rounds` rounds with the variants interleaved; each one's outputs
-    against the first variant's; last, the 8192^3 matmul timed for 0.3 s, for the share of the matrix rate."""
+def fused(points=FUSED_POINTS, rounds: int = 3) -> int:
+    """The split kernel's own merge (mla_sm90.launch's fused_merge) against the merge kernel after it (128 heads,
+    pages of 64, queries by TMA, staged store, CUDA graph): one launch a graph and 10 a graph (as in a decode
+    step), `rounds` rounds with the variants interleaved; each round's outputs against the merge kernel's; last,
+    the 8192^3 matmul timed for 0.3 s, for the share of the matrix rate."""
     from helix_core.bench.probes import capture_graph, matmul_rate, time_for
 
-    first = variants[0][0]
     rows = []
     for batch, length in points:
         launch, splits, flop = launch_case(batch, length)
         reference = None
         for round_ in range(rounds):
-            for name, opts in variants:
+            for name, options in FUSED_VARIANTS:
+                opts = dict(q_by_tma=True, staged_store=True, **options)
                 launch(**opts)
                 torch.cuda.synchronize()
                 plain = time_for(capture_graph(lambda: launch(**opts)).replay, 0.3)
@@ -368,42 +367,20 @@ def _interleaved(label: str, points, variants, rounds: int, width: int) -> int:
                 if reference is None:
                     reference = result
                 diff = (result - reference).abs().max().item()
-                rows.append((batch, length, round_, name, plain, ten, flop))
-                print(f"{label} {batch} x {length} splits {splits} round {round_} {name:{width}s}: one a graph "
+                rows.append((batch, length, splits, round_, name, plain, ten, flop, diff))
+                print(f"fused {batch} x {length} splits {splits} round {round_} {name:30s}: one a graph "
                       f"{plain * 1e6:7.1f} us, 10 a graph {ten * 1e6:7.1f} us each ({flop / ten / 1e12:6.1f} TF/s); "
-                      f"max |out - {first}'s| {diff:.1e}", flush=True)
+                      f"max |out - merge kernel's| {diff:.1e}", flush=True)
         torch.cuda.empty_cache()
     matmul = matmul_rate(torch.device("cuda"), sustained_s=0.3)
-    for batch, length, round_, name, plain, ten, flop in rows:
-        print(f"{label} {batch} x {length} round {round_} {name:{width}s}: {flop / plain / matmul:6.1%} of the matmul "
+    for batch, length, splits, round_, name, plain, ten, flop, _ in rows:
+        print(f"fused {batch} x {length} round {round_} {name:30s}: {flop / plain / matmul:6.1%} of the matmul "
               f"({matmul / 1e12:.1f} TF/s), 10 a graph {flop / ten / matmul:6.1%}", flush=True)
     return 0
 
 
-def fused(points=FUSED_POINTS, rounds: int = 3) -> int:
-    """The split kernel's own merge (mla_sm90.launch's fused_merge) against the merge kernel after it (queries by
-    TMA, staged store), as `_interleaved` times them."""
-    variants = [(name, dict(q_by_tma=True, staged_store=True, **options)) for name, options in FUSED_VARIANTS]
-    return _interleaved("fused", points, variants, rounds, 30)
-
-
-SCHEDULE_POINTS = ((1, 32768), (1, 131072), (4, 131072), (4, 524288))
-
-
-def schedules(points=SCHEDULE_POINTS, rounds: int = 3) -> int:
-    """Each of mla_sm90.SCHEDULES (the default first) with the launch's defaults, as `_interleaved` times them."""
-    from helix_core.kernels import mla_sm90
-
-    names = sorted(mla_sm90.SCHEDULES, key=lambda n: n != mla_sm90.SCHEDULE)
-    variants = [(name, dict(q_by_tma=mla_sm90.Q_BY_TMA, staged_store=mla_sm90.STAGED_STORE, schedule=name))
-                for name in names]
-    return _interleaved("schedule", points, variants, rounds, 7)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--schedule", default=None,
-                        help="run the mode with this mla_sm90.SCHEDULES entry as the kernel's default")
     parser.add_argument("mode", choices=["bench", "probe", *MODES])
     parser.add_argument("values", nargs="*",
                         help="probe: its switches as integers; bench: points HEADS,BATCH,KEYS[,PAGE]; "
@@ -413,17 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 # the modes without values
 MODES = {"split-cost": split_cost, "sustained": sustained, "check": check, "timeline": timeline, "partials": partials,
-         "fused": fused, "schedules": schedules}
+         "fused": fused}
 
 
 def main() -> int:
     args = build_parser().parse_args()
-    if args.schedule:
-        from helix_core.kernels import mla_sm90
-
-        if args.schedule not in mla_sm90.SCHEDULES:
-            raise SystemExit(f"--schedule: one of {sorted(mla_sm90.SCHEDULES)}, not {args.schedule!r}")
-        mla_sm90.SCHEDULE = args.schedule
     if args.mode == "timeline" and args.values:
         return timeline(tuple((*(int(v) for v in p.split(",")), None) for p in args.values))
     if args.mode in MODES:

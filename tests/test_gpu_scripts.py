@@ -18,7 +18,7 @@ _spec.loader.exec_module(dry_run)
 
 # the scripts the closing note names for the next device calls, and the GPUs of the machine each is for
 NEXT_CALLS = {"gpu_next.sh": 2, "gpu_next2.sh": 2, "gpu_next3.sh": 2, "gpu_bench.sh": 2, "gpu_h200_kernels.sh": 1,
-              "gpu_suite.sh": 1, "gpu_seesaw_probe.sh": 1}
+              "gpu_suite.sh": 1}
 
 
 HELPERS = {"gpu_env.sh"}  # sourced by the others

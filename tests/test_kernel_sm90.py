@@ -72,10 +72,6 @@ if mla_sm90.gluon_hopper_available():
                                                                                fused_merge=True))
     out["gluon mla page 64 staged fused 132"] = asdict(r.gluon_mla_report(64, q_tma=True, staged_store=True,
                                                                           fused_merge=True, merge_splits=132))
-    for page in (64, 16, 4):  # the seesaw schedule (kernels/_gluon_mla_seesaw.py)
-        out[f"gluon mla seesaw page {page}"] = asdict(r.gluon_mla_report(page, q_tma=True, staged_store=True,
-                                                                         schedule="seesaw"))
-    out["gluon mla seesaw page 64 final"] = asdict(r.gluon_mla_report(64, final=True, schedule="seesaw"))
 print(json.dumps(out))
 """
 
@@ -103,7 +99,7 @@ def test_default_configs_fit_an_sm90_block(reports):
                             *(f"row {mode}{pdl}" for mode in ("plain", "gated", "norm", "merge") for pdl in ("", " pdl")),
                             "row norm pdl prefetch", "row merge pdl prefetch", "merge 128 x 66 pdl prefetch"}
     for label, r in reports.items():
-        if label in ("mla one part", "mla-64 default long") or "seesaw" in label:
+        if label in ("mla one part", "mla-64 default long"):
             continue  # below
         assert r["spill_bytes"] == 0, (label, r)
         assert r["registers"] <= 255 and r["shared_bytes"] <= SHARED_LIMIT, (label, r)
@@ -132,29 +128,6 @@ def test_gluon_mla_kernel_is_warp_specialized_and_loads_by_tma(reports):
     q_tma = reports["gluon mla page 64 q tma"]  # 9 more boxes: Q's 576 dims in 64-dim boxes
     assert q_tma["tma"] == reports["gluon mla page 64"]["tma"] + 9 and q_tma["spill_bytes"] == 0
     assert q_tma["shared_bytes"] <= SHARED_LIMIT
-
-
-def test_gluon_mla_seesaw_schedule_has_three_partitions_in_the_same_shared_memory(reports):
-    """The seesaw schedule: its own registers for each partition (setmaxnreg: two warpgroups and the loader warp),
-    each warpgroup's MMAs on its own 64-head tile ([4, 1]), a tile by TMA in 9 boxes at pages of 64 (rope dims and
-    8 latent boxes; four times as many at pages of 16, none at 4) beside Q's 9, cp.async for partial tiles; shared
-    memory within an sm_90 block, 1 KB more than the split schedule's (its row maxima and sums). Spills: each
-    warpgroup has 224-248 registers against the split schedule's 240-256, and a few hundred bytes of spills at
-    most (16-28 with Triton 3.9; 180-244 with 3.6, which ran on the GPU: address values kept in local memory
-    through the tile loop)."""
-    from helix_core.kernels.sm90_report import SHARED_LIMIT
-
-    if "gluon mla seesaw page 64" not in reports:
-        pytest.skip("this Triton has no Gluon")
-    for page, boxes in ((64, 9), (16, 36), (4, 0)):
-        r = reports[f"gluon mla seesaw page {page}"]
-        assert r["shared_bytes"] <= SHARED_LIMIT and r["spill_bytes"] <= 256, (page, r)
-        assert r["wgmma"] > 0 and r["mma_sync"] == 0 and r["dot_warps"] == ["[4, 1]", "[4, 1]"], (page, r)
-        assert r["setmaxnreg"] > 0 and r["cp_async"] > 0, (page, r)
-        assert r["tma"] == boxes + 9, (page, r)  # the tile's boxes and Q's
-    split = reports["gluon mla page 64 staged fp32"]
-    assert 0 < reports["gluon mla seesaw page 64"]["shared_bytes"] - split["shared_bytes"] <= 1024
-    assert reports["gluon mla seesaw page 64 final"]["tma"] == 9  # queries through registers
 
 
 def test_the_gluon_mla_trace_reads_clocks_only_when_asked(reports):

@@ -183,23 +183,3 @@ def test_trace_rows_and_the_timelines_fused_merge_stages(monkeypatch):
     trace[:, slots.index("time_arrived"):] = 0  # no fused merge: no barrier stages
     plain, _ = gpu_gluon_mla._stages(mla_sm90.trace_rows(trace, 2, 2, 1), 128, 2)
     assert plain["waited at the barrier"] == plain["merged its rows"] == []
-
-
-def test_every_schedule_takes_the_launchs_arguments():
-    """mla_sm90.launch passes the same arguments and constants to whichever schedule's kernel it runs."""
-    from helix_core.kernels import kernel_module, triton_available
-
-    if not (triton_available() and mla_sm90.gluon_hopper_available()):
-        pytest.skip("needs Triton with Gluon")
-    names = {name: getattr(kernel_module(module), kernel).arg_names
-             for name, (module, kernel, _) in mla_sm90.SCHEDULES.items()}
-    assert set(names) == {"split", "seesaw"} and mla_sm90.SCHEDULE in names
-    assert names["seesaw"] == names["split"]
-
-
-def test_an_unknown_schedule_is_refused_before_launch():
-    q = torch.zeros(1, 64, 576, dtype=torch.bfloat16)
-    with pytest.raises(ValueError, match="schedule must be one of \\['seesaw', 'split'\\], not 'zigzag'"):
-        mla_sm90.launch(q, pool(), torch.zeros(1, 1, dtype=torch.int32), torch.ones(1, dtype=torch.int32), 0.1,
-                        torch.zeros(1, dtype=torch.int32), torch.arange(64, dtype=torch.int32), 1, q[..., :512],
-                        torch.zeros(1, 64), schedule="zigzag")

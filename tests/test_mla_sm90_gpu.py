@@ -24,13 +24,6 @@ from mla_cases import make_case  # noqa: E402
 SCALE = 1.0 / math.sqrt(192)
 
 
-@pytest.fixture(autouse=True, params=sorted(mla_sm90.SCHEDULES))
-def schedule(request, monkeypatch):
-    """Every test under each of the kernel's schedules (the default one and the others)."""
-    monkeypatch.setattr(mla_sm90, "SCHEDULE", request.param)
-    return request.param
-
-
 def reference(q, keys, table, lengths):
     return mla_cases.reference(q, keys, table, lengths, SCALE)
 

@@ -30,11 +30,6 @@ STAGED_STORE = True
 # no merge kernel) where the launch allows. Off: slower than the merge kernel in all three versions measured on an
 # H100 (2026-12-06, eleventh session: 1 x 32K 37.0 against 33.6 us, 1 x 128K 88.4 against 86.2, 10 a graph).
 FUSED_MERGE = False
-# ... and which schedule the split kernel runs: "split" (_gluon_mla: warpgroup 0 scores every tile, warpgroup 1
-# loads them) or "seesaw" (_gluon_mla_seesaw: the warpgroups score tiles in turn, a loader warp loads them).
-SCHEDULE = "split"
-SCHEDULES = {"split": ("_gluon_mla", "_mla_decode_kernel", WORKER_REGS),
-             "seesaw": ("_gluon_mla_seesaw", "_mla_seesaw_kernel", 224)}  # module, kernel, warpgroup 1's registers
 
 _GLUON_OK: bool | None = None
 _CAPABILITY: dict[int, tuple[int, int]] = {}
@@ -137,9 +132,9 @@ def choose_splits(batch: int, groups, max_length: int, device: torch.device, for
 def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, lengths: torch.Tensor,
            scale: float, group_kv: torch.Tensor, group_heads: torch.Tensor, num_splits: int,
            out: torch.Tensor, lse: torch.Tensor, pdl: bool = False, probe: int = 0, use_tma: bool = True,
-           worker_regs: int | None = None, trace: torch.Tensor | None = None, q_by_tma: bool = False,
+           worker_regs: int = WORKER_REGS, trace: torch.Tensor | None = None, q_by_tma: bool = False,
            partials: torch.dtype = torch.float32, merge_columns: int | None = None, staged_store: bool = False,
-           fused_merge: bool = False, cooperative: bool = True, schedule: str | None = None) -> None:
+           fused_merge: bool = False, cooperative: bool = True) -> None:
     """Attention of q [B, Hq, 576] over the paged cache into out [B, Hq, 512] and lse [B, Hq] (natural log).
     group_kv / group_heads: HeadGroups.tables(64) of the call; num_splits >= 1. trace (measurement): an int64
     [head blocks x splits x B, TRACE_ROW] tensor the split kernel's programs write their clock readings into
@@ -155,16 +150,8 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
     (the only kind it has run with), else the merge kernel does (calls on a device must not overlap: the counters
     are the device's, as every engine call on its compute stream is; a barrier that waits for seconds traps, a
     CUDA error, rather than hang); cooperative: that launch is cooperative, so the driver guarantees every program
-    is resident at once (without it the barrier relies on nothing else holding the SMs); schedule: a key of
-    SCHEDULES (default SCHEDULE), the same arguments and results either way."""
-    schedule = schedule or SCHEDULE
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, not {schedule!r}")
-    module, kernel_name, schedule_regs = SCHEDULES[schedule]
-    mod = kernel_module(module)
-    kernel = getattr(mod, kernel_name)
-    if worker_regs is None:
-        worker_regs = schedule_regs
+    is resident at once (without it the barrier relies on nothing else holding the SMs)."""
+    mod = kernel_module("_gluon_mla")
     batch = q.shape[0]
     head_blocks = group_kv.shape[0]
     if trace is not None and (trace.dtype != torch.int64 or trace.dim() != 2 or trace.shape[1] != mod.TRACE_ROW.value
@@ -181,7 +168,7 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
         final = splits == 1
         fused = merged is not None
         fout, flse, counters = merged if fused else (part_out, part_lse, lengths)  # placeholders: never read
-        kernel[(head_blocks, splits, batch)](
+        mod._mla_decode_kernel[(head_blocks, splits, batch)](
             q, q_desc if q_desc is not None else q, key_pages, desc, block_table, lengths, group_kv, group_heads,
             part_out, part_lse,
             trace if trace is not None else lengths, qk_scale, splits, rows_per_seq,

@@ -139,14 +139,12 @@ def sliced_kernel_report(kernel: str, dim: int, *, max_group: int = 1, page_size
 
 def gluon_mla_report(page_size: int = 64, *, final: bool = False, tma: bool = True, dtype: str = "bf16",
                      trace: bool = False, q_tma: bool = False, staged_store: bool = False,
-                     partials: str = "fp32", fused_merge: bool = False, merge_splits: int = 66,
-                     schedule: str = "split") -> KernelReport:
+                     partials: str = "fp32", fused_merge: bool = False, merge_splits: int = 66) -> KernelReport:
     """The sm_90 Gluon MLA kernel (kernels/_gluon_mla.py) as `mla_sm90.launch` builds it for a cache of
     `page_size`-key pages (tma: whole tiles by TMA where the page size allows; final: one split; trace: with
     the programs' clock readings written out; q_tma: the queries by TMA too; staged_store: the outputs through
     shared memory; partials: the dtype the outputs are written in; fused_merge: the splits merged by the kernel
-    itself, merge_splits of them (66: 128 heads' one wave at batch 1; 132: 64 heads'); schedule: a key of
-    mla_sm90.SCHEDULES)."""
+    itself, merge_splits of them (66: 128 heads' one wave at batch 1; 132: 64 heads'))."""
     import torch
 
     from . import mla_sm90
@@ -155,8 +153,7 @@ def gluon_mla_report(page_size: int = 64, *, final: bool = False, tma: bool = Tr
     from triton.runtime.jit import mangle_type
 
     rows = mla_sm90.tma_box_rows(pages) if tma else 0
-    module, kernel_name, worker_regs = mla_sm90.SCHEDULES[schedule]
-    consts = dict(PAGE_SIZE=page_size, TMA_ROWS=rows, FINAL=final, PROBE=0, WORKER_REGS=worker_regs,
+    consts = dict(PAGE_SIZE=page_size, TMA_ROWS=rows, FINAL=final, PROBE=0, WORKER_REGS=mla_sm90.WORKER_REGS,
                   TRACE_ON=trace, Q_TMA=q_tma, STAGED_STORE=staged_store, FUSED_MERGE=fused_merge,
                   MERGE_P=mla_sm90.merge_width(merge_splits) if fused_merge else 16)
     types = dict(_POINTER_TYPES, Q=f"*{dtype}", K=f"*{dtype}", OUT=f"*{partials}", LSE="*fp32", TRACE="*i64",
@@ -164,8 +161,8 @@ def gluon_mla_report(page_size: int = 64, *, final: bool = False, tma: bool = Tr
     types["K_DESC"] = mangle_type(mla_sm90.key_descriptor(pages, rows)) if rows else f"*{dtype}"
     query = torch.empty(1, 128, mla_sm90.KEY_DIM, dtype=pages.dtype)
     types["Q_DESC"] = mangle_type(mla_sm90.query_descriptor(query)) if q_tma else f"*{dtype}"
-    return _report(kernel_name, consts, {"num_warps": 4}, types,
-                   _NOT_ALIGNED | {"K_DESC", "Q_DESC", "q_rows_per_seq"}, module=module)
+    return _report("_mla_decode_kernel", consts, {"num_warps": 4}, types,
+                   _NOT_ALIGNED | {"K_DESC", "Q_DESC", "q_rows_per_seq"}, module="_gluon_mla")
 
 
 def row_kernel_report(input_mode: str = "plain", *, pdl: bool = True, block_n: int = 8, block_k: int = 512,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# (A record: the seesaw schedule and `--schedule` were removed after these runs; commit ad08d2f holds them.)
 # The MLA kernel's seesaw schedule (kernels/_gluon_mla_seesaw.py, 2026-12-06, thirteenth session) on one GPU, first
 # run: its numbers against fp32 attention, then its time against the split schedule (the default), then both
 # schedules through the kernel's GPU tests, then the seesaw's clock timeline. Each step under its own timeout: a

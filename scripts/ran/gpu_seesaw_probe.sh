@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# (A record: the seesaw schedule and `--schedule` were removed after these runs; commit ad08d2f holds them.)
 # What bounds the MLA kernel's two schedules (second seesaw call, 2026-12-06, thirteenth session): the first call
 # (scripts/ran/gpu_seesaw.sh) found the seesaw correct but slower, its tile loop no faster than the split
 # schedule's. Each schedule with its key loads after the first two tiles switched off, its warpgroup-1 value MMAs
