@@ -593,7 +593,7 @@ def _mla_decode_kernel(
     mbarrier.init(p_ready, count=1)
     mbarrier.init(p_free, count=1)
     mbarrier.init(done, count=1)
-    # Q_TMA: in flight while the first key tile is asked for; the warpgroups wait for it on q_full
+    # Q_TMA: in flight while warpgroup 1 asks for the first key tile; warpgroup 0 waits for it on q_full
     _start_queries(Q_DESC, GROUP_HEADS, grp, b, q_rows_per_seq, q_full, q_lo, q_hi, q_t, Q_TMA)
     _stamp(TRACE, 2, 0, TRACE_ON)
 
