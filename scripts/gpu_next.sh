@@ -13,8 +13,9 @@
 # minutes. On one H200 the same day the merge in the projection was bitwise equal and 1.0 us a layer faster.
 # Every bench call also runs the FFN / other phases on 2 GPUs for the first time. The rest of the former
 # gpu_next.sh (serving checks, the 16 x 512 example, deepseek-mla) is scripts/gpu_next2.sh, so each fits one
-# 10-minute call. Results in $OUT (the log, and results.tgz: gpu_env.sh). Then scripts/gpu_bench.sh: the llama3-8b and mqa-8b 2-GPU targets have
-# not run with the GQA kernel of the third session of 2026-12-03 (1 x 128K 127.7 against 133.9 us on one H200).
+# 10-minute call. Results in $OUT (the log, and results.tgz: gpu_env.sh). Then scripts/gpu_bench.sh: the llama3-8b
+# and mqa-8b 2-GPU targets have not run with the GQA kernel of the third session of 2026-12-03 (1 x 128K 127.7
+# against 133.9 us on one H200).
 set -u
 LOG_NAME=next source scripts/gpu_env.sh
 say "helix verify, llama bf16, helix KVP=2, batch 1"

@@ -493,7 +493,7 @@ def _program(LENGTHS, GROUP_KV, num_splits, stride_kh, TRACE, TRACE_ON: gl.const
 @gluon.jit
 def _tile_buffers(Q, GROUP_HEADS, grp, b, stride_qb, stride_qh, Q_TMA: gl.constexpr):
     """Shared memory for the block's queries (latent halves and rope dims), the key stages (latent halves and
-    rope dims) and P. Q_TMA: the queries' buffers empty, for `_query_tma` to fill; else filled here through
+    rope dims) and P. Q_TMA: the queries' buffers empty, for `_start_queries` to fill; else filled here through
     registers (padding heads read as 0; the only way for scattered heads)."""
     dtype: gl.constexpr = Q.dtype.element_ty
     WIDE_SMEM: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16, rank=2)
@@ -537,19 +537,13 @@ def _start_queries(Q_DESC, GROUP_HEADS, grp, b, q_rows_per_seq, q_full, q_lo, q_
         mbarrier.init(q_full, count=1)
     fence_async_shared()
     _barrier()
-    if Q_TMA:
-        _query_tma(Q_DESC, GROUP_HEADS, grp, b, q_rows_per_seq, q_full, q_lo, q_hi, q_t)
-
-
-@gluon.jit
-def _query_tma(Q_DESC, GROUP_HEADS, grp, b, q_rows_per_seq, q_full, q_lo, q_hi, q_t):
-    """Start the TMA of the block's 64 consecutive heads' queries; q_full completes when they are in."""
-    row = b * q_rows_per_seq + gl.load(GROUP_HEADS + grp * BLOCK_H)
-    mbarrier.expect(q_full, BLOCK_H * (2 * HALF + TAIL) * 2)
-    for c in gl.static_range(HALF // 64):
-        _tma_load(Q_DESC, [row, c * 64], q_full, q_lo.slice(c * 64, 64, dim=1))
-        _tma_load(Q_DESC, [row, HALF + c * 64], q_full, q_hi.slice(c * 64, 64, dim=1))
-    _tma_load(Q_DESC, [row, 2 * HALF], q_full, q_t)
+    if Q_TMA:  # the block's 64 consecutive heads; q_full completes when they are in
+        row = b * q_rows_per_seq + gl.load(GROUP_HEADS + grp * BLOCK_H)
+        mbarrier.expect(q_full, BLOCK_H * (2 * HALF + TAIL) * 2)
+        for c in gl.static_range(HALF // 64):
+            _tma_load(Q_DESC, [row, c * 64], q_full, q_lo.slice(c * 64, 64, dim=1))
+            _tma_load(Q_DESC, [row, HALF + c * 64], q_full, q_hi.slice(c * 64, 64, dim=1))
+        _tma_load(Q_DESC, [row, 2 * HALF], q_full, q_t)
 
 
 @gluon.jit
