@@ -9,6 +9,9 @@ scripts/ran/gpu_gluon_mla.sh).
     python scripts/gpu_gluon_mla.py split-cost  # a short launch's time: split kernel, merge, split counts, PDL
     python scripts/gpu_gluon_mla.py timeline    # each program's stages, from clock readings the kernel writes
     python scripts/gpu_gluon_mla.py partials    # the error of bf16 partials against fp32 attention, split keys
+    python scripts/gpu_gluon_mla.py fused       # the kernel merging its own splits against the merge kernel
+    python scripts/gpu_gluon_mla.py two-parts   # each key tile landing in two parts against one barrier a tile
+    python scripts/gpu_gluon_mla.py bound       # the key loads from HBM and from L2, beside L2's rate into the SMs
 """
 from __future__ import annotations
 
@@ -159,12 +162,15 @@ POINTS = [(128, 1, 32768), (128, 4, 131072), (128, 4, 524288), (128, 1, 1048576)
           (64, 1, 32768), (64, 4, 131072), (64, 4, 1048576)]
 
 
-def launch_case(batch, length, heads=128, page=64, out_dtype=torch.bfloat16):
+def launch_case(batch, length, heads=128, page=64, out_dtype=torch.bfloat16, pool_pages=None):
     """`batch` sequences of `length` keys and the kernel's launch over them: (launch(splits=default, **options)
-    calling mla_sm90.launch, the default split count, FLOPs of one launch)."""
+    calling mla_sm90.launch, the default split count, FLOPs of one launch). pool_pages: every block-table entry
+    taken modulo this many pages, so the launch reads only those (L2-resident when small enough)."""
     from helix_core.kernels import mla_sm90
 
     q, keys, table, lens = make_case([length] * batch, heads, page)
+    if pool_pages:
+        table %= pool_pages
     groups = HeadGroups.from_group_size(heads, heads)
     gkv, gh = groups.tables(64, q.device)
     default = mla_sm90.choose_splits(batch, groups, length, q.device)
@@ -188,6 +194,44 @@ def probe(heads=128, batch=4, length=524288, page=64) -> int:
         run = time_graph_back_to_back(fn)
         print(f"probe {bits}: one replay {one:9.1f} us {flop / one / 1e6:6.1f} TF/s | "
               f"100 back to back {run:9.1f} us {flop / run / 1e6:6.1f} TF/s", flush=True)
+    return 0
+
+
+BOUND_POINTS = ((128, 1, 131072), (128, 4, 524288), (64, 4, 524288))
+BOUND_BITS = ((0, "everything"), (1, "no key loads after the first two tiles"), (6, "key loads alone (no MMAs)"),
+              (7, "neither (handshakes alone)"))
+BOUND_POOL_MIB = 12  # keys read from this many MiB of pages (an H100 or H200 has 50 MB of L2)
+
+
+def bound(points=BOUND_POINTS) -> int:
+    """Whether the key loads are bound by L2's rate into the SMs (the default launch: queries by TMA, staged store,
+    pages of 64, CUDA graph). First the L2 read probe: programs on every SM re-reading 16 MiB (`probes.l2_read_rate`).
+    Then the kernel with its work switched off by PROBE bits (results wrong, times only), its keys read from the
+    cache as placed (HBM) and from a pool of BOUND_POOL_MIB MiB that L2 holds: if the loads alone take as long from
+    L2 as from HBM, HBM is not what limits them. Rates: the key bytes entering SMs (every head block's programs
+    read their split's keys) and the cache bytes (read once), per second."""
+    from helix_core.bench.probes import l2_read_rate
+
+    device = torch.device("cuda")
+    for per_sm in (1, 2, 4):
+        print(f"bound l2-read 16 MiB, {per_sm} programs a SM: {l2_read_rate(device, 16.0, per_sm) / 1e12:.2f} TB/s "
+              f"into the SMs", flush=True)
+    pool = BOUND_POOL_MIB * (1 << 20) // (64 * 576 * 2)
+    for heads, batch, length in points:
+        cache_bytes = batch * length * 576 * 2
+        into_sms = cache_bytes * heads // 64
+        for keys, pool_pages in (("hbm", None), ("l2", pool)):
+            launch, splits, flop = launch_case(batch, length, heads, 64, pool_pages=pool_pages)
+            for bits, name in BOUND_BITS:
+                fn = (lambda bits=bits, launch=launch: launch(probe=bits, q_by_tma=True, staged_store=True))
+                one = time_graph(fn)
+                run = time_graph_back_to_back(fn)
+                print(f"bound {heads} heads {batch} x {length} splits {splits} keys {keys:3s} {name:38s}: one replay "
+                      f"{one:8.1f} us ({flop / one / 1e6:5.1f} TF/s, {into_sms / one / 1e6:5.2f} TB/s into SMs, "
+                      f"{cache_bytes / one / 1e6:5.2f} TB/s of cache) | back to back {run:8.1f} us "
+                      f"({flop / run / 1e6:5.1f} TF/s, {into_sms / run / 1e6:5.2f} TB/s into SMs)", flush=True)
+            del launch
+            torch.cuda.empty_cache()
     return 0
 
 
@@ -340,16 +384,17 @@ def timeline(points=TIMELINE_POINTS) -> int:
     return 0
 
 
-FUSED_POINTS = ((1, 32768), (1, 131072), (4, 131072), (4, 524288))
+COMPARE_POINTS = ((1, 32768), (1, 131072), (4, 131072), (4, 524288))
 FUSED_VARIANTS = (("merge kernel", dict()), ("fused merge", dict(fused_merge=True)),
                   ("fused merge, not cooperative", dict(fused_merge=True, cooperative=False)))
+TWO_PART_VARIANTS = (("one barrier a tile", dict()), ("two-part loads", dict(two_part_loads=True)))
 
 
-def fused(points=FUSED_POINTS, rounds: int = 3) -> int:
-    """The split kernel's own merge (mla_sm90.launch's fused_merge) against the merge kernel after it (128 heads,
-    pages of 64, queries by TMA, staged store, CUDA graph): one launch a graph and 10 a graph (as in a decode
-    step), `rounds` rounds with the variants interleaved; each round's outputs against the merge kernel's; last,
-    the 8192^3 matmul timed for 0.3 s, for the share of the matrix rate."""
+def compare(variants, label: str, points=COMPARE_POINTS, rounds: int = 3) -> int:
+    """Variants of the default launch (128 heads, pages of 64, queries by TMA, staged store, CUDA graph), each
+    `variants` entry (name, mla_sm90.launch options): one launch a graph and 10 a graph (as in a decode step),
+    `rounds` rounds with the variants interleaved; each round's outputs against the first variant's; last, the
+    8192^3 matmul timed for 0.3 s, for the share of the matrix rate. Lines start with `label`."""
     from helix_core.bench.probes import capture_graph, matmul_rate, time_for
 
     rows = []
@@ -357,7 +402,7 @@ def fused(points=FUSED_POINTS, rounds: int = 3) -> int:
         launch, splits, flop = launch_case(batch, length)
         reference = None
         for round_ in range(rounds):
-            for name, options in FUSED_VARIANTS:
+            for name, options in variants:
                 opts = dict(q_by_tma=True, staged_store=True, **options)
                 launch(**opts)
                 torch.cuda.synchronize()
@@ -368,13 +413,13 @@ def fused(points=FUSED_POINTS, rounds: int = 3) -> int:
                     reference = result
                 diff = (result - reference).abs().max().item()
                 rows.append((batch, length, splits, round_, name, plain, ten, flop, diff))
-                print(f"fused {batch} x {length} splits {splits} round {round_} {name:30s}: one a graph "
+                print(f"{label} {batch} x {length} splits {splits} round {round_} {name:30s}: one a graph "
                       f"{plain * 1e6:7.1f} us, 10 a graph {ten * 1e6:7.1f} us each ({flop / ten / 1e12:6.1f} TF/s); "
-                      f"max |out - merge kernel's| {diff:.1e}", flush=True)
+                      f"max |out - {variants[0][0]}'s| {diff:.1e}", flush=True)
         torch.cuda.empty_cache()
     matmul = matmul_rate(torch.device("cuda"), sustained_s=0.3)
     for batch, length, splits, round_, name, plain, ten, flop, _ in rows:
-        print(f"fused {batch} x {length} round {round_} {name:30s}: {flop / plain / matmul:6.1%} of the matmul "
+        print(f"{label} {batch} x {length} round {round_} {name:30s}: {flop / plain / matmul:6.1%} of the matmul "
               f"({matmul / 1e12:.1f} TF/s), 10 a graph {flop / ten / matmul:6.1%}", flush=True)
     return 0
 
@@ -390,7 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # the modes without values
 MODES = {"split-cost": split_cost, "sustained": sustained, "check": check, "timeline": timeline, "partials": partials,
-         "fused": fused}
+         "fused": lambda: compare(FUSED_VARIANTS, "fused"), "two-parts": lambda: compare(TWO_PART_VARIANTS, "two-parts"),
+         "bound": bound}
 
 
 def main() -> int:

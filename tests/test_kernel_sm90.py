@@ -72,6 +72,9 @@ if mla_sm90.gluon_hopper_available():
                                                                                fused_merge=True))
     out["gluon mla page 64 staged fused 132"] = asdict(r.gluon_mla_report(64, q_tma=True, staged_store=True,
                                                                           fused_merge=True, merge_splits=132))
+    for page in (64, 16, 4):  # key tiles landing in two parts: TMA tiles, 4-box tiles, cp.async tiles
+        out[f"gluon mla page {page} staged two parts"] = asdict(r.gluon_mla_report(page, q_tma=page != 4,
+                                                                                   staged_store=True, two_parts=True))
 print(json.dumps(out))
 """
 
@@ -183,6 +186,21 @@ def test_the_gluon_mla_fused_merge_adds_a_grid_barrier_and_nothing_to_the_tile_l
     assert fused["tma"] == plain["tma"] + (9 if page == 16 else 0)  # + Q's boxes (page 16's plain has none)
     assert plain["global_atomics"] == 0 and plain["acquire_loads"] == 0 and plain["traps"] == 0
     assert fused["global_atomics"] == 3 and fused["acquire_loads"] >= 1 and fused["traps"] == 1
+
+
+@pytest.mark.parametrize("page", [64, 16, 4])
+def test_the_gluon_mla_two_part_loads_add_a_barrier_a_stage_and_nothing_else(reports, page):
+    """Key tiles landing in two parts (the latent's first half, then the rest, each on its own barrier): the same
+    MMAs and the same TMA boxes as one barrier a tile, two more 8-byte barriers of shared memory (with alignment),
+    no spills."""
+    if "gluon mla page 64" not in reports:
+        pytest.skip("this Triton has no Gluon")
+    plain = reports["gluon mla page 64 staged fp32"] if page == 64 else reports[f"gluon mla page {page}"]
+    two = reports[f"gluon mla page {page} staged two parts"]
+    assert two["spill_bytes"] == 0 and two["registers"] <= 255, two
+    assert two["wgmma"] == plain["wgmma"] and two["setmaxnreg"] == plain["setmaxnreg"]
+    assert two["tma"] == plain["tma"] + (9 if page == 16 else 0)  # + Q's boxes (page 16's plain has none)
+    assert 16 <= two["shared_bytes"] - plain["shared_bytes"] - (32 if page == 16 else 0) <= 64
 
 
 def test_mla_uses_hopper_tensor_cores_with_registers_to_spare(reports):

@@ -1,4 +1,5 @@
-"""Independent probes of the two rates of the roofline, measured in the same run."""
+"""Independent probes of the two rates of the roofline, measured in the same run, and of the rate L2 feeds the SMs
+(a bound for kernels whose programs re-read shared data)."""
 from __future__ import annotations
 
 import torch
@@ -60,3 +61,35 @@ def time_for(fn, duration_s: float) -> float:
     calls = max(3, int(duration_s / per))
     time_cuda(fn, iters=calls, warmup=0)
     return time_cuda(fn, iters=calls, warmup=0)
+
+
+L2_READ_BLOCK = 4096  # int32 values a load (16 KB a program: 32 a thread at 4 warps)
+L2_READ_UNROLL = 4  # loads in flight a program
+
+
+def l2_read(buf: torch.Tensor, programs: int) -> torch.Tensor:
+    """Launch the L2 read kernel: `programs` programs each sum all of int32 `buf` (a whole number of
+    L2_READ_BLOCK x L2_READ_UNROLL chunks), each from its own starting chunk; their sums [programs] (int32,
+    wrapping)."""
+    from helix_core.kernels import kernel_module
+
+    chunk = L2_READ_BLOCK * L2_READ_UNROLL
+    if buf.dtype != torch.int32 or buf.dim() != 1 or buf.numel() % chunk or not buf.is_contiguous():
+        raise ValueError(f"buf must be a contiguous int32 vector of a multiple of {chunk} values")
+    sums = torch.empty(programs, dtype=torch.int32, device=buf.device)
+    kernel_module("_triton_l2_read")._l2_read_kernel[(programs,)](
+        buf, sums, buf.numel() // chunk, BLOCK=L2_READ_BLOCK, UNROLL=L2_READ_UNROLL, num_warps=4)
+    return sums
+
+
+def l2_read_rate(device, mib: float = 16.0, programs_per_sm: int = 2) -> float:
+    """Bytes per second that reach the SMs when `programs_per_sm` programs a SM each read the same `mib` MiB
+    (L2-resident after the first pass: an H100 or H200 has 50 MB of L2), counting every program's bytes."""
+    from helix_core.kernels import sm_count
+
+    chunk = L2_READ_BLOCK * L2_READ_UNROLL
+    n = max(1, int(mib * (1 << 20)) // 4 // chunk) * chunk
+    buf = torch.randint(-8, 8, (n,), dtype=torch.int32, device=device)
+    programs = programs_per_sm * sm_count(torch.device(device))
+    seconds = time_cuda(lambda: l2_read(buf, programs), iters=20)
+    return programs * n * 4 / seconds
