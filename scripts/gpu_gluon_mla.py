@@ -10,7 +10,7 @@ scripts/ran/gpu_gluon_mla.sh).
     python scripts/gpu_gluon_mla.py timeline    # each program's stages, from clock readings the kernel writes
     python scripts/gpu_gluon_mla.py partials    # the error of bf16 partials against fp32 attention, split keys
     python scripts/gpu_gluon_mla.py fused       # the kernel merging its own splits against the merge kernel
-    python scripts/gpu_gluon_mla.py two-parts   # each key tile landing in two parts against one barrier a tile
+    python scripts/gpu_gluon_mla.py l2-ahead    # key tiles asked of L2 ahead of their TMA, against the default
     python scripts/gpu_gluon_mla.py bound       # the key loads from HBM and from L2, beside L2's rate into the SMs
 """
 from __future__ import annotations
@@ -183,12 +183,12 @@ def launch_case(batch, length, heads=128, page=64, out_dtype=torch.bfloat16, poo
     return launch, default, batch * length * heads * FLOP_PER_KEY_HEAD
 
 
-def probe(heads=128, batch=4, length=524288, page=64) -> int:
+def probe(heads=128, batch=4, length=524288, page=64, *bits) -> int:
     """Time the split kernel alone with parts of its work switched off (PROBE bits: 1 no loads after the
-    first tiles, 2 no values MMA in warpgroup 1; 3 both): what bounds it."""
+    first tiles, 2 no values MMA in warpgroup 1, 4 no MMAs in warpgroup 0; default 0-3): what bounds it."""
     launch, splits, flop = launch_case(batch, length, heads, page, out_dtype=torch.float32)
     print(f"probe heads {heads} batch {batch} keys {length} page {page} splits {splits}", flush=True)
-    for bits in (0, 1, 2, 3):
+    for bits in bits or (0, 1, 2, 3):
         fn = (lambda bits=bits: launch(probe=bits))
         one = time_graph(fn)
         run = time_graph_back_to_back(fn)
@@ -198,15 +198,14 @@ def probe(heads=128, batch=4, length=524288, page=64) -> int:
 
 
 BOUND_POINTS = ((128, 1, 131072), (128, 4, 524288), (64, 4, 524288))
-BOUND_BITS = ((0, "everything"), (1, "no key loads after the first two tiles"), (6, "key loads alone (no MMAs)"),
-              (7, "neither (handshakes alone)"))
+BOUND_BITS = ((0, "everything"), (1, "no key loads after the first two tiles"))
 BOUND_POOL_MIB = 12  # keys read from this many MiB of pages (an H100 or H200 has 50 MB of L2)
 
 
 def bound(points=BOUND_POINTS) -> int:
     """Whether the key loads are bound by L2's rate into the SMs (the default launch: queries by TMA, staged store,
     pages of 64, CUDA graph). First the L2 read probe: programs on every SM re-reading 16 MiB (`probes.l2_read_rate`).
-    Then the kernel with its work switched off by PROBE bits (results wrong, times only), its keys read from the
+    Then the kernel with its key loads switched off (PROBE bit 1; results wrong, times only), its keys read from the
     cache as placed (HBM) and from a pool of BOUND_POOL_MIB MiB that L2 holds: if the loads alone take as long from
     L2 as from HBM, HBM is not what limits them. Rates: the key bytes entering SMs (every head block's programs
     read their split's keys) and the cache bytes (read once), per second."""
@@ -387,7 +386,7 @@ def timeline(points=TIMELINE_POINTS) -> int:
 COMPARE_POINTS = ((1, 32768), (1, 131072), (4, 131072), (4, 524288))
 FUSED_VARIANTS = (("merge kernel", dict()), ("fused merge", dict(fused_merge=True)),
                   ("fused merge, not cooperative", dict(fused_merge=True, cooperative=False)))
-TWO_PART_VARIANTS = (("one barrier a tile", dict()), ("two-part loads", dict(two_part_loads=True)))
+L2_AHEAD_VARIANTS = (("default", dict()), ("L2 ahead 2 tiles", dict(l2_ahead=2)), ("L2 ahead 4 tiles", dict(l2_ahead=4)))
 
 
 def compare(variants, label: str, points=COMPARE_POINTS, rounds: int = 3) -> int:
@@ -435,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # the modes without values
 MODES = {"split-cost": split_cost, "sustained": sustained, "check": check, "timeline": timeline, "partials": partials,
-         "fused": lambda: compare(FUSED_VARIANTS, "fused"), "two-parts": lambda: compare(TWO_PART_VARIANTS, "two-parts"),
+         "fused": lambda: compare(FUSED_VARIANTS, "fused"), "l2-ahead": lambda: compare(L2_AHEAD_VARIANTS, "l2-ahead"),
          "bound": bound}
 
 

@@ -19,15 +19,15 @@ each cached byte is read once. Shared memory: Q (72 KB), two key tiles (2 x 72 K
 
 Synchronisation (mbarriers, single-arrive; each partition passes its own barrier before it arrives,
 so all of its threads' stores are done):
-  full[s]   tile in stage s is loaded (warpgroup 1 -> 0); with TWO_PARTS its first part, full_b[s] the rest
+  full[s]   tile in stage s is loaded (warpgroup 1 -> 0)
   empty[s]  both warpgroups are done reading stage s (count 2)
   p_ready   P and the rescale factor of this tile are in shared memory (0 -> 1)
   p_free    warpgroup 1 has read them (1 -> 0)
   done      the final row sums are in shared memory (0 -> 1)
 
 PROBE (measurement only, wrong results): bit 1 loads only the first two tiles, bit 2 drops warpgroup 1's
-value MMA, bit 4 warpgroup 0's score and value MMAs (6: the loads and the handshakes alone);
-scripts/gpu_gluon_mla.py `probe` and `bound` time them to see what bounds the kernel.
+value MMA, bit 4 warpgroup 0's score and value MMAs; scripts/gpu_gluon_mla.py `probe` and `bound` time them to see
+what bounds the kernel.
 TRACE_ON (measurement only, same results): each program writes clock readings at its stages into a row of
 TRACE (see TRACE_SLOTS); scripts/gpu_gluon_mla.py `timeline` reads them to see where a short split's time goes.
 
@@ -40,10 +40,6 @@ key buffers (warpgroup 0 into k_lo, 1 into k_hi: 64 KB each, free by then), read
 row-major layout and stores 16-byte (fp32) or 8-byte (16-bit) vectors of one row a thread. From the MMA layout a
 thread's pieces are 8 bytes (fp32) or 4 (16-bit: half a sector for 4 threads). The same values reach the same
 places.
-
-TWO_PARTS: each key tile lands in two parts, the latent's first half (asked for first) and then its second half with
-the rope dims, each on its own barrier (full / full_b), so the score MMAs start on the first half while the rest is
-in flight, and warpgroup 1 waits for the part it reads. The same MMAs in the same order: the same bits.
 
 FUSED_MERGE (several splits; every program of the launch resident at once: one wave, launched cooperatively):
 no merge kernel. Past the two partitions (so the merge's arguments take none of their registers), each
@@ -154,49 +150,50 @@ def _tile_rows(bt_row, n0, end, PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr,
 
 
 @gluon.jit
-def _load_tile(desc, K, bt_row, kv_off, stride_kp, stride_ks, n0, end, rows, bar, bar_b, k_lo, k_hi, k_t,
-               PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, WIDE: gl.constexpr, NARROW: gl.constexpr,
-               TWO_PARTS: gl.constexpr):
+def _far_boxes(K, bt_row, kv_off, stride_kp, stride_ks, n0, end, PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr):
+    """L2_AHEAD: where each TMA box of tile n0 starts in the cache ([128], a lane a box; lanes past the tile's boxes,
+    and boxes not wholly before `end`, masked), read a tile before `_prefetch_boxes` asks for them."""
+    lane = gl.arange(0, 128, gl.BlockedLayout([1], [32], [4], [0]))
+    first = n0 + lane * TMA_ROWS
+    ok = (lane < BLOCK_N // TMA_ROWS) & (first + TMA_ROWS <= end)
+    page = gl.load(bt_row + first // PAGE_SIZE, mask=ok, other=0).to(gl.int64)
+    return K + kv_off + page * stride_kp + (first % PAGE_SIZE).to(gl.int64) * stride_ks, ok
+
+
+@gluon.jit
+def _prefetch_boxes(boxes, ok, TMA_ROWS: gl.constexpr):
+    """Ask L2 for each box's TMA_ROWS keys x 576 dims (contiguous rows: `tma_box_rows` allows TMA only then), a
+    bulk prefetch a lane, so the TMA that later loads them finds them there. Nothing comes back."""
+    gl.inline_asm_elementwise(
+        "{ .reg .pred p; setp.ne.s32 p, $2, 0; @p cp.async.bulk.prefetch.L2.global [$1], $3; mov.u32 $0, 0; }",
+        "=r,l,r,r", [boxes, ok.to(gl.int32), gl.full(ok.shape, TMA_ROWS * (2 * HALF + TAIL) * 2, gl.int32, ok.type.layout)],
+        dtype=gl.int32, is_pure=False, pack=1)
+
+
+@gluon.jit
+def _load_tile(desc, K, bt_row, kv_off, stride_kp, stride_ks, n0, end, rows, bar, k_lo, k_hi, k_t,
+               PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, WIDE: gl.constexpr, NARROW: gl.constexpr):
     """Start loading keys [n0, n0 + BLOCK_N) into one stage; `bar` completes when they are in shared memory.
     TMA_ROWS > 0: whole tiles by TMA in boxes of TMA_ROWS keys x 64 dims starting at `rows` (`_tile_rows`; a page
     holds whole boxes; the barrier counts the bytes). The partial last tile, and every tile when TMA_ROWS == 0,
     by cp.async with zero fill past `end` (stale cache rows could hold NaN, which P = 0 would not cancel),
-    waited here. TWO_PARTS: `bar` completes when the latent's first half is in (asked for first) and `bar_b` when
-    its second half and the rope dims are."""
+    waited here."""
     if TMA_ROWS > 0 and n0 + BLOCK_N <= end:
+        mbarrier.expect(bar, BLOCK_N * (2 * HALF + TAIL) * 2)
         index = gl.arange(0, ROW_BLOCKS, rows.type.layout)
-        if TWO_PARTS:
-            mbarrier.expect(bar, BLOCK_N * HALF * 2)
-            mbarrier.expect(bar_b, BLOCK_N * (HALF + TAIL) * 2)
-            for r in gl.static_range(BLOCK_N // TMA_ROWS):
-                row = gl.sum(gl.where(index == r, rows, 0), 0)
-                for c in gl.static_range(HALF // 64):
-                    _tma_load(desc, [row, c * 64], bar,
-                              k_lo.slice(r * TMA_ROWS, TMA_ROWS, dim=0).slice(c * 64, 64, dim=1))
-            for r in gl.static_range(BLOCK_N // TMA_ROWS):
-                row = gl.sum(gl.where(index == r, rows, 0), 0)
-                for c in gl.static_range(HALF // 64):
-                    _tma_load(desc, [row, HALF + c * 64], bar_b,
-                              k_hi.slice(r * TMA_ROWS, TMA_ROWS, dim=0).slice(c * 64, 64, dim=1))
-                _tma_load(desc, [row, 2 * HALF], bar_b, k_t.slice(r * TMA_ROWS, TMA_ROWS, dim=0))
-        else:
-            mbarrier.expect(bar, BLOCK_N * (2 * HALF + TAIL) * 2)
-            for r in gl.static_range(BLOCK_N // TMA_ROWS):
-                row = gl.sum(gl.where(index == r, rows, 0), 0)
-                for c in gl.static_range(HALF // 64):
-                    _tma_load(desc, [row, c * 64], bar,
-                              k_lo.slice(r * TMA_ROWS, TMA_ROWS, dim=0).slice(c * 64, 64, dim=1))
-                    _tma_load(desc, [row, HALF + c * 64], bar,
-                              k_hi.slice(r * TMA_ROWS, TMA_ROWS, dim=0).slice(c * 64, 64, dim=1))
-                _tma_load(desc, [row, 2 * HALF], bar, k_t.slice(r * TMA_ROWS, TMA_ROWS, dim=0))
+        for r in gl.static_range(BLOCK_N // TMA_ROWS):
+            row = gl.sum(gl.where(index == r, rows, 0), 0)
+            for c in gl.static_range(HALF // 64):
+                _tma_load(desc, [row, c * 64], bar, k_lo.slice(r * TMA_ROWS, TMA_ROWS, dim=0).slice(c * 64, 64, dim=1))
+                _tma_load(desc, [row, HALF + c * 64], bar,
+                          k_hi.slice(r * TMA_ROWS, TMA_ROWS, dim=0).slice(c * 64, 64, dim=1))
+            _tma_load(desc, [row, 2 * HALF], bar, k_t.slice(r * TMA_ROWS, TMA_ROWS, dim=0))
     else:
         _issue_tile(K, bt_row, kv_off, stride_kp, stride_ks, n0, end, k_lo, k_hi, k_t, PAGE_SIZE, WIDE, NARROW)
         async_copy.wait_group(0)
         _barrier()
         fence_async_shared()
         mbarrier.arrive(bar, count=1)
-        if TWO_PARTS:
-            mbarrier.arrive(bar_b, count=1)
 
 
 @gluon.jit
@@ -370,12 +367,9 @@ def _grid_merge(PART_OUT, PART_LSE, FOUT, FLSE, COUNTERS, GROUP_HEADS, k_lo, k_h
 
 
 @gluon.jit
-def _scores(q_lo, q_hi, q_t, k_lo, k_hi, k_t, zero_s, bar_b, phase, TWO_PARTS: gl.constexpr):
-    """Issue S = Q K^T for one stage (latent halves and rope dims, accumulated): an async wgmma chain.
-    TWO_PARTS: the second half and rope dims are waited for (`bar_b`) behind the first half's MMA."""
+def _scores(q_lo, q_hi, q_t, k_lo, k_hi, k_t, zero_s):
+    """Issue S = Q K^T for one stage (latent halves and rope dims, accumulated): an async wgmma chain."""
     acc = warpgroup_mma(q_lo, k_lo.permute((1, 0)), zero_s, use_acc=False, is_async=True)
-    if TWO_PARTS:
-        mbarrier.wait(bar_b, phase)
     acc = warpgroup_mma(q_hi, k_hi.permute((1, 0)), acc, is_async=True)
     return warpgroup_mma(q_t, k_t.permute((1, 0)), acc, is_async=True)
 
@@ -385,9 +379,9 @@ def _scores_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_sm
                       OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, qk_scale,
                       stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, TRACE,
                       FINAL: gl.constexpr, PROBE: gl.constexpr, TRACE_ON: gl.constexpr, Q_TMA: gl.constexpr,
-                      STAGED_STORE: gl.constexpr, TWO_PARTS: gl.constexpr):
+                      STAGED_STORE: gl.constexpr):
     """Warpgroup 0: scores, softmax, and output columns [0, HALF)."""
-    full, full_b, empty, p_ready, p_free, done, q_full = bars
+    full, empty, p_ready, p_free, done, q_full = bars
     S_LAYOUT: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                        instr_shape=[16, BLOCK_N, 16])
     O_LAYOUT: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -411,10 +405,8 @@ def _scores_partition(q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_sm
                 _stamp(TRACE, 3, 0, TRACE_ON)
         if (PROBE & 4) == 0:
             qk = warpgroup_mma_wait(0, deps=[_scores(q_lo, q_hi, q_t, k_lo.index(s), k_hi.index(s), k_t.index(s),
-                                                     zero_s, full_b.index(s), (j // STAGES) & 1, TWO_PARTS)])
+                                                     zero_s)])
         else:
-            if TWO_PARTS:
-                mbarrier.wait(full_b.index(s), (j // STAGES) & 1)
             qk = zero_s
         n_ok = (start + j * BLOCK_N + offs_n) < end
         qk = gl.where(n_ok[None, :], qk * qk_scale, float("-inf"))
@@ -456,9 +448,10 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
                       stride_kp, stride_ks, stride_btb,
                       stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, TRACE,
                       PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, FINAL: gl.constexpr, PROBE: gl.constexpr,
-                      TRACE_ON: gl.constexpr, STAGED_STORE: gl.constexpr, TWO_PARTS: gl.constexpr):
-    """Warpgroup 1: loads every tile (one ahead of warpgroup 0) and output columns [HALF, 2 HALF)."""
-    full, full_b, empty, p_ready, p_free, done, q_full = bars
+                      TRACE_ON: gl.constexpr, STAGED_STORE: gl.constexpr, L2_AHEAD: gl.constexpr):
+    """Warpgroup 1: loads every tile (one ahead of warpgroup 0) and output columns [HALF, 2 HALF); with L2_AHEAD,
+    asks L2 for tile j + 1 + L2_AHEAD as it loads tile j + 1 (its boxes' places read a tile earlier)."""
+    full, empty, p_ready, p_free, done, q_full = bars
     O_LAYOUT: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                        instr_shape=[16, HALF, 16])
     WIDE: gl.constexpr = gl.BlockedLayout([1, 8], [1, 32], [4, 1], [1, 0])
@@ -469,9 +462,12 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
     ROWS_LAYOUT: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
     if n_tiles > 0:  # the first tile, before the loop
         rows = _tile_rows(bt_row, start, end, PAGE_SIZE, TMA_ROWS, ROWS_LAYOUT)
-        _load_tile(desc, K, bt_row, kv_off, stride_kp, stride_ks, start, end, rows, full.index(0), full_b.index(0),
-                   k_lo.index(0), k_hi.index(0), k_t.index(0), PAGE_SIZE, TMA_ROWS, WIDE, NARROW, TWO_PARTS)
+        _load_tile(desc, K, bt_row, kv_off, stride_kp, stride_ks, start, end, rows, full.index(0), k_lo.index(0),
+                   k_hi.index(0), k_t.index(0), PAGE_SIZE, TMA_ROWS, WIDE, NARROW)
     rows_next = _tile_rows(bt_row, start + BLOCK_N, end, PAGE_SIZE, TMA_ROWS, ROWS_LAYOUT)
+    if L2_AHEAD > 0:
+        far, far_ok = _far_boxes(K, bt_row, kv_off, stride_kp, stride_ks, start + (1 + L2_AHEAD) * BLOCK_N, end,
+                                 PAGE_SIZE, TMA_ROWS)
 
     o = gl.zeros([BLOCK_H, HALF], gl.float32, O_LAYOUT)
     for j in range(n_tiles):
@@ -482,20 +478,18 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
             mbarrier.wait(empty.index(sn), ((nxt // STAGES) & 1) ^ 1)
             if (PROBE & 1) == 0 or nxt < STAGES:
                 _load_tile(desc, K, bt_row, kv_off, stride_kp, stride_ks, start + nxt * BLOCK_N, end, rows_next,
-                           full.index(sn), full_b.index(sn), k_lo.index(sn), k_hi.index(sn), k_t.index(sn), PAGE_SIZE,
-                           TMA_ROWS, WIDE, NARROW, TWO_PARTS)
+                           full.index(sn), k_lo.index(sn), k_hi.index(sn), k_t.index(sn), PAGE_SIZE, TMA_ROWS,
+                           WIDE, NARROW)
             else:
                 mbarrier.arrive(full.index(sn), count=1)
-                if TWO_PARTS:
-                    mbarrier.arrive(full_b.index(sn), count=1)
             rows_next = _tile_rows(bt_row, start + (nxt + 1) * BLOCK_N, end, PAGE_SIZE, TMA_ROWS, ROWS_LAYOUT)
+            if L2_AHEAD > 0:
+                _prefetch_boxes(far, far_ok, TMA_ROWS)
+                far, far_ok = _far_boxes(K, bt_row, kv_off, stride_kp, stride_ks,
+                                         start + (nxt + 1 + L2_AHEAD) * BLOCK_N, end, PAGE_SIZE, TMA_ROWS)
 
         mbarrier.wait(p_ready, j & 1)
-        # TMA's writes (of k_hi: the second part with TWO_PARTS), visible to this warpgroup too
-        if TWO_PARTS:
-            mbarrier.wait(full_b.index(s), (j // STAGES) & 1)
-        else:
-            mbarrier.wait(full.index(s), (j // STAGES) & 1)
+        mbarrier.wait(full.index(s), (j // STAGES) & 1)  # TMA's writes, visible to this warpgroup too
         alpha = alpha_smem.load(ROW)
         if (PROBE & 2) == 0:
             o = o * alpha[:, None]
@@ -606,7 +600,7 @@ def _mla_decode_kernel(
     STAGED_STORE: gl.constexpr = False,  # the outputs stored through shared memory (_store_half's STAGED)
     FUSED_MERGE: gl.constexpr = False,  # the splits merged at the end of this kernel (module docstring)
     MERGE_P: gl.constexpr = 16,  # FUSED_MERGE: num_splits rounded up to a power of two, >= 16
-    TWO_PARTS: gl.constexpr = False,  # each key tile lands in two parts, each on its own barrier (module docstring)
+    L2_AHEAD: gl.constexpr = 0,  # tiles ahead of the TMA that warpgroup 1 asks L2 for (0: none; TMA_ROWS > 0 only)
 ):
     grp, split, b, start, end, n_tiles, kv_off = _program(LENGTHS, GROUP_KV, num_splits, stride_kh, TRACE, TRACE_ON)
     ROWS: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0])
@@ -615,10 +609,6 @@ def _mla_decode_kernel(
     l_smem = gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS)
 
     full = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    if TWO_PARTS:
-        full_b = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    else:
-        full_b = full  # a placeholder: waited on only with TWO_PARTS
     empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     p_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     p_free = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
@@ -629,8 +619,6 @@ def _mla_decode_kernel(
         q_full = done  # a placeholder: warpgroup 0 waits on q_full only with Q_TMA
     for i in gl.static_range(STAGES):
         mbarrier.init(full.index(i), count=1)
-        if TWO_PARTS:
-            mbarrier.init(full_b.index(i), count=1)
         mbarrier.init(empty.index(i), count=2)
     mbarrier.init(p_ready, count=1)
     mbarrier.init(p_free, count=1)
@@ -639,17 +627,17 @@ def _mla_decode_kernel(
     _start_queries(Q_DESC, GROUP_HEADS, grp, b, q_rows_per_seq, q_full, q_lo, q_hi, q_t, Q_TMA)
     _stamp(TRACE, 2, 0, TRACE_ON)
 
-    bars = (full, full_b, empty, p_ready, p_free, done, q_full)
+    bars = (full, empty, p_ready, p_free, done, q_full)
     gl.warp_specialize([
         (_scores_partition, (q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
                              OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, qk_scale,
                              stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, TRACE, FINAL, PROBE,
-                             TRACE_ON, Q_TMA, STAGED_STORE, TWO_PARTS)),
+                             TRACE_ON, Q_TMA, STAGED_STORE)),
         (_values_partition, (k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
                              K_DESC, K, BLOCK_TABLE, OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, kv_off,
                              stride_kp, stride_ks, stride_btb,
                              stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, TRACE, PAGE_SIZE,
-                             TMA_ROWS, FINAL, PROBE, TRACE_ON, STAGED_STORE, TWO_PARTS)),
+                             TMA_ROWS, FINAL, PROBE, TRACE_ON, STAGED_STORE, L2_AHEAD if TMA_ROWS > 0 else 0)),
     ], [4], [WORKER_REGS])
     if FUSED_MERGE:  # here, past the partitions: the merge's arguments take none of their registers
         _grid_merge(OUT, LSE, FOUT, FLSE, COUNTERS, GROUP_HEADS, k_lo, k_hi,
