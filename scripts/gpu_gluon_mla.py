@@ -428,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("mode", choices=["bench", "probe", *MODES])
     parser.add_argument("values", nargs="*",
                         help="probe: its switches as integers; bench: points HEADS,BATCH,KEYS[,PAGE]; "
-                             "timeline: points BATCH,KEYS (default: TIMELINE_POINTS)")
+                             "timeline, l2-ahead: points BATCH,KEYS (default: TIMELINE_POINTS, COMPARE_POINTS)")
     return parser
 
 
@@ -442,6 +442,8 @@ def main() -> int:
     args = build_parser().parse_args()
     if args.mode == "timeline" and args.values:
         return timeline(tuple((*(int(v) for v in p.split(",")), None) for p in args.values))
+    if args.mode == "l2-ahead" and args.values:
+        return compare(L2_AHEAD_VARIANTS, "l2-ahead", tuple(tuple(int(v) for v in p.split(",")) for p in args.values))
     if args.mode in MODES:
         return MODES[args.mode]()
     if args.mode == "probe":
