@@ -10,7 +10,6 @@ scripts/ran/gpu_gluon_mla.sh).
     python scripts/gpu_gluon_mla.py timeline    # each program's stages, from clock readings the kernel writes
     python scripts/gpu_gluon_mla.py partials    # the error of bf16 partials against fp32 attention, split keys
     python scripts/gpu_gluon_mla.py fused       # the kernel merging its own splits against the merge kernel
-    python scripts/gpu_gluon_mla.py l2-ahead    # key tiles asked of L2 ahead of their TMA, against the default
     python scripts/gpu_gluon_mla.py bound       # the key loads from HBM and from L2, beside L2's rate into the SMs
 """
 from __future__ import annotations
@@ -386,7 +385,6 @@ def timeline(points=TIMELINE_POINTS) -> int:
 COMPARE_POINTS = ((1, 32768), (1, 131072), (4, 131072), (4, 524288))
 FUSED_VARIANTS = (("merge kernel", dict()), ("fused merge", dict(fused_merge=True)),
                   ("fused merge, not cooperative", dict(fused_merge=True, cooperative=False)))
-L2_AHEAD_VARIANTS = (("default", dict()), ("L2 ahead 2 tiles", dict(l2_ahead=2)), ("L2 ahead 4 tiles", dict(l2_ahead=4)))
 
 
 def compare(variants, label: str, points=COMPARE_POINTS, rounds: int = 3) -> int:
@@ -428,13 +426,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("mode", choices=["bench", "probe", *MODES])
     parser.add_argument("values", nargs="*",
                         help="probe: its switches as integers; bench: points HEADS,BATCH,KEYS[,PAGE]; "
-                             "timeline, l2-ahead: points BATCH,KEYS (default: TIMELINE_POINTS, COMPARE_POINTS)")
+                             "timeline: points BATCH,KEYS (default: TIMELINE_POINTS)")
     return parser
 
 
 # the modes without values
 MODES = {"split-cost": split_cost, "sustained": sustained, "check": check, "timeline": timeline, "partials": partials,
-         "fused": lambda: compare(FUSED_VARIANTS, "fused"), "l2-ahead": lambda: compare(L2_AHEAD_VARIANTS, "l2-ahead"),
+         "fused": lambda: compare(FUSED_VARIANTS, "fused"),
          "bound": bound}
 
 
@@ -442,8 +440,6 @@ def main() -> int:
     args = build_parser().parse_args()
     if args.mode == "timeline" and args.values:
         return timeline(tuple((*(int(v) for v in p.split(",")), None) for p in args.values))
-    if args.mode == "l2-ahead" and args.values:
-        return compare(L2_AHEAD_VARIANTS, "l2-ahead", tuple(tuple(int(v) for v in p.split(",")) for p in args.values))
     if args.mode in MODES:
         return MODES[args.mode]()
     if args.mode == "probe":

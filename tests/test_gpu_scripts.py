@@ -17,7 +17,7 @@ sys.modules["dry_run"] = dry_run  # its dataclass looks itself up there
 _spec.loader.exec_module(dry_run)
 
 # the scripts the closing note names for the next device calls, and the GPUs of the machine each is for
-NEXT_CALLS = {"gpu_bound.sh": 1, "gpu_next.sh": 2, "gpu_next2.sh": 2, "gpu_next3.sh": 2, "gpu_bench.sh": 2, "gpu_h200_kernels.sh": 1,
+NEXT_CALLS = {"gpu_next.sh": 2, "gpu_next2.sh": 2, "gpu_next3.sh": 2, "gpu_bench.sh": 2, "gpu_h200_kernels.sh": 1,
               "gpu_suite.sh": 1}
 
 

@@ -72,9 +72,6 @@ if mla_sm90.gluon_hopper_available():
                                                                                fused_merge=True))
     out["gluon mla page 64 staged fused 132"] = asdict(r.gluon_mla_report(64, q_tma=True, staged_store=True,
                                                                           fused_merge=True, merge_splits=132))
-    for page in (64, 16, 4):  # key tiles asked of L2 ahead: TMA tiles, 4-box tiles, cp.async tiles (none)
-        out[f"gluon mla page {page} staged l2 ahead"] = asdict(r.gluon_mla_report(page, q_tma=page != 4,
-                                                                                  staged_store=True, l2_ahead=2))
 print(json.dumps(out))
 """
 
@@ -188,22 +185,6 @@ def test_the_gluon_mla_fused_merge_adds_a_grid_barrier_and_nothing_to_the_tile_l
     assert fused["global_atomics"] == 3 and fused["acquire_loads"] >= 1 and fused["traps"] == 1
 
 
-@pytest.mark.parametrize("page", [64, 16, 4])
-def test_the_gluon_mla_l2_look_ahead_adds_a_prefetch_and_nothing_else(reports, page):
-    """Key tiles asked of L2 ahead of their TMA (l2_ahead): one bulk L2 prefetch in the loop where tiles come by
-    TMA (a box a lane), none where they come by cp.async (pages of 4: no boxes); the same MMAs, TMA boxes and shared
-    memory as without it, no spills."""
-    if "gluon mla page 64" not in reports:
-        pytest.skip("this Triton has no Gluon")
-    plain = reports["gluon mla page 64 staged fp32"] if page == 64 else reports[f"gluon mla page {page}"]
-    ahead = reports[f"gluon mla page {page} staged l2 ahead"]
-    assert ahead["spill_bytes"] == 0 and ahead["registers"] <= 255, ahead
-    assert ahead["wgmma"] == plain["wgmma"] and ahead["setmaxnreg"] == plain["setmaxnreg"]
-    assert ahead["tma"] == plain["tma"] + (9 if page == 16 else 0)  # + Q's boxes (page 16's plain has none)
-    assert ahead["l2_prefetch"] == (0 if page == 4 else 1) and plain["l2_prefetch"] == 0
-    assert ahead["shared_bytes"] - plain["shared_bytes"] == (16 if page == 16 else 0)  # page 16's: q_full
-
-
 def test_mla_uses_hopper_tensor_cores_with_registers_to_spare(reports):
     long, one_part = reports["mla default"], reports["mla one part"]
     assert long["wgmma"] > 0 and long["mma_sync"] == 0  # 128 heads: warpgroup MMA, not the Ampere path
@@ -276,5 +257,4 @@ def test_one_row_projection_and_split_merge_can_end_with_an_l2_prefetch(reports)
         assert with_prefetch["griddepcontrol"] == 2 and with_prefetch["registers"] <= 96, (mode, with_prefetch)
     merge = reports["merge 128 x 66 pdl prefetch"]  # the split merge before a KVP exchange
     assert merge["l2_prefetch"] == 1 and merge["spill_bytes"] == 0 and merge["griddepcontrol"] == 1, merge
-    assert all(r.get("l2_prefetch", 0) == 0 for label, r in reports.items()
-               if "prefetch" not in label and "l2 ahead" not in label)  # (the MLA kernel's look-ahead: its own test)
+    assert all(r.get("l2_prefetch", 0) == 0 for label, r in reports.items() if "prefetch" not in label)

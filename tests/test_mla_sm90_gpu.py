@@ -114,31 +114,6 @@ def test_outputs_staged_through_shared_memory_are_the_same_bits(partials, heads,
     assert_matches(*results[1], *reference(q, keys, table, lens))
 
 
-@pytest.mark.parametrize("lengths, page_size, splits", [
-    ([5000, 77], 64, 4),  # whole tiles by TMA, partial last tiles by cp.async
-    ([1000, 4097], 16, 3),  # four 16-key boxes a tile
-    ([3000], 4, 2),  # pages too small for a box: every tile by cp.async
-    ([20000, 64], 128, 1),  # pages wider than a tile, one split (the final output)
-])
-def test_l2_look_ahead_gives_the_same_bits(lengths, page_size, splits):
-    """Key tiles asked of L2 ahead of their TMA (launch's l2_ahead; none where pages are too small for a box): the
-    same loads and MMAs, so the same outputs and LSEs, bit for bit, with queries by TMA and the staged store (the
-    default)."""
-    q, keys, table, lens = make_case(lengths, 128, page_size)
-    groups = da.HeadGroups.from_group_size(128, 128)
-    group_kv, group_heads = groups.tables(64, q.device)
-    results = []
-    for ahead in (0, 2):
-        out = torch.full((len(lengths), 128, 512), 7.0, device="cuda")
-        lse = torch.full((len(lengths), 128), 7.0, device="cuda")
-        mla_sm90.launch(q, keys, table, lens, SCALE, group_kv, group_heads, splits, out, lse, q_by_tma=True,
-                        staged_store=True, l2_ahead=ahead)
-        results.append((out, lse))
-    torch.testing.assert_close(results[1][0], results[0][0], atol=0, rtol=0)
-    torch.testing.assert_close(results[1][1], results[0][1], atol=0, rtol=0)
-    assert_matches(*results[1], *reference(q, keys, table, lens))
-
-
 def test_traced_launch_gives_the_same_output_and_ordered_readings():
     """The measurement trace (scripts/gpu_gluon_mla.py timeline) changes no output bit, and each program's
     readings come in the order of its stages, on SMs of this GPU."""

@@ -150,27 +150,6 @@ def _tile_rows(bt_row, n0, end, PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr,
 
 
 @gluon.jit
-def _far_boxes(K, bt_row, kv_off, stride_kp, stride_ks, n0, end, PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr):
-    """L2_AHEAD: where each TMA box of tile n0 starts in the cache ([128], a lane a box; lanes past the tile's boxes,
-    and boxes not wholly before `end`, masked), read a tile before `_prefetch_boxes` asks for them."""
-    lane = gl.arange(0, 128, gl.BlockedLayout([1], [32], [4], [0]))
-    first = n0 + lane * TMA_ROWS
-    ok = (lane < BLOCK_N // TMA_ROWS) & (first + TMA_ROWS <= end)
-    page = gl.load(bt_row + first // PAGE_SIZE, mask=ok, other=0).to(gl.int64)
-    return K + kv_off + page * stride_kp + (first % PAGE_SIZE).to(gl.int64) * stride_ks, ok
-
-
-@gluon.jit
-def _prefetch_boxes(boxes, ok, TMA_ROWS: gl.constexpr):
-    """Ask L2 for each box's TMA_ROWS keys x 576 dims (contiguous rows: `tma_box_rows` allows TMA only then), a
-    bulk prefetch a lane, so the TMA that later loads them finds them there. Nothing comes back."""
-    gl.inline_asm_elementwise(
-        "{ .reg .pred p; setp.ne.s32 p, $2, 0; @p cp.async.bulk.prefetch.L2.global [$1], $3; mov.u32 $0, 0; }",
-        "=r,l,r,r", [boxes, ok.to(gl.int32), gl.full(ok.shape, TMA_ROWS * (2 * HALF + TAIL) * 2, gl.int32, ok.type.layout)],
-        dtype=gl.int32, is_pure=False, pack=1)
-
-
-@gluon.jit
 def _load_tile(desc, K, bt_row, kv_off, stride_kp, stride_ks, n0, end, rows, bar, k_lo, k_hi, k_t,
                PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, WIDE: gl.constexpr, NARROW: gl.constexpr):
     """Start loading keys [n0, n0 + BLOCK_N) into one stage; `bar` completes when they are in shared memory.
@@ -448,9 +427,8 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
                       stride_kp, stride_ks, stride_btb,
                       stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, TRACE,
                       PAGE_SIZE: gl.constexpr, TMA_ROWS: gl.constexpr, FINAL: gl.constexpr, PROBE: gl.constexpr,
-                      TRACE_ON: gl.constexpr, STAGED_STORE: gl.constexpr, L2_AHEAD: gl.constexpr):
-    """Warpgroup 1: loads every tile (one ahead of warpgroup 0) and output columns [HALF, 2 HALF); with L2_AHEAD,
-    asks L2 for tile j + 1 + L2_AHEAD as it loads tile j + 1 (its boxes' places read a tile earlier)."""
+                      TRACE_ON: gl.constexpr, STAGED_STORE: gl.constexpr):
+    """Warpgroup 1: loads every tile (one ahead of warpgroup 0) and output columns [HALF, 2 HALF)."""
     full, empty, p_ready, p_free, done, q_full = bars
     O_LAYOUT: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                        instr_shape=[16, HALF, 16])
@@ -465,9 +443,6 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
         _load_tile(desc, K, bt_row, kv_off, stride_kp, stride_ks, start, end, rows, full.index(0), k_lo.index(0),
                    k_hi.index(0), k_t.index(0), PAGE_SIZE, TMA_ROWS, WIDE, NARROW)
     rows_next = _tile_rows(bt_row, start + BLOCK_N, end, PAGE_SIZE, TMA_ROWS, ROWS_LAYOUT)
-    if L2_AHEAD > 0:
-        far, far_ok = _far_boxes(K, bt_row, kv_off, stride_kp, stride_ks, start + (1 + L2_AHEAD) * BLOCK_N, end,
-                                 PAGE_SIZE, TMA_ROWS)
 
     o = gl.zeros([BLOCK_H, HALF], gl.float32, O_LAYOUT)
     for j in range(n_tiles):
@@ -483,10 +458,6 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
             else:
                 mbarrier.arrive(full.index(sn), count=1)
             rows_next = _tile_rows(bt_row, start + (nxt + 1) * BLOCK_N, end, PAGE_SIZE, TMA_ROWS, ROWS_LAYOUT)
-            if L2_AHEAD > 0:
-                _prefetch_boxes(far, far_ok, TMA_ROWS)
-                far, far_ok = _far_boxes(K, bt_row, kv_off, stride_kp, stride_ks,
-                                         start + (nxt + 1 + L2_AHEAD) * BLOCK_N, end, PAGE_SIZE, TMA_ROWS)
 
         mbarrier.wait(p_ready, j & 1)
         mbarrier.wait(full.index(s), (j // STAGES) & 1)  # TMA's writes, visible to this warpgroup too
@@ -600,7 +571,6 @@ def _mla_decode_kernel(
     STAGED_STORE: gl.constexpr = False,  # the outputs stored through shared memory (_store_half's STAGED)
     FUSED_MERGE: gl.constexpr = False,  # the splits merged at the end of this kernel (module docstring)
     MERGE_P: gl.constexpr = 16,  # FUSED_MERGE: num_splits rounded up to a power of two, >= 16
-    L2_AHEAD: gl.constexpr = 0,  # tiles ahead of the TMA that warpgroup 1 asks L2 for (0: none; TMA_ROWS > 0 only)
 ):
     grp, split, b, start, end, n_tiles, kv_off = _program(LENGTHS, GROUP_KV, num_splits, stride_kh, TRACE, TRACE_ON)
     ROWS: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0])
@@ -637,7 +607,7 @@ def _mla_decode_kernel(
                              K_DESC, K, BLOCK_TABLE, OUT, LSE, GROUP_HEADS, grp, b, split, start, end, n_tiles, kv_off,
                              stride_kp, stride_ks, stride_btb,
                              stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_ls, TRACE, PAGE_SIZE,
-                             TMA_ROWS, FINAL, PROBE, TRACE_ON, STAGED_STORE, L2_AHEAD if TMA_ROWS > 0 else 0)),
+                             TMA_ROWS, FINAL, PROBE, TRACE_ON, STAGED_STORE)),
     ], [4], [WORKER_REGS])
     if FUSED_MERGE:  # here, past the partitions: the merge's arguments take none of their registers
         _grid_merge(OUT, LSE, FOUT, FLSE, COUNTERS, GROUP_HEADS, k_lo, k_hi,

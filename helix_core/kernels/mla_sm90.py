@@ -134,7 +134,7 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
            out: torch.Tensor, lse: torch.Tensor, pdl: bool = False, probe: int = 0, use_tma: bool = True,
            worker_regs: int = WORKER_REGS, trace: torch.Tensor | None = None, q_by_tma: bool = False,
            partials: torch.dtype = torch.float32, merge_columns: int | None = None, staged_store: bool = False,
-           fused_merge: bool = False, cooperative: bool = True, l2_ahead: int = 0) -> None:
+           fused_merge: bool = False, cooperative: bool = True) -> None:
     """Attention of q [B, Hq, 576] over the paged cache into out [B, Hq, 512] and lse [B, Hq] (natural log).
     group_kv / group_heads: HeadGroups.tables(64) of the call; num_splits >= 1. trace (measurement): an int64
     [head blocks x splits x B, TRACE_ROW] tensor the split kernel's programs write their clock readings into
@@ -150,9 +150,7 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
     (the only kind it has run with), else the merge kernel does (calls on a device must not overlap: the counters
     are the device's, as every engine call on its compute stream is; a barrier that waits for seconds traps, a
     CUDA error, rather than hang); cooperative: that launch is cooperative, so the driver guarantees every program
-    is resident at once (without it the barrier relies on nothing else holding the SMs); l2_ahead: the kernel's
-    second warpgroup asks L2 for the key tile this many tiles past the one it loads by TMA (a bulk prefetch a box;
-    TMA tiles only; the same bits)."""
+    is resident at once (without it the barrier relies on nothing else holding the SMs)."""
     mod = kernel_module("_gluon_mla")
     batch = q.shape[0]
     head_blocks = group_kv.shape[0]
@@ -181,7 +179,7 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
             fout, flse, counters, fout.stride(0), fout.stride(1), flse.stride(0), flse.stride(1),
             PAGE_SIZE=key_pages.shape[1], TMA_ROWS=tma_rows, FINAL=final, PROBE=probe, WORKER_REGS=worker_regs,
             TRACE_ON=trace is not None, Q_TMA=q_desc is not None, STAGED_STORE=staged_store, FUSED_MERGE=fused,
-            MERGE_P=merge_width(splits) if fused else 16, L2_AHEAD=l2_ahead, num_warps=4,
+            MERGE_P=merge_width(splits) if fused else 16, num_warps=4,
             **({"launch_cooperative_grid": True} if fused and cooperative else {}),
         )
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# (A record: the L2 look-ahead of this call was removed after it; commit cbd8793 holds it.)
 # One GPU (an H200 where lent; the MLA target is set there): what bounds the MLA kernel's key loads, and a change
 # aimed at them (2026-12-06, fourteenth session; the first call of the session, on an H100, found L2 feeding all SMs
 # at 9.9 TB/s, the kernel's key loads 8-11% of a 1 x 128K launch, and two-part tile barriers no faster). Shortest
