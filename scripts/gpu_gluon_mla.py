@@ -205,9 +205,10 @@ def bound(points=BOUND_POINTS) -> int:
     """Whether the key loads are bound by L2's rate into the SMs (the default launch: queries by TMA, staged store,
     pages of 64, CUDA graph). First the L2 read probe: programs on every SM re-reading 16 MiB (`probes.l2_read_rate`).
     Then the kernel with its key loads switched off (PROBE bit 1; results wrong, times only), its keys read from the
-    cache as placed (HBM) and from a pool of BOUND_POOL_MIB MiB that L2 holds: if the loads alone take as long from
-    L2 as from HBM, HBM is not what limits them. Rates: the key bytes entering SMs (every head block's programs
-    read their split's keys) and the cache bytes (read once), per second."""
+    cache as placed (HBM) and from a pool of BOUND_POOL_MIB MiB that L2 holds: if the launch with its loads takes
+    as long with the keys in L2 as in HBM, HBM is not what limits them; if it takes as long as without loads, only
+    HBM is. Rates: the key bytes entering SMs (every head block's programs read their split's keys) and the cache
+    bytes (read once), per second."""
     from helix_core.bench.probes import l2_read_rate
 
     device = torch.device("cuda")

@@ -1,7 +1,7 @@
 """A measurement kernel, no model math: every program reads one whole buffer small enough to stay in L2, each
 from its own starting chunk, and sums it. Timed over a launch (bench/probes.l2_read_rate), it gives the rate at
-which L2 feeds all SMs at once, the rate a kernel whose programs re-read shared data (the MLA kernel's two head
-blocks read the same key tiles) cannot exceed however its loads are scheduled."""
+which L2 feeds all SMs at once with plain loads: what a kernel whose programs re-read shared data (the MLA
+kernel's two head blocks read the same key tiles) is measured against, to tell L2's rate from HBM's latency."""
 from __future__ import annotations
 
 import triton
