@@ -5,7 +5,7 @@
 #    the thirteenth session; 70% asked), the GQA kernel against torch's SDPA at 1 x 32K and 1 x 128K in one run
 #    (ahead at 32K in every same-run comparison, 0.5% behind SDPA's best run);
 # 2. `gpu_gluon_mla.py bound` on the H200: the MLA kernel's key loads from HBM and from L2 (on two H100s, 2026-12-06,
-#    fourteenth session, they cost 8-12% at 1 x 128K from HBM and 1-2% from L2), beside L2's rate into the SMs;
+#    fourteenth session, they cost 8-12% at 1 x 128K from HBM and 1-3% from L2), beside L2's rate into the SMs;
 # 3. the MLA kernel's GPU tests (the staged store, the default, bitwise equal to the direct one) and its check
 #    against fp32 attention;
 # 4. its timeline with the direct store, the staged store, and the staged store with bf16 partials, at the short
