@@ -71,8 +71,11 @@ def record(script: Path, workdir: Path) -> tuple[list[Command], str]:
     log.unlink(missing_ok=True)
     out = workdir / "out"
     out.mkdir(exist_ok=True)
+    # the result files go to a folder of the dry run's own: a dry run inside a real one (test_gpu_scripts in
+    # gpu_suite.sh, 2026-12-06) wrote into the real run's /tmp/helix-results and overwrote its test logs
+    results = workdir / "results"
     env = {**os.environ, "PATH": f"{shims}{os.pathsep}{os.environ.get('PATH', '')}", "OUT": str(out),
-           "HELIX_DRY_RUN_LOG": str(log)}
+           "HELIX_RESULTS": str(results), "HELIX_DRY_RUN_LOG": str(log)}
     env.pop("HELIX_DRY_RUN_LIMIT", None)
     done = subprocess.run(["bash", str(script)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     # a script's last pipeline may end in a grep that finds nothing here: only an exit that says why fails

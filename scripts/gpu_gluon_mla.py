@@ -11,6 +11,7 @@ scripts/ran/gpu_gluon_mla.sh).
     python scripts/gpu_gluon_mla.py partials    # the error of bf16 partials against fp32 attention, split keys
     python scripts/gpu_gluon_mla.py fused       # the kernel merging its own splits against the merge kernel
     python scripts/gpu_gluon_mla.py bound       # the key loads from HBM and from L2, beside L2's rate into the SMs
+    python scripts/gpu_gluon_mla.py even-splits # splits within a tile of each other against ceil(tiles / splits)
 """
 from __future__ import annotations
 
@@ -303,7 +304,8 @@ TIMELINE_POINTS = ((1, 32768, None), (1, 131072, None), (1, 524288, None), (4, 1
 TIMELINE_VARIANTS = (("Q by TMA, direct store", dict(q_by_tma=True, staged_store=False)),
                      ("Q by TMA, staged store", dict(q_by_tma=True, staged_store=True)),
                      ("Q by TMA, staged store, bf16 partials",
-                      dict(q_by_tma=True, staged_store=True, partials=torch.bfloat16)))
+                      dict(q_by_tma=True, staged_store=True, partials=torch.bfloat16)),
+                     ("Q by TMA, staged store, even splits", dict(q_by_tma=True, staged_store=True, even_splits=True)))
 
 
 def _spread(values) -> str:
@@ -313,13 +315,21 @@ def _spread(values) -> str:
     return f"{values[len(values) // 2]:7.2f} [{values[0]:7.2f}, {values[-1]:7.2f}]"
 
 
-def _stages(rows, length, splits) -> tuple[dict, float]:
+def split_tiles(length: int, splits: int, split: int, even: bool) -> int:
+    """Tiles of 64 keys (the last one partial) that split `split` of `splits` takes of `length` keys: whole tiles
+    of ceil(tiles / splits) a split, or even: tiles * split // splits onwards (the kernel's EVEN_SPLITS)."""
+    tiles = -(-length // 64)
+    if even:
+        return (split + 1) * tiles // splits - split * tiles // splits
+    per_split = -(-(-(-length // splits)) // 64)  # ceil(ceil(length / splits) / 64)
+    return max(0, min(per_split, tiles - split * per_split))
+
+
+def _stages(rows, length, splits, even=False) -> tuple[dict, float]:
     """Each stage's microseconds per program (programs with keys only) from a traced launch's rows, and the SM
     clock (GHz) the readings give."""
-    per_split = -(-length // splits)
-    per_split = -(-per_split // 64) * 64  # the kernel's keys a split: whole tiles of 64
     for r in rows:
-        r["tiles"] = max(0, min(per_split, length - r["split"] * per_split)) // 64
+        r["tiles"] = split_tiles(length, splits, r["split"], even)
     busy = [r for r in rows if r["tiles"]]
     ghz = sorted((r["clock_stored"] - r["clock_start"]) / max(1, r["time_stored"] - r["time_start"]) for r in busy)
     clock = ghz[len(ghz) // 2]
@@ -367,7 +377,8 @@ def timeline(points=TIMELINE_POINTS) -> int:
             ten = time_for(capture_graph(lambda: [launch(splits, **options) for _ in range(10)]).replay, 0.3) / 10
             traced = time_for(capture_graph(lambda: launch(splits, trace=trace, **options)).replay, 0.3)
             torch.cuda.synchronize()
-            stages, clock = _stages(mla_sm90.trace_rows(trace, blocks, splits, batch), length, splits)
+            stages, clock = _stages(mla_sm90.trace_rows(trace, blocks, splits, batch), length, splits,
+                                    options.get("even_splits", False))
             tag = f"timeline {batch} x {length} splits {splits} {name}:"
             print(f"{tag} launch {plain * 1e6:.1f} us ({flop / plain / 1e12:.1f} TF/s), traced {traced * 1e6:.1f} us; "
                   f"10 launches a graph {ten * 1e6:.1f} us each ({flop / ten / 1e12:.1f} TF/s); SM clock {clock:.2f} GHz",
@@ -386,6 +397,10 @@ def timeline(points=TIMELINE_POINTS) -> int:
 COMPARE_POINTS = ((1, 32768), (1, 131072), (4, 131072), (4, 524288))
 FUSED_VARIANTS = (("merge kernel", dict()), ("fused merge", dict(fused_merge=True)),
                   ("fused merge, not cooperative", dict(fused_merge=True, cooperative=False)))
+
+# 1 x 100000: 1563 tiles over 66 splits: 65 of 24 tiles and one of 3 by ceil, 45 of 24 and 21 of 23 by the even rule
+EVEN_SPLIT_VARIANTS = (("ceil(tiles / splits) a split", dict()), ("even splits", dict(even_splits=True)))
+EVEN_SPLIT_POINTS = ((1, 131072), (1, 32768), (1, 100000), (4, 131072))
 
 
 def compare(variants, label: str, points=COMPARE_POINTS, rounds: int = 3) -> int:
@@ -434,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
 # the modes without values
 MODES = {"split-cost": split_cost, "sustained": sustained, "check": check, "timeline": timeline, "partials": partials,
          "fused": lambda: compare(FUSED_VARIANTS, "fused"),
+         "even-splits": lambda: compare(EVEN_SPLIT_VARIANTS, "even-splits", EVEN_SPLIT_POINTS),
          "bound": bound}
 
 

@@ -6,10 +6,10 @@
 #    (ahead at 32K in every same-run comparison, 0.5% behind SDPA's best run);
 # 2. `gpu_gluon_mla.py bound` on the H200: the MLA kernel's key loads from HBM and from L2 (on two H100s, 2026-12-06,
 #    fourteenth session, they cost 8-12% at 1 x 128K from HBM and 1-3% from L2), beside L2's rate into the SMs;
-# 3. the MLA kernel's GPU tests (the staged store, the default, bitwise equal to the direct one) and its check
-#    against fp32 attention;
-# 4. its timeline with the direct store, the staged store, and the staged store with bf16 partials, at the short
-#    points where the fixed costs weigh most;
+# 3. the MLA kernel's GPU tests (the staged store, bitwise equal to the direct one; even splits, the default since the
+#    fifteenth session) and its check against fp32 attention;
+# 4. its timeline with the direct store, the staged store, the staged store with bf16 partials and with even splits,
+#    at the short points where the fixed costs weigh most;
 # 5. helix verify of the 128-head MLA path, with the built-in prompts and with prompts long enough to split the keys.
 # (The error of bf16 partials, `gpu_gluon_mla.py partials`, settled on an H100 in the eleventh session, is left out.)
 set -u
@@ -20,7 +20,7 @@ kernel_points gqa 60 "1x32768 1x131072" --no-sweep
 say "bound"
 timeout 90 python scripts/gpu_gluon_mla.py bound 2>&1 | grep -E "bound|Error|error" | tee -a "$log"
 say "GPU tests"
-timeout 180 python -m pytest -q -p no:cacheprovider tests/test_mla_sm90_gpu.py 2>&1 | tail -3 | tee -a "$log"
+timeout 300 python -m pytest -q -p no:cacheprovider tests/test_mla_sm90_gpu.py 2>&1 | tail -3 | tee -a "$log"
 say "check"
 timeout 90 python scripts/gpu_gluon_mla.py check 2>&1 | grep -E "ok|FAIL|check|Error" | tee -a "$log"
 say "timeline"

@@ -2,8 +2,9 @@
 
 The sm_90 MLA kernel can write each split's normalized output in bf16 instead of fp32 (mla_sm90.launch's
 `partials`): half the bytes between the split kernel and the merge, and one more rounding of every split's
-output before the merge weighs them. This script cuts the keys as the kernel does (the one-wave split count of
-mla_sm90.choose_splits for a 132-SM GPU, splits of whole 64-key tiles), computes each split's output and LSE in
+output before the merge weighs them. This script cuts the keys as the kernel did when it was run (2026-12-06, ninth session:
+the one-wave split count of mla_sm90.choose_splits for a 132-SM GPU, ceil(tiles / splits) whole 64-key tiles a
+split; the kernel's default since the fifteenth session deals the tiles evenly, the same split count), computes each split's output and LSE in
 fp32, rounds the outputs to bf16 or not, merges in fp32 as the merge kernel does, rounds the result to bf16 as
 the model takes it, and prints the error against fp32 attention beside the floor any bf16 output has (the fp32
 result rounded once). `--sharpness` scales the queries: larger is a more peaked softmax, where a few splits carry
@@ -28,7 +29,8 @@ SCALE = 1.0 / math.sqrt(192)  # DeepSeek-V3's q.k head dim (nope 128 + rope 64)
 
 
 def split_bounds(length: int, splits: int) -> list[tuple[int, int]]:
-    """The kernel's key ranges: ceil(length / splits) rounded up to whole tiles, the last split short or empty."""
+    """The kernel's key ranges as they were (mla_sm90.launch's even_splits off): ceil(length / splits) rounded up
+    to whole tiles, the last split short or empty."""
     per = -(-(-(-length // splits)) // TILE) * TILE
     return [(lo, min(lo + per, length)) for lo in range(0, per * splits, per) if lo < length]
 

@@ -17,8 +17,7 @@ sys.modules["dry_run"] = dry_run  # its dataclass looks itself up there
 _spec.loader.exec_module(dry_run)
 
 # the scripts the closing note names for the next device calls, and the GPUs of the machine each is for
-NEXT_CALLS = {"gpu_next.sh": 2, "gpu_next2.sh": 2, "gpu_next3.sh": 2, "gpu_bench.sh": 2, "gpu_h200_kernels.sh": 1,
-              "gpu_suite.sh": 1}
+NEXT_CALLS = {"gpu_next.sh": 2, "gpu_next2.sh": 2, "gpu_next3.sh": 2, "gpu_bench.sh": 2, "gpu_h200_kernels.sh": 1}
 
 
 HELPERS = {"gpu_env.sh"}  # sourced by the others
@@ -100,3 +99,19 @@ def test_dry_run_reports_a_failing_script(tmp_path):
     commands, failures = dry_run.dry_run([script], gpus=1)
     assert commands == []
     assert any("bash exited" in f for f in failures) and any("no python command" in f for f in failures)
+
+
+def test_dry_run_writes_nothing_into_a_real_runs_results(tmp_path, monkeypatch):
+    """gpu_env.sh puts result files under $HELIX_RESULTS (default /tmp/helix-results). A dry run started inside a
+    real run (pytest in gpu_suite.sh runs this module) must not write there: it would overwrite the real files."""
+    real = tmp_path / "real-results"
+    real.mkdir()
+    (real / "kept.log").write_text("the real run's log\n")
+    monkeypatch.setenv("HELIX_RESULTS", str(real))
+    script = tmp_path / "writes.sh"
+    script.write_text("set -u\nsource scripts/gpu_env.sh\necho dry > \"$out/kept.log\"\n"
+                      "timeout 10 python -c 'print(1)'\n")
+    commands, failures = dry_run.dry_run([script], gpus=1)
+    assert failures == [] and len(commands) == 1
+    assert (real / "kept.log").read_text() == "the real run's log\n"
+    assert sorted(p.name for p in real.iterdir()) == ["kept.log"]

@@ -72,6 +72,8 @@ if mla_sm90.gluon_hopper_available():
                                                                                fused_merge=True))
     out["gluon mla page 64 staged fused 132"] = asdict(r.gluon_mla_report(64, q_tma=True, staged_store=True,
                                                                           fused_merge=True, merge_splits=132))
+    out["gluon mla page 64 staged even splits"] = asdict(r.gluon_mla_report(64, q_tma=True, staged_store=True,
+                                                                           even_splits=True))
 print(json.dumps(out))
 """
 

@@ -55,6 +55,27 @@ def test_matches_fp32_attention(lengths, heads, page_size, splits):
         assert_matches(out, lse, *reference(q, keys, table, lens))
 
 
+@pytest.mark.parametrize("lengths, page_size, splits", [
+    ([1000], 64, 66),  # 16 tiles over 66 splits: empty splits between the others
+    ([0, 77, 8000], 16, 66),  # an empty sequence, one tile, 125 tiles (59 splits of 2, 7 of 1)
+    ([33000], 64, None),  # 516 tiles over the default splits, a partial last tile
+    ([4096, 129], 8, 3),  # 8-key boxes, a forced split count
+])
+def test_even_splits_match_fp32_attention(lengths, page_size, splits):
+    """Splits within a tile of each other (EVEN_SPLITS) cover each key once: the result is attention over all
+    of them, with empty splits anywhere in the row."""
+    heads = 128
+    q, keys, table, lens = make_case(lengths, heads, page_size)
+    groups = da.HeadGroups.from_group_size(heads, heads)
+    group_kv, group_heads = groups.tables(64, q.device)
+    count = splits or mla_sm90.choose_splits(len(lengths), groups, max(lengths), q.device)
+    out = torch.empty(len(lengths), heads, 512, device="cuda")
+    lse = torch.empty(len(lengths), heads, device="cuda")
+    mla_sm90.launch(q, keys, table, lens, SCALE, group_kv, group_heads, count, out, lse, q_by_tma=True,
+                    staged_store=True, even_splits=True)
+    assert_matches(out, lse, *reference(q, keys, table, lens))
+
+
 def test_fp16_cache_and_several_head_groups():
     """fp16, and 128 query heads over two KV heads (64 each; each block reads its own head, cp.async)."""
     gen = torch.Generator(device="cuda").manual_seed(1)

@@ -478,9 +478,12 @@ def _values_partition(k_lo, k_hi, k_t, p_smem, alpha_smem, l_smem, bars,
 
 
 @gluon.jit
-def _program(LENGTHS, GROUP_KV, num_splits, stride_kh, TRACE, TRACE_ON: gl.constexpr):
+def _program(LENGTHS, GROUP_KV, num_splits, stride_kh, TRACE, TRACE_ON: gl.constexpr, EVEN_SPLITS: gl.constexpr):
     """This program's head block, split and sequence b, its keys [start, end) of b (splits of whole tiles), its
-    tile count and its KV head's offset in the cache; its start stamped in TRACE."""
+    tile count and its KV head's offset in the cache; its start stamped in TRACE. Splits of ceil(tiles / splits)
+    tiles (the last ones shorter or empty), or EVEN_SPLITS: tiles * split // splits onwards, so split lengths
+    differ by at most one tile (at 1 x 128K and 66 splits: 64 of 31 tiles and 2 of 32, where the other rule
+    gives 64 of 32 and 2 empty; most programs then store their partials while the longest run their last tile)."""
     _stamp(TRACE, 0, 1, TRACE_ON)
     _stamp(TRACE, 1, 0, TRACE_ON)
     _stamp(TRACE, 9, 2, TRACE_ON)
@@ -488,9 +491,14 @@ def _program(LENGTHS, GROUP_KV, num_splits, stride_kh, TRACE, TRACE_ON: gl.const
     split = gl.program_id(1)
     b = gl.program_id(2)
     length = gl.load(LENGTHS + b)
-    per_split = gl.cdiv(gl.cdiv(length, num_splits), BLOCK_N) * BLOCK_N
-    start = split * per_split
-    end = gl.minimum(start + per_split, length)
+    if EVEN_SPLITS:
+        tiles = gl.cdiv(length, BLOCK_N)
+        start = (split * tiles // num_splits) * BLOCK_N
+        end = gl.minimum(((split + 1) * tiles // num_splits) * BLOCK_N, length)
+    else:
+        per_split = gl.cdiv(gl.cdiv(length, num_splits), BLOCK_N) * BLOCK_N
+        start = split * per_split
+        end = gl.minimum(start + per_split, length)
     n_tiles = gl.cdiv(gl.maximum(end - start, 0), BLOCK_N)
     kv_off = gl.load(GROUP_KV + grp).to(gl.int64) * stride_kh
     return grp, split, b, start, end, n_tiles, kv_off
@@ -571,8 +579,10 @@ def _mla_decode_kernel(
     STAGED_STORE: gl.constexpr = False,  # the outputs stored through shared memory (_store_half's STAGED)
     FUSED_MERGE: gl.constexpr = False,  # the splits merged at the end of this kernel (module docstring)
     MERGE_P: gl.constexpr = 16,  # FUSED_MERGE: num_splits rounded up to a power of two, >= 16
+    EVEN_SPLITS: gl.constexpr = False,  # split lengths differ by at most a tile (_program)
 ):
-    grp, split, b, start, end, n_tiles, kv_off = _program(LENGTHS, GROUP_KV, num_splits, stride_kh, TRACE, TRACE_ON)
+    grp, split, b, start, end, n_tiles, kv_off = _program(LENGTHS, GROUP_KV, num_splits, stride_kh, TRACE, TRACE_ON,
+                                                          EVEN_SPLITS)
     ROWS: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0])
     q_lo, q_hi, q_t, k_lo, k_hi, k_t, p_smem = _tile_buffers(Q, GROUP_HEADS, grp, b, stride_qb, stride_qh, Q_TMA)
     alpha_smem = gl.allocate_shared_memory(gl.float32, [BLOCK_H], ROWS)

@@ -161,7 +161,8 @@ def paged_decode_attention(
         splits = mla_sm90.choose_splits(batch, groups, max_length, device, cfg.num_splits)
         mla_sm90.launch(q, key_pages, block_table, lengths, scale, group_kv, group_heads, splits, out, lse,
                         q_by_tma=mla_sm90.Q_BY_TMA and groups.whole_runs(mla_sm90.BLOCK_H),
-                        staged_store=mla_sm90.STAGED_STORE, fused_merge=mla_sm90.FUSED_MERGE)
+                        staged_store=mla_sm90.STAGED_STORE, fused_merge=mla_sm90.FUSED_MERGE,
+                        even_splits=mla_sm90.EVEN_SPLITS)
         return out, lse
 
     qk_fp32 = q.dtype != key_pages.dtype

@@ -30,6 +30,11 @@ STAGED_STORE = True
 # no merge kernel) where the launch allows. Off: slower than the merge kernel in all three versions measured on an
 # H100 (2026-12-06, eleventh session: 1 x 32K 37.0 against 33.6 us, 1 x 128K 88.4 against 86.2, 10 a graph).
 FUSED_MERGE = False
+# ... and give splits lengths that differ by at most a tile (launch's even_splits) instead of ceil(tiles / splits)
+# tiles each. The same critical path (the longest split's tiles), but at 1 x 128K 128 of 132 programs end a tile
+# early. On one H100 (2026-12-06, fifteenth session), 6 interleaved rounds, 10 launches a graph: 1 x 128K
+# 83.8-86.3 against 85.7-87.3 us (faster in every round), 1 x 32K 33.5-33.6 against 33.8.
+EVEN_SPLITS = True
 
 _GLUON_OK: bool | None = None
 _CAPABILITY: dict[int, tuple[int, int]] = {}
@@ -134,7 +139,7 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
            out: torch.Tensor, lse: torch.Tensor, pdl: bool = False, probe: int = 0, use_tma: bool = True,
            worker_regs: int = WORKER_REGS, trace: torch.Tensor | None = None, q_by_tma: bool = False,
            partials: torch.dtype = torch.float32, merge_columns: int | None = None, staged_store: bool = False,
-           fused_merge: bool = False, cooperative: bool = True) -> None:
+           fused_merge: bool = False, cooperative: bool = True, even_splits: bool = False) -> None:
     """Attention of q [B, Hq, 576] over the paged cache into out [B, Hq, 512] and lse [B, Hq] (natural log).
     group_kv / group_heads: HeadGroups.tables(64) of the call; num_splits >= 1. trace (measurement): an int64
     [head blocks x splits x B, TRACE_ROW] tensor the split kernel's programs write their clock readings into
@@ -150,7 +155,8 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
     (the only kind it has run with), else the merge kernel does (calls on a device must not overlap: the counters
     are the device's, as every engine call on its compute stream is; a barrier that waits for seconds traps, a
     CUDA error, rather than hang); cooperative: that launch is cooperative, so the driver guarantees every program
-    is resident at once (without it the barrier relies on nothing else holding the SMs)."""
+    is resident at once (without it the barrier relies on nothing else holding the SMs); even_splits: the keys'
+    tiles dealt to the splits so that their lengths differ by at most a tile (the kernel's EVEN_SPLITS)."""
     mod = kernel_module("_gluon_mla")
     batch = q.shape[0]
     head_blocks = group_kv.shape[0]
@@ -179,7 +185,7 @@ def launch(q: torch.Tensor, key_pages: torch.Tensor, block_table: torch.Tensor, 
             fout, flse, counters, fout.stride(0), fout.stride(1), flse.stride(0), flse.stride(1),
             PAGE_SIZE=key_pages.shape[1], TMA_ROWS=tma_rows, FINAL=final, PROBE=probe, WORKER_REGS=worker_regs,
             TRACE_ON=trace is not None, Q_TMA=q_desc is not None, STAGED_STORE=staged_store, FUSED_MERGE=fused,
-            MERGE_P=merge_width(splits) if fused else 16, num_warps=4,
+            MERGE_P=merge_width(splits) if fused else 16, EVEN_SPLITS=even_splits, num_warps=4,
             **({"launch_cooperative_grid": True} if fused and cooperative else {}),
         )
 

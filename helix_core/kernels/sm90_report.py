@@ -140,13 +140,13 @@ def sliced_kernel_report(kernel: str, dim: int, *, max_group: int = 1, page_size
 def gluon_mla_report(page_size: int = 64, *, final: bool = False, tma: bool = True, dtype: str = "bf16",
                      trace: bool = False, q_tma: bool = False, staged_store: bool = False,
                      partials: str = "fp32", fused_merge: bool = False, merge_splits: int = 66,
-                     probe: int = 0) -> KernelReport:
+                     probe: int = 0, even_splits: bool = False) -> KernelReport:
     """The sm_90 Gluon MLA kernel (kernels/_gluon_mla.py) as `mla_sm90.launch` builds it for a cache of
     `page_size`-key pages (tma: whole tiles by TMA where the page size allows; final: one split; trace: with
     the programs' clock readings written out; q_tma: the queries by TMA too; staged_store: the outputs through
     shared memory; partials: the dtype the outputs are written in; fused_merge: the splits merged by the kernel
     itself, merge_splits of them (66: 128 heads' one wave at batch 1; 132: 64 heads'); probe: the PROBE bits,
-    measurement only)."""
+    measurement only; even_splits: split lengths within a tile of each other)."""
     import torch
 
     from . import mla_sm90
@@ -157,7 +157,7 @@ def gluon_mla_report(page_size: int = 64, *, final: bool = False, tma: bool = Tr
     rows = mla_sm90.tma_box_rows(pages) if tma else 0
     consts = dict(PAGE_SIZE=page_size, TMA_ROWS=rows, FINAL=final, PROBE=probe, WORKER_REGS=mla_sm90.WORKER_REGS,
                   TRACE_ON=trace, Q_TMA=q_tma, STAGED_STORE=staged_store, FUSED_MERGE=fused_merge,
-                  MERGE_P=mla_sm90.merge_width(merge_splits) if fused_merge else 16)
+                  MERGE_P=mla_sm90.merge_width(merge_splits) if fused_merge else 16, EVEN_SPLITS=even_splits)
     types = dict(_POINTER_TYPES, Q=f"*{dtype}", K=f"*{dtype}", OUT=f"*{partials}", LSE="*fp32", TRACE="*i64",
                  qk_scale="fp32", FOUT=f"*{dtype}", FLSE="*fp32", COUNTERS="*i32")
     types["K_DESC"] = mangle_type(mla_sm90.key_descriptor(pages, rows)) if rows else f"*{dtype}"
