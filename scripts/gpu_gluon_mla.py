@@ -162,6 +162,14 @@ POINTS = [(128, 1, 32768), (128, 4, 131072), (128, 4, 524288), (128, 1, 1048576)
           (64, 1, 32768), (64, 4, 131072), (64, 4, 1048576)]
 
 
+def default_options() -> dict:
+    """The mla_sm90.launch options decode calls take (for 128 heads, 64 a block): the launch `compare` and `bound`
+    time, so they follow the defaults when those change."""
+    from helix_core.kernels import mla_sm90
+
+    return dict(q_by_tma=mla_sm90.Q_BY_TMA, staged_store=mla_sm90.STAGED_STORE, even_splits=mla_sm90.EVEN_SPLITS)
+
+
 def launch_case(batch, length, heads=128, page=64, out_dtype=torch.bfloat16, pool_pages=None):
     """`batch` sequences of `length` keys and the kernel's launch over them: (launch(splits=default, **options)
     calling mla_sm90.launch, the default split count, FLOPs of one launch). pool_pages: every block-table entry
@@ -203,8 +211,8 @@ BOUND_POOL_MIB = 12  # keys read from this many MiB of pages (an H100 or H200 ha
 
 
 def bound(points=BOUND_POINTS) -> int:
-    """Whether the key loads are bound by L2's rate into the SMs (the default launch: queries by TMA, staged store,
-    pages of 64, CUDA graph). First the L2 read probe: programs on every SM re-reading 16 MiB (`probes.l2_read_rate`).
+    """Whether the key loads are bound by L2's rate into the SMs (the default launch, `default_options`, pages of 64,
+    CUDA graph). First the L2 read probe: programs on every SM re-reading 16 MiB (`probes.l2_read_rate`).
     Then the kernel with its key loads switched off (PROBE bit 1; results wrong, times only), its keys read from the
     cache as placed (HBM) and from a pool of BOUND_POOL_MIB MiB that L2 holds: if the launch with its loads takes
     as long with the keys in L2 as in HBM, HBM is not what limits them; if it takes as long as without loads, only
@@ -223,7 +231,7 @@ def bound(points=BOUND_POINTS) -> int:
         for keys, pool_pages in (("hbm", None), ("l2", pool)):
             launch, splits, flop = launch_case(batch, length, heads, 64, pool_pages=pool_pages)
             for bits, name in BOUND_BITS:
-                fn = (lambda bits=bits, launch=launch: launch(probe=bits, q_by_tma=True, staged_store=True))
+                fn = (lambda bits=bits, launch=launch: launch(probe=bits, **default_options()))
                 one = time_graph(fn)
                 run = time_graph_back_to_back(fn)
                 print(f"bound {heads} heads {batch} x {length} splits {splits} keys {keys:3s} {name:38s}: one replay "
@@ -318,10 +326,10 @@ def _spread(values) -> str:
 def split_tiles(length: int, splits: int, split: int, even: bool) -> int:
     """Tiles of 64 keys (the last one partial) that split `split` of `splits` takes of `length` keys: whole tiles
     of ceil(tiles / splits) a split, or even: tiles * split // splits onwards (the kernel's EVEN_SPLITS)."""
-    tiles = -(-length // 64)
+    tiles = math.ceil(length / 64)
     if even:
         return (split + 1) * tiles // splits - split * tiles // splits
-    per_split = -(-(-(-length // splits)) // 64)  # ceil(ceil(length / splits) / 64)
+    per_split = math.ceil(math.ceil(length / splits) / 64)
     return max(0, min(per_split, tiles - split * per_split))
 
 
@@ -399,13 +407,14 @@ FUSED_VARIANTS = (("merge kernel", dict()), ("fused merge", dict(fused_merge=Tru
                   ("fused merge, not cooperative", dict(fused_merge=True, cooperative=False)))
 
 # 1 x 100000: 1563 tiles over 66 splits: 65 of 24 tiles and one of 3 by ceil, 45 of 24 and 21 of 23 by the even rule
-EVEN_SPLIT_VARIANTS = (("ceil(tiles / splits) a split", dict()), ("even splits", dict(even_splits=True)))
+EVEN_SPLIT_VARIANTS = (("ceil(tiles / splits) a split", dict(even_splits=False)),
+                       ("even splits", dict(even_splits=True)))
 EVEN_SPLIT_POINTS = ((1, 131072), (1, 32768), (1, 100000), (4, 131072))
 
 
 def compare(variants, label: str, points=COMPARE_POINTS, rounds: int = 3) -> int:
-    """Variants of the default launch (128 heads, pages of 64, queries by TMA, staged store, CUDA graph), each
-    `variants` entry (name, mla_sm90.launch options): one launch a graph and 10 a graph (as in a decode step),
+    """Variants of the default launch (128 heads, pages of 64, `default_options`, CUDA graph), each `variants` entry
+    (name, mla_sm90.launch options over the defaults): one launch a graph and 10 a graph (as in a decode step),
     `rounds` rounds with the variants interleaved; each round's outputs against the first variant's; last, the
     8192^3 matmul timed for 0.3 s, for the share of the matrix rate. Lines start with `label`."""
     from helix_core.bench.probes import capture_graph, matmul_rate, time_for
@@ -416,7 +425,7 @@ def compare(variants, label: str, points=COMPARE_POINTS, rounds: int = 3) -> int
         reference = None
         for round_ in range(rounds):
             for name, options in variants:
-                opts = dict(q_by_tma=True, staged_store=True, **options)
+                opts = {**default_options(), **options}
                 launch(**opts)
                 torch.cuda.synchronize()
                 plain = time_for(capture_graph(lambda: launch(**opts)).replay, 0.3)
@@ -425,13 +434,13 @@ def compare(variants, label: str, points=COMPARE_POINTS, rounds: int = 3) -> int
                 if reference is None:
                     reference = result
                 diff = (result - reference).abs().max().item()
-                rows.append((batch, length, splits, round_, name, plain, ten, flop, diff))
+                rows.append((batch, length, round_, name, plain, ten, flop))
                 print(f"{label} {batch} x {length} splits {splits} round {round_} {name:30s}: one a graph "
                       f"{plain * 1e6:7.1f} us, 10 a graph {ten * 1e6:7.1f} us each ({flop / ten / 1e12:6.1f} TF/s); "
                       f"max |out - {variants[0][0]}'s| {diff:.1e}", flush=True)
         torch.cuda.empty_cache()
     matmul = matmul_rate(torch.device("cuda"), sustained_s=0.3)
-    for batch, length, splits, round_, name, plain, ten, flop, _ in rows:
+    for batch, length, round_, name, plain, ten, flop in rows:
         print(f"{label} {batch} x {length} round {round_} {name:30s}: {flop / plain / matmul:6.1%} of the matmul "
               f"({matmul / 1e12:.1f} TF/s), 10 a graph {flop / ten / matmul:6.1%}", flush=True)
     return 0
